@@ -1,0 +1,59 @@
+"""One access-log line per request in the combined log format, plus the time taken.
+
+Logged by the app (logger ``pulp_content_asgi.access``) rather than by the server so the
+format is the same under granian, uvicorn or daphne. Off unless the CLI or the logging
+configuration gives that logger a handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+from pulp_content_asgi.render import FileBody, PathSend, Prepared
+
+log = logging.getLogger("pulp_content_asgi.access")
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return "-"
+
+
+def _size(prepared: Prepared, method: str) -> str:
+    if method == "HEAD" or prepared.body is None:
+        return "0"
+    if isinstance(prepared.body, (FileBody, PathSend)):
+        return prepared.headers.get("Content-Length", "-")
+    return str(len(prepared.body))
+
+
+def record(scope: dict[str, Any], prepared: Prepared, complete: bool, seconds: float) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return
+    client = scope.get("client") or ("-", 0)
+    target = scope.get("raw_path", b"").decode("latin-1") or scope.get("path", "")
+    if scope.get("query_string"):
+        target += "?" + scope["query_string"].decode("latin-1")
+    when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
+    log.info('%s - - [%s] "%s %s HTTP/%s" %s %s "%s" "%s" %.6f%s', client[0], when,
+             scope["method"], target, scope.get("http_version", "1.1"), prepared.status,
+             _size(prepared, scope["method"]), _header(scope, b"referer"),
+             _header(scope, b"user-agent"), seconds, "" if complete else " incomplete")
+
+
+def configure(destination: str | None) -> None:
+    """Send access lines to ``destination`` (a file path, or ``-`` for stdout)."""
+    log.propagate = False
+    if not destination:
+        log.setLevel(logging.WARNING)
+        return
+    handler: logging.Handler = (logging.StreamHandler(sys.stdout) if destination == "-"
+                                else logging.FileHandler(destination))
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)

@@ -1,0 +1,20 @@
+"""ASGI entry point: ``pulp_content_asgi.asgi:application``.
+
+Importing this module sets Django up with pulpcore's settings (``PULP_SETTINGS``,
+``PULP_*`` environment) and registers content handlers, so point any ASGI server at it:
+``granian --interface asgi pulp_content_asgi.asgi:application`` or
+``uvicorn pulp_content_asgi.asgi:application``. The ``pulp-content-asgi`` command does
+this with pulpcore-content's defaults.
+"""
+
+from pulp_content_asgi import bootstrap
+
+bootstrap.setup()
+
+from pulp_content_asgi import access_log, conf, registry  # noqa: E402
+from pulp_content_asgi.app import ContentApp  # noqa: E402
+
+access_log.configure(conf.current().access_logfile)
+conf.apply_log_level()
+registry.discover()
+application = ContentApp()

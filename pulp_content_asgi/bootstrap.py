@@ -1,0 +1,48 @@
+"""Django set-up for the content app: pulpcore's settings plus a bounded connection pool.
+
+Under ASGI every request would otherwise open its own PostgreSQL connection (measured: 48
+connections and ~6 ms of PostgreSQL CPU per request at 64 clients); Django's psycopg pool
+(Django >= 5.1) bounds that per process. The pool only works with ``CONN_MAX_AGE = 0``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+_done = False
+
+
+def configure_database(databases: dict[str, Any], connections: int, timeout: float,
+                       max_idle: float) -> None:
+    """Turn on psycopg pooling for PostgreSQL aliases unless the operator configured it."""
+    for alias in databases.values():
+        if "postgresql" not in alias.get("ENGINE", ""):
+            continue
+        options = alias.setdefault("OPTIONS", {})
+        if "pool" not in options:
+            options["pool"] = {
+                "min_size": 1,
+                "max_size": connections,
+                "timeout": timeout,
+                "max_idle": max_idle,
+            }
+        alias["CONN_MAX_AGE"] = 0
+
+
+def setup() -> None:
+    """Load pulpcore's settings, enable the pool and run ``django.setup()`` once."""
+    global _done
+    if _done:
+        return
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pulpcore.app.settings")
+    import django
+    from django.conf import settings
+
+    from pulp_content_asgi import conf
+
+    ours = conf.load(settings)
+    configure_database(settings.DATABASES, ours.db_connections, ours.db_pool_timeout,
+                       ours.db_max_idle)
+    django.setup()
+    _done = True

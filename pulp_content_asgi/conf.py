@@ -1,0 +1,90 @@
+"""Our own settings, read from pulpcore's settings (dynaconf: ``PULP_`` env, ``PULP_SETTINGS``).
+
+Every name starts with ``CONTENT_ASGI_`` so it cannot collide with pulpcore's; the defaults
+below are the documented ones (docs/settings.md). Set them like any Pulp setting, e.g.
+``PULP_CONTENT_ASGI_DB_CONNECTIONS=16``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    # Connections (and ORM threads) per worker process; the psycopg pool's max_size.
+    "CONTENT_ASGI_DB_CONNECTIONS": 8,
+    # Seconds a request waits for a pooled connection before it is answered 503.
+    "CONTENT_ASGI_DB_POOL_TIMEOUT": 10.0,
+    # Seconds an idle pooled connection is kept open (pulpcore#2816: release idle ones).
+    "CONTENT_ASGI_DB_MAX_IDLE": 60.0,
+    # Bytes read from storage per step while streaming a body.
+    "CONTENT_ASGI_CHUNK_SIZE": 256 * 1024,
+    # Files up to this size are read in the same thread hop that resolved them.
+    "CONTENT_ASGI_INLINE_FILE_SIZE": 64 * 1024,
+    # Hand whole local files to the server when it offers ASGI http.response.pathsend.
+    "CONTENT_ASGI_PATHSEND": True,
+    # Server used by the pulp-content-asgi command: "granian" or "uvicorn".
+    "CONTENT_ASGI_SERVER": "granian",
+    # Seconds clients are told to wait (Retry-After) when the database is unavailable.
+    "CONTENT_ASGI_RETRY_AFTER": 5,
+    # Access log destination: a file path, "-" for stdout, or "" for none.
+    "CONTENT_ASGI_ACCESS_LOGFILE": "",
+    # Log level of the app's loggers ("" leaves pulpcore's LOGGING as it is).
+    "CONTENT_ASGI_LOG_LEVEL": "",
+}
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """A typed snapshot of the ``CONTENT_ASGI_*`` settings."""
+
+    db_connections: int
+    db_pool_timeout: float
+    db_max_idle: float
+    chunk_size: int
+    inline_file_size: int
+    pathsend: bool
+    server: str
+    retry_after: int
+    access_logfile: str
+    log_level: str
+
+
+def _get(settings: Any, name: str) -> Any:
+    return getattr(settings, name, DEFAULTS[name])
+
+
+def load(settings: Any | None = None) -> AppSettings:
+    """Read our settings from ``settings`` (Django's by default), with defaults filled in."""
+    if settings is None:
+        from django.conf import settings as django_settings
+
+        settings = django_settings
+    return AppSettings(
+        db_connections=int(_get(settings, "CONTENT_ASGI_DB_CONNECTIONS")),
+        db_pool_timeout=float(_get(settings, "CONTENT_ASGI_DB_POOL_TIMEOUT")),
+        db_max_idle=float(_get(settings, "CONTENT_ASGI_DB_MAX_IDLE")),
+        chunk_size=int(_get(settings, "CONTENT_ASGI_CHUNK_SIZE")),
+        inline_file_size=int(_get(settings, "CONTENT_ASGI_INLINE_FILE_SIZE")),
+        pathsend=bool(_get(settings, "CONTENT_ASGI_PATHSEND")),
+        server=str(_get(settings, "CONTENT_ASGI_SERVER")),
+        retry_after=int(_get(settings, "CONTENT_ASGI_RETRY_AFTER")),
+        access_logfile=str(_get(settings, "CONTENT_ASGI_ACCESS_LOGFILE") or ""),
+        log_level=str(_get(settings, "CONTENT_ASGI_LOG_LEVEL") or ""),
+    )
+
+
+def apply_log_level() -> None:
+    """Apply ``CONTENT_ASGI_LOG_LEVEL`` (the CLI's ``--log-level``) to our loggers."""
+    import logging
+
+    level = current().log_level
+    if level:
+        logging.getLogger("pulp_content_asgi").setLevel(level.upper())
+
+
+@functools.lru_cache(maxsize=1)
+def current() -> AppSettings:
+    """The settings of this process, read once (the hot path must not hit dynaconf)."""
+    return load()

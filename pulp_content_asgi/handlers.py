@@ -1,0 +1,259 @@
+"""Convenience handlers plugins reuse: published content, repository versions, and the
+generic distribution handler that chains them in pulpcore's resolution order.
+
+Handlers run on an ORM thread (one hop per request) and return typed results. The order
+in :meth:`DistributionHandler.serve` is the behaviour contract of pulpcore-content's
+``Handler._match_and_stream``:
+
+1. ``Distribution.content_handler(path)``: a returned ``ContentArtifact`` is served, a
+   returned (or raised) aiohttp response is converted, None continues.
+2. The source: the checkpoint publication for ``<timestamp>/...`` on checkpoint
+   distributions, else ``get_repository_publication_and_version()`` (publication >
+   repository version > repository; publications only when ``SERVE_FROM_PUBLICATION``).
+3. A publication: ``dir/index.html`` (301 without the slash), a directory listing (301
+   without the slash), the published artifact, then pass-through content.
+4. With ``SERVE_FROM_PUBLICATION``: files of superseded publications still in their grace
+   period (``Distribution.get_fallback_ca``).
+5. A repository version when there is no publication and the type does not require one:
+   ``dir/index.html``, a listing, the content artifact.
+6. Pull-through from ``distribution.remote``.
+7. 404; "Distribution is not pointing to ..." when it has no source at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from multidict import CIMultiDict
+
+from pulp_content_asgi import aiohttp_bridge, results
+from pulp_content_asgi.request import ContentRequest
+from pulp_content_asgi.resolution import checkpoints, content
+from pulp_content_asgi.resolution.distributions import content_prefix
+from pulpcore.app import mime_types
+from pulpcore.app.models import ContentArtifact, Distribution, Publication, RepositoryVersion
+
+#: Shared caches (CDNs) must revalidate with Pulp before reusing a response.
+EDGE_CACHE_CONTROL = "public, max-age=0, must-revalidate"
+
+NOT_POINTING = ("Distribution is not pointing to a publication, repository, repository "
+                "version, or remote.")
+
+_RESULT_TYPES = (results.ServeArtifact, results.ServeLocalFile, results.ServeRemote,
+                 results.ServeListing, results.ServeBody, results.Redirect,
+                 results.NotFound, results.Denied, results.Failure)
+
+
+def _directory(path: str) -> str:
+    return path if path == "" or path.endswith("/") else f"{path}/"
+
+
+def _is_directory_request(path: str) -> bool:
+    return path == "" or path.endswith("/")
+
+
+def _add_slash(request: ContentRequest) -> results.Redirect:
+    return results.Redirect(f"{request.path}/")
+
+
+class ContentHandler:
+    """Serves the requests matched to one distribution type.
+
+    ``serve`` is called on an ORM thread after the distribution was matched and its
+    content guard permitted the request; ``path`` is relative to the base path, without
+    a leading slash ("" for the distribution root, which always ends in a slash here).
+    """
+
+    def serve(self, request: ContentRequest, distribution: Distribution, path: str
+              ) -> results.Result:
+        raise NotImplementedError
+
+    def headers_for(self, distribution: Distribution, path: str) -> dict[str, str]:
+        """Content-Type from pulpcore's mime map, edge-cache policy, plugin headers."""
+        headers: CIMultiDict[str] = CIMultiDict({"Cache-Control": EDGE_CACHE_CONTROL})
+        content_type = mime_types.get_type(path)
+        if content_type:
+            headers["Content-Type"] = content_type
+        headers.update(distribution.content_headers_for(path))
+        return dict(headers)
+
+    def serve_content_artifact(self, content_artifact: ContentArtifact,
+                               headers: dict[str, str], version: RepositoryVersion | None,
+                               last_modified: Any = None) -> results.Result:
+        """Send a content artifact's file, or stream it from a remote if not stored."""
+        if content_artifact.artifact_id is None:
+            return results.ServeRemote(content_artifact, headers)
+        if last_modified is None and version is not None:
+            last_modified = content.added_at(version, content_artifact)
+        return results.ServeArtifact(content_artifact.artifact, content_artifact.relative_path,
+                                     headers, last_modified)
+
+    def listing(self, request: ContentRequest, distribution: Distribution, path: str,
+                version: RepositoryVersion, publication: Publication | None
+                ) -> results.Result | None:
+        """A listing of ``path`` (301 to add the slash), or None if nothing is below it."""
+        directory = _directory(path)
+        found = content.list_directory(directory, version, publication, title=request.path)
+        extra = frozenset(distribution.content_handler_list_directory(directory))
+        if not found.names and not extra:
+            return None
+        if not _is_directory_request(path):
+            return _add_slash(request)
+        listing = type(found)(found.title, found.names | extra, found.root, found.dates,
+                              found.sizes)
+        return results.ServeListing(listing)
+
+
+class PublicationHandler(ContentHandler):
+    """Serves a distribution's publication: index.html, listings, published and
+    pass-through files, and superseded publications during their grace period."""
+
+    def serve(self, request: ContentRequest, distribution: Distribution, path: str
+              ) -> results.Result:
+        _, _, publication = distribution.get_repository_publication_and_version()
+        found = None
+        if publication is not None:
+            found = self.serve_publication(request, distribution, publication, path)
+        return found or self.serve_grace_period(distribution, path) or results.NotFound()
+
+    def serve_publication(self, request: ContentRequest, distribution: Distribution,
+                          publication: Publication, path: str) -> results.Result | None:
+        version = publication.repository_version
+        headers = self.headers_for(distribution, path)
+        last_modified = None
+        index = f"{_directory(path)}index.html"
+        if content.published_exists(publication, index):
+            if not _is_directory_request(path):
+                return _add_slash(request)
+            path, last_modified = index, publication.pulp_created
+            headers = self.headers_for(distribution, index)
+        else:
+            listed = self.listing(request, distribution, path, version, publication)
+            if listed is not None:
+                return listed
+        found = content.published_content_artifact(publication, path)
+        if found is None and publication.pass_through:
+            found = content.version_content_artifact(version, path, distribution.base_path)
+        if found is None:
+            return None
+        return self.serve_content_artifact(found, headers, version, last_modified)
+
+    def serve_grace_period(self, distribution: Distribution, path: str
+                           ) -> results.Result | None:
+        if not distribution.SERVE_FROM_PUBLICATION:
+            return None
+        fallback = distribution.get_fallback_ca(path)
+        if fallback is None:
+            return None
+        found, version = fallback
+        return self.serve_content_artifact(found, self.headers_for(distribution, path), version)
+
+
+class RepositoryVersionHandler(ContentHandler):
+    """Serves a repository version (the distribution's, or its repository's latest)."""
+
+    def serve(self, request: ContentRequest, distribution: Distribution, path: str
+              ) -> results.Result:
+        _, version, _ = distribution.get_repository_publication_and_version()
+        found = None
+        if version is not None:
+            found = self.serve_repository_version(request, distribution, version, path)
+        return found or results.NotFound()
+
+    def serve_repository_version(self, request: ContentRequest, distribution: Distribution,
+                                 version: RepositoryVersion, path: str
+                                 ) -> results.Result | None:
+        index = f"{_directory(path)}index.html"
+        if content.version_path_exists(version, index):
+            # pulpcore serves a version's index.html without first redirecting to add "/".
+            path = index
+        else:
+            listed = self.listing(request, distribution, path, version, None)
+            if listed is not None:
+                return listed
+        found = content.version_content_artifact(version, path, distribution.base_path)
+        if found is None:
+            return None
+        return self.serve_content_artifact(found, self.headers_for(distribution, path), version)
+
+
+class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
+    """pulpcore-content's full resolution order (module docstring); the default handler."""
+
+    def serve(self, request: ContentRequest, distribution: Distribution, path: str
+              ) -> results.Result:
+        hooked = self.serve_content_handler(distribution, path)
+        if hooked is not None:
+            return hooked
+        repository = version = None
+        if distribution.checkpoint:
+            chosen = self.select_checkpoint(request, distribution, path)
+            if not isinstance(chosen, tuple):
+                return chosen
+            publication, path = chosen
+        else:
+            repository, version, publication = (
+                distribution.get_repository_publication_and_version()
+            )
+        found = None
+        if publication is not None:
+            found = self.serve_publication(request, distribution, publication, path)
+        found = found or self.serve_grace_period(distribution, path)
+        if found is None and version is not None and publication is None \
+                and not distribution.SERVE_FROM_PUBLICATION:
+            found = self.serve_repository_version(request, distribution, version, path)
+        if found is None and distribution.remote_id is not None:
+            found = self.serve_pull_through(request, distribution, path)
+        if found is not None:
+            return found
+        if not any((repository, version, publication, distribution.remote_id)):
+            return results.NotFound(NOT_POINTING)
+        return results.NotFound()
+
+    def serve_content_handler(self, distribution: Distribution, path: str
+                              ) -> results.Result | None:
+        """Run the model's ``content_handler`` hook and convert what it gives back."""
+        try:
+            value = distribution.content_handler(path)
+        except Exception as raised:
+            if aiohttp_bridge.is_aiohttp_response(raised):
+                return aiohttp_bridge.to_result(raised)  # type: ignore[arg-type]
+            raise
+        if value is None:
+            return None
+        if isinstance(value, ContentArtifact):
+            _, version, _ = distribution.get_repository_publication_and_version()
+            return self.serve_content_artifact(value, self.headers_for(distribution, path),
+                                               version)
+        if isinstance(value, _RESULT_TYPES):
+            return value
+        if aiohttp_bridge.is_aiohttp_response(value):
+            return aiohttp_bridge.to_result(value)
+        raise TypeError(f"{type(distribution).__name__}.content_handler returned "
+                        f"{type(value).__name__}; expected None, a ContentArtifact, a "
+                        "pulp_content_asgi result or an aiohttp response.")
+
+    def select_checkpoint(self, request: ContentRequest, distribution: Distribution,
+                          path: str) -> results.Result | tuple[Publication, str]:
+        """The checkpoint publication for ``<timestamp>/<rest>``, a listing or a redirect."""
+        if path == "":
+            return results.ServeListing(checkpoints.listing(distribution.repository,
+                                                            request.path))
+        parsed = checkpoints.parse(path)
+        if parsed is None:
+            return results.NotFound()
+        publication = checkpoints.publication_at(distribution.repository, parsed.at)
+        if publication is None:
+            return results.NotFound()
+        canonical = checkpoints.format_timestamp(publication.pulp_created)
+        if canonical != checkpoints.format_timestamp(parsed.at):
+            prefix = content_prefix(distribution.pulp_domain)
+            return results.Redirect(f"{prefix}{distribution.base_path}/{canonical}/{parsed.rest}")
+        return publication, parsed.rest
+
+    def serve_pull_through(self, request: ContentRequest, distribution: Distribution,
+                           path: str) -> results.Result | None:
+        """Content the distribution's remote has upstream (issue #5 brings streaming)."""
+        return results.Failure(501, "Pull-through content is not served by this release of "
+                                    "pulp-content-asgi yet; serve this distribution with "
+                                    "pulpcore-content.")

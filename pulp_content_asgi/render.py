@@ -1,0 +1,205 @@
+"""The one place typed results become HTTP responses.
+
+``prepare`` runs on the ORM thread right after resolution (same hop): it opens files,
+evaluates preconditions and ranges and reads small bodies, so the event loop never does
+blocking I/O and a small file costs no extra thread hop. ``send`` then writes the
+response over ASGI: in-memory bytes, a whole local file handed to the server through
+``http.response.pathsend`` when offered, or a bounded async stream read off the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from http import HTTPStatus
+from typing import IO, Any
+
+from django.utils.http import http_date, parse_http_date_safe
+
+from pulp_content_asgi import conf, results
+from pulp_content_asgi.http import conditional, listing, ranges
+from pulp_content_asgi.http.paths import quote_location
+
+log = logging.getLogger(__name__)
+
+FILESYSTEM_STORAGE = "pulpcore.app.models.storage.FileSystem"
+
+
+@dataclass
+class FileBody:
+    """``length`` bytes of an open file from ``offset``; the sender closes the file."""
+
+    file: IO[bytes]
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class PathSend:
+    """A whole local file the server sends itself (ASGI ``http.response.pathsend``)."""
+
+    path: str
+
+
+@dataclass
+class Prepared:
+    """A response ready to go out: status, headers and what the body is."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes | FileBody | PathSend | None = None
+
+
+def _error(status: int, reason: str, headers: Mapping[str, str] | None = None) -> Prepared:
+    """aiohttp's error format (``"404: Not Found"``): the reason phrase goes in the body."""
+    return Prepared(status, {**(headers or {}), "Content-Type": "text/plain; charset=utf-8"},
+                    f"{status}: {reason}".encode())
+
+
+@dataclass(frozen=True)
+class _File:
+    """An opened file and the validators that describe it."""
+
+    file: IO[bytes]
+    size: int
+    etag: str | None
+    last_modified: datetime | None
+    local_path: str | None
+
+
+def _last_modified(headers: Mapping[str, str], fallback: datetime | None) -> datetime | None:
+    if "Last-Modified" in headers:
+        parsed = parse_http_date_safe(headers["Last-Modified"])
+        return datetime.fromtimestamp(parsed, tz=timezone.utc) if parsed else None
+    return fallback
+
+
+def _serve_file(source: _File, headers: dict[str, str], request: Any) -> Prepared:
+    """Preconditions, then Range, then the body (RFC 9110 §13.2.2 order)."""
+    if source.etag:
+        headers["ETag"] = source.etag
+    if source.last_modified and "Last-Modified" not in headers:
+        headers["Last-Modified"] = http_date(source.last_modified.timestamp())
+    headers.setdefault("Content-Type", "application/octet-stream")
+    outcome = conditional.evaluate(request.method, request.headers, source.etag,
+                                   source.last_modified)
+    if outcome is not conditional.Outcome.PROCEED:
+        source.file.close()
+        if outcome is conditional.Outcome.FAILED:
+            return _error(412, "Precondition Failed")
+        kept = ("Cache-Control", "ETag", "Last-Modified")
+        return Prepared(304, {k: v for k, v in headers.items() if k in kept})
+    headers["Accept-Ranges"] = "bytes"
+    try:
+        spec = ranges.parse_range_header(request.headers.get("Range"))
+        wanted = None
+        if spec and ranges.if_range_allows(request.headers.get("If-Range"), source.etag,
+                                           source.last_modified):
+            wanted = ranges.resolve_range(spec, source.size)
+    except ranges.RangeNotSatisfiable:
+        source.file.close()
+        return _error(416, "Range Not Satisfiable",
+                      {"Content-Range": ranges.unsatisfied_content_range(source.size)})
+    status, offset, length = 200, 0, source.size
+    if wanted is not None:
+        status, offset, length = 206, wanted.start, wanted.length
+        headers["Content-Range"] = wanted.content_range(source.size)
+    headers["Content-Length"] = str(length)
+    return Prepared(status, headers, _body(source, request, status, offset, length))
+
+
+def _body(source: _File, request: Any, status: int, offset: int, length: int
+          ) -> bytes | FileBody | PathSend | None:
+    settings = conf.current()
+    if request.method == "HEAD":
+        source.file.close()
+        return None
+    if length <= settings.inline_file_size:
+        try:
+            source.file.seek(offset)
+            return source.file.read(length)
+        finally:
+            source.file.close()
+    offers_pathsend = "http.response.pathsend" in (request.scope.get("extensions") or {})
+    if status == 200 and source.local_path and settings.pathsend and offers_pathsend:
+        source.file.close()
+        return PathSend(source.local_path)
+    return FileBody(source.file, offset, length)
+
+
+def _open_artifact(result: results.ServeArtifact) -> _File | Prepared:
+    artifact = result.artifact
+    domain = artifact.pulp_domain
+    name = artifact.file.name
+    storage = domain.get_storage()
+    local_path = None
+    try:
+        if domain.storage_class == FILESYSTEM_STORAGE:
+            local_path = storage.path(name)
+            handle: IO[bytes] = open(local_path, "rb")  # noqa: SIM115 - closed by the sender
+            size = os.fstat(handle.fileno()).st_size
+        else:
+            handle = storage.open(name, "rb")
+            size = artifact.size
+    except FileNotFoundError:
+        log.error(
+            "Artifact %s (sha256 %s) is missing from storage at %r, served as %r. Restore the "
+            "file or run Pulp's repair task (POST /pulp/api/v3/repair/) to fetch it again.",
+            artifact.pk, artifact.sha256, local_path or name, result.relative_path,
+        )
+        return _error(500, f"The file for {result.relative_path!r} is missing from storage; "
+                           "the server log names the artifact.")
+    return _File(handle, size, f'"{artifact.sha256}"',
+                 _last_modified(result.headers, result.last_modified), local_path)
+
+
+def _open_local(result: results.ServeLocalFile) -> _File | Prepared:
+    try:
+        handle: IO[bytes] = open(result.path, "rb")  # noqa: SIM115 - closed by the sender
+    except FileNotFoundError:
+        log.error("A content hook asked to serve %r, which does not exist.", result.path)
+        return _error(404, "Not Found")
+    stat = os.fstat(handle.fileno())
+    modified = datetime.fromtimestamp(int(stat.st_mtime), tz=timezone.utc)
+    return _File(handle, stat.st_size, f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
+                 _last_modified(result.headers, modified), result.path)
+
+
+def prepare(result: results.Result, request: Any) -> Prepared:
+    """Turn a result into a response; may block (file I/O), so it runs off the loop."""
+    if isinstance(result, (results.ServeArtifact, results.ServeLocalFile)):
+        opened = (_open_artifact(result) if isinstance(result, results.ServeArtifact)
+                  else _open_local(result))
+        if isinstance(opened, Prepared):
+            return opened
+        headers = dict(result.headers)
+        if isinstance(result, results.ServeArtifact):
+            headers["X-PULP-ARTIFACT-SIZE"] = str(result.artifact.size)
+        return _serve_file(opened, headers, request)
+    if isinstance(result, results.ServeListing):
+        page = listing.render(result.listing).encode()
+        return Prepared(200, {"Content-Type": "text/html", **result.headers}, page)
+    if isinstance(result, results.ServeBody):
+        return Prepared(result.status, {**result.headers}, result.body)
+    if isinstance(result, results.Redirect):
+        location = result.location
+        if result.status == 301 and location.startswith("/"):
+            location = quote_location(location)
+        phrase = HTTPStatus(result.status).phrase
+        return Prepared(result.status, {**result.headers, "Location": location,
+                                        "Content-Type": "text/plain; charset=utf-8"},
+                        f"{result.status}: {phrase}".encode())
+    if isinstance(result, results.NotFound):
+        return _error(404, result.reason)
+    if isinstance(result, results.Denied):
+        return _error(403, result.reason)
+    if isinstance(result, results.Failure):
+        return _error(result.status, result.reason, result.headers)
+    if isinstance(result, results.ServeRemote):
+        return _error(501, "On-demand and pull-through content is not served by this "
+                           "release of pulp-content-asgi yet; serve this distribution with "
+                           "pulpcore-content.")
+    raise TypeError(f"not a content result: {result!r}")

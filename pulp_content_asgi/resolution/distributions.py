@@ -1,0 +1,103 @@
+"""Finding the distribution a path belongs to, and listing distributions.
+
+pulpcore's contract (``Handler._match_distribution``): the distribution is the one whose
+base path is the longest ancestor of the request path within the domain (base paths never
+overlap, so at most one matches); a path that is only a prefix of base paths lists them
+(with a trailing slash) or redirects to add the slash; anything else is a 404.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Substr
+
+from pulp_content_asgi.http.listing import Listing
+from pulpcore.app.models import ArtifactDistribution, Distribution, Domain
+
+_RELATED = (
+    "repository",
+    "repository_version",
+    "repository_version__repository",
+    "publication",
+    "remote",
+    "pulp_domain",
+    "publication__repository_version",
+    "publication__repository_version__repository",
+)
+_DEFERRED = ("repository_version__content_ids", "publication__repository_version__content_ids")
+
+
+def find_domain(name: str) -> Domain | None:
+    """The domain named in the URL (``default`` when domains are off)."""
+    return Domain.objects.filter(name=name).first()
+
+
+def content_prefix(domain: Domain) -> str:
+    """The URL prefix distributions of ``domain`` live under."""
+    if settings.DOMAIN_ENABLED:
+        return f"{settings.CONTENT_PATH_PREFIX}{domain.name}/"
+    return str(settings.CONTENT_PATH_PREFIX)
+
+
+def base_path_candidates(path: str) -> list[str]:
+    """Every ancestor of ``path`` that could be a base path, longest first.
+
+    ``a/b/c.iso`` gives ``["a/b/c.iso", "a/b", "a"]``: the path itself counts, as pulpcore
+    matches with a slash appended.
+    """
+    parts = [p for p in path.split("/") if p]
+    return ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]
+
+
+@dataclass(frozen=True)
+class PartialPath:
+    """The path is a prefix of one or more base paths (a 'directory' of distributions)."""
+
+    path: str  # always ends with "/"
+
+
+def match(domain: Domain, path: str, model: type[Distribution] = Distribution
+          ) -> Distribution | PartialPath | None:
+    """The detail distribution serving ``path``, a partial base path, or None."""
+    candidates = base_path_candidates(path)
+    if not candidates:
+        return None
+    found = (
+        model.objects.filter(pulp_domain=domain, base_path__in=candidates)
+        .select_related(*_RELATED)
+        .defer(*_DEFERRED)
+        .first()
+    )
+    if found is not None:
+        return found.cast()
+    directory = f"{candidates[0]}/"
+    if model.objects.filter(pulp_domain=domain, base_path__startswith=directory).exists():
+        return PartialPath(directory)
+    return None
+
+
+def listing(domain: Domain, under: str, model: type[Distribution] = Distribution) -> Listing:
+    """The next path segment of every visible distribution whose base path starts ``under``.
+
+    Hidden distributions and the artifact-serving one are never listed; with
+    ``HIDE_GUARDED_DISTRIBUTIONS`` guarded ones are left out too.
+    """
+    visible = model.objects.filter(pulp_domain=domain, base_path__startswith=under).exclude(
+        models.Q(pulp_type=ArtifactDistribution.get_pulp_type()) | models.Q(hidden=True)
+    )
+    if settings.HIDE_GUARDED_DISTRIBUTIONS:
+        visible = visible.filter(content_guard__isnull=True)
+    segment = models.Func(
+        Substr("base_path", len(under) + 1),
+        function="SUBSTRING",
+        template="%(function)s(%(expressions)s FROM '^[^/]*')",
+        output_field=models.TextField(),
+    )
+    names = visible.annotate(segment=segment).values_list("segment", flat=True).distinct()
+    if under:
+        return Listing(title=under, names=frozenset(f"{n}/" for n in names))
+    return Listing(title=content_prefix(domain), names=frozenset(f"{n}/" for n in names),
+                   root=True)

@@ -1,0 +1,108 @@
+"""What resolution decided to serve, as plain typed values.
+
+Handlers return one of these; :mod:`pulp_content_asgi.render` alone turns them into HTTP
+responses. A successful outcome is never raised, and nothing here knows about ASGI,
+aiohttp or Django responses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Union
+
+from pulp_content_asgi.http.listing import Listing
+
+if TYPE_CHECKING:
+    from pulpcore.app.models import Artifact, ContentArtifact
+
+Headers = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ServeArtifact:
+    """Send a stored artifact (the relative path names it for the client)."""
+
+    artifact: Artifact
+    relative_path: str
+    headers: Headers = field(default_factory=dict)
+    last_modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ServeLocalFile:
+    """Send a file from the local filesystem that is not an artifact (legacy hook results)."""
+
+    path: str
+    headers: Headers = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServeRemote:
+    """Stream a content artifact that has no stored artifact yet from its remotes."""
+
+    content_artifact: ContentArtifact
+    headers: Headers = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServeListing:
+    """Send a directory listing page."""
+
+    listing: Listing
+    headers: Headers = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServeBody:
+    """Send bytes held in memory (small generated documents: repo configs, JSON, keys)."""
+
+    body: bytes
+    status: int = 200
+    headers: Headers = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """Send the client elsewhere (301 for canonical paths, 302 for storage URLs)."""
+
+    location: str
+    status: int = 301
+    headers: Headers = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NotFound:
+    """Nothing is served at this path; ``reason`` tells the client why when it is useful."""
+
+    reason: str = "Not Found"
+
+
+@dataclass(frozen=True)
+class Denied:
+    """A content guard refused the request; ``reason`` is the guard's message."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Any other error status with a message for the client and the operator."""
+
+    status: int
+    reason: str
+    headers: Headers = field(default_factory=dict)
+
+
+Result = Union[
+    ServeArtifact,
+    ServeLocalFile,
+    ServeRemote,
+    ServeListing,
+    ServeBody,
+    Redirect,
+    NotFound,
+    Denied,
+    Failure,
+]

@@ -1,0 +1,41 @@
+"""From a located path to a result: domain, distribution, guard, then the type's handler.
+
+``resolve`` is the whole ORM unit of work of a request; it runs in one thread hop.
+"""
+
+from __future__ import annotations
+
+from pulp_content_asgi import guards, registry, results
+from pulp_content_asgi.http import paths
+from pulp_content_asgi.request import ContentRequest
+from pulp_content_asgi.resolution import distributions
+from pulpcore.app.util import set_domain
+
+
+def resolve(request: ContentRequest, target: paths.RootListing | paths.ContentPath
+            ) -> results.Result:
+    """Decide what answers ``request`` (runs on an ORM thread)."""
+    domain = distributions.find_domain(target.domain or "default")
+    if domain is None:
+        return results.NotFound()
+    set_domain(domain)
+    request.domain = domain
+    if isinstance(target, paths.RootListing):
+        return results.ServeListing(distributions.listing(domain, ""))
+    matched = distributions.match(domain, target.path)
+    if matched is None:
+        return results.NotFound()
+    if isinstance(matched, distributions.PartialPath):
+        if target.path.endswith("/"):
+            return results.ServeListing(distributions.listing(domain, matched.path))
+        return results.Redirect(f"{distributions.content_prefix(domain)}{matched.path}")
+    request.distribution = matched
+    denied = guards.check(request, matched)
+    if denied is not None:
+        return denied
+    relative = target.path.lstrip("/")[len(matched.base_path):].lstrip("/")
+    if not target.path.endswith("/") and (
+        relative == "" or (matched.checkpoint and "/" not in relative)
+    ):
+        return results.Redirect(f"{request.path}/")
+    return registry.handler_for(type(matched)).serve(request, matched, relative)

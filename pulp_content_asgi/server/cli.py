@@ -1,0 +1,64 @@
+"""``pulp-content-asgi``: a drop-in for ``pulpcore-content``.
+
+Same port (24816), the same bind default (``[::]:24816``, or ``0.0.0.0:24816`` without
+IPv6) and the flags operators already pass. Granian is the default server (it offers
+``http.response.pathsend``, so whole files leave without passing through Python; see
+bench/README.md for the measurements); ``--server uvicorn`` runs uvicorn with httptools
+and uvloop instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from pulp_content_asgi.server import runners
+
+LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def default_bind() -> str:
+    from pulpcore.app.netutil import has_ipv6
+
+    return "[::]:24816" if has_ipv6() else "0.0.0.0:24816"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--bind", "-b", "binds", multiple=True,
+              help="Address to listen on, HOST:PORT or [IPV6]:PORT (repeatable; one with "
+                   "granian). Default: [::]:24816, or 0.0.0.0:24816 without IPv6.")
+@click.option("--workers", "-w", type=click.IntRange(1), default=1, show_default=True,
+              help="Worker processes.")
+@click.option("--timeout", "-t", type=click.IntRange(1), default=90, show_default=True,
+              help="Seconds in-flight requests get to finish when a worker stops.")
+@click.option("--server", type=click.Choice(runners.SERVERS), default=None,
+              help="ASGI server (default: CONTENT_ASGI_SERVER, i.e. granian).")
+@click.option("--access-logfile", default=None,
+              help="Write an access log (combined format plus seconds) to this file; '-' "
+                   "for stdout.")
+@click.option("--log-level", type=click.Choice(LEVELS), default="info", show_default=True)
+@click.option("--reload/--no-reload", default=False, help="Restart when code changes.")
+@click.option("--name-template", default=None,
+              help="Worker name template for the status API (WORKER_NAME_TEMPLATE).")
+def main(binds: tuple[str, ...], workers: int, timeout: int, server: str | None,
+         access_logfile: str | None, log_level: str, reload: bool,
+         name_template: str | None) -> None:
+    """Serve Pulp content (pulpcore-content's URLs and behaviour) over ASGI."""
+    if name_template:
+        os.environ["PULP_WORKER_NAME_TEMPLATE"] = name_template
+    # Worker processes configure their logging from these (they may be spawned afresh).
+    if access_logfile:
+        os.environ["PULP_CONTENT_ASGI_ACCESS_LOGFILE"] = access_logfile
+    os.environ["PULP_CONTENT_ASGI_LOG_LEVEL"] = log_level
+    from pulp_content_asgi import bootstrap, conf
+
+    bootstrap.setup()
+    chosen = server or conf.load().server
+    addresses = [runners.parse_bind(b) for b in (binds or (default_bind(),))]
+    runners.run(chosen, addresses, workers=workers, timeout=timeout, log_level=log_level,
+                reload=reload)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
