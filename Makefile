@@ -1,0 +1,39 @@
+# pulp-content-asgi development commands. `make demo` and `make test` are all you need.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_DB ?= pulp_content_asgi_demo
+BIND ?= 127.0.0.1:24816
+DEV_ENV = set -a; source .dev/db.env; set +a
+
+.PHONY: demo test lint venv database migrate-demo clean bench bench-quick
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+database:
+	dev/database.sh
+
+## Serve a demo repository on http://$(BIND)/pulp/content/demo/
+demo: venv database
+	@$(DEV_ENV); export PULP_SETTINGS=$$($(PY) -m pulp_content_asgi.devtools.settings .dev/demo $(DEMO_DB)); \
+	  $(VENV)/bin/pulpcore-manager migrate --noinput >/dev/null && \
+	  $(PY) -m pulp_content_asgi.devtools.demo && \
+	  echo "Open http://$(BIND)/pulp/content/demo/  (Ctrl-C stops the server)" && \
+	  exec $(VENV)/bin/pulp-content-asgi --bind $(BIND) --access-logfile -
+
+## Run the whole test suite (real PostgreSQL, real servers on loopback)
+test: venv database
+	@$(DEV_ENV); $(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check pulp_content_asgi tests bench
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf .dev

@@ -1,0 +1,185 @@
+"""pulpcore's resolution order, as one table, against a real database.
+
+Each row names a distribution set-up, a path below its base path and what must be
+served: the order and the 301/404 rules of pulpcore-content's ``_match_and_stream``.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from pulp_content_asgi import results
+from pulp_content_asgi.devtools import data
+from pulp_content_asgi.handlers import NOT_POINTING
+from pulp_file.app.models import FileDistribution
+from tests.resolve import resolve
+
+FILES = {
+    "a.txt": b"alpha",
+    "docs/index.html": b"<p>docs</p>",
+    "docs/page.txt": b"page",
+    "tree/x/y.txt": b"y",
+    "unpublished.txt": b"only in the version",
+}
+
+
+@pytest.fixture(scope="module")
+def world():
+    """Repositories, publications and distributions for every row of the table."""
+    import uuid
+
+    u = uuid.uuid4().hex[:8]
+    repo = data.repository(f"res-{u}", FILES)
+    v1 = repo.latest_version()
+    published = {k: v for k, v in FILES.items() if k != "unpublished.txt"}
+    pub1 = data.publish(v1)
+    # Hide one file from the explicit publication: only pass-through reaches it.
+    pub1.published_artifact.filter(relative_path="unpublished.txt").delete()
+    pass_through = data.publish(v1, pass_through=True)
+    v2 = data.add_files(repo, {"b.txt": b"bravo"})
+    empty_repo = data.repository(f"res-empty-{u}")
+    unpublished_repo = data.repository(f"res-unpub-{u}", {"c.txt": b"charlie"})
+    names = {
+        "pub": data.distribute(f"{u}/pub", publication=pub1),
+        "pass": data.distribute(f"{u}/pass", publication=pass_through),
+        "repo": data.distribute(f"{u}/repo", repository=repo),
+        "version": data.distribute(f"{u}/version", repository_version=v1),
+        "v2-unpublished": data.distribute(f"{u}/v2", repository_version=v2),
+        "empty-repo": data.distribute(f"{u}/empty", repository=empty_repo),
+        "unpublished-repo": data.distribute(f"{u}/unpub", repository=unpublished_repo),
+        "nothing": data.distribute(f"{u}/nothing"),
+    }
+    return {"u": u, "repo": repo, "v1": v1, "v2": v2, "published": published,
+            "pub1": pub1, **names}
+
+
+def _base(world, name):
+    return world[name].base_path
+
+
+def served_path(result):
+    assert isinstance(result, results.ServeArtifact), result
+    return result.relative_path
+
+
+@pytest.mark.parametrize(
+    ("distro", "path", "kind", "detail"),
+    [
+        # Publication: files, index.html, listings, trailing slashes.
+        ("pub", "a.txt", results.ServeArtifact, "a.txt"),
+        ("pub", "docs", results.Redirect, "docs/"),
+        ("pub", "docs/", results.ServeArtifact, "docs/index.html"),
+        ("pub", "tree", results.Redirect, "tree/"),
+        ("pub", "tree/", results.ServeListing, {"x/"}),
+        ("pub", "tree/x/", results.ServeListing, {"y.txt"}),
+        ("pub", "", results.ServeListing, {"a.txt", "docs/", "tree/"}),
+        ("pub", "unpublished.txt", results.NotFound, "Not Found"),
+        ("pub", "missing.txt", results.NotFound, "Not Found"),
+        # Pass-through publication: the version's content is served and listed.
+        ("pass", "unpublished.txt", results.ServeArtifact, "unpublished.txt"),
+        ("pass", "", results.ServeListing, {"a.txt", "docs/", "tree/", "unpublished.txt"}),
+        # Repository: its latest complete publication (not the newer unpublished version).
+        ("repo", "a.txt", results.ServeArtifact, "a.txt"),
+        ("repo", "b.txt", results.NotFound, "Not Found"),
+        # Repository version with a publication: served from that publication.
+        ("version", "docs/page.txt", results.ServeArtifact, "docs/page.txt"),
+        # SERVE_FROM_PUBLICATION: no publication means 404, even at the root.
+        ("v2-unpublished", "", results.NotFound, "Not Found"),
+        ("v2-unpublished", "b.txt", results.NotFound, "Not Found"),
+        ("empty-repo", "", results.NotFound, "Not Found"),
+        ("unpublished-repo", "c.txt", results.NotFound, "Not Found"),
+        # Nothing to serve at all.
+        ("nothing", "", results.NotFound, NOT_POINTING),
+        ("nothing", "a.txt", results.NotFound, NOT_POINTING),
+    ],
+)
+def test_resolution_order(world, distro, path, kind, detail):
+    result = resolve(f"{_base(world, distro)}/{path}")
+    assert isinstance(result, kind), result
+    if kind is results.ServeArtifact:
+        assert result.relative_path == detail
+    elif kind is results.Redirect:
+        assert result.location.endswith(f"{_base(world, distro)}/{detail}")
+        assert result.status == 301
+    elif kind is results.ServeListing:
+        assert result.listing.names == detail
+    elif kind is results.NotFound:
+        assert result.reason == detail
+
+
+def test_distribution_root_without_slash_redirects(world):
+    result = resolve(_base(world, "pub"))
+    assert isinstance(result, results.Redirect)
+    assert result.location == f"/pulp/content/{_base(world, 'pub')}/"
+
+
+def test_partial_base_path_lists_or_redirects(world):
+    listing = resolve(f"{world['u']}/")
+    assert isinstance(listing, results.ServeListing)
+    assert {"pub/", "pass/", "repo/", "version/", "nothing/"} <= listing.listing.names
+    assert listing.listing.title == f"{world['u']}/"
+    redirect = resolve(world["u"])
+    assert isinstance(redirect, results.Redirect)
+    assert redirect.location == f"/pulp/content/{world['u']}/"
+
+
+def test_unknown_path_is_404(world):
+    assert isinstance(resolve(f"{world['u']}-nope/x"), results.NotFound)
+
+
+def test_repository_follows_new_publications(world):
+    repo = world["repo"]
+    assert isinstance(resolve(f"{_base(world, 'repo')}/b.txt"), results.NotFound)
+    data.publish(world["v2"])
+    assert served_path(resolve(f"{_base(world, 'repo')}/b.txt")) == "b.txt"
+
+
+def test_listing_dates_and_sizes_come_from_repository_membership(world):
+    result = resolve(f"{_base(world, 'pub')}/")
+    listing = result.listing
+    assert listing.sizes["a.txt"] == len(FILES["a.txt"])
+    assert "docs/" not in listing.sizes
+    assert listing.dates["a.txt"] is not None
+
+
+def test_served_artifact_carries_headers_and_last_modified(world):
+    result = resolve(f"{_base(world, 'pub')}/a.txt")
+    assert result.headers["Content-Type"] == "text/plain"
+    assert result.headers["Cache-Control"] == "public, max-age=0, must-revalidate"
+    assert result.last_modified is not None
+    assert result.artifact.size == len(FILES["a.txt"])
+
+
+class TestRepositoryVersionServing:
+    """Types with SERVE_FROM_PUBLICATION = False serve repository versions directly."""
+
+    @pytest.fixture(autouse=True)
+    def version_serving(self, monkeypatch):
+        monkeypatch.setattr(FileDistribution, "SERVE_FROM_PUBLICATION", False)
+
+    def test_latest_version_of_repository(self, world):
+        assert served_path(resolve(f"{_base(world, 'repo')}/b.txt")) == "b.txt"
+
+    def test_index_html_is_served_without_redirect(self, world):
+        assert served_path(resolve(f"{_base(world, 'v2-unpublished')}/docs")) == "docs/index.html"
+
+    def test_listing_and_redirect(self, world):
+        base = _base(world, "v2-unpublished")
+        assert isinstance(resolve(f"{base}/tree"), results.Redirect)
+        assert resolve(f"{base}/").listing.names == {"a.txt", "b.txt", "docs/", "tree/",
+                                                      "unpublished.txt"}
+
+    def test_publication_wins_when_set_explicitly(self, world):
+        assert isinstance(resolve(f"{_base(world, 'pub')}/unpublished.txt"), results.NotFound)
+
+
+def test_published_file_resolves_in_bounded_queries(world):
+    path = f"{_base(world, 'pub')}/a.txt"
+    resolve(path)
+    with CaptureQueriesContext(connection) as queries:
+        resolve(path)
+    # domain, distribution, detail cast, index.html probe, listing probes, artifact,
+    # Last-Modified: pulpcore does the same lookups; issue #3 brings this down.
+    assert len(queries) <= 9, [q["sql"] for q in queries]

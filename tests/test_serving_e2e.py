@@ -1,0 +1,259 @@
+"""Serving files, listings and redirects through a real server on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+
+import httpx
+import pytest
+
+from pulp_content_asgi.devtools import data
+from tests.conftest import have
+
+BODY = bytes(range(256)) * 2048  # 512 KiB: streamed, not inlined
+SMALL = b"hello, pulp\n"
+
+
+@pytest.fixture(scope="module")
+def dist(request):
+    """A published repository with small, large, empty and nested files."""
+    import uuid
+
+    u = uuid.uuid4().hex[:8]
+    repo = data.repository(f"e2e-{u}", {
+        "small.txt": SMALL,
+        "big.bin": BODY,
+        "empty.dat": b"",
+        "pkgs/data.json": b'{"a": 1}',
+        "pkgs/sub/deep.tar.gz": b"\x1f\x8b" + b"0" * 100,
+        "site/index.html": b"<h1>site</h1>",
+        "odd name: 100%.txt": b"odd",
+        "UPPER.JPG": b"jpg",
+        "noext": b"?",
+    })
+    publication = data.publish(repo.latest_version())
+    return data.distribute(f"e2e-{u}", publication=publication)
+
+
+def url(server, dist, path=""):
+    return server.url(f"/pulp/content/{dist.base_path}/{path}")
+
+
+def test_small_file_with_headers(any_server, dist):
+    response = httpx.get(url(any_server, dist, "small.txt"))
+    assert response.status_code == 200
+    assert response.content == SMALL
+    headers = response.headers
+    assert headers["content-type"] == "text/plain"
+    assert headers["content-length"] == str(len(SMALL))
+    assert headers["x-pulp-artifact-size"] == str(len(SMALL))
+    assert headers["accept-ranges"] == "bytes"
+    assert headers["etag"] == f'"{hashlib.sha256(SMALL).hexdigest()}"'
+    assert headers["cache-control"] == "public, max-age=0, must-revalidate"
+    assert "last-modified" in headers
+
+
+def test_large_file_streams_exact_bytes(any_server, dist):
+    with httpx.stream("GET", url(any_server, dist, "big.bin")) as response:
+        assert response.status_code == 200
+        assert response.headers["content-length"] == str(len(BODY))
+        assert response.read() == BODY
+
+
+def test_zero_byte_file(any_server, dist):
+    response = httpx.get(url(any_server, dist, "empty.dat"))
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["content-length"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [("pkgs/data.json", "application/json"), ("pkgs/sub/deep.tar.gz", "application/gzip"),
+     ("UPPER.JPG", "image/jpeg"), ("noext", "application/octet-stream"),
+     ("big.bin", "application/octet-stream")],
+)
+def test_content_type_from_pulpcore_mime_map(server, dist, path, content_type):
+    response = httpx.get(url(server, dist, path))
+    assert response.headers["content-type"] == content_type
+    assert "content-encoding" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("range_header", "status", "content_range", "body"),
+    [
+        ("bytes=0-9", 206, f"bytes 0-9/{len(BODY)}", BODY[0:10]),
+        ("bytes=1000-", 206, f"bytes 1000-{len(BODY) - 1}/{len(BODY)}", BODY[1000:]),
+        ("bytes=-100", 206, f"bytes {len(BODY) - 100}-{len(BODY) - 1}/{len(BODY)}",
+         BODY[-100:]),
+        (f"bytes={len(BODY) - 500}-{len(BODY) + 1000}", 206,
+         f"bytes {len(BODY) - 500}-{len(BODY) - 1}/{len(BODY)}", BODY[-500:]),
+        ("bytes=-1-11", 416, f"bytes */{len(BODY)}", None),
+        (f"bytes={len(BODY)}-", 416, f"bytes */{len(BODY)}", None),
+        ("bytes=0-1,4-5", 416, f"bytes */{len(BODY)}", None),
+    ],
+)
+def test_ranges(any_server, dist, range_header, status, content_range, body):
+    response = httpx.get(url(any_server, dist, "big.bin"), headers={"Range": range_header})
+    assert response.status_code == status
+    assert response.headers["content-range"] == content_range
+    if body is not None:
+        assert response.content == body
+        assert response.headers["content-length"] == str(len(body))
+
+
+def test_range_on_a_small_file(server, dist):
+    response = httpx.get(url(server, dist, "small.txt"), headers={"Range": "bytes=7-"})
+    assert response.status_code == 206
+    assert response.content == SMALL[7:]
+
+
+def test_if_range_with_stale_validator_sends_everything(server, dist):
+    response = httpx.get(url(server, dist, "big.bin"),
+                         headers={"Range": "bytes=0-9", "If-Range": '"stale"'})
+    assert response.status_code == 200
+    assert response.content == BODY
+
+
+def test_if_range_with_current_etag_honours_range(server, dist):
+    etag = httpx.head(url(server, dist, "big.bin")).headers["etag"]
+    response = httpx.get(url(server, dist, "big.bin"),
+                         headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert response.status_code == 206
+    assert response.content == BODY[:10]
+
+
+def test_conditional_requests(any_server, dist):
+    first = httpx.get(url(any_server, dist, "big.bin"))
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    not_modified = httpx.get(url(any_server, dist, "big.bin"), headers={"If-None-Match": etag})
+    assert not_modified.status_code == 304
+    assert not_modified.content == b""
+    assert not_modified.headers["etag"] == etag
+    assert httpx.get(url(any_server, dist, "big.bin"),
+                     headers={"If-Modified-Since": modified}).status_code == 304
+    assert httpx.get(url(any_server, dist, "big.bin"),
+                     headers={"If-None-Match": '"nope"'}).status_code == 200
+    failed = httpx.get(url(any_server, dist, "big.bin"), headers={"If-Match": '"nope"'})
+    assert failed.status_code == 412
+    assert httpx.get(url(any_server, dist, "big.bin"),
+                     headers={"If-Unmodified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}
+                     ).status_code == 412
+    assert httpx.get(url(any_server, dist, "big.bin"), headers={"If-Match": etag}
+                     ).status_code == 200
+
+
+def test_head_sends_headers_without_body(any_server, dist):
+    response = httpx.head(url(any_server, dist, "big.bin"))
+    assert response.status_code == 200
+    assert response.headers["content-length"] == str(len(BODY))
+    assert response.content == b""
+    small = httpx.head(url(any_server, dist, "small.txt"))
+    assert small.headers["content-length"] == str(len(SMALL))
+
+
+def test_listing(any_server, dist):
+    response = httpx.get(url(any_server, dist))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html"
+    page = response.text
+    assert f"<h1>Index of /pulp/content/{dist.base_path}/</h1>" in page
+    assert '<a href="../">../</a>' in page
+    for name in ("small.txt", "big.bin", "pkgs/", "site/", "odd name: 100%.txt"):
+        assert f'<a href="./{name}">{name}</a>' in page
+    assert "0 Bytes" in page
+    assert "524.3 kB" in page
+
+
+def test_trailing_slash_redirects(any_server, dist):
+    for path, location in [("", f"/pulp/content/{dist.base_path}/"),
+                           ("pkgs", f"/pulp/content/{dist.base_path}/pkgs/"),
+                           ("site", f"/pulp/content/{dist.base_path}/site/")]:
+        target = url(any_server, dist, path).rstrip("/") if path == "" else url(any_server, dist, path)
+        response = httpx.get(target)
+        assert response.status_code == 301, path
+        assert response.headers["location"] == location
+
+
+def test_index_html_in_a_subfolder(server, dist):
+    response = httpx.get(url(server, dist, "site/"))
+    assert response.status_code == 200
+    assert response.content == b"<h1>site</h1>"
+    assert response.headers["content-type"] == "text/html"
+
+
+def test_root_listing_and_bare_prefix(any_server, dist):
+    root = httpx.get(any_server.url("/pulp/content/"))
+    assert root.status_code == 200
+    assert f'<a href="./{dist.base_path}/">' in root.text
+    assert "<h1>Index of /pulp/content/</h1>" in root.text
+    bare = httpx.get(any_server.url("/pulp/content"))
+    assert bare.status_code == 301
+    assert bare.headers["location"] == "/pulp/content/"
+    head = httpx.head(any_server.url("/pulp/content/"))
+    assert head.status_code == 200 and head.headers["content-type"] == "text/html"
+
+
+def test_not_found(any_server, dist):
+    response = httpx.get(url(any_server, dist, "nope.txt"))
+    assert response.status_code == 404
+    assert response.text == "404: Not Found"
+    assert httpx.get(any_server.url("/pulp/content/no-such-distribution/x")).status_code == 404
+    assert httpx.get(any_server.url("/somewhere/else")).status_code == 404
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_other_methods_are_405(server, dist, method):
+    response = httpx.request(method, url(server, dist, "small.txt"))
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+
+
+def test_names_needing_percent_encoding(server, dist):
+    response = httpx.get(url(server, dist, "odd%20name%3A%20100%25.txt"))
+    assert response.status_code == 200
+    assert response.content == b"odd"
+
+
+@pytest.mark.skipif(not have("curl"), reason="curl is installed by .ci/run")
+@pytest.mark.parametrize(
+    ("raw_path", "statuses"),
+    [
+        ("/pulp/content/{base}/../{base}/small.txt", {400}),
+        ("/pulp/content/{base}/%2e%2e/%2e%2e/etc/passwd", {400}),
+        ("/pulp/content/{base}/%2E%2E%2Fsmall.txt", {400}),
+        ("/pulp/content/{base}/small.txt%00", {400}),
+        ("/pulp/content/{base}/%ff", {400}),
+        ("/pulp/content/{base}//small.txt", {200}),
+        ("/pulp/content/{base}/" + "x" * 6000, {400, 414, 431}),
+    ],
+)
+def test_malicious_paths_get_a_clean_4xx(server, dist, raw_path, statuses):
+    # curl --path-as-is sends the bytes unchanged (httpx would normalise them).
+    target = server.url(raw_path.format(base=dist.base_path))
+    out = subprocess.run(["curl", "-s", "--path-as-is", "-o", "/dev/null", "-w", "%{http_code}",
+                          target], capture_output=True, text=True, timeout=30)
+    assert int(out.stdout) in statuses
+
+
+@pytest.mark.parametrize("header", [
+    {"Range": "bytes=oops"}, {"Range": "\x7f"}, {"If-Modified-Since": "garbage"},
+    {"If-None-Match": "\"unterminated"}, {"If-Range": "garbage"}, {"If-Match": ","},
+])
+def test_garbage_headers_never_5xx(server, dist, header):
+    response = httpx.get(url(server, dist, "big.bin"), headers=header)
+    assert response.status_code < 500
+
+
+def test_missing_file_in_storage_is_a_logged_500_naming_the_artifact(server, unique):
+    repo = data.repository(f"missing-{unique}", {"gone.bin": os.urandom(100)})
+    publication = data.publish(repo.latest_version())
+    distribution = data.distribute(f"missing-{unique}", publication=publication)
+    artifact = repo.latest_version().content.first().contentartifact_set.first().artifact
+    os.unlink(artifact.file.path)
+    response = httpx.get(url(server, distribution, "gone.bin"))
+    assert response.status_code == 500
+    assert "missing from storage" in response.text
+    assert str(artifact.pk) in server.log()
