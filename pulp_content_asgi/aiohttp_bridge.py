@@ -44,7 +44,7 @@ def _content_type(response: web.Response) -> str:
     return response.content_type
 
 
-def _from_exception(exc: web.HTTPException) -> results.Result:
+def _from_exception(exc: web.Response) -> results.Result:
     status = exc.status
     if 300 <= status < 400 and "Location" in exc.headers:
         return results.Redirect(exc.headers["Location"], status, _headers(exc))
@@ -70,18 +70,21 @@ def to_result(value: web.StreamResponse) -> results.Result:
 
     if isinstance(value, web.HTTPException):
         return _from_exception(value)
+    if isinstance(value, web.Response) and value.status >= 400 and not _body(value):
+        # e.g. pulp_rpm's Response(status=404, reason=...): the reason is the message.
+        return _from_exception(value)  # type: ignore[arg-type]
     if isinstance(value, ArtifactResponse):
-        artifact = value._artifact  # noqa: SLF001 - pulpcore's class has no public accessor
+        artifact = value._artifact
         if artifact is None:
             from pulpcore.app.models import Artifact
 
             artifact = Artifact.objects.select_related("pulp_domain").get(
-                pk=value._artifact_pk  # noqa: SLF001
+                pk=value._artifact_pk
             )
         return results.ServeArtifact(artifact, relative_path=str(artifact.pk),
                                      headers=_headers(value))
     if isinstance(value, web.FileResponse):
-        return results.ServeLocalFile(str(value._path), _headers(value))  # noqa: SLF001
+        return results.ServeLocalFile(str(value._path), _headers(value))
     if isinstance(value, web.Response):
         headers = {**_headers(value), "Content-Type": _content_type(value)}
         return results.ServeBody(_body(value), value.status, headers)

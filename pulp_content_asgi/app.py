@@ -61,7 +61,7 @@ class ContentApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.startup()
-                except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
+                except Exception as exc:
                     log.exception("pulp-content-asgi failed to start")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return

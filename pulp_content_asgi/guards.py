@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 
+from pulpcore.app.models import Distribution
+
 from pulp_content_asgi.request import ContentRequest
 from pulp_content_asgi.results import Denied
-from pulpcore.app.models import Distribution
 
 log = logging.getLogger(__name__)
 

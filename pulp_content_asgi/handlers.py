@@ -25,13 +25,13 @@ from __future__ import annotations
 from typing import Any
 
 from multidict import CIMultiDict
+from pulpcore.app import mime_types
+from pulpcore.app.models import ContentArtifact, Distribution, Publication, RepositoryVersion
 
 from pulp_content_asgi import aiohttp_bridge, results
 from pulp_content_asgi.request import ContentRequest
 from pulp_content_asgi.resolution import checkpoints, content
 from pulp_content_asgi.resolution.distributions import content_prefix
-from pulpcore.app import mime_types
-from pulpcore.app.models import ContentArtifact, Distribution, Publication, RepositoryVersion
 
 #: Shared caches (CDNs) must revalidate with Pulp before reusing a response.
 EDGE_CACHE_CONTROL = "public, max-age=0, must-revalidate"

@@ -10,6 +10,7 @@ manager restarts it, matching pulpcore-content's fatal heartbeat failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -76,10 +77,8 @@ class Heartbeat:
         """Stop beating and delete the row."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         if self.status is not None:
             try:
                 await db.run(self.status.delete)  # type: ignore[attr-defined]

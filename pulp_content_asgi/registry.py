@@ -16,9 +16,9 @@ from collections.abc import Mapping
 
 from django.apps import apps
 from django.utils.module_loading import import_string
+from pulpcore.app.models import Distribution
 
 from pulp_content_asgi.handlers import ContentHandler, DistributionHandler
-from pulpcore.app.models import Distribution
 
 log = logging.getLogger(__name__)
 

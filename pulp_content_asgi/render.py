@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import IO, Any
 
@@ -73,7 +73,7 @@ class _File:
 def _last_modified(headers: Mapping[str, str], fallback: datetime | None) -> datetime | None:
     if "Last-Modified" in headers:
         parsed = parse_http_date_safe(headers["Last-Modified"])
-        return datetime.fromtimestamp(parsed, tz=timezone.utc) if parsed else None
+        return datetime.fromtimestamp(parsed, tz=UTC) if parsed else None
     return fallback
 
 
@@ -163,7 +163,7 @@ def _open_local(result: results.ServeLocalFile) -> _File | Prepared:
         log.error("A content hook asked to serve %r, which does not exist.", result.path)
         return _error(404, "Not Found")
     stat = os.fstat(handle.fileno())
-    modified = datetime.fromtimestamp(int(stat.st_mtime), tz=timezone.utc)
+    modified = datetime.fromtimestamp(int(stat.st_mtime), tz=UTC)
     return _File(handle, stat.st_size, f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
                  _last_modified(result.headers, modified), result.path)
 

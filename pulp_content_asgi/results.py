@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from pulp_content_asgi.http.listing import Listing
 
@@ -95,14 +95,14 @@ class Failure:
     headers: Headers = field(default_factory=dict)
 
 
-Result = Union[
-    ServeArtifact,
-    ServeLocalFile,
-    ServeRemote,
-    ServeListing,
-    ServeBody,
-    Redirect,
-    NotFound,
-    Denied,
-    Failure,
-]
+Result = (
+    ServeArtifact
+    | ServeLocalFile
+    | ServeRemote
+    | ServeListing
+    | ServeBody
+    | Redirect
+    | NotFound
+    | Denied
+    | Failure
+)

@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+from pulpcore.app.util import set_domain
+
 from pulp_content_asgi import guards, registry, results
 from pulp_content_asgi.http import paths
 from pulp_content_asgi.request import ContentRequest
 from pulp_content_asgi.resolution import distributions
-from pulpcore.app.util import set_domain
 
 
 def resolve(request: ContentRequest, target: paths.RootListing | paths.ContentPath

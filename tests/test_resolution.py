@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from pulp_file.app.models import FileDistribution
 
 from pulp_content_asgi import results
 from pulp_content_asgi.devtools import data
 from pulp_content_asgi.handlers import NOT_POINTING
-from pulp_file.app.models import FileDistribution
 from tests.resolve import resolve
 
 FILES = {
@@ -130,7 +130,6 @@ def test_unknown_path_is_404(world):
 
 
 def test_repository_follows_new_publications(world):
-    repo = world["repo"]
     assert isinstance(resolve(f"{_base(world, 'repo')}/b.txt"), results.NotFound)
     data.publish(world["v2"])
     assert served_path(resolve(f"{_base(world, 'repo')}/b.txt")) == "b.txt"

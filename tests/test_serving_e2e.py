@@ -171,7 +171,8 @@ def test_trailing_slash_redirects(any_server, dist):
     for path, location in [("", f"/pulp/content/{dist.base_path}/"),
                            ("pkgs", f"/pulp/content/{dist.base_path}/pkgs/"),
                            ("site", f"/pulp/content/{dist.base_path}/site/")]:
-        target = url(any_server, dist, path).rstrip("/") if path == "" else url(any_server, dist, path)
+        target = url(any_server, dist, path)
+        target = target.rstrip("/") if path == "" else target
         response = httpx.get(target)
         assert response.status_code == 301, path
         assert response.headers["location"] == location

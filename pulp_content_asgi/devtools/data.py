@@ -13,9 +13,9 @@ import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from django.conf import settings
-
 from pulp_file.app.models import (
     FileContent,
     FileDistribution,
@@ -67,7 +67,7 @@ class OnDemand:
     data: bytes
 
 
-FileSpec = bytes | Artifact | OnDemand
+FileSpec: TypeAlias = bytes | Artifact | OnDemand
 
 
 def _file_content(relative_path: str, spec: FileSpec, remote: FileRemote | None

@@ -21,8 +21,9 @@ DEMO_FILES = {
 
 def create(base_path: str = "demo") -> str:
     """Build the demo; returns the base path it is distributed at."""
-    from pulp_content_asgi.devtools import data
     from pulp_file.app.models import FileDistribution, FileRepository
+
+    from pulp_content_asgi.devtools import data
 
     FileDistribution.objects.filter(base_path=base_path).delete()
     FileRepository.objects.filter(name=f"{base_path}-repository").delete()

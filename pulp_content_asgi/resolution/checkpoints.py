@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from pulp_content_asgi.http.listing import Listing
 from pulpcore.app.models import Publication, Repository
 from pulpcore.constants import CHECKPOINT_TS_FORMAT
+
+from pulp_content_asgi.http.listing import Listing
 
 _PATH = re.compile(r"^(\d{8}T\d{6}Z)/?(.*)$", re.DOTALL)
 
@@ -32,10 +33,10 @@ def parse(path: str, now: datetime | None = None) -> CheckpointPath | None:
     if not found:
         return None
     try:
-        at = datetime.strptime(found.group(1), CHECKPOINT_TS_FORMAT).replace(tzinfo=timezone.utc)
+        at = datetime.strptime(found.group(1), CHECKPOINT_TS_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
-    if at > (now or datetime.now(tz=timezone.utc)):
+    if at > (now or datetime.now(tz=UTC)):
         return None
     return CheckpointPath(at.replace(microsecond=999999), found.group(2))
 

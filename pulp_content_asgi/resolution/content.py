@@ -11,8 +11,6 @@ from collections import defaultdict
 from datetime import datetime
 
 from django.core.exceptions import MultipleObjectsReturned
-
-from pulp_content_asgi.http.listing import Listing
 from pulpcore.app.models import (
     ContentArtifact,
     Publication,
@@ -20,6 +18,8 @@ from pulpcore.app.models import (
     RemoteArtifact,
     RepositoryVersion,
 )
+
+from pulp_content_asgi.http.listing import Listing
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def version_path_exists(version: RepositoryVersion, relative_path: str) -> bool:
 def added_at(version: RepositoryVersion, content_artifact: ContentArtifact) -> datetime:
     """When the content entered the repository: pulpcore's Last-Modified heuristic."""
     row = (
-        version._content_relationships()  # noqa: SLF001 - pulpcore's own membership query
+        version._content_relationships()
         .filter(content_id=content_artifact.content_id)
         .values_list("pulp_created", flat=True)
         .first()
@@ -121,7 +121,7 @@ def list_directory(directory: str, version: RepositoryVersion,
             else:
                 missing[ca_id] = name
     joined = (
-        version._content_relationships()  # noqa: SLF001
+        version._content_relationships()
         .filter(content_id__in=list(names_of))
         .values_list("content_id", "pulp_created")
     )
@@ -136,5 +136,5 @@ def list_directory(directory: str, version: RepositoryVersion,
             content_artifact__in=list(missing), size__isnull=False
         ).values_list("content_artifact_id", "size")
         sizes.update({missing[ca_id]: size for ca_id, size in remote_sizes})
-    names = frozenset(name for names in names_of.values() for name in names)
-    return Listing(title=title, names=names, dates=dates, sizes=sizes)
+    every = frozenset(name for names in names_of.values() for name in names)
+    return Listing(title=title, names=every, dates=dates, sizes=sizes)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Substr
+from pulpcore.app.models import ArtifactDistribution, Distribution, Domain
 
 from pulp_content_asgi.http.listing import Listing
-from pulpcore.app.models import ArtifactDistribution, Distribution, Domain
 
 _RELATED = (
     "repository",

@@ -61,7 +61,7 @@ def run_uvicorn(addresses: list[Address], workers: int, timeout: int, log_level:
     if reload:
         ChangeReload(config, target=server.run, sockets=sockets).run()
     elif workers > 1:
-        Multiprocess(config, target=server.run, sockets=sockets).run()
+        Multiprocess(config, sockets=sockets).run()
     else:
         server.run(sockets=sockets)
 
@@ -69,6 +69,7 @@ def run_uvicorn(addresses: list[Address], workers: int, timeout: int, log_level:
 def run_granian(addresses: list[Address], workers: int, timeout: int, log_level: str,
                 reload: bool) -> None:
     from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
     from granian.server import Server
 
     if len(addresses) != 1:
@@ -77,7 +78,7 @@ def run_granian(addresses: list[Address], workers: int, timeout: int, log_level:
     address = addresses[0]
     Server(
         APP, address=address.host, port=address.port, interface=Interfaces.ASGI,
-        workers=workers, loop=Loops.uvloop, log_access=False, log_level=log_level,
+        workers=workers, loop=Loops.uvloop, log_access=False, log_level=LogLevels(log_level),
         reload=reload, workers_kill_timeout=timeout,
     ).serve()
 

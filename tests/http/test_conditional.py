@@ -1,13 +1,13 @@
 """Precondition evaluation in RFC 9110 §13.2.2 order, no database."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from pulp_content_asgi.http.conditional import Outcome, evaluate
 
 ETAG = '"0f1e2d"'
-MODIFIED = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+MODIFIED = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 BEFORE = "Mon, 01 Jan 2024 00:00:00 GMT"
 EXACT = "Tue, 02 Jan 2024 03:04:05 GMT"
 AFTER = "Wed, 03 Jan 2024 00:00:00 GMT"

@@ -1,12 +1,12 @@
 """Listing HTML is byte-for-byte what pulpcore-content renders."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from pulp_content_asgi.http.listing import Listing, human_size, render
 
-WHEN = datetime(2024, 3, 5, 7, 8, tzinfo=timezone.utc)
+WHEN = datetime(2024, 3, 5, 7, 8, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,6 @@ def test_root_listing_has_no_parent_link():
 )
 def test_identical_to_pulpcore_render_html(names, path):
     from django.conf import settings
-
     from pulpcore.content.handler import Handler
 
     dates = {n: WHEN for n in names if n != "0"}

@@ -1,6 +1,6 @@
 """Range and If-Range rules, table-driven, no database (RFC 9110 §14, pulpcore parity)."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -62,7 +62,7 @@ def test_content_range_headers():
     assert unsatisfied_content_range(None) == "bytes */*"
 
 
-MODIFIED = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+MODIFIED = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,92 @@
+"""DOMAIN_ENABLED: the domain segment, unknown domains, per-domain listings; and a
+non-default CONTENT_PATH_PREFIX, as Pulp's CI runs it."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from pulpcore.app.models import Domain
+from pulpcore.app.util import set_domain
+
+from pulp_content_asgi.devtools import data
+from tests.conftest import content_app, stop_server
+
+
+@pytest.fixture(scope="module")
+def domain_server():
+    running = content_app(env={"PULP_DOMAIN_ENABLED": "true"}, probe="/pulp/content/default/")
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def domain_world():
+    import uuid
+
+    u = uuid.uuid4().hex[:8]
+    default = Domain.objects.get(name="default")
+    from django.conf import settings
+
+    other = Domain.objects.create(name=f"dom-{u}", storage_class=default.storage_class,
+                                  storage_settings={"location": settings.MEDIA_ROOT})
+    set_domain(other)
+    try:
+        repo = data.repository(f"in-domain-{u}", {"d.txt": b"in another domain"})
+        publication = data.publish(repo.latest_version())
+        data.distribute(f"shared-{u}", publication=publication)
+    finally:
+        set_domain(default)
+    repo = data.repository(f"default-domain-{u}", {"d.txt": b"in the default domain"})
+    data.distribute(f"shared-{u}", publication=data.publish(repo.latest_version()))
+    return u, other
+
+
+def test_same_base_path_in_two_domains(domain_server, domain_world):
+    u, other = domain_world
+    ours = httpx.get(domain_server.url(f"/pulp/content/{other.name}/shared-{u}/d.txt"))
+    assert ours.status_code == 200 and ours.content == b"in another domain"
+    default = httpx.get(domain_server.url(f"/pulp/content/default/shared-{u}/d.txt"))
+    assert default.content == b"in the default domain"
+
+
+def test_domain_root_listing_and_redirects(domain_server, domain_world):
+    u, other = domain_world
+    page = httpx.get(domain_server.url(f"/pulp/content/{other.name}/"))
+    assert page.status_code == 200
+    assert f"<h1>Index of /pulp/content/{other.name}/</h1>" in page.text
+    assert f"shared-{u}/" in page.text
+    bare = httpx.get(domain_server.url(f"/pulp/content/{other.name}"))
+    assert bare.status_code == 301
+    assert bare.headers["location"] == f"/pulp/content/{other.name}/"
+    root = httpx.get(domain_server.url(f"/pulp/content/{other.name}/shared-{u}"))
+    assert root.headers["location"] == f"/pulp/content/{other.name}/shared-{u}/"
+
+
+def test_unknown_domain_and_missing_domain_segment_are_404(domain_server, domain_world):
+    u, _ = domain_world
+    assert httpx.get(domain_server.url(f"/pulp/content/no-such-domain-{u}/x")).status_code == 404
+    assert httpx.get(domain_server.url(f"/pulp/content/no-such-domain-{u}/")).status_code == 404
+    assert httpx.get(domain_server.url("/pulp/content/")).status_code == 404
+
+
+def test_custom_prefix_and_hidden_guarded(unique):
+    from pulpcore.app.models import HeaderContentGuard
+
+    repo = data.repository(f"prefix-{unique}", {"p.txt": b"p"})
+    publication = data.publish(repo.latest_version())
+    data.distribute(f"open-{unique}", publication=publication)
+    guard = HeaderContentGuard.objects.create(name=f"g-{unique}", header_name="x", header_value="y")
+    data.distribute(f"closed-{unique}", publication=publication, content_guard=guard)
+    env = {"PULP_CONTENT_PATH_PREFIX": "/somewhere/else/",
+           "PULP_HIDE_GUARDED_DISTRIBUTIONS": "true"}
+    running = content_app(env=env, probe="/somewhere/else/")
+    try:
+        assert httpx.get(running.url(f"/somewhere/else/open-{unique}/p.txt")).content == b"p"
+        assert httpx.get(running.url(f"/pulp/content/open-{unique}/p.txt")).status_code == 404
+        listing = httpx.get(running.url("/somewhere/else/")).text
+        assert "<h1>Index of /somewhere/else/</h1>" in listing
+        assert f"open-{unique}/" in listing and f"closed-{unique}/" not in listing
+        redirect = httpx.get(running.url("/somewhere/else"))
+        assert redirect.headers["location"] == "/somewhere/else/"
+    finally:
+        stop_server(running)

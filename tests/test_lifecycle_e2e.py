@@ -1,0 +1,98 @@
+"""Worker life cycle: the AppStatus heartbeat row, and the servers the app runs under."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import httpx
+import pytest
+from pulpcore.app.models import AppStatus
+
+from tests.conftest import BIN, content_app, start_server, stop_server
+
+
+def _content_rows(exclude: set[str]) -> list[AppStatus]:
+    return list(AppStatus.objects.filter(app_type="content").exclude(name__in=exclude))
+
+
+def _wait(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    return predicate()
+
+
+@pytest.mark.parametrize(("server", "workers"), [("granian", 1), ("uvicorn", 2)])
+def test_heartbeat_row_per_worker_appears_beats_and_goes(server, workers):
+    before = set(AppStatus.objects.filter(app_type="content").values_list("name", flat=True))
+    running = content_app(server, env={"PULP_CONTENT_APP_TTL": "4"}, workers=workers)
+    try:
+        rows = _wait(lambda: len(_content_rows(before)) >= workers and _content_rows(before))
+        assert len(rows) == workers
+        names = {row.name for row in rows}
+        assert all("@" in name for name in names)
+        assert set(AppStatus.objects.online().filter(name__in=names)
+                   .values_list("name", flat=True)) == names
+        first_beat = {row.name: row.last_heartbeat for row in rows}
+        assert _wait(lambda: all(
+            row.last_heartbeat > first_beat[row.name] for row in _content_rows(before)
+        ), timeout=10)
+    finally:
+        stop_server(running)
+    assert _wait(lambda: not AppStatus.objects.filter(name__in=names).exists())
+
+
+def test_runs_under_daphne(unique):
+    """The app is plain ASGI: daphne (no lifespan support) serves it too."""
+    from pulp_content_asgi.devtools import data
+
+    repo = data.repository(f"daphne-{unique}", {"d.txt": b"daphne" * 50000})
+    data.distribute(f"daphne-{unique}", publication=data.publish(repo.latest_version()))
+    daphne = os.path.join(BIN, "daphne")
+    running = start_server([daphne, "-b", "127.0.0.1", "-p", "{port}",
+                            "pulp_content_asgi.asgi:application"])
+    try:
+        response = httpx.get(running.url(f"/pulp/content/daphne-{unique}/d.txt"))
+        assert response.status_code == 200
+        assert response.content == b"daphne" * 50000
+        ranged = httpx.get(running.url(f"/pulp/content/daphne-{unique}/d.txt"),
+                           headers={"Range": "bytes=6-11"})
+        assert ranged.status_code == 206 and ranged.content == b"daphne"
+    finally:
+        stop_server(running)
+
+
+def test_cli_defaults_match_pulpcore_content():
+    from click.testing import CliRunner
+
+    from pulp_content_asgi.server.cli import default_bind, main
+
+    assert default_bind() in ("[::]:24816", "0.0.0.0:24816")
+    help_text = CliRunner().invoke(main, ["--help"]).output
+    for flag in ("--bind", "--workers", "--timeout", "--access-logfile", "--log-level",
+                 "--reload", "--server"):
+        assert flag in help_text
+
+
+def test_access_log_lines(tmp_path, unique):
+    from pulp_content_asgi.devtools import data
+
+    repo = data.repository(f"log-{unique}", {"l.txt": b"logged"})
+    data.distribute(f"log-{unique}", publication=data.publish(repo.latest_version()))
+    log_file = tmp_path / "access.log"
+    argv = [os.path.join(BIN, "pulp-content-asgi"), "--bind", "127.0.0.1:{port}",
+            "--access-logfile", str(log_file)]
+    running = start_server(argv)
+    try:
+        httpx.get(running.url(f"/pulp/content/log-{unique}/l.txt"),
+                  headers={"User-Agent": "agent/1.0", "Referer": "http://ref/"})
+    finally:
+        stop_server(running)
+    lines = [line for line in log_file.read_text().splitlines() if f"log-{unique}" in line]
+    assert len(lines) == 1
+    assert f'"GET /pulp/content/log-{unique}/l.txt HTTP/1.1" 200 6 "http://ref/" "agent/1.0"' \
+        in lines[0]
