@@ -23,14 +23,21 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_ROOT = os.path.join(ROOT, ".dev", "test")
-DBNAME = os.environ.get("CONTENT_ASGI_TEST_DB", "pulp_content_asgi_test")
+# One database per checkout, created afresh for every run: the machine's PostgreSQL is
+# shared by every clone (CI runs in another folder), and artifacts must match the files
+# under this checkout's .dev/test/media.
+DBNAME = os.environ.get(
+    "CONTENT_ASGI_TEST_DB",
+    "pulp_content_asgi_test_" + __import__("hashlib").sha1(ROOT.encode()).hexdigest()[:8],
+)
 BIN = os.path.dirname(sys.executable)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     from pulp_content_asgi.devtools import settings as devsettings
 
-    devsettings.ensure_database(DBNAME)
+    shutil.rmtree(TEST_ROOT, ignore_errors=True)
+    devsettings.ensure_database(DBNAME, fresh=True)
     os.environ["PULP_SETTINGS"] = devsettings.write(
         TEST_ROOT, DBNAME, {"CONTENT_ORIGIN": "http://127.0.0.1:24816"}
     )

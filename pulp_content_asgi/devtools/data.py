@@ -30,6 +30,7 @@ from pulpcore.app.models import (
     RemoteArtifact,
     RepositoryVersion,
 )
+from pulpcore.app.util import get_domain_pk
 
 
 def artifact_from_path(path: str) -> Artifact:
@@ -42,7 +43,8 @@ def artifact_from_path(path: str) -> Artifact:
             for hasher in hashers.values():
                 hasher.update(chunk)
     digests = {name: hasher.hexdigest() for name, hasher in hashers.items()}
-    existing = Artifact.objects.filter(sha256=digests["sha256"]).first()
+    existing = Artifact.objects.filter(sha256=digests["sha256"],
+                                       pulp_domain_id=get_domain_pk()).first()
     if existing is not None:
         os.unlink(path)
         return existing
@@ -75,8 +77,8 @@ def _file_content(relative_path: str, spec: FileSpec, remote: FileRemote | None
     """The FileContent for this path and bytes (content is unique by path and digest)."""
     if isinstance(spec, OnDemand):
         sha256 = hashlib.sha256(spec.data).hexdigest()
-        unit, created = FileContent.objects.get_or_create(relative_path=relative_path,
-                                                          digest=sha256)
+        unit, created = FileContent.objects.get_or_create(
+            relative_path=relative_path, digest=sha256, _pulp_domain_id=get_domain_pk())
         if created:
             if remote is None:
                 raise ValueError("on-demand files need a remote")
@@ -85,8 +87,8 @@ def _file_content(relative_path: str, spec: FileSpec, remote: FileRemote | None
                                           size=len(spec.data), sha256=sha256)
         return unit
     artifact = spec if isinstance(spec, Artifact) else artifact_from_bytes(spec)
-    unit, created = FileContent.objects.get_or_create(relative_path=relative_path,
-                                                      digest=artifact.sha256)
+    unit, created = FileContent.objects.get_or_create(
+        relative_path=relative_path, digest=artifact.sha256, _pulp_domain_id=get_domain_pk())
     if created:
         ContentArtifact.objects.create(content=unit, artifact=artifact,
                                        relative_path=relative_path)
@@ -147,3 +149,57 @@ def distribute(base_path: str, **fields: object) -> FileDistribution:
     """A FileDistribution at ``base_path`` (``name`` defaults to the base path)."""
     fields.setdefault("name", base_path)
     return FileDistribution.objects.create(base_path=base_path, **fields)
+
+
+def _digests(blob: bytes) -> dict[str, str]:
+    return {name: hashlib.new(name, blob).hexdigest() for name in Artifact.DIGEST_FIELDS}
+
+
+def bulk_repository(name: str, files: Iterable[tuple[str, bytes]], batch: int = 2000
+                    ) -> FileRepository:
+    """Like :func:`repository` for thousands of files: artifacts are written straight into
+    storage and rows are bulk-inserted (benchmark data sets)."""
+    from django.db import transaction
+
+    repo = FileRepository.objects.create(name=name)
+    units: list[FileContent] = []
+    pending: list[tuple[str, bytes]] = []
+
+    def flush() -> None:
+        by_sha: dict[str, Artifact] = {}
+        for _, blob in pending:
+            digests = _digests(blob)
+            sha = digests["sha256"]
+            if sha in by_sha:
+                continue
+            name = f"artifact/{sha[:2]}/{sha[2:]}"
+            path = os.path.join(settings.MEDIA_ROOT, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as out:
+                out.write(blob)
+            by_sha[sha] = Artifact(file=name, size=len(blob), **digests)
+        with transaction.atomic():
+            Artifact.objects.bulk_create(list(by_sha.values()), ignore_conflicts=True)
+            stored = {a.sha256: a for a in Artifact.objects.filter(
+                sha256__in=list(by_sha), pulp_domain_id=get_domain_pk())}
+            new_units = [FileContent(relative_path=rp, digest=hashlib.sha256(b).hexdigest())
+                         for rp, b in pending]
+            FileContent.objects.bulk_create(new_units)
+            ContentArtifact.objects.bulk_create(
+                ContentArtifact(content=u, artifact=stored[u.digest], relative_path=rp)
+                for u, (rp, _) in zip(new_units, pending, strict=True)
+            )
+        units.extend(new_units)
+        pending.clear()
+
+    for item in files:
+        pending.append(item)
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    with repo.new_version() as version:
+        for start in range(0, len(units), batch):
+            version.add_content(FileContent.objects.filter(
+                pk__in=[u.pk for u in units[start:start + batch]]))
+    return repo

@@ -49,8 +49,8 @@ def write(root: str, dbname: str, extra: Mapping[str, object] | None = None) -> 
     return path
 
 
-def ensure_database(dbname: str) -> None:
-    """Create the database if it does not exist yet."""
+def ensure_database(dbname: str, fresh: bool = False) -> None:
+    """Create the database if it does not exist yet (drop it first when ``fresh``)."""
     import psycopg
 
     params = {"host": os.environ.get("PGHOST", "127.0.0.1"),
@@ -58,6 +58,8 @@ def ensure_database(dbname: str) -> None:
               "user": os.environ.get("PGUSER", "postgres"), "dbname": "postgres",
               "autocommit": True}
     with psycopg.connect(**params) as conn:  # type: ignore[arg-type]
+        if fresh:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
                               (dbname,)).fetchone()
         if not exists:
