@@ -6,7 +6,7 @@ DEMO_DB ?= pulp_content_asgi_demo
 BIND ?= 127.0.0.1:24816
 DEV_ENV = set -a; source .dev/db.env; set +a
 
-.PHONY: demo test lint venv database migrate-demo clean bench bench-quick
+.PHONY: demo test lint venv database clean bench bench-quick bench-tools
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,3 +37,13 @@ lint: venv
 
 clean:
 	rm -rf .dev
+
+## Benchmarks side by side with pulpcore-content and nginx (bench/README.md)
+bench: venv database bench-tools
+	@$(DEV_ENV); $(PY) -m pip install -q -e ".[bench]"; $(PY) -m bench.run
+
+bench-quick: venv database bench-tools
+	@$(DEV_ENV); $(PY) -m pip install -q -e ".[bench]"; $(PY) -m bench.run --quick
+
+bench-tools:
+	dev/bench-tools.sh

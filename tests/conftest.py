@@ -6,20 +6,17 @@ tests build repositories through the ORM and then request them over HTTP.
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-import httpx
 import pytest
+
+from pulp_content_asgi.devtools import processes
+from pulp_content_asgi.devtools.processes import Server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_ROOT = os.path.join(ROOT, ".dev", "test")
@@ -28,7 +25,7 @@ TEST_ROOT = os.path.join(ROOT, ".dev", "test")
 # under this checkout's .dev/test/media.
 DBNAME = os.environ.get(
     "CONTENT_ASGI_TEST_DB",
-    "pulp_content_asgi_test_" + __import__("hashlib").sha1(ROOT.encode()).hexdigest()[:8],
+    "pulp_content_asgi_test_" + hashlib.sha1(ROOT.encode()).hexdigest()[:8],
 )
 BIN = os.path.dirname(sys.executable)
 
@@ -53,71 +50,12 @@ def pytest_configure(config: pytest.Config) -> None:
     registry.discover()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def start_server(argv: list[str], env: dict[str, str] | None = None,
+                 probe: str = "/pulp/content/") -> Server:
+    return processes.start(argv, TEST_ROOT, env, probe=probe, cwd=ROOT)
 
 
-@dataclass
-class Server:
-    """A pulp-content-asgi (or other) server process on a loopback port."""
-
-    process: subprocess.Popen[bytes]
-    base: str
-    log_path: str
-
-    def url(self, path: str) -> str:
-        return self.base + path
-
-    def log(self) -> str:
-        with open(self.log_path, errors="replace") as log:
-            return log.read()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-
-def _wait_ready(server: Server, probe: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited ({server.process.returncode}):\n{server.log()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.head(server.url(probe), timeout=2).status_code < 500:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"server did not answer in {timeout}s:\n{server.log()}")
-
-
-def start_server(argv: list[str], env: dict[str, str] | None = None, probe: str = "/pulp/content/",
-                 port: int | None = None) -> Server:
-    port = port or free_port()
-    log_path = os.path.join(TEST_ROOT, f"server-{uuid.uuid4().hex[:8]}.log")
-    command = [a.replace("{port}", str(port)) for a in argv]
-    full_env = {**os.environ, **(env or {})}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=full_env,
-                                   cwd=ROOT, start_new_session=True)
-    server = Server(process, f"http://127.0.0.1:{port}", log_path)
-    try:
-        _wait_ready(server, probe)
-    except Exception:
-        stop_server(server)
-        raise
-    return server
-
-
-def stop_server(server: Server, timeout: float = 20) -> int:
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        try:
-            server.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait()
-    return server.process.returncode
+stop_server = processes.stop
 
 
 def content_app(server: str = "granian", env: dict[str, str] | None = None,

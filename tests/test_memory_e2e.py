@@ -16,27 +16,11 @@ import httpx
 import pytest
 
 from pulp_content_asgi.devtools import data
+from pulp_content_asgi.devtools.processes import family, rss
 from tests.conftest import content_app, stop_server
 
 GIB = 1 << 30
 MIB = 1 << 20
-
-
-def rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def family(pid: int) -> list[int]:
-    """The server process and its worker children."""
-    pids = [pid]
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as children:
-            pids += [int(c) for c in children.read().split()]
-    return pids
 
 
 @pytest.fixture(scope="module")

@@ -184,7 +184,8 @@ def bulk_repository(name: str, files: Iterable[tuple[str, bytes]], batch: int = 
                 sha256__in=list(by_sha), pulp_domain_id=get_domain_pk())}
             new_units = [FileContent(relative_path=rp, digest=hashlib.sha256(b).hexdigest())
                          for rp, b in pending]
-            FileContent.objects.bulk_create(new_units)
+            for unit in new_units:  # multi-table content: no bulk insert (as in pulpcore)
+                unit.save()
             ContentArtifact.objects.bulk_create(
                 ContentArtifact(content=u, artifact=stored[u.digest], relative_path=rp)
                 for u, (rp, _) in zip(new_units, pending, strict=True)
