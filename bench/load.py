@@ -41,21 +41,28 @@ def wrk(base: str, paths: Sequence[str], connections: int, seconds: float, threa
     return result
 
 
+def _percentiles(values: list[float], prefix: str) -> dict:
+    ordered = sorted(values) or [0.0]
+    return {f"{prefix}_p50_ms": statistics.median(ordered),
+            f"{prefix}_p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+            f"{prefix}_max_ms": ordered[-1], f"{prefix}_count": len(values)}
+
+
 @dataclass
 class SlowReaderOutcome:
+    """``ramp_ms``: probes while the clients connect (each new download costs a lookup);
+    ``steady_ms``: probes once all are streaming (the event loop's lag under the load)."""
+
     clients: int
     completed: int = 0
     failed: int = 0
-    probe_ms: list[float] = field(default_factory=list)
+    ramp_ms: list[float] = field(default_factory=list)
+    steady_ms: list[float] = field(default_factory=list)
 
     def summary(self) -> dict:
-        probes = sorted(self.probe_ms) or [0.0]
-        return {
-            "clients": self.clients, "completed": self.completed, "failed": self.failed,
-            "probe_p50_ms": statistics.median(probes),
-            "probe_p99_ms": probes[min(len(probes) - 1, int(len(probes) * 0.99))],
-            "probe_max_ms": probes[-1], "probes": len(self.probe_ms),
-        }
+        return {"clients": self.clients, "completed": self.completed, "failed": self.failed,
+                **_percentiles(self.ramp_ms, "ramp_probe"),
+                **_percentiles(self.steady_ms, "probe")}
 
 
 async def _get(host: str, port: int, path: str, rate: float | None, expected: int | None,
@@ -91,6 +98,7 @@ async def _slow_readers(base: str, paths: Sequence[str], clients: int, rate: flo
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     outcome = SlowReaderOutcome(clients)
     done = asyncio.Event()
+    ramp, started_all = clients * 0.002, time.perf_counter()
 
     async def reader(i: int) -> None:
         await asyncio.sleep(i * 0.002)  # ramp up over ~2 s, as real clients arrive
@@ -103,11 +111,13 @@ async def _slow_readers(base: str, paths: Sequence[str], clients: int, rate: flo
     async def probe() -> None:
         while not done.is_set():
             started = time.perf_counter()
+            steady = started - started_all > ramp + 1.0
+            bucket = outcome.steady_ms if steady else outcome.ramp_ms
             try:
                 await _get(host, port, probe_path, None, None)
-                outcome.probe_ms.append((time.perf_counter() - started) * 1000)
+                bucket.append((time.perf_counter() - started) * 1000)
             except (OSError, RuntimeError, asyncio.IncompleteReadError):
-                outcome.probe_ms.append(float("inf"))
+                bucket.append(float("inf"))
             await asyncio.sleep(0.1)
 
     probing = asyncio.create_task(probe())

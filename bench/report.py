@@ -73,9 +73,12 @@ def _rows(results: dict) -> list[str]:
             line(workers, "slow readers: max PG connections", lambda r: (
                 r["slow"]["max_pg_connections"] if r["slow"] else None), "{:.0f}",
                 higher_is_better=False)
-            line(workers, "slow readers: probe p99 ms (loop lag)", lambda r: (
-                r["slow"]["probe_p99_ms"] if r["slow"] else None), "{:.0f}",
-                higher_is_better=False)
+            line(workers, "slow readers: small-file probe p99 ms, steady (loop lag)",
+                 lambda r: r["slow"]["probe_p99_ms"] if r["slow"] else None, "{:.0f}",
+                 higher_is_better=False)
+            line(workers, "slow readers: small-file probe p99 ms, during ramp-up",
+                 lambda r: r["slow"]["ramp_probe_p99_ms"] if r["slow"] else None, "{:.0f}",
+                 higher_is_better=False)
     return rows
 
 

@@ -133,7 +133,8 @@ def measure_slow(server: Any, paths: list[str], clients: int, probe: str) -> dic
               "max_pg_connections": sampler.max_pg_connections}
     say(f"    {clients} slow readers: {result['completed']} completed, "
         f"{result['failed']} failed, RSS {result['max_rss_mib_per_process']:.0f} MiB, "
-        f"PG {result['max_pg_connections']}, probe p99 {result['probe_p99_ms']:.0f} ms")
+        f"PG {result['max_pg_connections']}, probe p99 {result['probe_p99_ms']:.0f} ms "
+        f"(ramp-up {result['ramp_probe_p99_ms']:.0f} ms)")
     return result
 
 

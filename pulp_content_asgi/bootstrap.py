@@ -14,12 +14,22 @@ _done = False
 
 
 def configure_database(databases: dict[str, Any], connections: int, timeout: float,
-                       max_idle: float) -> None:
-    """Turn on psycopg pooling for PostgreSQL aliases unless the operator configured it."""
+                       max_idle: float, prepared: bool = True) -> None:
+    """Turn on psycopg pooling (and prepared statements) for PostgreSQL aliases, leaving
+    alone whatever the operator configured.
+
+    Prepared statements matter: the distribution lookup joins a dozen tables and
+    PostgreSQL spends ~5 ms planning it, 0.1 ms running it; pooled connections keep the
+    plan. They do not work behind a transaction-mode pooler (pgbouncer), so they can be
+    turned off with ``CONTENT_ASGI_DB_PREPARED_STATEMENTS = False``.
+    """
     for alias in databases.values():
         if "postgresql" not in alias.get("ENGINE", ""):
             continue
         options = alias.setdefault("OPTIONS", {})
+        if prepared:
+            options.setdefault("server_side_binding", True)
+            options.setdefault("prepare_threshold", 2)
         if "pool" not in options:
             options["pool"] = {
                 "min_size": 1,
@@ -43,6 +53,6 @@ def setup() -> None:
 
     ours = conf.load(settings)
     configure_database(settings.DATABASES, ours.db_connections, ours.db_pool_timeout,
-                       ours.db_max_idle)
+                       ours.db_max_idle, ours.db_prepared_statements)
     django.setup()
     _done = True

@@ -18,6 +18,8 @@ DEFAULTS: dict[str, Any] = {
     "CONTENT_ASGI_DB_POOL_TIMEOUT": 10.0,
     # Seconds an idle pooled connection is kept open (pulpcore#2816: release idle ones).
     "CONTENT_ASGI_DB_MAX_IDLE": 60.0,
+    # Server-side binding with prepared statements (off behind pgbouncer transaction mode).
+    "CONTENT_ASGI_DB_PREPARED_STATEMENTS": True,
     # Bytes read from storage per step while streaming a body.
     "CONTENT_ASGI_CHUNK_SIZE": 256 * 1024,
     # Files up to this size are read in the same thread hop that resolved them.
@@ -42,6 +44,7 @@ class AppSettings:
     db_connections: int
     db_pool_timeout: float
     db_max_idle: float
+    db_prepared_statements: bool
     chunk_size: int
     inline_file_size: int
     pathsend: bool
@@ -65,6 +68,7 @@ def load(settings: Any | None = None) -> AppSettings:
         db_connections=int(_get(settings, "CONTENT_ASGI_DB_CONNECTIONS")),
         db_pool_timeout=float(_get(settings, "CONTENT_ASGI_DB_POOL_TIMEOUT")),
         db_max_idle=float(_get(settings, "CONTENT_ASGI_DB_MAX_IDLE")),
+        db_prepared_statements=bool(_get(settings, "CONTENT_ASGI_DB_PREPARED_STATEMENTS")),
         chunk_size=int(_get(settings, "CONTENT_ASGI_CHUNK_SIZE")),
         inline_file_size=int(_get(settings, "CONTENT_ASGI_INLINE_FILE_SIZE")),
         pathsend=bool(_get(settings, "CONTENT_ASGI_PATHSEND")),

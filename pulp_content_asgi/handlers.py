@@ -22,16 +22,21 @@ in :meth:`DistributionHandler.serve` is the behaviour contract of pulpcore-conte
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Any
 
+from django.core.exceptions import MultipleObjectsReturned
 from multidict import CIMultiDict
 from pulpcore.app import mime_types
 from pulpcore.app.models import ContentArtifact, Distribution, Publication, RepositoryVersion
 
 from pulp_content_asgi import aiohttp_bridge, results
 from pulp_content_asgi.request import ContentRequest
-from pulp_content_asgi.resolution import checkpoints, content
+from pulp_content_asgi.resolution import checkpoints, content, sources
 from pulp_content_asgi.resolution.distributions import content_prefix
+
+log = logging.getLogger(__name__)
 
 #: Shared caches (CDNs) must revalidate with Pulp before reusing a response.
 EDGE_CACHE_CONTROL = "public, max-age=0, must-revalidate"
@@ -84,24 +89,37 @@ class ContentHandler:
         if content_artifact.artifact_id is None:
             return results.ServeRemote(content_artifact, headers)
         if last_modified is None and version is not None:
-            last_modified = content.added_at(version, content_artifact)
+            # Probes annotate when the content joined the version; otherwise ask.
+            last_modified = getattr(content_artifact, "added_at", None) or (
+                version.pulp_created if hasattr(content_artifact, "added_at")
+                else content.added_at(version, content_artifact))
         return results.ServeArtifact(content_artifact.artifact, content_artifact.relative_path,
                                      headers, last_modified)
 
     def listing(self, request: ContentRequest, distribution: Distribution, path: str,
-                version: RepositoryVersion, publication: Publication | None
-                ) -> results.Result | None:
-        """A listing of ``path`` (301 to add the slash), or None if nothing is below it."""
+                version: RepositoryVersion, publication: Publication | None,
+                below: bool) -> results.Result | None:
+        """A listing of ``path`` (301 to add the slash), or None if nothing is below it.
+
+        ``below`` says whether a probe already saw entries under the directory; the
+        distribution's ``content_handler_list_directory`` may add more.
+        """
         directory = _directory(path)
-        found = content.list_directory(directory, version, publication, title=request.path)
         extra = frozenset(distribution.content_handler_list_directory(directory))
-        if not found.names and not extra:
+        if not below and not extra:
             return None
         if not _is_directory_request(path):
             return _add_slash(request)
-        listing = type(found)(found.title, found.names | extra, found.root, found.dates,
-                              found.sizes)
-        return results.ServeListing(listing)
+        found = content.list_directory(directory, version, publication, title=request.path)
+        return results.ServeListing(replace(found, names=found.names | extra))
+
+    def exact(self, probe: content.Probe, distribution: Distribution, path: str
+              ) -> ContentArtifact | None:
+        """The probe's content artifact for ``path``; two claiming it is a broken version."""
+        if probe.duplicated:
+            log.error("Multiple (pass-through) matches for %s/%s", distribution.base_path, path)
+            raise MultipleObjectsReturned(f"several content artifacts at {path!r}")
+        return probe.exact
 
 
 class PublicationHandler(ContentHandler):
@@ -110,7 +128,7 @@ class PublicationHandler(ContentHandler):
 
     def serve(self, request: ContentRequest, distribution: Distribution, path: str
               ) -> results.Result:
-        _, _, publication = distribution.get_repository_publication_and_version()
+        publication = sources.of(distribution).publication
         found = None
         if publication is not None:
             found = self.serve_publication(request, distribution, publication, path)
@@ -119,24 +137,25 @@ class PublicationHandler(ContentHandler):
     def serve_publication(self, request: ContentRequest, distribution: Distribution,
                           publication: Publication, path: str) -> results.Result | None:
         version = publication.repository_version
-        headers = self.headers_for(distribution, path)
-        last_modified = None
-        index = f"{_directory(path)}index.html"
-        if content.published_exists(publication, index):
+        published = content.probe_published(publication, path)
+        if published.index is not None:
             if not _is_directory_request(path):
                 return _add_slash(request)
-            path, last_modified = index, publication.pulp_created
-            headers = self.headers_for(distribution, index)
-        else:
-            listed = self.listing(request, distribution, path, version, publication)
-            if listed is not None:
-                return listed
-        found = content.published_content_artifact(publication, path)
-        if found is None and publication.pass_through:
-            found = content.version_content_artifact(version, path, distribution.base_path)
+            index = f"{_directory(path)}index.html"
+            return self.serve_content_artifact(published.index, self.headers_for(
+                distribution, index), version, last_modified=publication.pulp_created)
+        passed = (content.probe_version(version, path, with_index=False)
+                  if publication.pass_through else None)
+        below = published.below or bool(passed and passed.below)
+        listed = self.listing(request, distribution, path, version, publication, below)
+        if listed is not None:
+            return listed
+        found = published.exact
+        if found is None and passed is not None:
+            found = self.exact(passed, distribution, path)
         if found is None:
             return None
-        return self.serve_content_artifact(found, headers, version, last_modified)
+        return self.serve_content_artifact(found, self.headers_for(distribution, path), version)
 
     def serve_grace_period(self, distribution: Distribution, path: str
                            ) -> results.Result | None:
@@ -154,7 +173,7 @@ class RepositoryVersionHandler(ContentHandler):
 
     def serve(self, request: ContentRequest, distribution: Distribution, path: str
               ) -> results.Result:
-        _, version, _ = distribution.get_repository_publication_and_version()
+        version = sources.of(distribution).version
         found = None
         if version is not None:
             found = self.serve_repository_version(request, distribution, version, path)
@@ -163,15 +182,16 @@ class RepositoryVersionHandler(ContentHandler):
     def serve_repository_version(self, request: ContentRequest, distribution: Distribution,
                                  version: RepositoryVersion, path: str
                                  ) -> results.Result | None:
-        index = f"{_directory(path)}index.html"
-        if content.version_path_exists(version, index):
+        probe = content.probe_version(version, path, with_index=True)
+        if probe.index is not None:
             # pulpcore serves a version's index.html without first redirecting to add "/".
-            path = index
-        else:
-            listed = self.listing(request, distribution, path, version, None)
-            if listed is not None:
-                return listed
-        found = content.version_content_artifact(version, path, distribution.base_path)
+            index = f"{_directory(path)}index.html"
+            return self.serve_content_artifact(probe.index,
+                                               self.headers_for(distribution, index), version)
+        listed = self.listing(request, distribution, path, version, None, probe.below)
+        if listed is not None:
+            return listed
+        found = self.exact(probe, distribution, path)
         if found is None:
             return None
         return self.serve_content_artifact(found, self.headers_for(distribution, path), version)
@@ -192,9 +212,7 @@ class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
                 return chosen
             publication, path = chosen
         else:
-            repository, version, publication = (
-                distribution.get_repository_publication_and_version()
-            )
+            repository, version, publication = sources.of(distribution)
         found = None
         if publication is not None:
             found = self.serve_publication(request, distribution, publication, path)
@@ -222,7 +240,7 @@ class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
         if value is None:
             return None
         if isinstance(value, ContentArtifact):
-            _, version, _ = distribution.get_repository_publication_and_version()
+            version = sources.of(distribution).version
             return self.serve_content_artifact(value, self.headers_for(distribution, path),
                                                version)
         if isinstance(value, _RESULT_TYPES):

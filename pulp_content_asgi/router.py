@@ -16,20 +16,17 @@ from pulp_content_asgi.resolution import distributions
 def resolve(request: ContentRequest, target: paths.RootListing | paths.ContentPath
             ) -> results.Result:
     """Decide what answers ``request`` (runs on an ORM thread)."""
-    domain = distributions.find_domain(target.domain or "default")
-    if domain is None:
-        return results.NotFound()
-    set_domain(domain)
-    request.domain = domain
+    name = target.domain or "default"
     if isinstance(target, paths.RootListing):
+        domain = distributions.find_domain(name)
+        if domain is None:
+            return results.NotFound()
         return results.ServeListing(distributions.listing(domain, ""))
-    matched = distributions.match(domain, target.path)
+    matched = distributions.match(name, target.path)
     if matched is None:
-        return results.NotFound()
-    if isinstance(matched, distributions.PartialPath):
-        if target.path.endswith("/"):
-            return results.ServeListing(distributions.listing(domain, matched.path))
-        return results.Redirect(f"{distributions.content_prefix(domain)}{matched.path}")
+        return _unmatched(name, target.path)
+    set_domain(matched.pulp_domain)
+    request.domain = matched.pulp_domain
     request.distribution = matched
     denied = guards.check(request, matched)
     if denied is not None:
@@ -40,3 +37,16 @@ def resolve(request: ContentRequest, target: paths.RootListing | paths.ContentPa
     ):
         return results.Redirect(f"{request.path}/")
     return registry.handler_for(type(matched)).serve(request, matched, relative)
+
+
+def _unmatched(domain_name: str, path: str) -> results.Result:
+    """No distribution: a listing or redirect for a partial base path, else 404."""
+    domain = distributions.find_domain(domain_name)
+    if domain is None:
+        return results.NotFound()
+    partial = distributions.partial(domain, path)
+    if partial is None:
+        return results.NotFound()
+    if path.endswith("/"):
+        return results.ServeListing(distributions.listing(domain, partial.path))
+    return results.Redirect(f"{distributions.content_prefix(domain)}{partial.path}")

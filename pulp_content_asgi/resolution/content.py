@@ -6,11 +6,16 @@ handler's decisions read as pulpcore's resolution order and nothing is fetched t
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from django.core.exceptions import MultipleObjectsReturned
+from django.db import connection
+from django.db.models import Case, OuterRef, Q, QuerySet, Subquery, Value, When
 from pulpcore.app.models import (
     ContentArtifact,
     Publication,
@@ -23,48 +28,95 @@ from pulp_content_asgi.http.listing import Listing
 
 log = logging.getLogger(__name__)
 
-
-def published_exists(publication: Publication, relative_path: str) -> bool:
-    return PublishedArtifact.objects.filter(
-        publication=publication, relative_path=relative_path
-    ).exists()
+#: PostgreSQL collations that order text by code point (so prefixes are ranges).
+BYTEWISE_COLLATIONS = frozenset({"C", "POSIX", "C.UTF-8", "C.utf8", "ucs_basic"})
 
 
-def published_content_artifact(publication: Publication, relative_path: str
-                               ) -> ContentArtifact | None:
-    """The content artifact published at ``relative_path``, with its artifact and domain."""
-    published = (
-        PublishedArtifact.objects.filter(publication=publication, relative_path=relative_path)
-        .select_related("content_artifact__artifact__pulp_domain")
-        .first()
-    )
-    return published.content_artifact if published else None
+@dataclass(frozen=True)
+class Probe:
+    """What one query found for a request path among published or version paths.
 
-
-def version_content_artifact(version: RepositoryVersion, relative_path: str,
-                             where: str) -> ContentArtifact | None:
-    """The content artifact at ``relative_path`` in ``version``.
-
-    Two content units claiming one path is a broken repository version; like pulpcore we
-    log it (naming the distribution via ``where``) and fail rather than pick one.
+    ``index`` is ``<dir>/index.html`` (when asked for), ``exact`` the path itself, ``below``
+    whether anything lives under ``<dir>/`` (a listing), ``duplicated`` whether two content
+    artifacts claim the exact path. Found content artifacts carry ``added_at``: when their
+    content joined the repository version (pulpcore's Last-Modified heuristic).
     """
-    try:
-        return (
-            ContentArtifact.objects.select_related("artifact__pulp_domain")
-            .filter(content__in=version.content)
-            .get(relative_path=relative_path)
-        )
-    except ContentArtifact.DoesNotExist:
-        return None
-    except MultipleObjectsReturned:
-        log.error("Multiple (pass-through) matches for %s/%s", where, relative_path)
-        raise
+
+    index: ContentArtifact | None
+    exact: ContentArtifact | None
+    below: bool
+    duplicated: bool = False
 
 
-def version_path_exists(version: RepositoryVersion, relative_path: str) -> bool:
-    return ContentArtifact.objects.filter(
-        content__in=version.content, relative_path=relative_path
-    ).exists()
+@functools.cache
+def _bytewise_collation() -> bool:
+    """Whether text sorts by code point here, so a prefix is an index-friendly range."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT datcollate FROM pg_database WHERE datname = current_database()")
+        row = cursor.fetchone()
+    return bool(row) and row[0] in BYTEWISE_COLLATIONS
+
+
+def _under(field: str, directory: str) -> Q:
+    """``field`` starts with ``directory`` (non-empty, ending in "/").
+
+    Under a code-point collation this is the range [``dir/``, ``dir0``) that the
+    (parent, relative_path) unique index answers directly; otherwise a LIKE prefix.
+    """
+    if _bytewise_collation():
+        return Q(**{f"{field}__gte": directory, f"{field}__lt": f"{directory[:-1]}0"})
+    return Q(**{f"{field}__startswith": directory})
+
+
+def _ranked(queryset: QuerySet, path: str, index: str | None) -> list:
+    directory = _directory(path)
+    ranks = [When(relative_path=path, then=Value(1))]
+    if index is not None:
+        ranks.insert(0, When(relative_path=index, then=Value(0)))
+    if directory:
+        queryset = queryset.filter(Q(relative_path=path) | _under("relative_path", directory))
+    return list(queryset.annotate(rank=Case(*ranks, default=Value(2))).order_by("rank")[:3])
+
+
+def _probe(rows: list, artifact_of: Callable[[Any], ContentArtifact]) -> Probe:
+    ranks = [row.rank for row in rows]
+    first: dict[int, ContentArtifact] = {}
+    for row in rows:
+        found = artifact_of(row)
+        found.added_at = row.added_at
+        first.setdefault(row.rank, found)
+    return Probe(index=first.get(0), exact=first.get(1), below=2 in ranks or 0 in ranks,
+                 duplicated=ranks.count(1) > 1)
+
+
+def _added_at(version: RepositoryVersion, content_ref: str) -> Subquery:
+    return Subquery(
+        version._content_relationships()
+        .filter(content_id=OuterRef(content_ref)).values("pulp_created")[:1]
+    )
+
+
+def probe_published(publication: Publication, path: str) -> Probe:
+    """index.html, the exact path and anything below it among published artifacts."""
+    version = publication.repository_version
+    queryset = (
+        PublishedArtifact.objects.filter(publication=publication)
+        .select_related("content_artifact__artifact__pulp_domain")
+        .annotate(added_at=_added_at(version, "content_artifact__content_id"))
+    )
+    rows = _ranked(queryset, path, f"{_directory(path)}index.html")
+    return _probe(rows, lambda row: row.content_artifact)
+
+
+def probe_version(version: RepositoryVersion, path: str, with_index: bool) -> Probe:
+    """The same among the content artifacts of a repository version."""
+    queryset = (
+        ContentArtifact.objects.filter(content__in=version.content)
+        .select_related("artifact__pulp_domain")
+        .annotate(added_at=_added_at(version, "content_id"))
+    )
+    index = f"{_directory(path)}index.html" if with_index else None
+    return _probe(_ranked(queryset, path, index), lambda row: row)
 
 
 def added_at(version: RepositoryVersion, content_artifact: ContentArtifact) -> datetime:
@@ -76,6 +128,10 @@ def added_at(version: RepositoryVersion, content_artifact: ContentArtifact) -> d
         .first()
     )
     return row if row is not None else version.pulp_created
+
+
+def _directory(path: str) -> str:
+    return path if path == "" or path.endswith("/") else f"{path}/"
 
 
 def _entry(directory: str, relative_path: str) -> str:

@@ -59,33 +59,65 @@ class PartialPath:
     path: str  # always ends with "/"
 
 
-def match(domain: Domain, path: str, model: type[Distribution] = Distribution
-          ) -> Distribution | PartialPath | None:
-    """The detail distribution serving ``path``, a partial base path, or None."""
+def _detail_accessors() -> dict[str, str]:
+    """pulp_type -> reverse one-to-one accessor of every direct Distribution subclass, so
+    the master row and its detail row come back from one query (no ``cast()`` query)."""
+    accessors = {}
+    for model in Distribution._pulp_model_map.values():
+        link = model._meta.parents.get(Distribution)
+        if link is not None and model is not Distribution:
+            accessors[model.get_pulp_type()] = link.remote_field.get_accessor_name()
+    return accessors
+
+
+_ACCESSORS: dict[str, str] | None = None
+
+
+def _as_detail(master: Distribution) -> Distribution:
+    accessor = (_ACCESSORS or {}).get(master.pulp_type)
+    detail = getattr(master, accessor, None) if accessor else None
+    if detail is None:
+        return master.cast()
+    cached = {k: v for k, v in master._state.fields_cache.items() if k != accessor}
+    detail._state.fields_cache.update(cached)
+    return detail
+
+
+def match(domain_name: str, path: str) -> Distribution | None:
+    """The detail distribution serving ``path`` in the named domain, in one query."""
+    global _ACCESSORS
     candidates = base_path_candidates(path)
     if not candidates:
         return None
+    if _ACCESSORS is None:
+        _ACCESSORS = _detail_accessors()
     found = (
-        model.objects.filter(pulp_domain=domain, base_path__in=candidates)
-        .select_related(*_RELATED)
+        Distribution.objects.filter(pulp_domain__name=domain_name, base_path__in=candidates)
+        .select_related(*_RELATED, "content_guard", *_ACCESSORS.values())
         .defer(*_DEFERRED)
         .first()
     )
-    if found is not None:
-        return found.cast()
+    return _as_detail(found) if found is not None else None
+
+
+def partial(domain: Domain, path: str) -> PartialPath | None:
+    """A prefix of base paths, for paths that match no distribution."""
+    candidates = base_path_candidates(path)
+    if not candidates:
+        return None
     directory = f"{candidates[0]}/"
-    if model.objects.filter(pulp_domain=domain, base_path__startswith=directory).exists():
+    if Distribution.objects.filter(pulp_domain=domain, base_path__startswith=directory).exists():
         return PartialPath(directory)
     return None
 
 
-def listing(domain: Domain, under: str, model: type[Distribution] = Distribution) -> Listing:
+def listing(domain: Domain, under: str) -> Listing:
     """The next path segment of every visible distribution whose base path starts ``under``.
 
     Hidden distributions and the artifact-serving one are never listed; with
     ``HIDE_GUARDED_DISTRIBUTIONS`` guarded ones are left out too.
     """
-    visible = model.objects.filter(pulp_domain=domain, base_path__startswith=under).exclude(
+    visible = Distribution.objects.filter(pulp_domain=domain, base_path__startswith=under).exclude(
         models.Q(pulp_type=ArtifactDistribution.get_pulp_type()) | models.Q(hidden=True)
     )
     if settings.HIDE_GUARDED_DISTRIBUTIONS:
