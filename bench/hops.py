@@ -1,5 +1,6 @@
-"""Thread hops per request, counted in-process: every ``loop.run_in_executor`` call made
-while serving one published 4 KiB file (asgiref's sync_to_async goes through it too).
+"""Thread hops and SQL queries per request, counted in-process while serving a published
+4 KiB file: every ``loop.run_in_executor`` call (asgiref's sync_to_async goes through it
+too) and every statement Django's cursors execute, in any thread.
 
 Run as ``python -m bench.hops BASE_PATH`` with PULP_SETTINGS pointing at the bench
 settings; prints a JSON object.
@@ -15,6 +16,7 @@ from typing import Any
 
 class CountingLoop(asyncio.SelectorEventLoop):
     hops = 0
+    queries = 0
 
     def run_in_executor(self, executor: Any, func: Any, *args: Any) -> Any:  # type: ignore[override]
         CountingLoop.hops += 1
@@ -40,7 +42,7 @@ async def ours(path: str, n: int) -> float:
         assert sent[0]["status"] == 200, sent[0]
 
     await one()
-    CountingLoop.hops = 0
+    CountingLoop.hops = CountingLoop.queries = 0
     for _ in range(n):
         await one()
     return CountingLoop.hops / n
@@ -60,7 +62,7 @@ async def pulpcore(path: str, n: int) -> float:
             async with session.get(url) as response:
                 assert response.status == 200
                 await response.read()
-            CountingLoop.hops = 0
+            CountingLoop.hops = CountingLoop.queries = 0
             for _ in range(n):
                 async with session.get(url) as response:
                     await response.read()
@@ -69,18 +71,39 @@ async def pulpcore(path: str, n: int) -> float:
         await test_server.close()
 
 
+def _count_queries() -> None:
+    from django.db.backends import utils
+
+    original = utils.CursorWrapper.execute
+
+    def execute(self: Any, sql: Any, params: Any = None) -> Any:
+        CountingLoop.queries += 1
+        return original(self, sql, params)
+
+    utils.CursorWrapper.execute = execute  # type: ignore[method-assign]
+
+
 def main() -> None:
     which, path = sys.argv[1], sys.argv[2]
     loop = CountingLoop()
     asyncio.set_event_loop(loop)
+    n = 200
     if which == "ours":
         from pulp_content_asgi import bootstrap
 
         bootstrap.setup()
-        value = loop.run_until_complete(ours(path, 200))
+        _count_queries()
+        value = loop.run_until_complete(ours(path, n))
     else:
-        value = loop.run_until_complete(pulpcore(path, 200))
-    print(json.dumps({"hops_per_request": value}))
+        import os
+
+        import django
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pulpcore.app.settings")
+        django.setup()
+        _count_queries()
+        value = loop.run_until_complete(pulpcore(path, n))
+    print(json.dumps({"hops_per_request": value, "queries_per_request": CountingLoop.queries / n}))
 
 
 if __name__ == "__main__":

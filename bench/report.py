@@ -59,7 +59,7 @@ def _rows(results: dict) -> list[str]:
                  lambda r, c=c: r["small"][c]["p99_ms"], "{:.1f}", higher_is_better=False)
         if sample.get("small"):
             first = next(iter(sample["small"]))
-            line(workers, "DB round trips per request",
+            line(workers, "DB transactions per request (pg_stat_database, approximate)",
                  lambda r, f=first: r["small"][f]["db_round_trips_per_request"], "{:.2f}",
                  higher_is_better=False)
         line(workers, "1 GiB file, 8 clients: GB/s",
@@ -82,6 +82,13 @@ def _rows(results: dict) -> list[str]:
     return rows
 
 
+def _counts(found: dict | None) -> str:
+    if not found:
+        return "not measured"
+    return (f"{found['queries_per_request']:.1f} SQL queries, "
+            f"{found['hops_per_request']:.1f} thread hops")
+
+
 def markdown(results: dict) -> str:
     meta = results["meta"]
     hops = results.get("hops", {})
@@ -96,8 +103,9 @@ def markdown(results: dict) -> str:
         "",
         *_rows(results),
         "",
-        f"Thread hops per published-file request (in-process count): ours "
-        f"{hops.get('asgi')}, pulpcore-content {hops.get('pulpcore-content')}.",
+        "Per published-file request, counted in-process (exact): "
+        f"ours {_counts(hops.get('asgi'))}; pulpcore-content "
+        f"{_counts(hops.get('pulpcore-content'))}.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -138,13 +138,14 @@ def measure_slow(server: Any, paths: list[str], clients: int, probe: str) -> dic
     return result
 
 
-def hops(env: dict[str, str], which: str, path: str) -> float | None:
+def hops(env: dict[str, str], which: str, path: str) -> dict | None:
+    """Thread hops and SQL queries per request, counted in-process (bench/hops.py)."""
     out = subprocess.run([sys.executable, "-m", "bench.hops", which, path], cwd=ROOT,
                          capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
     try:
-        return float(json.loads(out.stdout.strip().splitlines()[-1])["hops_per_request"])
-    except (IndexError, ValueError, KeyError):
-        say(f"  hop count for {which} failed: {out.stderr[-500:]}")
+        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    except (IndexError, ValueError):
+        say(f"  in-process count for {which} failed: {out.stderr[-500:]}")
         return None
 
 
