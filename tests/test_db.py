@@ -9,9 +9,9 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
+from pulpcore.app.models import Domain
 
 from pulp_content_asgi import db
-from pulpcore.app.models import Domain
 
 
 def _in_use() -> int:
