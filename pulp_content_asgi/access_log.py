@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from pulp_content_asgi.render import FileBody, PathSend, Prepared
+from pulp_content_asgi.render import Prepared
 
 log = logging.getLogger("pulp_content_asgi.access")
 
@@ -27,9 +27,9 @@ def _header(scope: dict[str, Any], name: bytes) -> str:
 def _size(prepared: Prepared, method: str) -> str:
     if method == "HEAD" or prepared.body is None:
         return "0"
-    if isinstance(prepared.body, (FileBody, PathSend)):
-        return prepared.headers.get("Content-Length", "-")
-    return str(len(prepared.body))
+    if isinstance(prepared.body, bytes):
+        return str(len(prepared.body))
+    return prepared.headers.get("Content-Length", "-")
 
 
 def record(scope: dict[str, Any], prepared: Prepared, complete: bool, seconds: float) -> None:

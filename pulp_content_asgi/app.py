@@ -20,6 +20,8 @@ from django.conf import settings
 from pulp_content_asgi import access_log, conf, db, render, results, router
 from pulp_content_asgi.heartbeat import Heartbeat
 from pulp_content_asgi.http import paths
+from pulp_content_asgi.ondemand.plan import RemotePlan
+from pulp_content_asgi.ondemand.respond import respond as ondemand_respond
 from pulp_content_asgi.request import ContentRequest
 from pulp_content_asgi.streaming import Receive, Send, send_response
 
@@ -34,7 +36,8 @@ def _plain(status: int, text: str, headers: dict[str, str] | None = None) -> ren
                            f"{status}: {text}".encode())
 
 
-def _resolve_and_prepare(request: ContentRequest, target: Any) -> render.Prepared:
+def _resolve_and_prepare(request: ContentRequest, target: Any
+                         ) -> render.Prepared | RemotePlan:
     return render.prepare(router.resolve(request, target), request)
 
 
@@ -86,7 +89,7 @@ class ContentApp:
             return _plain(bad.status, str(bad))
         target = paths.locate(path, self.prefix, self.domains)
         if isinstance(target, paths.Redirect):
-            return render.prepare(results.Redirect(target.location), None)
+            return render.redirect(results.Redirect(target.location))
         if isinstance(target, paths.Outside):
             return _plain(404, "Not Found")
         if isinstance(target, paths.RootListing) and scope["method"] == "HEAD" \
@@ -96,7 +99,10 @@ class ContentApp:
         content_path = target.path if isinstance(target, paths.ContentPath) else ""
         request = ContentRequest(scope, path, content_path, target.domain)
         try:
-            return await db.run(_resolve_and_prepare, request, target)
+            prepared = await db.run(_resolve_and_prepare, request, target)
+            if isinstance(prepared, RemotePlan):
+                return await ondemand_respond(prepared, request)
+            return prepared
         except db.DatabaseUnavailable as exc:
             retry = conf.current().retry_after
             log.error("Database unavailable while serving %s: %s", path, exc)

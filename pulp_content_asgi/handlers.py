@@ -16,7 +16,8 @@ in :meth:`DistributionHandler.serve` is the behaviour contract of pulpcore-conte
    period (``Distribution.get_fallback_ca``).
 5. A repository version when there is no publication and the type does not require one:
    ``dir/index.html``, a listing, the content artifact.
-6. Pull-through from ``distribution.remote``.
+6. Pull-through from ``distribution.remote``: a known remote artifact for the URL, or a
+   new one streamed (and saved when the remote names a content type).
 7. 404; "Distribution is not pointing to ..." when it has no source at all.
 """
 
@@ -29,7 +30,15 @@ from typing import Any
 from django.core.exceptions import MultipleObjectsReturned
 from multidict import CIMultiDict
 from pulpcore.app import mime_types
-from pulpcore.app.models import ContentArtifact, Distribution, Publication, RepositoryVersion
+from pulpcore.app.models import (
+    ContentArtifact,
+    Distribution,
+    Publication,
+    Remote,
+    RemoteArtifact,
+    Repository,
+    RepositoryVersion,
+)
 
 from pulp_content_asgi import aiohttp_bridge, results
 from pulp_content_asgi.request import ContentRequest
@@ -221,7 +230,7 @@ class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
                 and not distribution.SERVE_FROM_PUBLICATION:
             found = self.serve_repository_version(request, distribution, version, path)
         if found is None and distribution.remote_id is not None:
-            found = self.serve_pull_through(request, distribution, path)
+            found = self.serve_pull_through(request, distribution, path, repository)
         if found is not None:
             return found
         if not any((repository, version, publication, distribution.remote_id)):
@@ -270,8 +279,30 @@ class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
         return publication, parsed.rest
 
     def serve_pull_through(self, request: ContentRequest, distribution: Distribution,
-                           path: str) -> results.Result | None:
-        """Content the distribution's remote has upstream (issue #5 brings streaming)."""
-        return results.Failure(501, "Pull-through content is not served by this release of "
-                                    "pulp-content-asgi yet; serve this distribution with "
-                                    "pulpcore-content.")
+                           path: str, repository: Repository | None) -> results.Result | None:
+        """Content the distribution's remote has upstream (pulpcore's pull-through cache).
+
+        A remote artifact already known for the URL is served like on-demand content (and
+        added to the repository when it supports pull-through); otherwise an unsaved one is
+        streamed and, when the remote can name its content type and is not "streamed",
+        saved as new content.
+        """
+        remote = distribution.remote.cast()
+        url = remote.get_remote_artifact_url(path, request=request)
+        if not url:
+            return None
+        if repository is not None:
+            repository = repository.cast()
+        headers = self.headers_for(distribution, path)
+        known = (RemoteArtifact.objects.select_related("content_artifact__artifact__pulp_domain")
+                 .filter(remote=remote, url=url).first())
+        if known is not None:
+            if repository is not None and repository.PULL_THROUGH_SUPPORTED:
+                repository.pull_through_add_content(known.content_artifact)
+            return self.serve_content_artifact(known.content_artifact, headers, None)
+        save = (remote.get_remote_artifact_content_type(path) is not None
+                and remote.policy != Remote.STREAMED)
+        content_artifact = ContentArtifact(relative_path=path)
+        remote_artifact = RemoteArtifact(remote=remote, url=url, content_artifact=content_artifact)
+        return results.ServeRemote(content_artifact, headers, remote_artifact=remote_artifact,
+                                   save=save, repository=repository)

@@ -15,13 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from django.utils.http import http_date, parse_http_date_safe
 
 from pulp_content_asgi import conf, results
 from pulp_content_asgi.http import conditional, listing, ranges
 from pulp_content_asgi.http.paths import quote_location
+from pulp_content_asgi.ondemand import plan
+from pulp_content_asgi.ondemand.plan import RemotePlan
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +46,22 @@ class PathSend:
     path: str
 
 
+class LiveBody(Protocol):
+    """A body produced while it is sent (a download in progress); released afterwards."""
+
+    def release(self) -> None: ...
+
+
 @dataclass
 class Prepared:
     """A response ready to go out: status, headers and what the body is."""
 
     status: int
     headers: dict[str, str]
-    body: bytes | FileBody | PathSend | None = None
+    body: bytes | FileBody | PathSend | LiveBody | None = None
 
 
-def _error(status: int, reason: str, headers: Mapping[str, str] | None = None) -> Prepared:
+def error(status: int, reason: str, headers: Mapping[str, str] | None = None) -> Prepared:
     """aiohttp's error format (``"404: Not Found"``): the reason phrase goes in the body."""
     return Prepared(status, {**(headers or {}), "Content-Type": "text/plain; charset=utf-8"},
                     f"{status}: {reason}".encode())
@@ -89,7 +97,7 @@ def _serve_file(source: _File, headers: dict[str, str], request: Any) -> Prepare
     if outcome is not conditional.Outcome.PROCEED:
         source.file.close()
         if outcome is conditional.Outcome.FAILED:
-            return _error(412, "Precondition Failed")
+            return error(412, "Precondition Failed")
         kept = ("Cache-Control", "ETag", "Last-Modified")
         return Prepared(304, {k: v for k, v in headers.items() if k in kept})
     headers["Accept-Ranges"] = "bytes"
@@ -101,7 +109,7 @@ def _serve_file(source: _File, headers: dict[str, str], request: Any) -> Prepare
             wanted = ranges.resolve_range(spec, source.size)
     except ranges.RangeNotSatisfiable:
         source.file.close()
-        return _error(416, "Range Not Satisfiable",
+        return error(416, "Range Not Satisfiable",
                       {"Content-Range": ranges.unsatisfied_content_range(source.size)})
     status, offset, length = 200, 0, source.size
     if wanted is not None:
@@ -150,7 +158,7 @@ def _open_artifact(result: results.ServeArtifact) -> _File | Prepared:
             "file or run Pulp's repair task (POST /pulp/api/v3/repair/) to fetch it again.",
             artifact.pk, artifact.sha256, local_path or name, result.relative_path,
         )
-        return _error(500, f"The file for {result.relative_path!r} is missing from storage; "
+        return error(500, f"The file for {result.relative_path!r} is missing from storage; "
                            "the server log names the artifact.")
     return _File(handle, size, f'"{artifact.sha256}"',
                  _last_modified(result.headers, result.last_modified), local_path)
@@ -161,15 +169,32 @@ def _open_local(result: results.ServeLocalFile) -> _File | Prepared:
         handle: IO[bytes] = open(result.path, "rb")  # noqa: SIM115 - closed by the sender
     except FileNotFoundError:
         log.error("A content hook asked to serve %r, which does not exist.", result.path)
-        return _error(404, "Not Found")
+        return error(404, "Not Found")
     stat = os.fstat(handle.fileno())
     modified = datetime.fromtimestamp(int(stat.st_mtime), tz=UTC)
     return _File(handle, stat.st_size, f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
                  _last_modified(result.headers, modified), result.path)
 
 
-def prepare(result: results.Result, request: Any) -> Prepared:
-    """Turn a result into a response; may block (file I/O), so it runs off the loop."""
+def redirect(result: results.Redirect) -> Prepared:
+    """A redirect; local paths are percent-encoded (the body is aiohttp's text)."""
+    location = result.location
+    if result.status == 301 and location.startswith("/"):
+        location = quote_location(location)
+    phrase = HTTPStatus(result.status).phrase
+    return Prepared(result.status, {**result.headers, "Location": location,
+                                    "Content-Type": "text/plain; charset=utf-8"},
+                    f"{result.status}: {phrase}".encode())
+
+
+def prepare(result: results.Result, request: Any) -> Prepared | RemotePlan:
+    """Turn a result into a response; may block (file I/O, ORM), so it runs off the loop.
+
+    Remote content becomes a plan that :mod:`pulp_content_asgi.ondemand.respond` turns
+    into a response once the upstream headers are in.
+    """
+    if isinstance(result, results.ServeRemote):
+        return plan.make(result)
     if isinstance(result, (results.ServeArtifact, results.ServeLocalFile)):
         opened = (_open_artifact(result) if isinstance(result, results.ServeArtifact)
                   else _open_local(result))
@@ -185,21 +210,11 @@ def prepare(result: results.Result, request: Any) -> Prepared:
     if isinstance(result, results.ServeBody):
         return Prepared(result.status, {**result.headers}, result.body)
     if isinstance(result, results.Redirect):
-        location = result.location
-        if result.status == 301 and location.startswith("/"):
-            location = quote_location(location)
-        phrase = HTTPStatus(result.status).phrase
-        return Prepared(result.status, {**result.headers, "Location": location,
-                                        "Content-Type": "text/plain; charset=utf-8"},
-                        f"{result.status}: {phrase}".encode())
+        return redirect(result)
     if isinstance(result, results.NotFound):
-        return _error(404, result.reason)
+        return error(404, result.reason)
     if isinstance(result, results.Denied):
-        return _error(403, result.reason)
+        return error(403, result.reason)
     if isinstance(result, results.Failure):
-        return _error(result.status, result.reason, result.headers)
-    if isinstance(result, results.ServeRemote):
-        return _error(501, "On-demand and pull-through content is not served by this "
-                           "release of pulp-content-asgi yet; serve this distribution with "
-                           "pulpcore-content.")
+        return error(result.status, result.reason, result.headers)
     raise TypeError(f"not a content result: {result!r}")

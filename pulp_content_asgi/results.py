@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pulp_content_asgi.http.listing import Listing
 
 if TYPE_CHECKING:
-    from pulpcore.app.models import Artifact, ContentArtifact
+    from pulpcore.app.models import Artifact, ContentArtifact, RemoteArtifact, Repository
 
 Headers = Mapping[str, str]
 
@@ -40,10 +40,18 @@ class ServeLocalFile:
 
 @dataclass(frozen=True)
 class ServeRemote:
-    """Stream a content artifact that has no stored artifact yet from its remotes."""
+    """Stream a content artifact that has no stored artifact yet from its remotes.
+
+    For the first request of pull-through content the content artifact is unsaved and
+    ``remote_artifact`` is the (unsaved) one to fetch; ``save`` says whether the download
+    becomes content, and ``repository`` receives it when it supports pull-through.
+    """
 
     content_artifact: ContentArtifact
     headers: Headers = field(default_factory=dict)
+    remote_artifact: RemoteArtifact | None = None
+    save: bool = True
+    repository: Repository | None = None
 
 
 @dataclass(frozen=True)

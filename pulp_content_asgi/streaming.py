@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pulp_content_asgi import conf
+from pulp_content_asgi.ondemand.respond import SpoolBody
 from pulp_content_asgi.render import FileBody, PathSend, Prepared
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -42,6 +43,13 @@ async def _copy_file(body: FileBody, send: Send) -> None:
         await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
 
 
+async def _copy_spool(body: SpoolBody, send: Send) -> None:
+    chunk_size = conf.current().chunk_size
+    async for chunk in body.fetch.spool.read(body.offset, body.length, chunk_size):
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 async def _until_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
@@ -50,29 +58,31 @@ async def _until_disconnect(receive: Receive) -> None:
 async def send_response(prepared: Prepared, method: str, receive: Receive, send: Send) -> bool:
     """Send ``prepared``; False when the client left before the body was complete."""
     body = prepared.body
+    declared = prepared.headers.get("Content-Length")
     if isinstance(body, FileBody):
         await send(_start(prepared, int(prepared.headers["Content-Length"])))
-        return await _stream(body, receive, send)
+        return await _stream(_copy_file(body, send), body.file.close, receive)
+    if isinstance(body, SpoolBody):
+        # No Content-Length on a whole unverified stream: a cut-off stays detectable.
+        await send(_start(prepared, int(declared) if declared is not None else None))
+        return await _stream(_copy_spool(body, send), body.release, receive)
     if isinstance(body, PathSend):
         await send(_start(prepared, int(prepared.headers["Content-Length"])))
         await send({"type": "http.response.pathsend", "path": body.path})
         return True
-    if body is None:
-        declared = prepared.headers.get("Content-Length")
-        await send(_start(prepared, int(declared) if declared is not None else 0))
+    if not isinstance(body, bytes):  # no body: HEAD, 304, HEAD of a download
+        await send(_start(prepared, int(declared) if declared is not None else None))
         await send({"type": "http.response.body", "body": b""})
         return True
-    if "Content-Length" in prepared.headers:
-        length = int(prepared.headers["Content-Length"])
-    else:
-        length = len(body)
-    await send(_start(prepared, length))
+    await send(_start(prepared, int(declared) if declared is not None else len(body)))
     await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
     return True
 
 
-async def _stream(body: FileBody, receive: Receive, send: Send) -> bool:
-    copy = asyncio.ensure_future(_copy_file(body, send))
+async def _stream(copying: Awaitable[None], cleanup: Callable[[], None], receive: Receive
+                  ) -> bool:
+    """Run ``copying`` until done or the client leaves; then ``cleanup``."""
+    copy = asyncio.ensure_future(copying)
     watch = asyncio.ensure_future(_until_disconnect(receive))
     try:
         await asyncio.wait((copy, watch), return_when=asyncio.FIRST_COMPLETED)
@@ -85,4 +95,4 @@ async def _stream(body: FileBody, receive: Receive, send: Send) -> bool:
         return False
     finally:
         watch.cancel()
-        body.file.close()
+        cleanup()

@@ -36,7 +36,8 @@ def pytest_configure(config: pytest.Config) -> None:
     shutil.rmtree(TEST_ROOT, ignore_errors=True)
     devsettings.ensure_database(DBNAME, fresh=True)
     os.environ["PULP_SETTINGS"] = devsettings.write(
-        TEST_ROOT, DBNAME, {"CONTENT_ORIGIN": "http://127.0.0.1:24816"}
+        TEST_ROOT, DBNAME, {"CONTENT_ORIGIN": "http://127.0.0.1:24816",
+                            "ALLOWED_IMPORT_PATHS": ["/tmp", TEST_ROOT]}
     )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pulpcore.app.settings")
     from pulp_content_asgi import bootstrap

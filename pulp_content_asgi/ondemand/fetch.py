@@ -1,0 +1,242 @@
+"""The download behind a spool: remotes tried in order, bytes published once, then saved.
+
+Uses each remote's own ``get_downloader()`` so plugin downloaders (token auth, ULN, SLES
+tokens, client certificates, proxies) keep working. A remote that fails before the first
+byte reached any client is skipped for the next one, as in pulpcore; after that the
+failure can only be reported by cutting the responses short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import ClientConnectionError, ClientResponseError
+from django.conf import settings
+from pulpcore.exceptions import DigestValidationError, UnsupportedDigestValidationError
+
+from pulp_content_asgi import db
+from pulp_content_asgi.ondemand import save
+from pulp_content_asgi.ondemand.coordination import coordinator, lock_id, spool_path
+from pulp_content_asgi.ondemand.plan import Candidate, RemotePlan
+from pulp_content_asgi.ondemand.spool import FollowedSpool, Spool, UpstreamError
+
+log = logging.getLogger(__name__)
+
+#: Failures after which the next remote artifact may be tried, if no byte was sent yet.
+SKIPPABLE = (ClientResponseError, ClientConnectionError, UnsupportedDigestValidationError,
+             asyncio.TimeoutError)
+
+
+class Fetch:
+    """One download for every client that wants the same artifact in this process."""
+
+    def __init__(self, plan: RemotePlan, request: Any, lock: int | None = None) -> None:
+        self.plan = plan
+        self.request = request
+        self.lock = lock  # held while this process leads the download for all processes
+        os.makedirs(settings.WORKING_DIRECTORY, exist_ok=True)
+        if lock is not None:
+            self.spool = Spool(spool_path(plan.key), shared=True)
+        else:
+            fd, path = tempfile.mkstemp(prefix="ondemand-", dir=settings.WORKING_DIRECTORY)
+            os.close(fd)
+            self.spool = Spool(path)
+        self.task: asyncio.Task[None] | None = None
+        self.saved: Any = None
+        self.clients = 0
+        self.expired = False  # finished, and its linger or grace period is over
+        self.cleaned = False
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"fetch {self.plan.key}")
+
+    async def _run(self) -> None:
+        last: BaseException | None = None
+        for candidate in self.plan.candidates:
+            try:
+                await self._fetch(candidate)
+                return
+            except SKIPPABLE as exc:
+                last = exc
+                if self.spool.size:
+                    self._finish(exc)
+                    return
+                log.warning("Could not download remote artifact at '%s': %s",
+                            candidate.remote_artifact.url, exc)
+            except DigestValidationError as exc:
+                await self._corrupt(candidate, exc)
+                return
+            except Exception as exc:
+                log.exception("Fetching %s failed", candidate.remote_artifact.url)
+                self._finish(exc)
+                return
+        self._finish(self._nothing_served(last))
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        self.spool.finish(error)
+
+    def _nothing_served(self, last: BaseException | None) -> UpstreamError:
+        if self.plan.pull_through_url and isinstance(last, ClientResponseError):
+            return UpstreamError(last.status, "Error while fetching from upstream remote("
+                                 f"{self.plan.pull_through_url}): {last.message}")
+        return UpstreamError(404, "Not Found")
+
+    async def _corrupt(self, candidate: Candidate, exc: DigestValidationError) -> None:
+        cooldown = settings.REMOTE_CONTENT_FETCH_FAILURE_COOLDOWN
+        log.error(
+            "Pulp tried streaming %r to the client, but it failed checksum validation (%s). "
+            "The response was cut off and this remote artifact is ignored for %ss. If the "
+            "remote is fixed, resync the repository; if it is permanently corrupted, replace "
+            "the remote and resync.", candidate.remote_artifact.url, exc, cooldown)
+        with contextlib.suppress(db.DatabaseUnavailable):
+            await db.run(save.mark_failed, candidate.remote_artifact)
+        self._finish(exc)
+
+    async def _fetch(self, candidate: Candidate) -> None:
+        remote_artifact = candidate.remote_artifact
+        spool = self.spool
+        attempt_offset = 0
+
+        async def on_headers(headers: Mapping[str, str]) -> None:
+            nonlocal attempt_offset
+            attempt_offset = 0  # a retry starts again from the first byte
+            spool.set_headers(headers)
+
+        downloader = remote_artifact.remote.get_downloader(
+            remote_artifact=remote_artifact, headers_ready_callback=on_headers)
+        keep = downloader.handle_data
+
+        async def handle_data(data: bytes) -> None:
+            nonlocal attempt_offset
+            if candidate.save:
+                await keep(data)
+            spool.set_headers({})  # downloaders without a headers callback (file://)
+            start, attempt_offset = attempt_offset, attempt_offset + len(data)
+            if attempt_offset > spool.size:  # retries re-send bytes already published
+                await spool.write(data[max(spool.size - start, 0):])
+
+        downloader.handle_data = handle_data
+        if not candidate.save:
+            async def finalize() -> None:  # streamed: nothing kept, nothing validated
+                return None
+
+            downloader.finalize = finalize
+        completed = False
+        try:
+            result = await downloader.run(
+                extra_data={"disable_retry_list": (DigestValidationError,)})
+            completed = True
+        finally:
+            if not completed and getattr(downloader, "path", None):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(downloader.path)
+            if hasattr(downloader, "session"):
+                await downloader.session.close()
+        if candidate.save:
+            self.saved = await db.run(save.save, result.artifact_attributes, result.path,
+                                      remote_artifact, self.request)
+            await self._add_to_repository()
+        self._finish()
+
+    async def _add_to_repository(self) -> None:
+        repository = self.plan.repository
+        if repository is not None and repository.PULL_THROUGH_SUPPORTED and self.saved:
+            await repository.async_pull_through_add_content(self.saved)
+
+
+class Follow:
+    """A download another process leads, read through its spool file."""
+
+    def __init__(self, plan: RemotePlan, lock: int) -> None:
+        self.plan = plan
+        self.spool = FollowedSpool(spool_path(plan.key), lock)
+        self.clients = 0
+
+
+class Inflight:
+    """The downloads this process serves, by artifact: led here, or followed.
+
+    The first client asking for an artifact makes its process try to lead (advisory
+    lock); otherwise it follows the leader's spool. A finished download whose artifact
+    was saved stays joinable for ``LINGER`` seconds, so requests that resolved just before
+    the save read the finished spool instead of downloading again; a streamed one is never
+    joined once finished (streamed content is fetched afresh). Files go when the last
+    client has left and, for followers in other processes, ``GRACE`` seconds later.
+    """
+
+    LINGER = 5.0
+    GRACE = 2.0
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Fetch | Follow] = {}
+
+    async def join(self, plan: RemotePlan, request: Any) -> Fetch | Follow:
+        """The download for this artifact; call :meth:`leave` when done with it."""
+        entry = self._entries.get(plan.key)
+        if entry is None:
+            lock = lock_id(plan.key)
+            leads = await asyncio.to_thread(coordinator.try_lock, lock)
+            entry = self._entries.get(plan.key)  # another client may have won meanwhile
+            if entry is not None:
+                if leads:
+                    await asyncio.to_thread(coordinator.unlock, lock)
+            elif leads is False:
+                entry = self._entries[plan.key] = Follow(plan, lock)
+            else:
+                fetch = Fetch(plan, request, lock if leads else None)
+                entry = self._entries[plan.key] = fetch
+                fetch.start()
+                assert fetch.task is not None
+                fetch.task.add_done_callback(lambda _: self._finished(fetch))
+        entry.clients += 1
+        return entry
+
+    def leave(self, entry: Fetch | Follow) -> None:
+        entry.clients -= 1
+        if isinstance(entry, Follow) and entry.clients == 0:
+            self._unlist(entry)
+        self._cleanup(entry)
+
+    def abandon(self, entry: Fetch | Follow) -> None:
+        """Drop a followed download whose leader vanished (the next join leads)."""
+        entry.clients -= 1
+        self._unlist(entry)
+
+    def _unlist(self, entry: Fetch | Follow) -> None:
+        if self._entries.get(entry.plan.key) is entry:
+            del self._entries[entry.plan.key]
+
+    def _finished(self, fetch: Fetch) -> None:
+        loop = asyncio.get_running_loop()
+        if fetch.saved is None:
+            self._unlist(fetch)
+        else:
+            loop.call_later(self.LINGER, self._unlist, fetch)
+        loop.call_later(self.LINGER if fetch.saved is not None else self.GRACE,
+                        self._expire, fetch)
+
+    def _expire(self, fetch: Fetch) -> None:
+        fetch.expired = True
+        self._cleanup(fetch)
+
+    def _cleanup(self, entry: Fetch | Follow) -> None:
+        if not isinstance(entry, Fetch) or not entry.expired or entry.clients > 0 \
+                or entry.cleaned:
+            return
+        entry.cleaned = True
+        self._unlist(entry)
+        entry.spool.discard()
+        if entry.lock is not None:
+            asyncio.get_running_loop().run_in_executor(None, coordinator.unlock, entry.lock)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+inflight = Inflight()

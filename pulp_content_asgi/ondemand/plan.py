@@ -1,0 +1,72 @@
+"""What to fetch for an on-demand or pull-through request, decided on the ORM thread."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from pulpcore.app.models import Remote, RemoteArtifact, Repository
+
+from pulp_content_asgi.results import ServeRemote
+
+
+@dataclass
+class Candidate:
+    """One remote artifact to try, its remote already cast to the plugin's type."""
+
+    remote_artifact: RemoteArtifact
+    save: bool
+
+
+@dataclass
+class RemotePlan:
+    """Everything the asynchronous fetch needs, so it never touches the ORM itself."""
+
+    key: str
+    candidates: list[Candidate]
+    headers: dict[str, str]
+    relative_path: str
+    size: int | None
+    repository: Repository | None = None
+    pull_through_url: str | None = None
+    request_info: dict[str, str] = field(default_factory=dict)
+
+
+def _candidates(result: ServeRemote) -> list[Candidate]:
+    """pulpcore's order: remotes of alternate content sources first, and remote artifacts
+    that failed within REMOTE_CONTENT_FETCH_FAILURE_COOLDOWN left out."""
+    if result.remote_artifact is not None:  # first request of pull-through content
+        remote = result.remote_artifact.remote.cast()
+        result.remote_artifact.remote = remote
+        return [Candidate(result.remote_artifact, result.save)]
+    cooldown = timedelta(seconds=settings.REMOTE_CONTENT_FETCH_FAILURE_COOLDOWN)
+    found = (
+        result.content_artifact.remoteartifact_set.select_related("remote")
+        .order_by_acs()
+        .exclude(failed_at__gte=timezone.now() - cooldown)
+    )
+    candidates = []
+    for remote_artifact in found:
+        remote_artifact.remote = remote_artifact.remote.cast()
+        candidates.append(Candidate(remote_artifact,
+                                    remote_artifact.remote.policy != Remote.STREAMED))
+    return candidates
+
+
+def make(result: ServeRemote) -> RemotePlan:
+    candidates = _candidates(result)
+    ca = result.content_artifact
+    first = candidates[0].remote_artifact if candidates else None
+    # Saved content artifacts are fetched once per artifact; new pull-through content
+    # once per remote and URL.
+    if ca._state.adding and first is not None:
+        key = f"url:{first.remote.pk}:{first.url}"
+    else:
+        key = f"ca:{ca.pk}"
+    sizes = [c.remote_artifact.size for c in candidates if c.remote_artifact.size]
+    url = result.remote_artifact.url if result.remote_artifact is not None else None
+    return RemotePlan(key=key, candidates=candidates, headers=dict(result.headers),
+                      relative_path=ca.relative_path, size=sizes[0] if sizes else None,
+                      repository=result.repository, pull_through_url=url)

@@ -1,0 +1,96 @@
+"""One client's response to a remote plan: join the fetch, wait for the upstream headers,
+then read the spool (the range of it the client asked for)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pulp_content_asgi.http import ranges
+from pulp_content_asgi.ondemand.fetch import Fetch, Follow, inflight
+from pulp_content_asgi.ondemand.plan import RemotePlan
+from pulp_content_asgi.ondemand.spool import LeaderGone, UpstreamError
+from pulp_content_asgi.render import Prepared, error
+
+#: Upstream headers never forwarded (pulpcore's list): hop-by-hop, and the length and
+#: encoding of a body the downloader may have decoded.
+HOP_BY_HOP = frozenset({"connection", "content-encoding", "content-length", "keep-alive",
+                        "public", "proxy-authenticate", "transfer-encoding", "upgrade"})
+
+
+@dataclass
+class SpoolBody:
+    """``length`` bytes (None: to the end) from ``offset`` of a fetch's spool."""
+
+    fetch: Fetch | Follow
+    offset: int
+    length: int | None
+
+    def release(self) -> None:
+        inflight.leave(self.fetch)
+
+
+def _merge(base: dict[str, str], upstream: dict[str, str]) -> dict[str, str]:
+    headers = dict(base)
+    lowered = {k.lower(): k for k in headers}
+    for name, value in upstream.items():
+        if name.lower() in HOP_BY_HOP:
+            continue
+        headers.pop(lowered.get(name.lower(), name), None)
+        headers[name] = value
+    return headers
+
+
+def _total(upstream: dict[str, str], known: int | None) -> int | None:
+    lowered = {k.lower(): v for k, v in upstream.items()}
+    if "content-length" in lowered and "content-encoding" not in lowered:
+        return int(lowered["content-length"])
+    return known
+
+
+async def respond(plan: RemotePlan, request: Any) -> Prepared:
+    """The response for one client; the body (if any) is a :class:`SpoolBody`."""
+    try:
+        spec = ranges.parse_range_header(request.headers.get("Range"))
+        if spec and plan.size is not None and spec.first is not None \
+                and spec.first >= plan.size:
+            raise ranges.RangeNotSatisfiable("start beyond the size")
+    except ranges.RangeNotSatisfiable:
+        return error(416, "Range Not Satisfiable",
+                     {"Content-Range": ranges.unsatisfied_content_range(plan.size)})
+    if not plan.candidates:
+        return error(404, "Not Found")
+    for _ in range(3):  # a leader that vanishes before its headers is replaced
+        fetch = await inflight.join(plan, request)
+        try:
+            upstream = dict(await fetch.spool.wait_headers())
+            break
+        except LeaderGone:
+            inflight.abandon(fetch)
+        except UpstreamError as failed:
+            inflight.leave(fetch)
+            return error(failed.status, str(failed))
+        except BaseException:
+            inflight.leave(fetch)
+            raise
+    else:
+        return error(502, "The download of this content was abandoned three times; retry.")
+    headers = _merge(plan.headers, upstream)
+    total = _total(upstream, plan.size)
+    if total is not None:
+        headers["X-PULP-ARTIFACT-SIZE"] = str(total)
+    status, offset, length = 200, 0, None
+    if spec is not None and total is not None:
+        try:
+            wanted = ranges.resolve_range(spec, total)
+        except ranges.RangeNotSatisfiable:
+            inflight.leave(fetch)
+            return error(416, "Range Not Satisfiable",
+                         {"Content-Range": ranges.unsatisfied_content_range(total)})
+        status, offset, length = 206, wanted.start, wanted.length
+        headers["Content-Range"] = wanted.content_range(total)
+        headers["Content-Length"] = str(length)
+    if request.method == "HEAD":
+        inflight.leave(fetch)  # the download goes on (and is saved) without this client
+        return Prepared(status, headers, None)
+    return Prepared(status, headers, SpoolBody(fetch, offset, length))

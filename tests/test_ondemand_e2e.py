@@ -1,0 +1,266 @@
+"""On-demand and streamed content from real upstream servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import hashlib
+import os
+import subprocess
+import time
+import uuid
+
+import httpx
+import pytest
+from django.conf import settings
+from pulp_file.app.models import FileRemote
+from pulpcore.app.models import ContentArtifact, RemoteArtifact
+
+from pulp_content_asgi.devtools import data
+from tests.conftest import content_app, have, stop_server
+from tests.upstream import Behaviour, Upstream
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    server = Upstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def backup_upstream():
+    server = Upstream().start()
+    yield server
+    server.stop()
+
+
+def on_demand(upstream: Upstream, files: dict[str, bytes], policy: str = "on_demand",
+              extra_remote: Upstream | None = None, base: str | None = None):
+    """A published repository whose files exist only upstream (the remote's URLs)."""
+    u = uuid.uuid4().hex[:8]
+    prefix = f"{u}/"
+    remote = FileRemote.objects.create(name=f"remote-{u}", url=upstream.url(prefix),
+                                       policy=policy)
+    for name, blob in files.items():
+        upstream.files[prefix + name] = blob
+    repo = data.repository(f"od-{u}", {n: data.OnDemand(upstream.url(prefix + n), b)
+                                       for n, b in files.items()}, remote=remote)
+    if extra_remote is not None:
+        second = FileRemote.objects.create(name=f"backup-{u}", url=extra_remote.url(prefix),
+                                           policy=policy)
+        for name, blob in files.items():
+            extra_remote.files[prefix + name] = blob
+            ca = ContentArtifact.objects.get(relative_path=name,
+                                             content__in=repo.latest_version().content)
+            RemoteArtifact.objects.create(content_artifact=ca, remote=second,
+                                          url=extra_remote.url(prefix + name), size=len(blob),
+                                          sha256=hashlib.sha256(blob).hexdigest())
+    distribution = data.distribute(base or f"od-{u}",
+                                   publication=data.publish(repo.latest_version()))
+    return distribution, prefix, repo
+
+
+def content_artifact(repo, name):
+    return ContentArtifact.objects.select_related("artifact").get(
+        relative_path=name, content__in=repo.latest_version().content)
+
+
+def wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def url(server, distribution, name):
+    return server.url(f"/pulp/content/{distribution.base_path}/{name}")
+
+
+def test_on_demand_streams_then_saves_then_serves_from_storage(any_server, upstream):
+    blob = os.urandom(3 * 1024 * 1024 + 17)
+    distribution, prefix, repo = on_demand(upstream, {"a.bin": blob})
+    response = httpx.get(url(any_server, distribution, "a.bin"), timeout=30)
+    assert response.status_code == 200
+    assert response.content == blob
+    assert "content-length" not in response.headers  # an unverified stream: chunked
+    assert response.headers["x-pulp-artifact-size"] == str(len(blob))
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert wait_for(lambda: content_artifact(repo, "a.bin").artifact_id is not None)
+    artifact = content_artifact(repo, "a.bin").artifact
+    assert artifact.sha256 == hashlib.sha256(blob).hexdigest()
+    with open(artifact.file.path, "rb") as stored:
+        assert stored.read() == blob
+    again = httpx.get(url(any_server, distribution, "a.bin"))
+    assert again.content == blob
+    assert again.headers["content-length"] == str(len(blob))
+    assert again.headers["etag"] == f'"{artifact.sha256}"'
+    assert upstream.hits[prefix + "a.bin"] == 1
+
+
+def test_streamed_policy_saves_nothing(server, upstream):
+    blob = os.urandom(200_000)
+    distribution, prefix, repo = on_demand(upstream, {"s.bin": blob}, policy="streamed")
+    for _ in range(2):
+        assert httpx.get(url(server, distribution, "s.bin")).content == blob
+    assert upstream.hits[prefix + "s.bin"] == 2
+    time.sleep(0.5)
+    assert content_artifact(repo, "s.bin").artifact_id is None
+
+
+def test_upstream_content_type_wins(server, upstream):
+    distribution, prefix, _ = on_demand(upstream, {"x.txt": b"text"})
+    upstream.behaviour[prefix + "x.txt"] = Behaviour(content_type="text/x-upstream")
+    response = httpx.get(url(server, distribution, "x.txt"))
+    assert response.headers["content-type"].startswith("text/x-upstream")
+
+
+def test_range_is_served_and_the_artifact_still_saved(any_server, upstream):
+    blob = os.urandom(1_000_000)
+    distribution, _, repo = on_demand(upstream, {"r.bin": blob})
+    response = httpx.get(url(any_server, distribution, "r.bin"),
+                         headers={"Range": "bytes=1000-1999"})
+    assert response.status_code == 206
+    assert response.content == blob[1000:2000]
+    assert response.headers["content-range"] == f"bytes 1000-1999/{len(blob)}"
+    assert response.headers["content-length"] == "1000"
+    assert wait_for(lambda: content_artifact(repo, "r.bin").artifact_id is not None)
+
+
+def test_range_beyond_known_size_is_416(server, upstream):
+    distribution, prefix, _ = on_demand(upstream, {"r.bin": b"12345"})
+    response = httpx.get(url(server, distribution, "r.bin"), headers={"Range": "bytes=10-"})
+    assert response.status_code == 416
+    assert response.headers["content-range"] == "bytes */5"
+    assert upstream.hits[prefix + "r.bin"] == 0
+
+
+def test_head_sends_headers_and_the_download_is_saved(server, upstream):
+    blob = os.urandom(500_000)
+    distribution, _, repo = on_demand(upstream, {"h.bin": blob})
+    response = httpx.head(url(server, distribution, "h.bin"))
+    assert response.status_code == 200 and response.content == b""
+    assert response.headers["x-pulp-artifact-size"] == str(len(blob))
+    assert wait_for(lambda: content_artifact(repo, "h.bin").artifact_id is not None)
+
+
+def test_failing_remote_falls_back_to_the_next_one(server, upstream, backup_upstream):
+    blob = os.urandom(100_000)
+    distribution, prefix, _ = on_demand(upstream, {"f.bin": blob},
+                                        extra_remote=backup_upstream)
+    upstream.behaviour[prefix + "f.bin"] = Behaviour(status=503)
+    response = httpx.get(url(server, distribution, "f.bin"))
+    assert response.status_code == 200 and response.content == blob
+    assert backup_upstream.hits[prefix + "f.bin"] == 1
+
+
+def test_all_remotes_failing_is_404(server, upstream):
+    distribution, prefix, _ = on_demand(upstream, {"gone.bin": b"x"})
+    upstream.behaviour[prefix + "gone.bin"] = Behaviour(status=404)
+    assert httpx.get(url(server, distribution, "gone.bin")).status_code == 404
+
+
+@pytest.mark.skipif(not have("curl"), reason="curl is installed by .ci/run")
+def test_corrupt_upstream_truncates_marks_failed_and_saves_nothing(
+        server, upstream, backup_upstream):
+    blob = os.urandom(2 * 1024 * 1024)
+    distribution, prefix, repo = on_demand(upstream, {"bad.bin": blob},
+                                           extra_remote=backup_upstream)
+    bad = RemoteArtifact.objects.get(url=upstream.url(prefix + "bad.bin"))
+    # Make the corrupt remote the first choice (ACS remotes come first; this one is older).
+    RemoteArtifact.objects.filter(url=backup_upstream.url(prefix + "bad.bin")).update(
+        failed_at=None)
+    upstream.behaviour[prefix + "bad.bin"] = Behaviour(corrupt=True)
+    backup_upstream.behaviour[prefix + "bad.bin"] = Behaviour(status=500)
+    before = set(glob.glob(os.path.join(settings.WORKING_DIRECTORY, "*")))
+    run = subprocess.run(["curl", "-s", "-o", "/dev/null", url(server, distribution, "bad.bin")],
+                         timeout=60)
+    assert run.returncode == 18  # "transfer closed with outstanding read data remaining"
+    bad.refresh_from_db()
+    assert bad.failed_at is not None
+    assert content_artifact(repo, "bad.bin").artifact_id is None
+    # The next request skips the corrupt remote (cooldown) and uses the repaired backup.
+    backup_upstream.behaviour.pop(prefix + "bad.bin")
+    assert httpx.get(url(server, distribution, "bad.bin")).content == blob
+    assert upstream.hits[prefix + "bad.bin"] == 1
+    assert wait_for(lambda: not (set(glob.glob(os.path.join(
+        settings.WORKING_DIRECTORY, "*"))) - before - {content_artifact(repo, "bad.bin")
+                                                      .artifact.file.path}), timeout=15)
+
+
+def test_concurrent_clients_share_one_upstream_download(any_server, upstream):
+    blob = os.urandom(50 * 1024 * 1024)
+    distribution, prefix, repo = on_demand(upstream, {"big.bin": blob})
+    upstream.behaviour[prefix + "big.bin"] = Behaviour(chunk_delay=0.002)
+    target = url(any_server, distribution, "big.bin")
+    expected = hashlib.sha256(blob).hexdigest()
+
+    async def fetch(client: httpx.AsyncClient) -> str:
+        digest = hashlib.sha256()
+        async with client.stream("GET", target, timeout=120) as response:
+            assert response.status_code == 200
+            async for chunk in response.aiter_raw():
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    async def main() -> list[str]:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=60)) as client:
+            return await asyncio.gather(*(fetch(client) for _ in range(50)))
+
+    assert asyncio.run(main()) == [expected] * 50
+    assert upstream.hits[prefix + "big.bin"] == 1
+    assert wait_for(lambda: content_artifact(repo, "big.bin").artifact_id is not None)
+
+
+def test_client_disconnect_does_not_stop_the_save(server, upstream):
+    blob = os.urandom(8 * 1024 * 1024)
+    distribution, prefix, repo = on_demand(upstream, {"d.bin": blob})
+    upstream.behaviour[prefix + "d.bin"] = Behaviour(chunk_delay=0.01)
+    with httpx.stream("GET", url(server, distribution, "d.bin")) as response:
+        next(response.iter_raw(65536))  # one chunk, then hang up
+    assert wait_for(lambda: content_artifact(repo, "d.bin").artifact_id is not None, 60)
+    assert ContentArtifact.objects.filter(relative_path="d.bin", artifact__isnull=False,
+                                          pk=content_artifact(repo, "d.bin").pk).count() == 1
+    assert upstream.hits[prefix + "d.bin"] == 1
+
+
+def test_file_remote(server, tmp_path):
+    blob = os.urandom(123_456)
+    (tmp_path / "local.bin").write_bytes(blob)
+    u = uuid.uuid4().hex[:8]
+    remote = FileRemote.objects.create(name=f"file-{u}", url=f"file://{tmp_path}/",
+                                       policy="on_demand")
+    repo = data.repository(f"fileremote-{u}", {
+        "local.bin": data.OnDemand(f"file://{tmp_path}/local.bin", blob)}, remote=remote)
+    distribution = data.distribute(f"fileremote-{u}",
+                                   publication=data.publish(repo.latest_version()))
+    response = httpx.get(url(server, distribution, "local.bin"))
+    assert response.status_code == 200 and response.content == blob
+    assert wait_for(lambda: content_artifact(repo, "local.bin").artifact_id is not None)
+
+
+def test_listing_shows_remote_sizes(server, upstream):
+    distribution, _, _ = on_demand(upstream, {"sized.bin": b"x" * 4200})
+    page = httpx.get(url(server, distribution, "")).text
+    assert "sized.bin" in page and "4.2 kB" in page
+
+
+def test_two_workers_download_once(upstream):
+    blob = os.urandom(20 * 1024 * 1024)
+    distribution, prefix, _ = on_demand(upstream, {"w.bin": blob})
+    upstream.behaviour[prefix + "w.bin"] = Behaviour(chunk_delay=0.003)
+    running = content_app("uvicorn", workers=2)
+    try:
+        async def main() -> list[bytes]:
+            async with httpx.AsyncClient(limits=httpx.Limits(max_connections=40)) as client:
+                async def one() -> bytes:
+                    r = await client.get(url(running, distribution, "w.bin"), timeout=120)
+                    return hashlib.sha256(r.content).digest()
+                return await asyncio.gather(*(one() for _ in range(30)))
+
+        assert set(asyncio.run(main())) == {hashlib.sha256(blob).digest()}
+    finally:
+        stop_server(running)
+    assert upstream.hits[prefix + "w.bin"] == 1

@@ -1,0 +1,89 @@
+"""A real HTTP server on loopback standing in for upstream repositories.
+
+It serves files from a dict, counts requests per path, and misbehaves on demand: wrong
+bytes, truncated bodies, stalls, slow bodies and error statuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Behaviour:
+    status: int = 200
+    corrupt: bool = False
+    truncate_at: int | None = None
+    delay: float = 0.0  # before the headers
+    chunk_delay: float = 0.0  # between 64 KiB chunks
+    content_type: str | None = None
+
+
+@dataclass
+class Upstream:
+    files: dict[str, bytes] = field(default_factory=dict)
+    behaviour: dict[str, Behaviour] = field(default_factory=dict)
+    hits: collections.Counter = field(default_factory=collections.Counter)
+    base: str = ""
+    _loop: asyncio.AbstractEventLoop | None = None
+    _runner: web.AppRunner | None = None
+
+    def url(self, path: str) -> str:
+        return f"{self.base}/{path}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.match_info["path"]
+        self.hits[path] += 1
+        how = self.behaviour.get(path, Behaviour())
+        if how.delay:
+            await asyncio.sleep(how.delay)
+        if path not in self.files or how.status != 200:
+            status = how.status if how.status != 200 else 404
+            return web.Response(status=status, text=f"upstream says {status}")
+        body = self.files[path]
+        if how.corrupt:
+            body = bytes(b ^ 0xFF for b in body[:16]) + body[16:]
+        response = web.StreamResponse(headers={"Content-Length": str(len(body))})
+        response.content_type = how.content_type or "application/octet-stream"
+        await response.prepare(request)
+        limit = len(body) if how.truncate_at is None else how.truncate_at
+        for start in range(0, limit, 65536):
+            await response.write(body[start:min(start + 65536, limit)])
+            if how.chunk_delay:
+                await asyncio.sleep(how.chunk_delay)
+        if how.truncate_at is not None:
+            request.transport.close()  # type: ignore[union-attr]
+            return response
+        await response.write_eof()
+        return response
+
+    def start(self) -> Upstream:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            app = web.Application()
+            app.router.add_get("/{path:.+}", self._handle)
+            self._runner = web.AppRunner(app, access_log=None)
+            loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            loop.run_until_complete(site.start())
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.base = f"http://127.0.0.1:{port}"
+            ready.set()
+            loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
