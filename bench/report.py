@@ -89,6 +89,17 @@ def _counts(found: dict | None) -> str:
             f"{found['hops_per_request']:.1f} thread hops")
 
 
+def _ondemand(found: dict | None) -> list[str]:
+    if not found:
+        return []
+    rows = ["## On-demand (cold: every request streams from upstream), 1 worker", "",
+            "| | TTFB median ms (1 MiB files) | TTFB p90 ms | 1 GiB GB/s |", "|---|---|---|---|"]
+    for name, values in found.items():
+        rows.append(f"| {name} | {values['ttfb_ms_median']:.1f} | {values['ttfb_ms_p90']:.1f}"
+                    f" | {values['large_gbps']:.2f} |")
+    return [*rows, ""]
+
+
 def markdown(results: dict) -> str:
     meta = results["meta"]
     hops = results.get("hops", {})
@@ -103,6 +114,7 @@ def markdown(results: dict) -> str:
         "",
         *_rows(results),
         "",
+        *_ondemand(results.get("ondemand")),
         "Per published-file request, counted in-process (exact): "
         f"ours {_counts(hops.get('asgi'))}; pulpcore-content "
         f"{_counts(hops.get('pulpcore-content'))}.",

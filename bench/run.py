@@ -138,6 +138,33 @@ def measure_slow(server: Any, paths: list[str], clients: int, probe: str) -> dic
     return result
 
 
+def measure_ondemand(chosen: list, data: Any) -> dict:
+    """Cold on-demand requests through each app versus the upstream itself."""
+    from bench import ondemand, servers
+
+    say("on-demand: through the apps versus straight from the upstream")
+    upstream = servers.start(servers.Nginx("upstream", "/pulp/content/", sendfile=False), 1,
+                             STATE, None)
+    try:
+        paths = ondemand.build(upstream.base, data.medium_paths, data.large_path)
+        out = {"upstream": ondemand.direct(upstream.base, paths)}
+        for contender in chosen:
+            if not isinstance(contender, (servers.ContentAsgi, servers.PulpcoreContent)):
+                continue
+            server = servers.start(contender, 1, STATE, None)
+            try:
+                out[contender.name] = ondemand.measure(server.base, paths)
+            finally:
+                servers.processes.stop(server)
+            say(f"  {contender.name}: TTFB median {out[contender.name]['ttfb_ms_median']:.1f}"
+                f" ms, 1 GiB at {out[contender.name]['large_gbps']:.2f} GB/s "
+                f"(upstream: {out['upstream']['ttfb_ms_median']:.1f} ms, "
+                f"{out['upstream']['large_gbps']:.2f} GB/s)")
+        return out
+    finally:
+        servers.processes.stop(upstream)
+
+
 def hops(env: dict[str, str], which: str, path: str) -> dict | None:
     """Thread hops and SQL queries per request, counted in-process (bench/hops.py)."""
     out = subprocess.run([sys.executable, "-m", "bench.hops", which, path], cwd=ROOT,
@@ -152,6 +179,8 @@ def hops(env: dict[str, str], which: str, path: str) -> dict | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a ~1 minute subset")
+    parser.add_argument("--only-ondemand", action="store_true",
+                        help="just the on-demand comparison")
     parser.add_argument("--contenders",
                         default="asgi-granian,asgi-uvicorn,pulpcore-content,nginx,nginx-copy")
     args = parser.parse_args()
@@ -184,7 +213,7 @@ def main() -> None:
                  "pinning": "1 worker: server on CPU 0, wrk on CPU 1; 2 workers: unpinned"},
         "runs": [],
     }
-    for workers in worker_counts:
+    for workers in ([] if args.only_ondemand else worker_counts):
         server_cpus, client_cpus, threads = ("0", "1", 1) if workers == 1 else (None, None, 2)
         for contender in chosen:
             say(f"{contender.name}, {workers} worker(s)")
@@ -205,6 +234,8 @@ def main() -> None:
                 results["runs"].append(run)
             finally:
                 servers.processes.stop(server)
+    if not quick or args.only_ondemand:
+        results["ondemand"] = measure_ondemand(chosen, data)
     say("counting thread hops per request in-process")
     results["hops"] = {"asgi": hops(env, "ours", small[0]),
                        "pulpcore-content": hops(env, "pulpcore", small[0])}

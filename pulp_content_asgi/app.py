@@ -16,6 +16,8 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django_guid import set_guid
+from django_guid.utils import generate_guid
 
 from pulp_content_asgi import access_log, conf, db, render, results, router
 from pulp_content_asgi.heartbeat import Heartbeat
@@ -98,6 +100,9 @@ class ContentApp:
             return render.Prepared(200, {"Content-Type": "text/html"}, None)
         content_path = target.path if isinstance(target, paths.ContentPath) else ""
         request = ContentRequest(scope, path, content_path, target.domain)
+        # A correlation id for logs and for tasks a request dispatches (pull-through adds
+        # content with a task, which requires one), as pulpcore-content's guid middleware.
+        set_guid(generate_guid())
         try:
             prepared = await db.run(_resolve_and_prepare, request, target)
             if isinstance(prepared, RemotePlan):

@@ -1,0 +1,97 @@
+"""On-demand content through the app versus straight from its upstream (issue #5).
+
+The upstream is nginx serving the data set's bytes; an on-demand repository
+(``bench-ondemand``) points its remote artifacts there. Before each measurement the
+content artifacts lose their artifacts again ("reclaimed"), so every request is a miss
+that streams from upstream: time to first byte over the 1 MiB files, and throughput of
+the 1 GiB file, through the app and directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import time
+import urllib.request
+
+BASE_PATH = "bench-ondemand"
+
+
+def build(upstream: str, medium: list[str], large: str) -> list[str]:
+    """The on-demand repository, pointed at this run's upstream; returns the URL paths."""
+    from pulp_file.app.models import FileContent, FileDistribution, FileRemote, FileRepository
+    from pulpcore.app.models import ContentArtifact, RemoteArtifact
+
+    from pulp_content_asgi.devtools import data
+
+    wanted = [*medium[:50], large]
+    remote, _ = FileRemote.objects.update_or_create(
+        name=BASE_PATH, defaults={"url": upstream + "/", "policy": "on_demand"})
+    # Remote artifacts of earlier runs point at upstreams that are gone.
+    RemoteArtifact.objects.filter(content_artifact__relative_path__startswith="od/").exclude(
+        remote=remote).delete()
+    units = []
+    for path in wanted:
+        base, relative = path.split("/", 1)
+        publication = FileDistribution.objects.get(base_path=base).publication
+        source = publication.published_artifact.select_related(
+            "content_artifact__artifact").get(relative_path=relative).content_artifact.artifact
+        unit, _ = FileContent.objects.get_or_create(relative_path=f"od/{path}",
+                                                    digest=source.sha256)
+        ca, _ = ContentArtifact.objects.get_or_create(content=unit, relative_path=f"od/{path}")
+        RemoteArtifact.objects.update_or_create(
+            content_artifact=ca, remote=remote,
+            defaults={"url": f"{upstream}/pulp/content/{path}", "size": source.size,
+                      "sha256": source.sha256})
+        units.append(unit.pk)
+    if not FileDistribution.objects.filter(base_path=BASE_PATH).exists():
+        repo = FileRepository.objects.create(name=f"{BASE_PATH}-repo-{os.getpid()}")
+        with repo.new_version() as version:
+            version.add_content(FileContent.objects.filter(pk__in=units))
+        data.distribute(BASE_PATH, publication=data.publish(version))
+    return [f"/pulp/content/{BASE_PATH}/od/{p}" for p in wanted]
+
+
+def reclaim() -> None:
+    """Forget the downloaded artifacts so the next requests stream from upstream again."""
+    from pulpcore.app.models import ContentArtifact
+
+    ContentArtifact.objects.filter(relative_path__startswith="od/").update(artifact=None)
+
+
+def _get(url: str) -> tuple[float, float, int]:
+    """(time to first byte, total time, bytes) for one GET."""
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=300) as response:
+        first = response.read(1)
+        ttfb = time.perf_counter() - started
+        size = len(first)
+        digest = hashlib.sha256(first)
+        while chunk := response.read(1 << 20):
+            size += len(chunk)
+            digest.update(chunk)
+    return ttfb, time.perf_counter() - started, size
+
+
+def measure(base: str, paths: list[str]) -> dict:
+    from django.db import connections
+
+    reclaim()
+    for conn in connections.all():
+        conn.close()
+    small = [_get(base + p) for p in paths[:-1]]
+    large = _get(base + paths[-1])
+    return {"ttfb_ms_median": statistics.median(s[0] for s in small) * 1000,
+            "ttfb_ms_p90": sorted(s[0] for s in small)[int(len(small) * 0.9)] * 1000,
+            "large_gbps": large[2] / large[1] / 1e9, "large_bytes": large[2]}
+
+
+def direct(upstream: str, paths: list[str]) -> dict:
+    """The same files fetched straight from the upstream."""
+    originals = [p.replace(f"/{BASE_PATH}/od/", "/") for p in paths]
+    small = [_get(upstream + p) for p in originals[:-1]]
+    large = _get(upstream + originals[-1])
+    return {"ttfb_ms_median": statistics.median(s[0] for s in small) * 1000,
+            "ttfb_ms_p90": sorted(s[0] for s in small)[int(len(small) * 0.9)] * 1000,
+            "large_gbps": large[2] / large[1] / 1e9, "large_bytes": large[2]}
