@@ -43,7 +43,9 @@ class Heartbeat:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Register the worker; a duplicate name is a configuration error (raises)."""
+        """Register the worker (once); a duplicate name is a configuration error (raises)."""
+        if self.status is not None:
+            return
         try:
             self.status = await db.run(_register)
         except IntegrityError as exc:

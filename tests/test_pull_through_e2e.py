@@ -15,11 +15,11 @@ import uuid
 
 import httpx
 import pytest
+from pulp_file.app.models import FileAlternateContentSource, FileContent, FileRemote
+from pulpcore.app.models import ContentArtifact, RemoteArtifact
 
 from pulp_content_asgi.devtools import data
 from pulp_content_asgi.devtools.processes import free_port
-from pulp_file.app.models import FileAlternateContentSource, FileContent, FileRemote
-from pulpcore.app.models import ContentArtifact, RemoteArtifact
 from tests.test_ondemand_e2e import content_artifact, on_demand, wait_for
 from tests.upstream import Behaviour, Upstream
 
@@ -90,7 +90,7 @@ def pull_through(upstream):
 
 def test_first_request_streams_and_creates_content(local_server, upstream,
                                                    file_plugin_pull_through):
-    distribution, prefix, remote, repo = pull_through(upstream)
+    distribution, prefix, remote, _ = pull_through(upstream)
     blob = os.urandom(700_000)
     upstream.files[prefix + "pkg/new.bin"] = blob
     target = f"{local_server}/pulp/content/{distribution.base_path}/pkg/new.bin"
