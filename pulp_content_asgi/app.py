@@ -20,6 +20,8 @@ from django_guid import set_guid
 from django_guid.utils import generate_guid
 
 from pulp_content_asgi import access_log, conf, db, render, results, router
+from pulp_content_asgi.cache import flow as cache_flow
+from pulp_content_asgi.cache import store as cache_store
 from pulp_content_asgi.heartbeat import Heartbeat
 from pulp_content_asgi.http import paths
 from pulp_content_asgi.ondemand.plan import RemotePlan
@@ -104,7 +106,7 @@ class ContentApp:
         # content with a task, which requires one), as pulpcore-content's guid middleware.
         set_guid(generate_guid())
         try:
-            prepared = await db.run(_resolve_and_prepare, request, target)
+            prepared = await self._resolve(request, target)
             if isinstance(prepared, RemotePlan):
                 return await ondemand_respond(prepared, request)
             return prepared
@@ -117,6 +119,17 @@ class ContentApp:
             log.exception("Failed to serve %s %s", scope["method"], path)
             return _plain(500, "Internal Server Error: the content app failed to answer this "
                                "request; the server log has the details.")
+
+    async def _resolve(self, request: ContentRequest, target: Any
+                       ) -> render.Prepared | RemotePlan:
+        """The response from the cache when it has one, else from one ORM hop."""
+        cache = cache_store.current()
+        if cache is None or not isinstance(target, paths.ContentPath):
+            return await db.run(_resolve_and_prepare, request, target)
+        hit, looked_up = await cache_flow.lookup(cache, request, target)
+        if hit is not None:
+            return hit
+        return await db.run(cache_flow.resolve, cache, request, target, looked_up)
 
     async def http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         started = time.monotonic()

@@ -28,6 +28,10 @@ DEFAULTS: dict[str, Any] = {
     "CONTENT_ASGI_PATHSEND": True,
     # Server used by the pulp-content-asgi command: "granian" or "uvicorn".
     "CONTENT_ASGI_SERVER": "granian",
+    # Seconds a Redis call of the response cache may take before the cache is bypassed.
+    "CONTENT_ASGI_CACHE_TIMEOUT": 0.25,
+    # Seconds the response cache stays bypassed after Redis failed.
+    "CONTENT_ASGI_CACHE_RETRY": 5.0,
     # Seconds clients are told to wait (Retry-After) when the database is unavailable.
     "CONTENT_ASGI_RETRY_AFTER": 5,
     # Access log destination: a file path, "-" for stdout, or "" for none.
@@ -50,6 +54,8 @@ class AppSettings:
     pathsend: bool
     server: str
     retry_after: int
+    cache_timeout: float
+    cache_retry: float
     access_logfile: str
     log_level: str
 
@@ -74,6 +80,8 @@ def load(settings: Any | None = None) -> AppSettings:
         pathsend=bool(_get(settings, "CONTENT_ASGI_PATHSEND")),
         server=str(_get(settings, "CONTENT_ASGI_SERVER")),
         retry_after=int(_get(settings, "CONTENT_ASGI_RETRY_AFTER")),
+        cache_timeout=float(_get(settings, "CONTENT_ASGI_CACHE_TIMEOUT")),
+        cache_retry=float(_get(settings, "CONTENT_ASGI_CACHE_RETRY")),
         access_logfile=str(_get(settings, "CONTENT_ASGI_ACCESS_LOGFILE") or ""),
         log_level=str(_get(settings, "CONTENT_ASGI_LOG_LEVEL") or ""),
     )

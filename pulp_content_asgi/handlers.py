@@ -235,7 +235,9 @@ class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
             return found
         if not any((repository, version, publication, distribution.remote_id)):
             return results.NotFound(NOT_POINTING)
-        return results.NotFound()
+        # pulpcore caches these 404s: content can only appear with a new publication or
+        # version, which invalidates the cache.
+        return results.NotFound(cacheable=distribution.remote_id is None)
 
     def serve_content_handler(self, distribution: Distribution, path: str
                               ) -> results.Result | None:

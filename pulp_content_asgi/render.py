@@ -172,8 +172,27 @@ def _open_local(result: results.ServeLocalFile) -> _File | Prepared:
         return error(404, "Not Found")
     stat = os.fstat(handle.fileno())
     modified = datetime.fromtimestamp(int(stat.st_mtime), tz=UTC)
-    return _File(handle, stat.st_size, f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
-                 _last_modified(result.headers, modified), result.path)
+    etag = result.headers.get("ETag") or f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+    return _File(handle, stat.st_size, etag, _last_modified(result.headers, modified),
+                 result.path)
+
+
+def stored_form(result: results.ServeArtifact) -> tuple[str | None, dict[str, str]]:
+    """Where an artifact's bytes are locally (None for other storage) and the headers of
+    its 200 response, as the response cache keeps them."""
+    artifact = result.artifact
+    domain = artifact.pulp_domain
+    headers = dict(result.headers)
+    headers.setdefault("Content-Type", "application/octet-stream")
+    headers["ETag"] = f'"{artifact.sha256}"'
+    modified = _last_modified(result.headers, result.last_modified)
+    if modified and "Last-Modified" not in headers:
+        headers["Last-Modified"] = http_date(modified.timestamp())
+    headers["X-PULP-ARTIFACT-SIZE"] = str(artifact.size)
+    local = None
+    if domain.storage_class == FILESYSTEM_STORAGE:
+        local = domain.get_storage().path(artifact.file.name)
+    return local, headers
 
 
 def redirect(result: results.Redirect) -> Prepared:

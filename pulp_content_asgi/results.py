@@ -82,9 +82,15 @@ class Redirect:
 
 @dataclass(frozen=True)
 class NotFound:
-    """Nothing is served at this path; ``reason`` tells the client why when it is useful."""
+    """Nothing is served at this path; ``reason`` tells the client why when it is useful.
+
+    ``cacheable`` 404s (a distribution with a source and no remote that lacks the path)
+    may be kept by the response cache, as pulpcore does; the next publication invalidates
+    them.
+    """
 
     reason: str = "Not Found"
+    cacheable: bool = False
 
 
 @dataclass(frozen=True)

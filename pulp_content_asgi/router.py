@@ -1,10 +1,13 @@
 """From a located path to a result: domain, distribution, guard, then the type's handler.
 
-``resolve`` is the whole ORM unit of work of a request; it runs in one thread hop.
+The steps are separate so the response cache can sit between admitting a request (guard
+checked) and serving it; ``resolve`` composes them. Everything here runs in the request's
+one ORM thread hop.
 """
 
 from __future__ import annotations
 
+from pulpcore.app.models import Distribution
 from pulpcore.app.util import set_domain
 
 from pulp_content_asgi import guards, registry, results
@@ -13,9 +16,10 @@ from pulp_content_asgi.request import ContentRequest
 from pulp_content_asgi.resolution import distributions
 
 
-def resolve(request: ContentRequest, target: paths.RootListing | paths.ContentPath
-            ) -> results.Result:
-    """Decide what answers ``request`` (runs on an ORM thread)."""
+def locate(request: ContentRequest, target: paths.RootListing | paths.ContentPath
+           ) -> Distribution | results.Result:
+    """The distribution the path belongs to, or the answer when there is none (a root or
+    partial listing, a redirect to add a slash, 404)."""
     name = target.domain or "default"
     if isinstance(target, paths.RootListing):
         domain = distributions.find_domain(name)
@@ -28,15 +32,41 @@ def resolve(request: ContentRequest, target: paths.RootListing | paths.ContentPa
     set_domain(matched.pulp_domain)
     request.domain = matched.pulp_domain
     request.distribution = matched
-    denied = guards.check(request, matched)
+    return matched
+
+
+def admit(request: ContentRequest, distribution: Distribution, target: paths.ContentPath
+          ) -> str | results.Result:
+    """The path relative to the distribution, once its guard allowed the request; or the
+    guard's refusal, or the redirect that adds the distribution root's slash."""
+    denied = guards.check(request, distribution)
     if denied is not None:
         return denied
-    relative = target.path.lstrip("/")[len(matched.base_path):].lstrip("/")
+    relative = target.path.lstrip("/")[len(distribution.base_path):].lstrip("/")
     if not target.path.endswith("/") and (
-        relative == "" or (matched.checkpoint and "/" not in relative)
+        relative == "" or (distribution.checkpoint and "/" not in relative)
     ):
         return results.Redirect(f"{request.path}/")
-    return registry.handler_for(type(matched)).serve(request, matched, relative)
+    return relative
+
+
+def serve(request: ContentRequest, distribution: Distribution, relative: str
+          ) -> results.Result:
+    """Hand the request to the handler registered for the distribution's type."""
+    return registry.handler_for(type(distribution)).serve(request, distribution, relative)
+
+
+def resolve(request: ContentRequest, target: paths.RootListing | paths.ContentPath
+            ) -> results.Result:
+    """Decide what answers ``request`` (runs on an ORM thread)."""
+    located = locate(request, target)
+    if not isinstance(located, Distribution):
+        return located
+    assert isinstance(target, paths.ContentPath)
+    relative = admit(request, located, target)
+    if not isinstance(relative, str):
+        return relative
+    return serve(request, located, relative)
 
 
 def _unmatched(domain_name: str, path: str) -> results.Result:

@@ -49,6 +49,7 @@ class Fetch:
             self.spool = Spool(path)
         self.task: asyncio.Task[None] | None = None
         self.saved: Any = None
+        self.after_save: list[Any] = list(plan.after_save)
         self.clients = 0
         self.expired = False  # finished, and its linger or grace period is over
         self.cleaned = False
@@ -141,6 +142,9 @@ class Fetch:
         if candidate.save:
             self.saved = await db.run(save.save, result.artifact_attributes, result.path,
                                       remote_artifact, self.request)
+            for callback in self.after_save:
+                with contextlib.suppress(Exception):
+                    await db.run(callback, self.saved)
             await self._add_to_repository()
         self._finish()
 
@@ -194,6 +198,10 @@ class Inflight:
                 fetch.start()
                 assert fetch.task is not None
                 fetch.task.add_done_callback(lambda _: self._finished(fetch))
+                fetch.clients += 1
+                return fetch
+        if isinstance(entry, Fetch):
+            entry.after_save.extend(plan.after_save)
         entry.clients += 1
         return entry
 

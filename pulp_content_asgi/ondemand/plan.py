@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
-from pulpcore.app.models import Remote, RemoteArtifact, Repository
+from pulpcore.app.models import ContentArtifact, Remote, RemoteArtifact, Repository
 
 from pulp_content_asgi.results import ServeRemote
 
@@ -31,7 +32,8 @@ class RemotePlan:
     size: int | None
     repository: Repository | None = None
     pull_through_url: str | None = None
-    request_info: dict[str, str] = field(default_factory=dict)
+    #: Called on the ORM thread with the saved content artifact (e.g. to cache it).
+    after_save: list[Callable[[ContentArtifact], None]] = field(default_factory=list)
 
 
 def _candidates(result: ServeRemote) -> list[Candidate]:

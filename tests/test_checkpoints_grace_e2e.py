@@ -1,0 +1,95 @@
+"""Checkpoint distributions and the grace period of superseded publications."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from pulpcore.constants import CHECKPOINT_TS_FORMAT
+
+from pulp_content_asgi.devtools import data
+from tests.conftest import content_app, stop_server
+
+
+def ts(moment: datetime) -> str:
+    return moment.strftime(CHECKPOINT_TS_FORMAT)
+
+
+@pytest.fixture(scope="module")
+def checkpoints():
+    import uuid
+
+    u = uuid.uuid4().hex[:8]
+    repo = data.repository(f"ckpt-{u}", {"f.txt": b"first"})
+    first = data.publish(repo.latest_version(), checkpoint=True)
+    time.sleep(1.1)  # checkpoints are named by the second
+    second = data.publish(data.add_files(repo, {"g.txt": b"second"}), checkpoint=True)
+    distribution = data.distribute(f"ckpt-{u}", repository=repo, checkpoint=True)
+    return distribution, first, second
+
+
+def url(server, distribution, path=""):
+    return server.url(f"/pulp/content/{distribution.base_path}/{path}")
+
+
+def test_root_lists_checkpoints(server, checkpoints):
+    distribution, first, second = checkpoints
+    page = httpx.get(url(server, distribution))
+    assert page.status_code == 200
+    for publication in (first, second):
+        assert f'<a href="./{ts(publication.pulp_created)}/">' in page.text
+
+
+def test_exact_timestamp_serves_that_checkpoint(server, checkpoints):
+    distribution, first, second = checkpoints
+    old = httpx.get(url(server, distribution, f"{ts(first.pulp_created)}/g.txt"))
+    assert old.status_code == 404  # g.txt came with the second checkpoint
+    new = httpx.get(url(server, distribution, f"{ts(second.pulp_created)}/g.txt"))
+    assert new.status_code == 200 and new.content == b"second"
+    listing = httpx.get(url(server, distribution, f"{ts(first.pulp_created)}/"))
+    assert listing.status_code == 200 and "f.txt" in listing.text
+
+
+def test_non_canonical_timestamps_redirect_to_the_checkpoint_in_force(server, checkpoints):
+    distribution, _, second = checkpoints
+    now = ts(datetime.now(UTC) - timedelta(seconds=1))  # after the last checkpoint
+    response = httpx.get(url(server, distribution, f"{now}/g.txt"))
+    assert response.status_code == 301
+    assert response.headers["location"] == (
+        f"/pulp/content/{distribution.base_path}/{ts(second.pulp_created)}/g.txt")
+
+
+@pytest.mark.parametrize("segment", ["20200230T000000Z", "2020-01-01", "99990101T000000Z",
+                                     "19700101T000000Z"])
+def test_impossible_future_malformed_or_too_early_timestamps_are_404(server, checkpoints,
+                                                                     segment):
+    distribution, _, _ = checkpoints
+    assert httpx.get(url(server, distribution, f"{segment}/f.txt")).status_code == 404
+
+
+def test_timestamp_without_slash_redirects(server, checkpoints):
+    distribution, first, _ = checkpoints
+    stamp = ts(first.pulp_created)
+    response = httpx.get(url(server, distribution, stamp))
+    assert response.status_code == 301
+    assert response.headers["location"].endswith(f"/{stamp}/")
+
+
+def test_superseded_publication_serves_during_its_grace_period(unique):
+    running = content_app(env={"PULP_DISTRIBUTED_PUBLICATION_RETENTION_PERIOD": "3"})
+    try:
+        from django.test import override_settings
+
+        with override_settings(DISTRIBUTED_PUBLICATION_RETENTION_PERIOD=3):
+            repo = data.repository(f"grace-{unique}", {"old.txt": b"old"})
+            distribution = data.distribute(f"grace-{unique}", repository=repo)
+            data.publish(repo.latest_version())
+            assert httpx.get(url(running, distribution, "old.txt")).content == b"old"
+            data.publish(data.remove_files(repo, ["old.txt"]))
+        assert httpx.get(url(running, distribution, "old.txt")).status_code == 200
+        time.sleep(4)
+        assert httpx.get(url(running, distribution, "old.txt")).status_code == 404
+    finally:
+        stop_server(running)

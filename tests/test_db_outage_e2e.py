@@ -1,0 +1,113 @@
+"""The content app survives its database: a private PostgreSQL cluster owned by this test
+is stopped and started under a stream of requests."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+import pytest
+
+from pulp_content_asgi.devtools import settings as devsettings
+from pulp_content_asgi.devtools.processes import free_port
+from tests.conftest import content_app, stop_server
+
+BINDIR = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin"))), None)
+pytestmark = pytest.mark.skipif(BINDIR is None, reason="Debian's postgresql is installed by "
+                                "dev/database.sh on every machine of this project")
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self.root = tempfile.mkdtemp(prefix="pg-outage-", dir="/tmp")
+        self.data = os.path.join(self.root, "data")
+        self.port = free_port()
+
+    def _run(self, *argv: str) -> None:
+        command = " ".join(argv)
+        if os.getuid() == 0:
+            subprocess.run(["su", "postgres", "-s", "/bin/sh", "-c", command], check=True,
+                           capture_output=True)
+        else:
+            subprocess.run(command, shell=True, check=True, capture_output=True)
+
+    def init(self) -> None:
+        os.makedirs(self.data)
+        if os.getuid() == 0:
+            shutil.chown(self.root, "postgres")
+            shutil.chown(self.data, "postgres")
+        self._run(f"{BINDIR}/initdb", "-D", self.data, "-U", "postgres", "--auth=trust")
+
+    def start(self) -> None:
+        self._run(f"{BINDIR}/pg_ctl", "-D", self.data, "-l", f"{self.root}/log", "-w", "-o",
+                  f"'-p {self.port} -k /tmp -c listen_addresses=127.0.0.1'", "start")
+
+    def stop(self) -> None:
+        self._run(f"{BINDIR}/pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    pg = Cluster()
+    pg.init()
+    pg.start()
+    env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(pg.port), "PGUSER": "postgres"}
+    settings_root = os.path.join(pg.root, "pulp")
+    script = (
+        "import os, sys\n"
+        "from pulp_content_asgi.devtools import settings as s\n"
+        "s.ensure_database('pulp')\n"
+        f"print(s.write({settings_root!r}, 'pulp'))\n")
+    settings_path = subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                                   capture_output=True, text=True).stdout.strip()
+    env["PULP_SETTINGS"] = settings_path
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "pulpcore-manager"),
+                    "migrate", "--noinput"], env=env, check=True, capture_output=True)
+    build = (
+        "from pulp_content_asgi import bootstrap; bootstrap.setup()\n"
+        "from pulp_content_asgi.devtools import data\n"
+        "repo = data.repository('outage', {'f.txt': b'survives'})\n"
+        "data.distribute('outage', publication=data.publish(repo.latest_version()))\n")
+    subprocess.run([sys.executable, "-c", build], env=env, check=True, capture_output=True)
+    yield pg, env
+    pg.stop()
+    pg.remove()
+    assert devsettings  # the helper module is what wrote the settings
+
+
+def test_outage_gives_503_then_recovers_without_restart(cluster):
+    pg, env = cluster
+    overrides = {k: env[k] for k in ("PULP_SETTINGS", "PGHOST", "PGPORT")}
+    overrides["PULP_CONTENT_ASGI_DB_POOL_TIMEOUT"] = "2"
+    running = content_app(env=overrides)
+    url = running.url("/pulp/content/outage/f.txt")
+    try:
+        assert httpx.get(url).content == b"survives"
+        pg.stop()
+        down = [httpx.get(url, timeout=30) for _ in range(3)]
+        assert {r.status_code for r in down} == {503}
+        assert all(r.headers["retry-after"] for r in down)
+        assert "database is unavailable" in down[0].text
+        pg.start()
+        deadline, statuses = time.monotonic() + 20, []
+        while time.monotonic() < deadline:
+            statuses.append(httpx.get(url, timeout=30).status_code)
+            if statuses[-1] == 200:
+                break
+            time.sleep(0.2)
+        assert statuses[-1] == 200, statuses
+        assert 500 not in statuses
+        after = [httpx.get(url).status_code for _ in range(20)]
+        assert after == [200] * 20  # no stale connections left behind
+        assert running.process.poll() is None  # recovered by itself, no restart
+    finally:
+        stop_server(running)
