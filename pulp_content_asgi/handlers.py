@@ -225,7 +225,10 @@ class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
         found = None
         if publication is not None:
             found = self.serve_publication(request, distribution, publication, path)
-        found = found or self.serve_grace_period(distribution, path)
+        if not distribution.checkpoint:
+            # A checkpoint is an exact snapshot: pulpcore-content also served files of the
+            # current publication under old timestamps through the grace period.
+            found = found or self.serve_grace_period(distribution, path)
         if found is None and version is not None and publication is None \
                 and not distribution.SERVE_FROM_PUBLICATION:
             found = self.serve_repository_version(request, distribution, version, path)

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
 
 import httpx
 import pytest
@@ -21,7 +20,7 @@ from pulpcore.app.models import HeaderContentGuard
 
 from pulp_content_asgi.devtools import data
 from pulp_content_asgi.devtools.processes import free_port
-from tests.conftest import BIN, TEST_ROOT, content_app, start_server, stop_server
+from tests.conftest import BIN, content_app, start_server, stop_server
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"),
                                 reason="redis-server is on every machine of this project")
@@ -197,6 +196,24 @@ def test_unguarded_hits_need_no_database(cached_server, redis_server, unique):
     assert len(queries) == 0
 
 
+def test_entries_are_shared_with_pulpcore_content(cached_server, cache_settings, unique):
+    """Both apps read what the other cached (one Redis during a migration)."""
+    distribution, _ = published(unique, {"ours.txt": b"ours", "theirs.txt": b"theirs"})
+    argv = [os.path.join(BIN, "pulpcore-content"), "--bind", "127.0.0.1:{port}",
+            "--workers", "1"]
+    legacy = start_server(argv, env=cache_settings)
+    try:
+        assert get(cached_server, distribution, "ours.txt").headers["x-pulp-cache"] == "MISS"
+        theirs = get(legacy, distribution, "ours.txt")
+        assert theirs.headers.get("x-pulp-cache") == "HIT" and theirs.content == b"ours"
+        assert get(legacy, distribution, "theirs.txt").headers.get("x-pulp-cache") == "MISS"
+        ours = get(cached_server, distribution, "theirs.txt")
+        assert ours.headers["x-pulp-cache"] == "HIT" and ours.content == b"theirs"
+    finally:
+        stop_server(legacy)
+
+
+# Last: it restarts the Redis the module's other servers use.
 def test_redis_outage_is_invisible_to_clients(cache_settings, redis_server, unique):
     distribution, _ = published(unique, {"a.txt": b"alpha"})
     running = content_app("granian", env=cache_settings)
@@ -218,21 +235,3 @@ def test_redis_outage_is_invisible_to_clients(cache_settings, redis_server, uniq
         stop_server(running)
         if redis_server.process is None:
             redis_server.start()
-
-
-def test_entries_are_shared_with_pulpcore_content(cached_server, cache_settings, unique):
-    """Both apps read what the other cached (one Redis during a migration)."""
-    distribution, _ = published(unique, {"ours.txt": b"ours", "theirs.txt": b"theirs"})
-    argv = [os.path.join(BIN, "pulpcore-content"), "--bind", "127.0.0.1:{port}",
-            "--workers", "1"]
-    legacy = start_server(argv, env=cache_settings)
-    try:
-        assert get(cached_server, distribution, "ours.txt").headers["x-pulp-cache"] == "MISS"
-        theirs = get(legacy, distribution, "ours.txt")
-        assert theirs.headers.get("x-pulp-cache") == "HIT" and theirs.content == b"ours"
-        assert get(legacy, distribution, "theirs.txt").headers.get("x-pulp-cache") == "MISS"
-        ours = get(cached_server, distribution, "theirs.txt")
-        assert ours.headers["x-pulp-cache"] == "HIT" and ours.content == b"theirs"
-    finally:
-        stop_server(legacy)
-    assert os.path.isdir(TEST_ROOT) and uuid.UUID(int=0)

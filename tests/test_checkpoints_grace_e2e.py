@@ -27,6 +27,7 @@ def checkpoints():
     time.sleep(1.1)  # checkpoints are named by the second
     second = data.publish(data.add_files(repo, {"g.txt": b"second"}), checkpoint=True)
     distribution = data.distribute(f"ckpt-{u}", repository=repo, checkpoint=True)
+    time.sleep(1.1)  # so that "a second after the last checkpoint" is in the past
     return distribution, first, second
 
 
@@ -54,8 +55,9 @@ def test_exact_timestamp_serves_that_checkpoint(server, checkpoints):
 
 def test_non_canonical_timestamps_redirect_to_the_checkpoint_in_force(server, checkpoints):
     distribution, _, second = checkpoints
-    now = ts(datetime.now(UTC) - timedelta(seconds=1))  # after the last checkpoint
-    response = httpx.get(url(server, distribution, f"{now}/g.txt"))
+    after = ts(second.pulp_created + timedelta(seconds=1))
+    assert second.pulp_created + timedelta(seconds=1) < datetime.now(UTC)
+    response = httpx.get(url(server, distribution, f"{after}/g.txt"))
     assert response.status_code == 301
     assert response.headers["location"] == (
         f"/pulp/content/{distribution.base_path}/{ts(second.pulp_created)}/g.txt")

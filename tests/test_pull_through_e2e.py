@@ -126,7 +126,9 @@ def test_upstream_errors_keep_their_status_and_name_the_url(local_server, upstre
                                                             file_plugin_pull_through, status):
     distribution, prefix, _, _ = pull_through(upstream)
     upstream.behaviour[prefix + "missing.bin"] = Behaviour(status=status)
-    response = httpx.get(f"{local_server}/pulp/content/{distribution.base_path}/missing.bin")
+    # 5xx answers are retried with backoff by pulpcore's downloader first.
+    response = httpx.get(f"{local_server}/pulp/content/{distribution.base_path}/missing.bin",
+                         timeout=60)
     assert response.status_code == status
     assert f"Error while fetching from upstream remote({upstream.url(prefix)}missing.bin)" \
         in response.text

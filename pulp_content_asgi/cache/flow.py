@@ -88,10 +88,9 @@ def resolve(cache: RedisCache, request: Any, target: paths.RootListing | paths.C
                                                               headers))
         return prepared
     entry = _entry_for(result) if prepared.status < 500 else None
-    if entry is not None:
-        cache.set_sync(base, field, entries.encode(entry, cache.ttl))
-        if prepared.status != 304:
-            prepared.headers.update(MISS)
+    if entry is not None and cache.set_sync(base, field, entries.encode(entry, cache.ttl)) \
+            and prepared.status != 304:
+        prepared.headers.update(MISS)
     return prepared
 
 

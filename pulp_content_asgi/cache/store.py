@@ -103,15 +103,18 @@ class RedisCache:
             return None
         return value if isinstance(value, bytes) or value is None else str(value).encode()
 
-    def set_sync(self, base: str, field: str, value: str, expire: bool = True) -> None:
+    def set_sync(self, base: str, field: str, value: str, expire: bool = True) -> bool:
+        """Store a field; False when Redis is unavailable (nothing was cached)."""
         if not self.available:
-            return
+            return False
         try:
             self._sync.hset(base, field, value)
             if expire and self.ttl:
                 self._sync.expire(base, int(self.ttl))
         except Exception as exc:
             self._failed(exc)
+            return False
+        return True
 
     def forget_sync(self, base: str, field: str) -> None:
         if self.available:
