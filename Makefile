@@ -6,7 +6,7 @@ DEMO_DB ?= pulp_content_asgi_demo
 BIND ?= 127.0.0.1:24816
 DEV_ENV = set -a; source .dev/db.env; set +a
 
-.PHONY: demo test lint venv database clean bench bench-quick bench-tools
+.PHONY: demo test lint venv database clean bench bench-quick bench-tools test-tools
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,7 +28,7 @@ demo: venv database
 	  exec $(VENV)/bin/pulp-content-asgi --bind $(BIND) --access-logfile -
 
 ## Run the whole test suite (real PostgreSQL, real servers on loopback)
-test: venv database
+test: venv database test-tools
 	@$(DEV_ENV); $(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 lint: venv
@@ -47,3 +47,6 @@ bench-quick: venv database bench-tools
 
 bench-tools:
 	dev/bench-tools.sh
+
+test-tools:
+	dev/test-tools.sh

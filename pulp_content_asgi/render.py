@@ -18,6 +18,7 @@ from http import HTTPStatus
 from typing import IO, Any, Protocol
 
 from django.utils.http import http_date, parse_http_date_safe
+from pulpcore.constants import STORAGE_RESPONSE_MAP
 
 from pulp_content_asgi import conf, results
 from pulp_content_asgi.http import conditional, listing, ranges
@@ -28,6 +29,9 @@ from pulp_content_asgi.ondemand.plan import RemotePlan
 log = logging.getLogger(__name__)
 
 FILESYSTEM_STORAGE = "pulpcore.app.models.storage.FileSystem"
+#: Storages whose signed URLs are bound to the HTTP method (HEAD gets a HEAD URL).
+SIGNS_METHOD = frozenset({"storages.backends.s3boto3.S3Boto3Storage",
+                          "storages.backends.s3.S3Storage"})
 
 
 @dataclass
@@ -206,6 +210,33 @@ def redirect(result: results.Redirect) -> Prepared:
                     f"{result.status}: {phrase}".encode())
 
 
+def _storage_redirect(result: results.ServeArtifact, request: Any) -> Prepared | None:
+    """302 to a URL the object storage signed (for this method), as pulpcore does when
+    ``Domain.redirect_to_object_storage`` is on; None to serve the bytes ourselves."""
+    artifact = result.artifact
+    domain = artifact.pulp_domain
+    if domain.storage_class == FILESYSTEM_STORAGE or not domain.redirect_to_object_storage:
+        return None
+    mapping = STORAGE_RESPONSE_MAP.get(domain.storage_class)
+    if mapping is None:
+        log.error("REDIRECT_TO_OBJECT_STORAGE is on for domain %r but its storage %s cannot "
+                  "sign URLs; turn redirects off for this domain so the content app serves "
+                  "the bytes itself.", domain.name, domain.storage_class)
+        return error(500, "The storage of this domain cannot redirect downloads; the server "
+                          "log says what to change.")
+    _, headers = stored_form(result)
+    headers["Content-Disposition"] = (
+        f"attachment;filename={os.path.basename(result.relative_path)}")
+    parameters = {mapping[name]: value for name, value in headers.items()
+                  if name in mapping and value}
+    extra = {"http_method": request.method} if domain.storage_class in SIGNS_METHOD else {}
+    location = domain.get_storage().url(artifact.file.name, parameters=parameters, **extra)
+    headers["Cache-Control"] = "no-store"  # a signed URL must not be kept by shared caches
+    headers.pop("ETag", None)
+    headers.pop("Last-Modified", None)
+    return redirect(results.Redirect(location, 302, headers))
+
+
 def prepare(result: results.Result, request: Any) -> Prepared | RemotePlan:
     """Turn a result into a response; may block (file I/O, ORM), so it runs off the loop.
 
@@ -214,6 +245,10 @@ def prepare(result: results.Result, request: Any) -> Prepared | RemotePlan:
     """
     if isinstance(result, results.ServeRemote):
         return plan.make(result)
+    if isinstance(result, results.ServeArtifact):
+        redirected = _storage_redirect(result, request)
+        if redirected is not None:
+            return redirected
     if isinstance(result, (results.ServeArtifact, results.ServeLocalFile)):
         opened = (_open_artifact(result) if isinstance(result, results.ServeArtifact)
                   else _open_local(result))

@@ -18,7 +18,8 @@ from pulp_content_asgi import results
 from pulp_content_asgi.http import listing
 
 #: Headers computed per response (never stored: they depend on the request).
-PER_RESPONSE = frozenset({"content-length", "content-range", "accept-ranges", "x-pulp-cache"})
+PER_RESPONSE = frozenset({"content-length", "content-range", "accept-ranges", "x-pulp-cache",
+                          "location"})
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Entry:
     reason: str | None = None
 
 
-def _stored_headers(headers: Any) -> dict[str, str]:
+def stored_headers(headers: Any) -> dict[str, str]:
     return {k: v for k, v in dict(headers).items() if k.lower() not in PER_RESPONSE}
 
 
@@ -90,18 +91,18 @@ def from_result(result: results.Result, local_path: str | None, headers: dict[st
     errors, streams that are not saved yet)."""
     if isinstance(result, results.ServeArtifact):
         if local_path is not None:
-            return Entry("FileResponse", _stored_headers(headers), path=local_path)
-        return Entry("ArtifactResponse", _stored_headers(headers),
+            return Entry("FileResponse", stored_headers(headers), path=local_path)
+        return Entry("ArtifactResponse", stored_headers(headers),
                      artifact_pk=str(result.artifact.pk))
     if isinstance(result, results.ServeListing):
         body = listing.render(result.listing).encode()
         return Entry("Response", {"Content-Type": "text/html", **dict(result.headers)},
                      body=body)
     if isinstance(result, results.ServeBody) and 200 <= result.status < 300:
-        return Entry("Response", _stored_headers(result.headers), result.status,
+        return Entry("Response", stored_headers(result.headers), result.status,
                      body=result.body)
     if isinstance(result, results.Redirect) and result.status == 302:
-        return Entry("Redirect", _stored_headers(result.headers), 302,
+        return Entry("Redirect", stored_headers(result.headers), 302,
                      location=result.location)
     if isinstance(result, results.NotFound) and result.cacheable:
         return Entry("HTTPNotFound", {}, 404, reason=result.reason)

@@ -87,11 +87,19 @@ def resolve(cache: RedisCache, request: Any, target: paths.RootListing | paths.C
         prepared.after_save.append(lambda saved: _store_saved(cache, base, field, saved,
                                                               headers))
         return prepared
-    entry = _entry_for(result) if prepared.status < 500 else None
-    if entry is not None and cache.set_sync(base, field, entries.encode(entry, cache.ttl)) \
+    stored = _entry_for_response(result, prepared)
+    if stored is not None and cache.set_sync(base, field, entries.encode(stored, cache.ttl)) \
             and prepared.status != 304:
         prepared.headers.update(MISS)
     return prepared
+
+
+def _entry_for_response(result: results.Result, prepared: render.Prepared
+                        ) -> entries.Entry | None:
+    if prepared.status == 302:  # an object-storage redirect: cache the signed location
+        return entries.Entry("Redirect", entries.stored_headers(prepared.headers), 302,
+                             location=prepared.headers["Location"])
+    return _entry_for(result) if prepared.status < 500 else None
 
 
 def _store_saved(cache: RedisCache, base: str, field: str, saved: ContentArtifact,

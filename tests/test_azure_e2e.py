@@ -1,0 +1,76 @@
+"""Artifacts in Azure Blob Storage: Azurite (from npm) on loopback stands in for Azure."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+
+import httpx
+import pytest
+from pulpcore.app.models import Domain
+
+from pulp_content_asgi.devtools.processes import free_port
+from tests.conftest import ROOT
+from tests.test_object_storage_e2e import distribution_in, domain_server  # noqa: F401
+
+AZURITE = os.path.join(ROOT, ".dev", "node", "node_modules", ".bin", "azurite-blob")
+ACCOUNT = "devstoreaccount1"
+# Azurite's well-known development key (public, documented by Microsoft).
+KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw"
+       "==")
+pytestmark = pytest.mark.skipif(not os.path.exists(AZURITE),
+                                reason="dev/test-tools.sh installs azurite with npm")
+BODY = os.urandom(300 * 1024)
+
+
+@pytest.fixture(scope="module")
+def azurite():
+    port = free_port()
+    workspace = tempfile.mkdtemp(prefix="azurite-")
+    process = subprocess.Popen([AZURITE, "--blobHost", "127.0.0.1", "--blobPort", str(port),
+                                "--location", workspace, "--skipApiVersionCheck", "--silent"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}/{ACCOUNT}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(endpoint)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    yield endpoint
+    process.terminate()
+    process.wait(10)
+    shutil.rmtree(workspace, ignore_errors=True)
+
+
+def azure_domain(endpoint: str) -> Domain:
+    from azure.storage.blob import BlobServiceClient
+
+    container = f"pulp-{uuid.uuid4().hex[:10]}"
+    connection = (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
+                  f"BlobEndpoint={endpoint};")
+    BlobServiceClient.from_connection_string(connection).create_container(container)
+    return Domain.objects.create(
+        name=f"az-{container}", storage_class="storages.backends.azure_storage.AzureStorage",
+        storage_settings={"account_name": ACCOUNT, "account_key": KEY,
+                          "azure_container": container, "azure_ssl": False,
+                          "connection_string": connection, "expiration_secs": 600},
+        redirect_to_object_storage=True)
+
+
+def test_redirect_to_a_signed_blob_url(domain_server, azurite):  # noqa: F811
+    domain = azure_domain(azurite)
+    distribution = distribution_in(domain, {"pkg/file.deb": BODY})
+    url = domain_server.url(f"/pulp/content/{domain.name}/{distribution.base_path}/pkg/file.deb")
+    response = httpx.get(url)
+    assert response.status_code == 302
+    location = response.headers["location"]
+    assert location.startswith(azurite) and "sig=" in location
+    blob = httpx.get(location)
+    assert blob.status_code == 200 and blob.content == BODY
+    assert blob.headers["content-disposition"] == "attachment;filename=file.deb"
