@@ -27,6 +27,8 @@ def configure_database(databases: dict[str, Any], connections: int, timeout: flo
         if "postgresql" not in alias.get("ENGINE", ""):
             continue
         options = alias.setdefault("OPTIONS", {})
+        # Operators see in pg_stat_activity which connections are which worker's.
+        options.setdefault("application_name", f"pulp-content-asgi[{os.getpid()}]")
         if prepared:
             options.setdefault("server_side_binding", True)
             options.setdefault("prepare_threshold", 2)

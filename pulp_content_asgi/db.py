@@ -13,6 +13,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
@@ -52,7 +53,14 @@ def _pool_timeout(exc: BaseException) -> bool:
     return type(exc).__name__ == "PoolTimeout"
 
 
-def _run(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+def _run(fn: Callable[..., T], args: tuple, kwargs: dict, queued_at: float) -> T:
+    waited = time.monotonic() - queued_at
+    limit = conf.current().db_pool_timeout
+    if waited > limit:
+        # Every ORM thread (= pooled connection) was busy for longer than a request may
+        # wait for a connection: answer 503 rather than let the queue grow without bound.
+        raise DatabaseUnavailable(f"all {conf.current().db_connections} database connections "
+                                  f"of this worker were busy for {waited:.1f}s")
     try:
         for attempt in (1, 2):
             try:
@@ -75,5 +83,5 @@ async def run(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run ``fn`` on an ORM thread with the caller's context variables (e.g. the domain)."""
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
-    call = functools.partial(ctx.run, _run, fn, args, kwargs)
+    call = functools.partial(ctx.run, _run, fn, args, kwargs, time.monotonic())
     return await loop.run_in_executor(executor(), call)

@@ -71,7 +71,7 @@ class Coordinator:
                 host=db.get("HOST") or None, port=db.get("PORT") or None,
                 user=db.get("USER") or None, password=db.get("PASSWORD") or None,
                 dbname=db.get("NAME"), autocommit=True,
-                application_name="pulp-content-asgi locks")
+                application_name="pulp-content-asgi-locks")
         return self._conn
 
     def try_lock(self, lock: int) -> bool | None:
