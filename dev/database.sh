@@ -15,10 +15,11 @@ write_env() {
   echo "PostgreSQL: $1:$2 (user $3)"
 }
 
-if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+# CONTENT_ASGI_PRIVATE_PG=1 skips the machine's server (to exercise the fallback).
+if [ -z "${CONTENT_ASGI_PRIVATE_PG:-}" ] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   write_env 127.0.0.1 5432 postgres; exit 0
 fi
-if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ] && [ -n "$(ls /etc/postgresql 2>/dev/null)" ]; then
+if [ -z "${CONTENT_ASGI_PRIVATE_PG:-}" ] && command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ] && [ -n "$(ls /etc/postgresql 2>/dev/null)" ]; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start 2>/dev/null || true
   for _ in $(seq 1 30); do
     pg_isready -q -h 127.0.0.1 -p 5432 && { write_env 127.0.0.1 5432 postgres; exit 0; }
