@@ -89,6 +89,25 @@ def _counts(found: dict | None) -> str:
             f"{found['hops_per_request']:.1f} thread hops")
 
 
+def _cached(results: dict) -> list[str]:
+    """With the Redis response cache on, both apps: ours / pulpcore-content."""
+    rows = []
+    for workers in sorted({r["workers"] for r in results["runs"]}):
+        ours = _run(results, "asgi-granian-cache", workers)
+        theirs = _run(results, "pulpcore-content-cache", workers)
+        if not ours or not theirs:
+            continue
+        for c in ours["small"]:
+            rows.append(f"| {workers} | c{c} | {ours['small'][c]['rps']:.0f} | "
+                        f"{theirs['small'][c]['rps']:.0f} | "
+                        f"{_ratio(ours['small'][c]['rps'], theirs['small'][c]['rps'])} |")
+    if not rows:
+        return []
+    return ["## Response cache on (Redis), 4 KiB files, req/s", "",
+            "| workers | clients | asgi-granian-cache | pulpcore-content-cache | ratio |",
+            "|---|---|---|---|---|", *rows, ""]
+
+
 def _ondemand(found: dict | None) -> list[str]:
     if not found:
         return []
@@ -114,6 +133,7 @@ def markdown(results: dict) -> str:
         "",
         *_rows(results),
         "",
+        *_cached(results),
         *_ondemand(results.get("ondemand")),
         "Per published-file request, counted in-process (exact): "
         f"ours {_counts(hops.get('asgi'))}; pulpcore-content "

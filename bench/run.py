@@ -94,6 +94,14 @@ def pg_transactions() -> int:
     return _pg("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s")
 
 
+def forget_cached() -> None:
+    """Drop the data set's cached responses (each cache contender starts cold)."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2)
+    client.delete("bench-small", "bench-medium", "bench-large")
+
+
 def measure_small(server: Any, paths: list[str], connections: int, seconds: float,
                   repeats: int, cpus: str | None, threads: int) -> dict:
     from bench import load
@@ -182,7 +190,8 @@ def main() -> None:
     parser.add_argument("--only-ondemand", action="store_true",
                         help="just the on-demand comparison")
     parser.add_argument("--contenders",
-                        default="asgi-granian,asgi-uvicorn,pulpcore-content,nginx,nginx-copy")
+                        default="asgi-granian,asgi-uvicorn,pulpcore-content,nginx,nginx-copy,"
+                                "asgi-granian-cache,pulpcore-content-cache")
     args = parser.parse_args()
     quick = args.quick
     seconds, repeats = (4, 1) if quick else (10, 3)
@@ -217,6 +226,8 @@ def main() -> None:
         server_cpus, client_cpus, threads = ("0", "1", 1) if workers == 1 else (None, None, 2)
         for contender in chosen:
             say(f"{contender.name}, {workers} worker(s)")
+            if contender.cache:
+                forget_cached()  # every cache contender starts cold
             server = servers.start(contender, workers, STATE, server_cpus)
             try:
                 from bench import load

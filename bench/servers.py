@@ -14,10 +14,16 @@ from pulp_content_asgi.devtools import processes
 BIN = os.path.dirname(sys.executable)
 
 
+#: The response cache, for the contenders that run with it (the machine's Redis).
+CACHE_ENV = {"PULP_CACHE_ENABLED": "true", "PULP_REDIS_HOST": "127.0.0.1",
+             "PULP_REDIS_PORT": "6379"}
+
+
 @dataclass(frozen=True)
 class Contender:
     name: str
     prefix: str  # URL prefix the data set's paths are served under
+    cache: bool = False
 
     def argv(self, workers: int, root: str, port: int) -> list[str]:
         raise NotImplementedError
@@ -79,9 +85,11 @@ http {{
 
 
 CONTENDERS = [
-    ContentAsgi("asgi-granian", "/pulp/content/", "granian"),
-    ContentAsgi("asgi-uvicorn", "/pulp/content/", "uvicorn"),
+    ContentAsgi("asgi-granian", "/pulp/content/", server="granian"),
+    ContentAsgi("asgi-uvicorn", "/pulp/content/", server="uvicorn"),
     PulpcoreContent("pulpcore-content", "/pulp/content/"),
+    ContentAsgi("asgi-granian-cache", "/pulp/content/", cache=True, server="granian"),
+    PulpcoreContent("pulpcore-content-cache", "/pulp/content/", cache=True),
     Nginx("nginx", "/pulp/content/"),
     # On loopback, copying can beat sendfile (django-asgi-notes §6): the ceiling is the
     # better of the two.
@@ -95,5 +103,6 @@ def start(contender: Contender, workers: int, root: str, cpus: str | None) -> pr
     argv = contender.argv(workers, root, port)
     if cpus:
         argv = ["taskset", "-c", cpus, *argv]
-    return processes.start(argv, os.path.join(root, "logs"), port=port,
+    env = CACHE_ENV if contender.cache else {"PULP_CACHE_ENABLED": "false"}
+    return processes.start(argv, os.path.join(root, "logs"), env=env, port=port,
                            probe="/pulp/content/bench-small/", timeout=60)

@@ -213,6 +213,49 @@ def test_entries_are_shared_with_pulpcore_content(cached_server, cache_settings,
         stop_server(legacy)
 
 
+def test_invalidated_by_a_new_repository_version_and_by_reclaim(cached_server, unique):
+    distribution, repo = published(unique, {"a.txt": b"one"}, repository=None)
+    distribution.repository = repo
+    distribution.save()
+    for _ in range(2):
+        get(cached_server, distribution, "a.txt")
+    data.add_files(repo, {"b.txt": b"two"})  # Repository.new_version() invalidates
+    assert get(cached_server, distribution, "a.txt").headers["x-pulp-cache"] == "MISS"
+    assert get(cached_server, distribution, "a.txt").headers["x-pulp-cache"] == "HIT"
+    repo.invalidate_cache(everything=True)  # what the reclaim task calls
+    assert get(cached_server, distribution, "a.txt").headers["x-pulp-cache"] == "MISS"
+
+
+def test_invalidated_when_the_remote_goes(cached_server, unique):
+    from pulp_file.app.models import FileRemote
+
+    remote = FileRemote.objects.create(name=f"r-{unique}", url="http://127.0.0.1:9/")
+    distribution, _ = published(unique, {"a.txt": b"one"}, remote=remote)
+    for _ in range(2):
+        get(cached_server, distribution, "a.txt")
+    remote.delete()
+    assert get(cached_server, distribution, "a.txt").headers["x-pulp-cache"] == "MISS"
+
+
+def test_a_saved_on_demand_download_is_cached(cached_server, unique):
+    from tests.test_ondemand_e2e import content_artifact, on_demand, wait_for
+    from tests.upstream import Upstream
+
+    upstream = Upstream().start()
+    try:
+        blob = os.urandom(100_000)
+        distribution, prefix, repo = on_demand(upstream, {"od.bin": blob})
+        first = get(cached_server, distribution, "od.bin")
+        assert first.content == blob and "x-pulp-cache" not in first.headers
+        assert wait_for(lambda: content_artifact(repo, "od.bin").artifact_id is not None)
+        time.sleep(0.5)
+        second = get(cached_server, distribution, "od.bin")
+        assert second.headers["x-pulp-cache"] == "HIT" and second.content == blob
+        assert upstream.hits[prefix + "od.bin"] == 1
+    finally:
+        upstream.stop()
+
+
 # Last: it restarts the Redis the module's other servers use.
 def test_redis_outage_is_invisible_to_clients(cache_settings, redis_server, unique):
     distribution, _ = published(unique, {"a.txt": b"alpha"})
