@@ -49,8 +49,7 @@ def _file_on_loop(entry: Entry, request: Any) -> render.Prepared | None:
     offers = "http.response.pathsend" in (request.scope.get("extensions") or {})
     size = entry.headers.get("X-PULP-ARTIFACT-SIZE")
     if not (offers and conf.current().pathsend and size and entry.path) \
-            or request.headers.get("Range") is not None \
-            or int(size) <= conf.current().inline_file_size:
+            or request.headers.get("Range") is not None:
         return None
     etag, modified = _validators(entry)
     outcome = conditional.evaluate(request.method, request.headers, etag, modified)
