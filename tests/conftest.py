@@ -17,6 +17,7 @@ import pytest
 
 from pulp_content_asgi.devtools import processes
 from pulp_content_asgi.devtools.processes import Server
+from tests.upstream import Upstream
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_ROOT = os.path.join(ROOT, ".dev", "test")
@@ -95,3 +96,11 @@ def unique() -> str:
 
 def have(command: str) -> bool:
     return shutil.which(command) is not None
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    """A real HTTP server on loopback standing in for upstream repositories."""
+    server = Upstream().start()
+    yield server
+    server.stop()

@@ -22,15 +22,20 @@ def path():
     return f"/pulp/content/inproc-{u}/"
 
 
+def _scope(path: str, method: str = "GET", headers: dict | None = None,
+           extensions: dict | None = None) -> dict:
+    return {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
+            "query_string": b"", "scheme": "http", "http_version": "1.1",
+            "server": ("127.0.0.1", 1), "client": ("127.0.0.1", 2),
+            "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+            "extensions": extensions or {}}
+
+
 def call(path: str, method: str = "GET", headers: dict | None = None,
          extensions: dict | None = None) -> list[dict]:
     from pulp_content_asgi.asgi import application
 
-    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
-             "query_string": b"", "scheme": "http", "http_version": "1.1",
-             "server": ("127.0.0.1", 1), "client": ("127.0.0.1", 2),
-             "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
-             "extensions": extensions or {}}
+    scope = _scope(path, method, headers, extensions)
     sent: list[dict] = []
     disconnect = asyncio.Event()
 
@@ -88,10 +93,7 @@ def test_head_sends_no_body_bytes(path):
 def test_client_disconnect_stops_the_stream(path):
     from pulp_content_asgi.asgi import application
 
-    scope = {"type": "http", "method": "GET", "path": path + "big.bin",
-             "raw_path": (path + "big.bin").encode(), "query_string": b"", "headers": [],
-             "scheme": "http", "http_version": "1.1", "server": ("127.0.0.1", 1),
-             "client": ("127.0.0.1", 2)}
+    scope = _scope(path + "big.bin")
     sent: list[dict] = []
 
     async def run() -> None:

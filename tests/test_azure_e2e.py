@@ -6,14 +6,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 
 import httpx
 import pytest
 from pulpcore.app.models import Domain
 
-from pulp_content_asgi.devtools.processes import free_port
+from pulp_content_asgi.devtools.processes import free_port, wait_answering
 from tests.conftest import ROOT
 from tests.test_object_storage_e2e import distribution_in, domain_server  # noqa: F401
 
@@ -35,13 +34,7 @@ def azurite():
                                 "--location", workspace, "--skipApiVersionCheck", "--silent"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}/{ACCOUNT}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(endpoint)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.3)
+    wait_answering(endpoint)
     yield endpoint
     process.terminate()
     process.wait(10)

@@ -8,18 +8,10 @@ import subprocess
 import sys
 
 import httpx
-import pytest
 
 from pulp_content_asgi.ondemand.coordination import lock_id, spool_path
 from tests.test_ondemand_e2e import content_artifact, on_demand, url, wait_for
-from tests.upstream import Behaviour, Upstream
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    server = Upstream().start()
-    yield server
-    server.stop()
+from tests.upstream import Behaviour
 
 
 def test_a_slow_client_does_not_slow_the_others(server, upstream):

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 
 import httpx
@@ -20,7 +19,7 @@ from pulpcore.app.models import Domain
 from pulpcore.app.util import set_domain
 
 from pulp_content_asgi.devtools import data
-from pulp_content_asgi.devtools.processes import free_port
+from pulp_content_asgi.devtools.processes import free_port, wait_answering
 from tests.conftest import content_app, stop_server
 
 MOTO = os.path.join(os.path.dirname(sys.executable), "moto_server")
@@ -35,13 +34,7 @@ def s3():
     process = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(endpoint)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    wait_answering(endpoint)
     yield endpoint
     process.terminate()
     process.wait(10)

@@ -22,13 +22,6 @@ from tests.upstream import Behaviour, Upstream
 
 
 @pytest.fixture(scope="module")
-def upstream():
-    server = Upstream().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def backup_upstream():
     server = Upstream().start()
     yield server

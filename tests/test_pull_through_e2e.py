@@ -25,13 +25,6 @@ from tests.upstream import Behaviour, Upstream
 
 
 @pytest.fixture(scope="module")
-def upstream():
-    server = Upstream().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def local_server():
     """pulp-content-asgi under uvicorn in a thread of the test process."""
     import uvicorn

@@ -106,8 +106,7 @@ class Spool:
             while end is None or position < end:
                 available = self.size if end is None else min(self.size, end)
                 if position < available:
-                    wanted = min(chunk_size, available - position)
-                    chunk = await loop.run_in_executor(None, _pread, handle, wanted, position)
+                    chunk = await _read_step(handle, position, available, chunk_size)
                     position += len(chunk)
                     yield chunk
                     continue
@@ -133,6 +132,14 @@ class Spool:
 
 def _pread(handle: IO[bytes], size: int, offset: int) -> bytes:
     return os.pread(handle.fileno(), size, offset)
+
+
+async def _read_step(handle: IO[bytes], position: int, available: int, chunk_size: int
+                     ) -> bytes:
+    """The next chunk up to ``available``, read off the event loop."""
+    wanted = min(chunk_size, available - position)
+    return await asyncio.get_running_loop().run_in_executor(None, _pread, handle, wanted,
+                                                            position)
 
 
 class LeaderGone(Exception):
@@ -196,8 +203,7 @@ class FollowedSpool:
                 size = os.fstat(handle.fileno()).st_size
                 available = size if end is None else min(size, end)
                 if position < available:
-                    wanted = min(chunk_size, available - position)
-                    chunk = await loop.run_in_executor(None, _pread, handle, wanted, position)
+                    chunk = await _read_step(handle, position, available, chunk_size)
                     position += len(chunk)
                     yield chunk
                     continue
