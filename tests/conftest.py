@@ -94,10 +94,6 @@ def unique() -> str:
     return uuid.uuid4().hex[:10]
 
 
-def have(command: str) -> bool:
-    return shutil.which(command) is not None
-
-
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[Upstream]:
     """A real HTTP server on loopback standing in for upstream repositories."""

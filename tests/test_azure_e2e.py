@@ -21,13 +21,12 @@ ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key (public, documented by Microsoft).
 KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw"
        "==")
-pytestmark = pytest.mark.skipif(not os.path.exists(AZURITE),
-                                reason="dev/test-tools.sh installs azurite with npm")
 BODY = os.urandom(300 * 1024)
 
 
 @pytest.fixture(scope="module")
 def azurite():
+    assert os.path.exists(AZURITE), "Azurite is missing: dev/test-tools.sh installs it"
     port = free_port()
     workspace = tempfile.mkdtemp(prefix="azurite-")
     process = subprocess.Popen([AZURITE, "--blobHost", "127.0.0.1", "--blobPort", str(port),

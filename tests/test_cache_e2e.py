@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import shutil
 import subprocess
 import time
 
@@ -21,9 +20,6 @@ from pulpcore.app.models import HeaderContentGuard
 from pulp_content_asgi.devtools import data
 from pulp_content_asgi.devtools.processes import free_port
 from tests.conftest import BIN, content_app, start_server, stop_server
-
-pytestmark = pytest.mark.skipif(not shutil.which("redis-server"),
-                                reason="redis-server is on every machine of this project")
 
 
 class PrivateRedis:

@@ -19,8 +19,6 @@ from pulp_content_asgi.devtools.processes import free_port
 from tests.conftest import content_app, stop_server
 
 BINDIR = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin"))), None)
-pytestmark = pytest.mark.skipif(BINDIR is None, reason="Debian's postgresql is installed by "
-                                "dev/database.sh on every machine of this project")
 
 
 class Cluster:
@@ -57,6 +55,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster():
+    assert BINDIR, "PostgreSQL's server binaries are missing: dev/database.sh installs them"
     pg = Cluster()
     pg.init()
     pg.start()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -23,13 +22,12 @@ from pulp_content_asgi.devtools.processes import free_port, wait_answering
 from tests.conftest import content_app, stop_server
 
 MOTO = os.path.join(os.path.dirname(sys.executable), "moto_server")
-pytestmark = pytest.mark.skipif(not os.path.exists(MOTO) or not shutil.which("curl"),
-                                reason="moto[server] comes with the test extras")
 BODY = os.urandom(512 * 1024)
 
 
 @pytest.fixture(scope="module")
 def s3():
+    assert os.path.exists(MOTO), "moto's server is missing: pip install -e '.[test]'"
     port = free_port()
     process = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

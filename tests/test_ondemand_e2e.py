@@ -17,7 +17,7 @@ from pulp_file.app.models import FileRemote
 from pulpcore.app.models import ContentArtifact, RemoteArtifact
 
 from pulp_content_asgi.devtools import data
-from tests.conftest import content_app, have, stop_server
+from tests.conftest import content_app, stop_server
 from tests.upstream import Behaviour, Upstream
 
 
@@ -156,7 +156,6 @@ def test_all_remotes_failing_is_404(server, upstream):
     assert httpx.get(url(server, distribution, "gone.bin")).status_code == 404
 
 
-@pytest.mark.skipif(not have("curl"), reason="curl is installed by .ci/run")
 def test_corrupt_upstream_truncates_marks_failed_and_saves_nothing(
         server, upstream, backup_upstream):
     blob = os.urandom(2 * 1024 * 1024)

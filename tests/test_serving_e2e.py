@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from pulp_content_asgi.devtools import data
-from tests.conftest import have
 
 BODY = bytes(range(256)) * 2048  # 512 KiB: streamed, not inlined
 SMALL = b"hello, pulp\n"
@@ -218,7 +217,6 @@ def test_names_needing_percent_encoding(server, dist):
     assert response.content == b"odd"
 
 
-@pytest.mark.skipif(not have("curl"), reason="curl is installed by .ci/run")
 @pytest.mark.parametrize(
     ("raw_path", "statuses"),
     [
