@@ -97,3 +97,27 @@ def test_busy_connections_mean_a_bounded_wait_then_503(unique):
     refused = next(r for r in responses if r.status_code == 503)
     assert refused.headers["retry-after"]
     assert "database is unavailable" in refused.text
+
+
+def test_idle_connections_are_released(unique):
+    """pulpcore#2816: connections opened for a burst do not linger."""
+    repo = data.repository(f"idle-{unique}", {"i.txt": b"idle"})
+    distribution = data.distribute(f"idle-{unique}",
+                                   publication=data.publish(repo.latest_version()))
+    running = content_app("uvicorn", env={"PULP_CONTENT_ASGI_DB_MAX_IDLE": "1"})
+    url = running.url(f"/pulp/content/{distribution.base_path}/i.txt")
+
+    async def burst() -> None:
+        async with httpx.AsyncClient() as client:
+            await asyncio.gather(*(client.get(url) for _ in range(40)))
+
+    try:
+        asyncio.run(burst())
+        peak = app_connections(running.pid)
+        deadline = time.monotonic() + 20
+        while app_connections(running.pid) > 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert peak > 1
+        assert app_connections(running.pid) <= 1  # down to the pool's minimum
+    finally:
+        stop_server(running)

@@ -110,3 +110,18 @@ def test_outage_gives_503_then_recovers_without_restart(cluster):
         assert running.process.poll() is None  # recovered by itself, no restart
     finally:
         stop_server(running)
+
+
+def test_heartbeat_gives_up_after_the_ttl_and_the_worker_exits(cluster):
+    """Like pulpcore-content: a worker that cannot beat for CONTENT_APP_TTL exits (3)."""
+    pg, env = cluster
+    overrides = {k: env[k] for k in ("PULP_SETTINGS", "PGHOST", "PGPORT")}
+    overrides.update({"PULP_CONTENT_APP_TTL": "2", "PULP_CONTENT_ASGI_DB_POOL_TIMEOUT": "0.5"})
+    running = content_app("uvicorn", env=overrides)
+    try:
+        pg.stop()
+        assert running.process.wait(30) == 3
+        assert "failed to write a heartbeat" in running.log()
+    finally:
+        stop_server(running)
+        pg.start()
