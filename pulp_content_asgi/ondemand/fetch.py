@@ -149,9 +149,11 @@ class Fetch:
         self._finish()
 
     async def _add_to_repository(self) -> None:
+        """Offer new pull-through content to the repository (on the ORM thread, like all
+        ORM work; plugins implement the sync and async variants alike)."""
         repository = self.plan.repository
         if repository is not None and repository.PULL_THROUGH_SUPPORTED and self.saved:
-            await repository.async_pull_through_add_content(self.saved)
+            await db.run(repository.pull_through_add_content, self.saved)
 
 
 class Follow:
