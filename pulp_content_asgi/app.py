@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from typing import Any
 
 from django.conf import settings
-from django_guid import set_guid
+from django_guid import get_guid, set_guid
 from django_guid.utils import generate_guid
 
 from pulp_content_asgi import access_log, conf, db, render, results, router
@@ -32,6 +33,15 @@ from pulp_content_asgi.streaming import Receive, Send, send_response
 log = logging.getLogger(__name__)
 
 _METHODS = ("GET", "HEAD")
+CORRELATION_HEADER = "Correlation-ID"
+_PRINTABLE = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+
+def correlation_id(offered: str | None) -> str:
+    """The client's correlation id when it is a sane token, else a new one."""
+    if offered and _PRINTABLE.match(offered):
+        return offered
+    return str(generate_guid())
 
 
 def _plain(status: int, text: str, headers: dict[str, str] | None = None) -> render.Prepared:
@@ -102,9 +112,9 @@ class ContentApp:
             return render.Prepared(200, {"Content-Type": "text/html"}, None)
         content_path = target.path if isinstance(target, paths.ContentPath) else ""
         request = ContentRequest(scope, path, content_path, target.domain)
-        # A correlation id for logs and for tasks a request dispatches (pull-through adds
-        # content with a task, which requires one), as pulpcore-content's guid middleware.
-        set_guid(generate_guid())
+        # The correlation id of logs and of tasks the request dispatches (pull-through adds
+        # content with a task, which requires one): the client's, as the API uses it.
+        set_guid(correlation_id(request.headers.get(CORRELATION_HEADER)))
         try:
             prepared = await self._resolve(request, target)
             if isinstance(prepared, RemotePlan):
@@ -138,6 +148,8 @@ class ContentApp:
             self._lifespan_seen = True
             await self.startup()
         prepared = await self.respond(scope)
+        if (guid := get_guid()) is not None:
+            prepared.headers[CORRELATION_HEADER] = guid
         complete = False
         try:
             complete = await send_response(prepared, scope["method"], receive, send)

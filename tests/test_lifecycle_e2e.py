@@ -96,3 +96,12 @@ def test_access_log_lines(tmp_path, unique):
     assert len(lines) == 1
     assert f'"GET /pulp/content/log-{unique}/l.txt HTTP/1.1" 200 6 "http://ref/" "agent/1.0"' \
         in lines[0]
+
+
+def test_correlation_id_is_reused_and_echoed(server):
+    echoed = httpx.get(server.url("/pulp/content/"), headers={"Correlation-ID": "abc-123"})
+    assert echoed.headers["correlation-id"] == "abc-123"
+    fresh = httpx.get(server.url("/pulp/content/"))
+    assert len(fresh.headers["correlation-id"]) >= 32
+    junk = httpx.get(server.url("/pulp/content/"), headers={"Correlation-ID": "a b"})
+    assert junk.headers["correlation-id"] != "a b"
