@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# What the tests talk to besides PostgreSQL: curl, redis-server (both from Debian) and
+# What the tests talk to besides PostgreSQL: curl, redis-server, nginx, gpg (from Debian) and
 # Azurite (Azure Blob Storage's emulator, from npm, under .dev/node).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
 command -v curl >/dev/null || missing+=(curl)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v gpg >/dev/null || missing+=(gnupg)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -20,7 +20,7 @@ from django.conf import settings
 from django_guid import get_guid, set_guid
 from django_guid.utils import generate_guid
 
-from pulp_content_asgi import access_log, conf, db, render, results, router
+from pulp_content_asgi import access_log, conf, db, health, render, results, router
 from pulp_content_asgi.cache import flow as cache_flow
 from pulp_content_asgi.cache import store as cache_store
 from pulp_content_asgi.heartbeat import Heartbeat
@@ -101,6 +101,8 @@ class ContentApp:
             path = paths.decode_path(scope.get("raw_path") or scope["path"].encode())
         except paths.BadPath as bad:
             return _plain(bad.status, str(bad))
+        if path == conf.current().health_path:
+            return await health.check()
         target = paths.locate(path, self.prefix, self.domains)
         if isinstance(target, paths.Redirect):
             return render.redirect(results.Redirect(target.location))

@@ -34,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "CONTENT_ASGI_CACHE_RETRY": 5.0,
     # Seconds clients are told to wait (Retry-After) when the database is unavailable.
     "CONTENT_ASGI_RETRY_AFTER": 5,
+    # Path of the readiness check (database, and Redis when CACHE_ENABLED).
+    "CONTENT_ASGI_HEALTH_PATH": "/pulp/content-asgi/health/",
     # Access log destination: a file path, "-" for stdout, or "" for none.
     "CONTENT_ASGI_ACCESS_LOGFILE": "",
     # Log level of the app's loggers ("" leaves pulpcore's LOGGING as it is).
@@ -57,6 +59,7 @@ class AppSettings:
     cache_timeout: float
     cache_retry: float
     access_logfile: str
+    health_path: str
     log_level: str
 
 
@@ -83,6 +86,7 @@ def load(settings: Any | None = None) -> AppSettings:
         cache_timeout=float(_get(settings, "CONTENT_ASGI_CACHE_TIMEOUT")),
         cache_retry=float(_get(settings, "CONTENT_ASGI_CACHE_RETRY")),
         access_logfile=str(_get(settings, "CONTENT_ASGI_ACCESS_LOGFILE") or ""),
+        health_path=str(_get(settings, "CONTENT_ASGI_HEALTH_PATH")),
         log_level=str(_get(settings, "CONTENT_ASGI_LOG_LEVEL") or ""),
     )
 

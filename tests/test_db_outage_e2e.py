@@ -125,3 +125,20 @@ def test_heartbeat_gives_up_after_the_ttl_and_the_worker_exits(cluster):
     finally:
         stop_server(running)
         pg.start()
+
+
+def test_health_says_which_dependency_is_down(cluster):
+    pg, env = cluster
+    overrides = {k: env[k] for k in ("PULP_SETTINGS", "PGHOST", "PGPORT")}
+    overrides["PULP_CONTENT_ASGI_DB_POOL_TIMEOUT"] = "1"
+    running = content_app(env=overrides)
+    health = running.url("/pulp/content-asgi/health/")
+    try:
+        assert httpx.get(health).json()["database"] == "ok"
+        pg.stop()
+        down = httpx.get(health, timeout=30)
+        assert down.status_code == 503 and down.json()["database"] == "unavailable"
+        assert httpx.head(running.url("/pulp/content/")).status_code == 200  # still alive
+    finally:
+        stop_server(running)
+        pg.start()

@@ -105,3 +105,9 @@ def test_correlation_id_is_reused_and_echoed(server):
     assert len(fresh.headers["correlation-id"]) >= 32
     junk = httpx.get(server.url("/pulp/content/"), headers={"Correlation-ID": "a b"})
     assert junk.headers["correlation-id"] != "a b"
+
+
+def test_health_reports_the_database(server):
+    response = httpx.get(server.url("/pulp/content-asgi/health/"))
+    assert response.status_code == 200
+    assert response.json() == {"healthy": True, "database": "ok", "redis": "disabled"}

@@ -64,6 +64,14 @@ class RedisCache:
         self._down_until = time.monotonic() + self.retry_after
 
     # -- on the event loop -------------------------------------------------------------
+    async def ping(self) -> bool:
+        """Whether Redis answers now (ignores the back-off: health checks ask Redis)."""
+        try:
+            return bool(await self._async.ping())
+        except Exception as exc:
+            self._failed(exc)
+            return False
+
     async def find_base(self, candidates: list[str]) -> str | None:
         """Which candidate distribution hash exists (one EXISTS, pulpcore's trick)."""
         if not candidates or not self.available:

@@ -1,0 +1,39 @@
+"""Readiness: whether this worker can serve content (database, and Redis when the cache is
+on). Liveness stays ``HEAD {CONTENT_PATH_PREFIX}``, which needs neither."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from django.db import connection
+
+from pulp_content_asgi import db, render
+from pulp_content_asgi.cache import store
+
+log = logging.getLogger(__name__)
+
+
+def _database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+async def check() -> render.Prepared:
+    """200 with each dependency's state, or 503 naming what is down."""
+    states: dict[str, str] = {}
+    try:
+        await db.run(_database)
+        states["database"] = "ok"
+    except Exception as exc:
+        log.warning("Health check: database unavailable: %s", exc)
+        states["database"] = "unavailable"
+    cache = store.current()
+    if cache is None:
+        states["redis"] = "disabled"
+    else:
+        states["redis"] = "ok" if await cache.ping() else "unavailable"
+    healthy = all(state in ("ok", "disabled") for state in states.values())
+    body = json.dumps({"healthy": healthy, **states}).encode()
+    headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+    return render.Prepared(200 if healthy else 503, headers, body)
