@@ -111,3 +111,42 @@ def test_health_reports_the_database(server):
     response = httpx.get(server.url("/pulp/content-asgi/health/"))
     assert response.status_code == 200
     assert response.json() == {"healthy": True, "database": "ok", "redis": "disabled"}
+
+
+@pytest.mark.parametrize("server_name", ["uvicorn", "granian"])
+def test_graceful_shutdown_lets_downloads_finish(server_name, unique):
+    import hashlib
+    import os
+    import signal
+    import threading
+
+    from pulp_content_asgi.devtools import data
+
+    blob = os.urandom(4 * 1024 * 1024)
+    repo = data.repository(f"stop-{unique}", {"f.bin": blob})
+    distribution = data.distribute(f"stop-{unique}",
+                                   publication=data.publish(repo.latest_version()))
+    before = set(AppStatus.objects.filter(app_type="content").values_list("name", flat=True))
+    running = content_app(server_name, env={"PULP_CONTENT_ASGI_PATHSEND": "false"})
+    names = {row.name for row in _content_rows(before)}
+    assert names  # the worker registered before it answered
+    received = hashlib.sha256()
+    started = threading.Event()
+
+    def download() -> None:
+        with httpx.stream("GET", running.url(f"/pulp/content/{distribution.base_path}/f.bin"),
+                          timeout=60) as response:
+            for i, chunk in enumerate(response.iter_raw(65536)):
+                received.update(chunk)
+                if i == 0:
+                    started.set()
+                time.sleep(0.02)  # about 1.3 s for the whole file
+
+    client = threading.Thread(target=download)
+    client.start()
+    assert started.wait(20)
+    os.killpg(running.process.pid, signal.SIGTERM)
+    client.join(60)
+    running.process.wait(60)
+    assert received.hexdigest() == hashlib.sha256(blob).hexdigest()
+    assert not AppStatus.objects.filter(name__in=names).exists()
