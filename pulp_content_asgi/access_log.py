@@ -40,10 +40,15 @@ def record(scope: dict[str, Any], prepared: Prepared, complete: bool, seconds: f
     if scope.get("query_string"):
         target += "?" + scope["query_string"].decode("latin-1")
     when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
+    size = _size(prepared, scope["method"])
+    fields = {"client": client[0], "method": scope["method"], "target": target,
+              "status": prepared.status, "bytes": size, "seconds": round(seconds, 6),
+              "referer": _header(scope, b"referer"), "agent": _header(scope, b"user-agent"),
+              "complete": complete}
     log.info('%s - - [%s] "%s %s HTTP/%s" %s %s "%s" "%s" %.6f%s', client[0], when,
              scope["method"], target, scope.get("http_version", "1.1"), prepared.status,
-             _size(prepared, scope["method"]), _header(scope, b"referer"),
-             _header(scope, b"user-agent"), seconds, "" if complete else " incomplete")
+             size, fields["referer"], fields["agent"], seconds,
+             "" if complete else " incomplete", extra={"http": fields})
 
 
 def configure(destination: str | None) -> None:

@@ -11,10 +11,11 @@ from pulp_content_asgi import bootstrap
 
 bootstrap.setup()
 
-from pulp_content_asgi import access_log, conf, registry  # noqa: E402
+from pulp_content_asgi import access_log, conf, logs, registry  # noqa: E402
 from pulp_content_asgi.app import ContentApp  # noqa: E402
 
 access_log.configure(conf.current().access_logfile)
 conf.apply_log_level()
+logs.apply(conf.current().log_format)
 registry.discover()
 application = ContentApp()

@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "CONTENT_ASGI_HEALTH_PATH": "/pulp/content-asgi/health/",
     # Access log destination: a file path, "-" for stdout, or "" for none.
     "CONTENT_ASGI_ACCESS_LOGFILE": "",
+    # "text" (pulpcore's format) or "json" (one object per line, access log included).
+    "CONTENT_ASGI_LOG_FORMAT": "text",
     # Log level of the app's loggers ("" leaves pulpcore's LOGGING as it is).
     "CONTENT_ASGI_LOG_LEVEL": "",
 }
@@ -61,6 +63,7 @@ class AppSettings:
     access_logfile: str
     health_path: str
     log_level: str
+    log_format: str
 
 
 def _get(settings: Any, name: str) -> Any:
@@ -88,6 +91,7 @@ def load(settings: Any | None = None) -> AppSettings:
         access_logfile=str(_get(settings, "CONTENT_ASGI_ACCESS_LOGFILE") or ""),
         health_path=str(_get(settings, "CONTENT_ASGI_HEALTH_PATH")),
         log_level=str(_get(settings, "CONTENT_ASGI_LOG_LEVEL") or ""),
+        log_format=str(_get(settings, "CONTENT_ASGI_LOG_FORMAT") or "text"),
     )
 
 

@@ -150,3 +150,23 @@ def test_graceful_shutdown_lets_downloads_finish(server_name, unique):
     running.process.wait(60)
     assert received.hexdigest() == hashlib.sha256(blob).hexdigest()
     assert not AppStatus.objects.filter(name__in=names).exists()
+
+
+def test_json_logs(tmp_path, unique):
+    import json
+
+    log_file = tmp_path / "access.json"
+    argv = [os.path.join(BIN, "pulp-content-asgi"), "--bind", "127.0.0.1:{port}",
+            "--access-logfile", str(log_file)]
+    running = start_server(argv, env={"PULP_CONTENT_ASGI_LOG_FORMAT": "json"})
+    try:
+        httpx.get(running.url(f"/pulp/content/json-{unique}/x"),
+                  headers={"Correlation-ID": f"json-{unique}"})
+    finally:
+        stop_server(running)
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()
+             if f"json-{unique}/x" in line]
+    assert len(lines) == 1
+    entry = lines[0]
+    assert entry["http"]["status"] == 404 and entry["http"]["method"] == "GET"
+    assert entry["correlation_id"] == f"json-{unique}"
