@@ -98,10 +98,10 @@ class ContentHandler:
         if content_artifact.artifact_id is None:
             return results.ServeRemote(content_artifact, headers)
         if last_modified is None and version is not None:
-            # Probes annotate when the content joined the version; otherwise ask.
-            last_modified = getattr(content_artifact, "added_at", None) or (
-                version.pulp_created if hasattr(content_artifact, "added_at")
-                else content.added_at(version, content_artifact))
+            if hasattr(content_artifact, "added_at"):  # annotated by a probe: no query
+                last_modified = content_artifact.added_at or version.pulp_created
+            else:
+                last_modified = content.added_at(version, content_artifact)
         return results.ServeArtifact(content_artifact.artifact, content_artifact.relative_path,
                                      headers, last_modified)
 

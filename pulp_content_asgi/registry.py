@@ -72,8 +72,3 @@ def discover() -> None:
         if declared:
             _register_mapping(declared, config.name)
 
-
-def clear() -> None:
-    """Forget every registration (tests)."""
-    _handlers.clear()
-    _resolved.clear()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import uuid
 
@@ -12,8 +11,7 @@ import httpx
 import pytest
 from pulpcore.app.models import Domain
 
-from pulp_content_asgi.devtools.processes import free_port, wait_answering
-from tests.conftest import ROOT
+from tests.conftest import ROOT, start_server, stop_server
 from tests.test_object_storage_e2e import distribution_in, domain_server  # noqa: F401
 
 AZURITE = os.path.join(ROOT, ".dev", "node", "node_modules", ".bin", "azurite-blob")
@@ -27,16 +25,12 @@ BODY = os.urandom(300 * 1024)
 @pytest.fixture(scope="module")
 def azurite():
     assert os.path.exists(AZURITE), "Azurite is missing: dev/test-tools.sh installs it"
-    port = free_port()
     workspace = tempfile.mkdtemp(prefix="azurite-")
-    process = subprocess.Popen([AZURITE, "--blobHost", "127.0.0.1", "--blobPort", str(port),
-                                "--location", workspace, "--skipApiVersionCheck", "--silent"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}/{ACCOUNT}"
-    wait_answering(endpoint)
-    yield endpoint
-    process.terminate()
-    process.wait(10)
+    running = start_server([AZURITE, "--blobHost", "127.0.0.1", "--blobPort", "{port}",
+                            "--location", workspace, "--skipApiVersionCheck", "--silent"],
+                           probe=f"/{ACCOUNT}")
+    yield running.url(f"/{ACCOUNT}")
+    stop_server(running)
     shutil.rmtree(workspace, ignore_errors=True)
 
 

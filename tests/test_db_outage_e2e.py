@@ -83,11 +83,15 @@ def cluster():
     assert devsettings  # the helper module is what wrote the settings
 
 
+def private_env(env: dict[str, str], **settings: str) -> dict[str, str]:
+    """The server's environment: the private cluster's settings plus ``PULP_*`` ones."""
+    chosen = {k: env[k] for k in ("PULP_SETTINGS", "PGHOST", "PGPORT")}
+    return {**chosen, **{f"PULP_{k}": v for k, v in settings.items()}}
+
+
 def test_outage_gives_503_then_recovers_without_restart(cluster):
     pg, env = cluster
-    overrides = {k: env[k] for k in ("PULP_SETTINGS", "PGHOST", "PGPORT")}
-    overrides["PULP_CONTENT_ASGI_DB_POOL_TIMEOUT"] = "2"
-    running = content_app(env=overrides)
+    running = content_app(env=private_env(env, CONTENT_ASGI_DB_POOL_TIMEOUT="2"))
     url = running.url("/pulp/content/outage/f.txt")
     try:
         assert httpx.get(url).content == b"survives"
@@ -115,9 +119,8 @@ def test_outage_gives_503_then_recovers_without_restart(cluster):
 def test_heartbeat_gives_up_after_the_ttl_and_the_worker_exits(cluster):
     """Like pulpcore-content: a worker that cannot beat for CONTENT_APP_TTL exits (3)."""
     pg, env = cluster
-    overrides = {k: env[k] for k in ("PULP_SETTINGS", "PGHOST", "PGPORT")}
-    overrides.update({"PULP_CONTENT_APP_TTL": "2", "PULP_CONTENT_ASGI_DB_POOL_TIMEOUT": "0.5"})
-    running = content_app("uvicorn", env=overrides)
+    running = content_app("uvicorn", env=private_env(env, CONTENT_APP_TTL="2",
+                                                     CONTENT_ASGI_DB_POOL_TIMEOUT="0.5"))
     try:
         pg.stop()
         assert running.process.wait(30) == 3
@@ -129,9 +132,7 @@ def test_heartbeat_gives_up_after_the_ttl_and_the_worker_exits(cluster):
 
 def test_health_says_which_dependency_is_down(cluster):
     pg, env = cluster
-    overrides = {k: env[k] for k in ("PULP_SETTINGS", "PGHOST", "PGPORT")}
-    overrides["PULP_CONTENT_ASGI_DB_POOL_TIMEOUT"] = "1"
-    running = content_app(env=overrides)
+    running = content_app(env=private_env(env, CONTENT_ASGI_DB_POOL_TIMEOUT="1"))
     health = running.url("/pulp/content-asgi/health/")
     try:
         assert httpx.get(health).json()["database"] == "ok"

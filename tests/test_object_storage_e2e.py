@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import sys
 import uuid
 
@@ -18,8 +17,7 @@ from pulpcore.app.models import Domain
 from pulpcore.app.util import set_domain
 
 from pulp_content_asgi.devtools import data
-from pulp_content_asgi.devtools.processes import free_port, wait_answering
-from tests.conftest import content_app, stop_server
+from tests.conftest import content_app, start_server, stop_server
 
 MOTO = os.path.join(os.path.dirname(sys.executable), "moto_server")
 BODY = os.urandom(512 * 1024)
@@ -28,14 +26,9 @@ BODY = os.urandom(512 * 1024)
 @pytest.fixture(scope="module")
 def s3():
     assert os.path.exists(MOTO), "moto's server is missing: pip install -e '.[test]'"
-    port = free_port()
-    process = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    wait_answering(endpoint)
-    yield endpoint
-    process.terminate()
-    process.wait(10)
+    running = start_server([MOTO, "-H", "127.0.0.1", "-p", "{port}"], probe="/")
+    yield running.base
+    stop_server(running)
 
 
 def s3_domain(endpoint: str, redirect: bool) -> Domain:

@@ -51,20 +51,6 @@ def _answers(url: str) -> bool:
         return False
 
 
-def wait_answering(url: str, timeout: float = 30) -> None:
-    """Wait until something answers HTTP at ``url`` (any status)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"nothing answered at {url} within {timeout}s")
-
-
 def wait_ready(server: Server, probe: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -37,16 +37,11 @@ class Spool:
         self.headers: Mapping[str, str] | None = None
         self.error: BaseException | None = None
         self.done = False
-        self.readers = 0
         self._changed = asyncio.Event()
 
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
-
-    @property
-    def finished(self) -> bool:
-        return self.done or self.error is not None
 
     def _publish(self, **outcome: object) -> None:
         if self.shared:
@@ -99,7 +94,6 @@ class Spool:
                    ) -> AsyncIterator[bytes]:
         """``length`` bytes from ``offset`` (to the end when None), as they arrive."""
         loop = asyncio.get_running_loop()
-        self.readers += 1
         handle = await loop.run_in_executor(None, open, self.path, "rb")
         try:
             position, end = offset, None if length is None else offset + length
@@ -119,7 +113,6 @@ class Spool:
                 await self._changed.wait()
         finally:
             handle.close()
-            self.readers -= 1
 
     def discard(self) -> None:
         """Remove the files (when the download is over and nobody reads it)."""
@@ -159,7 +152,6 @@ class FollowedSpool:
     def __init__(self, path: str, lock: int) -> None:
         self.path = path
         self.lock = lock
-        self.readers = 0
 
     async def _leader_alive(self) -> bool:
         from pulp_content_asgi.ondemand.coordination import coordinator
@@ -191,11 +183,9 @@ class FollowedSpool:
     async def read(self, offset: int, length: int | None, chunk_size: int
                    ) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
-        self.readers += 1
         try:
             handle = await loop.run_in_executor(None, open, self.path, "rb")
         except FileNotFoundError:
-            self.readers -= 1
             raise SpoolFailed("the leader's spool file is gone") from None
         try:
             position, end, polls = offset, None if length is None else offset + length, 0
@@ -221,7 +211,6 @@ class FollowedSpool:
                 await asyncio.sleep(self.POLL)
         finally:
             handle.close()
-            self.readers -= 1
 
     def discard(self) -> None:
         """Followers leave the files to their leader."""
