@@ -10,6 +10,7 @@ a guard needs a user, the request object DRF authenticates.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -20,7 +21,7 @@ from django.conf import settings
 from django_guid import get_guid, set_guid
 from django_guid.utils import generate_guid
 
-from pulp_content_asgi import access_log, conf, db, health, render, results, router
+from pulp_content_asgi import access_log, conf, db, health, metrics, render, results, router
 from pulp_content_asgi.cache import flow as cache_flow
 from pulp_content_asgi.cache import store as cache_store
 from pulp_content_asgi.heartbeat import Heartbeat
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 _METHODS = ("GET", "HEAD")
 CORRELATION_HEADER = "Correlation-ID"
 _PRINTABLE = re.compile(r"^[\x21-\x7e]{1,128}$")
+#: Scope key for what the metrics need to know about the request: (route, domain name).
+_LABELS = "pulp_content_asgi.labels"
 
 
 def correlation_id(offered: str | None) -> str:
@@ -85,6 +88,7 @@ class ContentApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.heartbeat.stop()
+                metrics.current().close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -92,6 +96,7 @@ class ContentApp:
         os.makedirs(settings.WORKING_DIRECTORY, exist_ok=True)
         os.chdir(settings.WORKING_DIRECTORY)  # plugins write temporary files into the cwd
         await self.heartbeat.start()
+        metrics.current()  # instruments exist (and export zeros) before the first request
 
     async def respond(self, scope: dict[str, Any]) -> render.Prepared:
         """Everything up to the response: validation, then one ORM hop."""
@@ -101,13 +106,20 @@ class ContentApp:
             path = paths.decode_path(scope.get("raw_path") or scope["path"].encode())
         except paths.BadPath as bad:
             return _plain(bad.status, str(bad))
-        if path == conf.current().health_path:
+        settings_ = conf.current()
+        if path == settings_.health_path:
+            scope[_LABELS] = (metrics.ROUTE_HEALTH, "")
             return await health.check()
+        if path == settings_.metrics_path and settings_.prometheus_enabled:
+            scope[_LABELS] = (metrics.ROUTE_METRICS, "")
+            return await _scrape()
         target = paths.locate(path, self.prefix, self.domains)
-        if isinstance(target, paths.Redirect):
-            return render.redirect(results.Redirect(target.location))
         if isinstance(target, paths.Outside):
             return _plain(404, "Not Found")
+        scope[_LABELS] = (metrics.ROUTE_LISTING if isinstance(target, paths.RootListing)
+                          else metrics.ROUTE_CONTENT, getattr(target, "domain", None) or "default")
+        if isinstance(target, paths.Redirect):
+            return render.redirect(results.Redirect(target.location))
         if isinstance(target, paths.RootListing) and scope["method"] == "HEAD" \
                 and not self.domains:
             # The documented liveness probe: no database work at all.
@@ -152,10 +164,56 @@ class ContentApp:
         prepared = await self.respond(scope)
         if (guid := get_guid()) is not None:
             prepared.headers[CORRELATION_HEADER] = guid
+        recorder = metrics.current()
+        counted = _Counted(send) if recorder.enabled else None
         complete = False
         try:
-            complete = await send_response(prepared, scope["method"], receive, send)
+            complete = await send_response(prepared, scope["method"], receive, counted or send)
         except OSError as exc:
             log.info("Client went away during %s: %s", scope.get("path"), exc)
         finally:
-            access_log.record(scope, prepared, complete, time.monotonic() - started)
+            seconds = time.monotonic() - started
+            access_log.record(scope, prepared, complete, seconds)
+            if counted is not None:
+                _observe(recorder, scope, prepared, seconds, counted)
+
+
+class _Counted:
+    """``send`` that counts the body bytes handed to the server (metrics only)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.sent = 0
+        self.pathsend = False
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            self.sent += len(message.get("body", b""))
+        elif message["type"] == "http.response.pathsend":
+            self.pathsend = True
+        await self.send(message)
+
+
+def _observe(recorder: metrics.Recorder, scope: dict[str, Any], prepared: render.Prepared,
+             seconds: float, counted: _Counted) -> None:
+    route, domain = scope.get(_LABELS, (metrics.ROUTE_UNKNOWN, ""))
+    sent = counted.sent
+    if counted.pathsend:  # the server sends the file; it reports no failure back
+        sent += int(prepared.headers.get("Content-Length", 0))
+    recorder.request(scope["method"], prepared.status, route, seconds, sent)
+    cache = prepared.headers.get("X-PULP-CACHE")
+    if cache is not None:
+        recorder.cache(cache == "HIT")
+    size = prepared.headers.get("X-PULP-ARTIFACT-SIZE")
+    if size is not None and prepared.status in (200, 206, 302):
+        # As pulpcore counts: every artifact answered, whichever way (not 304s).
+        recorder.artifact(int(size), domain)
+
+
+async def _scrape() -> render.Prepared:
+    from pulp_content_asgi.metrics.prometheus import CONTENT_TYPE, PrometheusSink
+
+    sink = next(s for s in metrics.current().sinks if isinstance(s, PrometheusSink))
+    body = await asyncio.to_thread(sink.render)
+    return render.Prepared(200, {"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"},
+                           body)

@@ -36,6 +36,12 @@ DEFAULTS: dict[str, Any] = {
     "CONTENT_ASGI_RETRY_AFTER": 5,
     # Path of the readiness check (database, and Redis when CACHE_ENABLED).
     "CONTENT_ASGI_HEALTH_PATH": "/pulp/content-asgi/health/",
+    # Serve Prometheus metrics, summed over all workers, at CONTENT_ASGI_METRICS_PATH.
+    "CONTENT_ASGI_PROMETHEUS_ENABLED": False,
+    # Path of the Prometheus scrape endpoint (only answered when enabled).
+    "CONTENT_ASGI_METRICS_PATH": "/pulp/content-asgi/metrics/",
+    # Directory the workers share their counts in ("" lets pulp-content-asgi make one).
+    "CONTENT_ASGI_PROMETHEUS_DIR": "",
     # Access log destination: a file path, "-" for stdout, or "" for none.
     "CONTENT_ASGI_ACCESS_LOGFILE": "",
     # "text" (pulpcore's format) or "json" (one object per line, access log included).
@@ -62,12 +68,22 @@ class AppSettings:
     cache_retry: float
     access_logfile: str
     health_path: str
+    prometheus_enabled: bool
+    metrics_path: str
+    prometheus_dir: str
     log_level: str
     log_format: str
 
 
 def _get(settings: Any, name: str) -> Any:
     return getattr(settings, name, DEFAULTS[name])
+
+
+def _flag(value: Any) -> bool:
+    """Booleans from dynaconf arrive typed, but a plain environment string may not."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 def load(settings: Any | None = None) -> AppSettings:
@@ -80,16 +96,19 @@ def load(settings: Any | None = None) -> AppSettings:
         db_connections=int(_get(settings, "CONTENT_ASGI_DB_CONNECTIONS")),
         db_pool_timeout=float(_get(settings, "CONTENT_ASGI_DB_POOL_TIMEOUT")),
         db_max_idle=float(_get(settings, "CONTENT_ASGI_DB_MAX_IDLE")),
-        db_prepared_statements=bool(_get(settings, "CONTENT_ASGI_DB_PREPARED_STATEMENTS")),
+        db_prepared_statements=_flag(_get(settings, "CONTENT_ASGI_DB_PREPARED_STATEMENTS")),
         chunk_size=int(_get(settings, "CONTENT_ASGI_CHUNK_SIZE")),
         inline_file_size=int(_get(settings, "CONTENT_ASGI_INLINE_FILE_SIZE")),
-        pathsend=bool(_get(settings, "CONTENT_ASGI_PATHSEND")),
+        pathsend=_flag(_get(settings, "CONTENT_ASGI_PATHSEND")),
         server=str(_get(settings, "CONTENT_ASGI_SERVER")),
         retry_after=int(_get(settings, "CONTENT_ASGI_RETRY_AFTER")),
         cache_timeout=float(_get(settings, "CONTENT_ASGI_CACHE_TIMEOUT")),
         cache_retry=float(_get(settings, "CONTENT_ASGI_CACHE_RETRY")),
         access_logfile=str(_get(settings, "CONTENT_ASGI_ACCESS_LOGFILE") or ""),
         health_path=str(_get(settings, "CONTENT_ASGI_HEALTH_PATH")),
+        prometheus_enabled=_flag(_get(settings, "CONTENT_ASGI_PROMETHEUS_ENABLED")),
+        metrics_path=str(_get(settings, "CONTENT_ASGI_METRICS_PATH")),
+        prometheus_dir=str(_get(settings, "CONTENT_ASGI_PROMETHEUS_DIR") or ""),
         log_level=str(_get(settings, "CONTENT_ASGI_LOG_LEVEL") or ""),
         log_format=str(_get(settings, "CONTENT_ASGI_LOG_FORMAT") or "text"),
     )

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ from aiohttp import ClientConnectionError, ClientResponseError
 from django.conf import settings
 from pulpcore.exceptions import DigestValidationError, UnsupportedDigestValidationError
 
-from pulp_content_asgi import db
+from pulp_content_asgi import db, metrics
 from pulp_content_asgi.ondemand import save
 from pulp_content_asgi.ondemand.coordination import coordinator, lock_id, spool_path
 from pulp_content_asgi.ondemand.plan import Candidate, RemotePlan
@@ -56,6 +57,10 @@ class Fetch:
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"fetch {self.plan.key}")
+        recorder = metrics.current()
+        if recorder.enabled:
+            recorder.downloads(+1)
+            self.task.add_done_callback(lambda _: recorder.downloads(-1))
 
     async def _run(self) -> None:
         last: BaseException | None = None
@@ -103,10 +108,19 @@ class Fetch:
         remote_artifact = candidate.remote_artifact
         spool = self.spool
         attempt_offset = 0
+        asked = time.monotonic()
+        answered = False
+
+        def first_byte() -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                metrics.current().upstream(time.monotonic() - asked, ok=True)
 
         async def on_headers(headers: Mapping[str, str]) -> None:
             nonlocal attempt_offset
             attempt_offset = 0  # a retry starts again from the first byte
+            first_byte()
             spool.set_headers(headers)
 
         downloader = remote_artifact.remote.get_downloader(
@@ -115,6 +129,7 @@ class Fetch:
 
         async def handle_data(data: bytes) -> None:
             nonlocal attempt_offset
+            first_byte()
             if candidate.save:
                 await keep(data)
             spool.set_headers({})  # downloaders without a headers callback (file://)
@@ -134,6 +149,8 @@ class Fetch:
                 extra_data={"disable_retry_list": (DigestValidationError,)})
             completed = True
         finally:
+            if not answered:
+                metrics.current().upstream(time.monotonic() - asked, ok=False)
             if not completed and getattr(downloader, "path", None):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(downloader.path)
@@ -205,6 +222,7 @@ class Inflight:
         if isinstance(entry, Fetch):
             entry.after_save.extend(plan.after_save)
         entry.clients += 1
+        metrics.current().collapsed()  # another client's (or process's) download serves it
         return entry
 
     def leave(self, entry: Fetch | Follow) -> None:

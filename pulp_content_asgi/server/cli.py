@@ -54,10 +54,21 @@ def main(binds: tuple[str, ...], workers: int, timeout: int, server: str | None,
     from pulp_content_asgi import bootstrap, conf
 
     bootstrap.setup()
-    chosen = server or conf.load().server
+    app_settings = conf.load()
+    chosen = server or app_settings.server
     addresses = [runners.parse_bind(b) for b in (binds or (default_bind(),))]
-    runners.run(chosen, addresses, workers=workers, timeout=timeout, log_level=log_level,
-                reload=reload)
+    shared = None
+    if app_settings.prometheus_enabled:
+        # Before any worker exists (and before prometheus_client is imported anywhere).
+        from pulp_content_asgi.metrics import prometheus
+
+        shared = prometheus.prepare_directory(app_settings.prometheus_dir)
+    try:
+        runners.run(chosen, addresses, workers=workers, timeout=timeout, log_level=log_level,
+                    reload=reload)
+    finally:
+        if shared is not None:
+            prometheus.remove_directory(shared)
 
 
 if __name__ == "__main__":  # pragma: no cover
