@@ -32,6 +32,8 @@ FILESYSTEM_STORAGE = "pulpcore.app.models.storage.FileSystem"
 #: Storages whose signed URLs are bound to the HTTP method (HEAD gets a HEAD URL).
 SIGNS_METHOD = frozenset({"storages.backends.s3boto3.S3Boto3Storage",
                           "storages.backends.s3.S3Storage"})
+#: GCS signs the method too (V4), but takes it among the signing parameters.
+GCS = "storages.backends.gcloud.GoogleCloudStorage"
 
 
 @dataclass
@@ -230,6 +232,8 @@ def _storage_redirect(result: results.ServeArtifact, request: Any) -> Prepared |
     parameters = {mapping[name]: value for name, value in headers.items()
                   if name in mapping and value}
     extra = {"http_method": request.method} if domain.storage_class in SIGNS_METHOD else {}
+    if domain.storage_class == GCS:
+        parameters["method"] = request.method  # pulpcore signs GET only: HEAD would fail
     location = domain.get_storage().url(artifact.file.name, parameters=parameters, **extra)
     headers["Cache-Control"] = "no-store"  # a signed URL must not be kept by shared caches
     headers.pop("ETag", None)

@@ -46,7 +46,7 @@ def _answers(url: str) -> bool:
         with urllib.request.urlopen(request, timeout=2) as response:
             return int(response.status) < 500
     except urllib.error.HTTPError as error:
-        return error.code < 500
+        return error.code < 500 or error.code == 501  # up, but no HEAD (an emulator)
     except OSError:
         return False
 
