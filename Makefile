@@ -6,7 +6,8 @@ DEMO_DB ?= pulp_content_asgi_demo
 BIND ?= 127.0.0.1:24816
 DEV_ENV = set -a; source .dev/db.env; set +a
 
-.PHONY: demo test lint venv database clean bench bench-quick bench-tools test-tools
+.PHONY: demo test lint venv database clean bench bench-quick bench-tools test-tools \
+	pulp-up pulp-down conformance conformance-ci parity conformance-deps
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,7 +33,7 @@ test: venv database test-tools
 	@$(DEV_ENV); $(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check pulp_content_asgi tests bench
+	$(VENV)/bin/ruff check pulp_content_asgi tests bench conformance
 	$(VENV)/bin/mypy
 
 clean:
@@ -50,3 +51,25 @@ bench-tools:
 
 test-tools:
 	dev/test-tools.sh
+
+## A full local Pulp (API, 2 workers, our app, pulpcore-content, nginx): conformance/README.md
+pulp-up: venv database bench-tools conformance-deps
+	@$(DEV_ENV); $(PY) -m conformance.stack up $(STACK_ARGS)
+
+pulp-down: venv
+	@$(PY) -m conformance.stack down; $(PY) -m conformance.stack down --domains
+
+## pulpcore's content-app functional tests against us and pulpcore-content → conformance/report.md
+conformance: venv database bench-tools conformance-deps
+	@$(DEV_ENV); $(PY) -m conformance.run
+
+## The CI-sized slice (our app only, a few minutes)
+conformance-ci: venv database bench-tools conformance-deps
+	@$(DEV_ENV); $(PY) -m conformance.run --slice ci --only asgi
+
+## One corpus of requests to both apps on the same database → conformance/parity.md
+parity: venv database bench-tools conformance-deps
+	@$(DEV_ENV); $(PY) -m conformance.parity
+
+conformance-deps: venv
+	@$(PY) -m pip install -q -e ".[test,conformance]"

@@ -25,7 +25,7 @@ from pulp_content_asgi import access_log, conf, db, health, metrics, render, res
 from pulp_content_asgi.cache import flow as cache_flow
 from pulp_content_asgi.cache import store as cache_store
 from pulp_content_asgi.heartbeat import Heartbeat
-from pulp_content_asgi.http import paths
+from pulp_content_asgi.http import listing, paths
 from pulp_content_asgi.ondemand.plan import RemotePlan
 from pulp_content_asgi.ondemand.respond import respond as ondemand_respond
 from pulp_content_asgi.request import ContentRequest
@@ -123,7 +123,7 @@ class ContentApp:
         if isinstance(target, paths.RootListing) and scope["method"] == "HEAD" \
                 and not self.domains:
             # The documented liveness probe: no database work at all.
-            return render.Prepared(200, {"Content-Type": "text/html"}, None)
+            return render.Prepared(200, {"Content-Type": listing.CONTENT_TYPE}, None)
         content_path = target.path if isinstance(target, paths.ContentPath) else ""
         request = ContentRequest(scope, path, content_path, target.domain)
         # The correlation id of logs and of tasks the request dispatches (pull-through adds

@@ -115,8 +115,11 @@ def _serve_file(source: _File, headers: dict[str, str], request: Any) -> Prepare
             wanted = ranges.resolve_range(spec, source.size)
     except ranges.RangeNotSatisfiable:
         source.file.close()
-        return error(416, "Range Not Satisfiable",
-                      {"Content-Range": ranges.unsatisfied_content_range(source.size)})
+        # As pulpcore-content: the validators and artifact size come along.
+        validators = {k: v for k, v in headers.items()
+                      if k in ("ETag", "Last-Modified", "X-PULP-ARTIFACT-SIZE")}
+        return error(416, "Range Not Satisfiable", {
+            **validators, "Content-Range": ranges.unsatisfied_content_range(source.size)})
     status, offset, length = 200, 0, source.size
     if wanted is not None:
         status, offset, length = 206, wanted.start, wanted.length
@@ -264,7 +267,7 @@ def prepare(result: results.Result, request: Any) -> Prepared | RemotePlan:
         return _serve_file(opened, headers, request)
     if isinstance(result, results.ServeListing):
         page = listing.render(result.listing).encode()
-        return Prepared(200, {"Content-Type": "text/html", **result.headers}, page)
+        return Prepared(200, {"Content-Type": listing.CONTENT_TYPE, **result.headers}, page)
     if isinstance(result, results.ServeBody):
         return Prepared(result.status, {**result.headers}, result.body)
     if isinstance(result, results.Redirect):

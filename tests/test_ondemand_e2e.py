@@ -153,7 +153,7 @@ def test_failing_remote_falls_back_to_the_next_one(server, upstream, backup_upst
 def test_all_remotes_failing_is_404(server, upstream):
     distribution, prefix, _ = on_demand(upstream, {"gone.bin": b"x"})
     upstream.behaviour[prefix + "gone.bin"] = Behaviour(status=404)
-    assert httpx.get(url(server, distribution, "gone.bin")).status_code == 404
+    assert httpx.get(url(server, distribution, "gone.bin"), timeout=30).status_code == 404
 
 
 def test_corrupt_upstream_truncates_marks_failed_and_saves_nothing(

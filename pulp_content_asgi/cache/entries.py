@@ -96,7 +96,7 @@ def from_result(result: results.Result, local_path: str | None, headers: dict[st
                      artifact_pk=str(result.artifact.pk))
     if isinstance(result, results.ServeListing):
         body = listing.render(result.listing).encode()
-        return Entry("Response", {"Content-Type": "text/html", **dict(result.headers)},
+        return Entry("Response", {"Content-Type": listing.CONTENT_TYPE, **dict(result.headers)},
                      body=body)
     if isinstance(result, results.ServeBody) and 200 <= result.status < 300:
         return Entry("Response", stored_headers(result.headers), result.status,

@@ -27,7 +27,8 @@ def _not_modified(entry: Entry, request: Any) -> render.Prepared | None:
         return None
     if conditional.evaluate(request.method, request.headers, etag, modified) \
             is conditional.Outcome.NOT_MODIFIED:
-        kept = {k: v for k, v in entry.headers.items() if k in ("Cache-Control", "ETag")}
+        kept = {k: v for k, v in entry.headers.items()
+                if k in ("Cache-Control", "ETag", "Last-Modified")}
         return render.Prepared(304, {**kept, **HIT})
     return None
 

@@ -14,6 +14,9 @@ from datetime import datetime
 
 from markupsafe import escape
 
+#: The listing's Content-Type, as aiohttp labels ``text=`` responses (pulpcore's cache
+#: stores it so).
+CONTENT_TYPE = "text/html; charset=utf-8"
 _UNITS = ("kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 
 

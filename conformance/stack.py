@@ -1,0 +1,299 @@
+"""A full Pulp on this machine: API (gunicorn), two tasking workers, our content app, the
+legacy pulpcore-content beside it, and nginx in front, laid out like Pulp's production
+reverse proxy (API and content on one origin).
+
+    python -m conformance.stack up [--domains] [--content asgi|legacy] [--fresh]
+    python -m conformance.stack switch --content legacy|asgi   # nginx's content upstream
+    python -m conformance.stack down [--domains]
+
+Settings follow Pulp's own CI where they matter to the content app: ``CONTENT_ORIGIN``
+is nginx, ``CACHE_ENABLED``, a non-default ``CONTENT_PATH_PREFIX`` (/somewhere/else/), a
+3 s ``DISTRIBUTED_PUBLICATION_RETENTION_PERIOD`` and Basic auth. Everything lives under
+``.dev/pulp`` (``.dev/pulp-domains`` for the domains variant): settings, media, logs
+(``logs/*.log``), pid files. ``up`` returns once ``/pulp/api/v3/status/`` lists our app
+among the online content apps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+PREFIX = "/somewhere/else/"
+ADMIN = ("admin", "password")
+ASGI_NAME = "asgi-{pid}@{hostname}"  # tells our heartbeat rows from pulpcore-content's
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one stack lives and listens."""
+
+    root: str
+    dbname: str
+    nginx: int
+    api: int
+    asgi: int
+    legacy: int
+    domains: bool
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.nginx}"
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+
+def layout(domains: bool = False) -> Layout:
+    base = int(os.environ.get("PULP_STACK_PORT", "24880")) + (100 if domains else 0)
+    name = "pulp-domains" if domains else "pulp"
+    return Layout(root=os.path.join(ROOT, ".dev", name),
+                  dbname=f"pulp_content_asgi_{name.replace('-', '_')}",
+                  nginx=base, api=base + 1, asgi=base + 2, legacy=base + 3, domains=domains)
+
+
+def settings_for(stack: Layout) -> dict[str, object]:
+    return {
+        "CONTENT_ORIGIN": stack.origin,
+        "CONTENT_PATH_PREFIX": PREFIX,
+        "CACHE_ENABLED": True,
+        "DISTRIBUTED_PUBLICATION_RETENTION_PERIOD": 3,
+        "DOMAIN_ENABLED": stack.domains,
+        "ALLOWED_EXPORT_PATHS": ["/tmp"],
+        "ALLOWED_IMPORT_PATHS": ["/tmp"],
+        "ANALYTICS": False,
+        "TELEMETRY": False,
+        # The tests' fixture servers and file:// remotes live on this machine.
+        "ALLOWED_HOSTS": ["*"],
+    }
+
+
+def environment(stack: Layout) -> dict[str, str]:
+    """What a process of this stack (server or test) needs to load its settings."""
+    return {**os.environ, "PULP_SETTINGS": stack.path("settings.py"),
+            "DJANGO_SETTINGS_MODULE": "pulpcore.app.settings"}
+
+
+NGINX = """\
+# Written by conformance/stack.py: Pulp's production reverse-proxy layout on loopback.
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/logs/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {root}/logs/nginx-access.log;
+    client_body_temp_path {root}/nginx/body;
+    proxy_temp_path {root}/nginx/proxy;
+    fastcgi_temp_path {root}/nginx/fastcgi;
+    uwsgi_temp_path {root}/nginx/uwsgi;
+    scgi_temp_path {root}/nginx/scgi;
+    types {{ }}
+    default_type application/octet-stream;
+    sendfile on;
+    client_max_body_size 10m;
+    # Post-quantum client certificates forwarded in X-CLIENT-CERT exceed 10 KiB.
+    large_client_header_buffers 4 64k;
+    proxy_buffer_size 64k;
+    proxy_buffers 8 64k;
+
+    upstream pulp-content {{ server 127.0.0.1:{content}; }}
+    upstream pulp-api {{ server 127.0.0.1:{api}; }}
+
+    server {{
+        listen 127.0.0.1:{nginx} default_server;
+        server_name _;
+        proxy_read_timeout 600s;
+
+        location = {bare_prefix} {{ return 301 {prefix}; }}
+        location {prefix} {{
+            proxy_pass http://pulp-content;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            # certguard: TLS deployments set this from $ssl_client_escaped_cert; here the
+            # tests send the header themselves and nginx forwards it unchanged.
+            proxy_set_header X-CLIENT-CERT $http_x_client_cert;
+            proxy_redirect off;
+            proxy_buffering off;
+        }}
+        location / {{
+            proxy_pass http://pulp-api;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_redirect off;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_binary() -> str:
+    for candidate in (shutil.which("nginx"), "/usr/sbin/nginx"):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    raise SystemExit("nginx is missing: dev/bench-tools.sh installs it")
+
+
+def write_nginx(stack: Layout, content: str) -> str:
+    os.makedirs(stack.path("nginx"), exist_ok=True)
+    port = stack.asgi if content == "asgi" else stack.legacy
+    path = stack.path("nginx.conf")
+    with open(path, "w") as out:
+        out.write(NGINX.format(root=stack.root, content=port, api=stack.api, nginx=stack.nginx,
+                               prefix=PREFIX, bare_prefix=PREFIX.rstrip("/")))
+    with open(stack.path("content-upstream"), "w") as out:
+        out.write(content)
+    return path
+
+
+def _spawn(stack: Layout, name: str, argv: list[str]) -> None:
+    log = open(stack.path("logs", f"{name}.log"), "ab")  # noqa: SIM115 (the child keeps it)
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                               env=environment(stack), cwd=stack.root, start_new_session=True)
+    with open(stack.path("pids", f"{name}.pid"), "w") as out:
+        out.write(str(process.pid))
+
+
+def _get(url: str, timeout: float = 3) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.loads(response.read())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+def wait_online(stack: Layout, timeout: float = 120) -> dict:
+    """Until the status API lists a worker and our app (and the legacy app) online."""
+    deadline = time.monotonic() + timeout
+    status: dict | None = None
+    while time.monotonic() < deadline:
+        status = _get(f"{stack.origin}/pulp/api/v3/status/")
+        if status:
+            names = [app["name"] for app in status.get("online_content_apps", [])]
+            if (any(n.startswith("asgi-") for n in names)
+                    and any(not n.startswith("asgi-") for n in names)
+                    and status.get("online_workers")):
+                return status
+        time.sleep(1)
+    raise SystemExit(f"Pulp did not come up in {timeout}s (logs in {stack.path('logs')}); "
+                     f"last status: {status}")
+
+
+def manager(stack: Layout, *args: str) -> None:
+    subprocess.run([os.path.join(BIN, "pulpcore-manager"), *args], env=environment(stack),
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def up(stack: Layout, content: str = "asgi", fresh: bool = False) -> None:
+    sys.path.insert(0, ROOT)
+    from pulp_content_asgi.devtools import settings as devsettings
+
+    down(stack, quiet=True)
+    if fresh and os.path.isdir(stack.root):
+        shutil.rmtree(stack.root)
+    for sub in ("logs", "pids"):
+        os.makedirs(stack.path(sub), exist_ok=True)
+    devsettings.ensure_database(stack.dbname, fresh=fresh)
+    devsettings.write(stack.root, stack.dbname, settings_for(stack))
+    manager(stack, "migrate", "--noinput")
+    manager(stack, "reset-admin-password", "--password", ADMIN[1])
+    api = ["--bind", f"127.0.0.1:{stack.api}", "--workers", "2", "--timeout", "300"]
+    _spawn(stack, "api", [os.path.join(BIN, "pulpcore-api"), *api])
+    for n in (1, 2):
+        _spawn(stack, f"worker-{n}", [os.path.join(BIN, "pulpcore-worker")])
+    _spawn(stack, "content-asgi", [os.path.join(BIN, "pulp-content-asgi"), "--bind",
+                                   f"127.0.0.1:{stack.asgi}", "--workers", "2",
+                                   "--name-template", ASGI_NAME,
+                                   "--access-logfile", stack.path("logs", "asgi-access.log")])
+    _spawn(stack, "content-legacy", [os.path.join(BIN, "pulpcore-content"), "--bind",
+                                     f"127.0.0.1:{stack.legacy}", "--workers", "2"])
+    conf = write_nginx(stack, content)
+    subprocess.run([nginx_binary(), "-c", conf, "-p", stack.root], check=True)
+    status = wait_online(stack)
+    print(f"Pulp is up at {stack.origin} (content: {content}, prefix {PREFIX}, "
+          f"domains {'on' if stack.domains else 'off'}); "
+          f"{len(status['online_workers'])} workers, content apps "
+          f"{sorted(a['name'] for a in status['online_content_apps'])}")
+
+
+def switch(stack: Layout, content: str) -> None:
+    """Point nginx's content location at our app or at pulpcore-content (a reload)."""
+    conf = write_nginx(stack, content)
+    subprocess.run([nginx_binary(), "-c", conf, "-p", stack.root, "-s", "reload"], check=True)
+    time.sleep(1)  # old nginx workers finish; new ones use the new upstream
+
+
+def _read_pid(path: str) -> int:
+    with open(path) as source:
+        text = source.read().strip()
+    return int(text) if text.isdigit() else 0
+
+
+def down(stack: Layout, quiet: bool = False) -> None:
+    pid_dir = stack.path("pids")
+    nginx_pid = stack.path("nginx.pid")
+    pids = []
+    if os.path.exists(nginx_pid):
+        pids.append(_read_pid(nginx_pid))
+    if os.path.isdir(pid_dir):
+        for name in sorted(os.listdir(pid_dir)):
+            pids.append(_read_pid(os.path.join(pid_dir, name)))
+            os.unlink(os.path.join(pid_dir, name))
+    pids = [pid for pid in pids if pid > 0]
+    for pid in pids:
+        for kill in (lambda p: os.killpg(p, signal.SIGTERM), lambda p: os.kill(p, signal.SIGQUIT)):
+            try:
+                kill(pid)
+                break
+            except (ProcessLookupError, PermissionError):
+                continue
+    deadline = time.monotonic() + 30
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            for kill in (lambda p: os.killpg(p, signal.SIGKILL), lambda p: os.kill(p, 9)):
+                try:
+                    kill(pid)
+                    break
+                except (ProcessLookupError, PermissionError):
+                    continue
+    if not quiet:
+        print(f"Pulp at {stack.origin} stopped")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("up", "down", "switch"))
+    parser.add_argument("--domains", action="store_true", help="the DOMAIN_ENABLED variant")
+    parser.add_argument("--content", choices=("asgi", "legacy"), default="asgi",
+                        help="which content app nginx serves (default: ours)")
+    parser.add_argument("--fresh", action="store_true", help="a new database and folder")
+    args = parser.parse_args()
+    stack = layout(args.domains)
+    if args.command == "up":
+        up(stack, args.content, args.fresh)
+    elif args.command == "switch":
+        switch(stack, args.content)
+    else:
+        down(stack)
+
+
+if __name__ == "__main__":
+    main()
