@@ -85,9 +85,15 @@ class Outcome:
 def run_suite(stack: stacks.Layout, modules: list[str], xml: str, workers: int) -> None:
     env = {**stacks.environment(stack), "API_PROTOCOL": "http", "API_HOST": "127.0.0.1",
            "API_PORT": str(stack.nginx), "ADMIN_USERNAME": stacks.ADMIN[0],
-           "ADMIN_PASSWORD": stacks.ADMIN[1]}
+           "ADMIN_PASSWORD": stacks.ADMIN[1],
+           # Some tests run pulpcore-manager and curl by name.
+           "PATH": f"{stacks.BIN}:{os.environ.get('PATH', '')}"}
+    import pulpcore
+
+    # Rooted at site-packages, test ids (and JUnit class names) are the module paths.
+    site = os.path.dirname(os.path.dirname(pulpcore.__file__))
     base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs",
-            "--timeout", "600", "--pyargs", *modules]
+            "--timeout", "600", f"--rootdir={site}", "--pyargs", *modules]
     # As Pulp's CI: tests marked parallel in parallel, then the others one by one.
     for marker, suffix, extra in (("parallel", "parallel", ["-n", str(workers)]),
                                   ("not parallel", "serial", [])):

@@ -123,6 +123,10 @@ http {{
             # certguard: TLS deployments set this from $ssl_client_escaped_cert; here the
             # tests send the header themselves and nginx forwards it unchanged.
             proxy_set_header X-CLIENT-CERT $http_x_client_cert;
+            # As the shipped snippet (docs/deployment): HTTP/1.1 to the content app, so
+            # a stream cut short stays visible in its chunked encoding.
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
             proxy_redirect off;
             proxy_buffering off;
         }}

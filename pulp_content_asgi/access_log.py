@@ -15,6 +15,8 @@ from typing import Any
 from pulp_content_asgi.render import Prepared
 
 log = logging.getLogger("pulp_content_asgi.access")
+#: ASGI ``http_version`` as the request line spells it (granian says "1" for HTTP/1.0).
+_VERSIONS = {"1": "1.0", "1.0": "1.0", "1.1": "1.1", "2": "2.0", "2.0": "2.0", "3": "3.0"}
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str:
@@ -46,7 +48,8 @@ def record(scope: dict[str, Any], prepared: Prepared, complete: bool, seconds: f
               "referer": _header(scope, b"referer"), "agent": _header(scope, b"user-agent"),
               "complete": complete}
     log.info('%s - - [%s] "%s %s HTTP/%s" %s %s "%s" "%s" %.6f%s', client[0], when,
-             scope["method"], target, scope.get("http_version", "1.1"), prepared.status,
+             scope["method"], target, _VERSIONS.get(scope.get("http_version", "1.1"), "1.1"),
+             prepared.status,
              size, fields["referer"], fields["agent"], seconds,
              "" if complete else " incomplete", extra={"http": fields})
 

@@ -45,7 +45,10 @@ async def _copy_file(body: FileBody, send: Send) -> None:
 
 async def _copy_spool(body: SpoolBody, send: Send) -> None:
     chunk_size = 4 * conf.current().chunk_size  # the downloader's own 1 MiB steps
-    async for chunk in body.fetch.spool.read(body.offset, body.length, chunk_size):
+    # Headers out now: granian holds them until the first body message, and would turn
+    # a download that fails before any byte into its own 500 instead of a cut.
+    await send({"type": "http.response.body", "body": b"", "more_body": True})
+    async for chunk in body.fetch.spool.read(body.offset, body.length, chunk_size, body.hold):
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 

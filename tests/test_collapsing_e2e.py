@@ -57,6 +57,14 @@ if mode == "midway":
         spool.write(b"x" * 1000)
     with open(path + ".json", "w") as meta:
         json.dump({"headers": {"Content-Type": "application/octet-stream"}, "size": 1000}, meta)
+if mode == "failed":  # an earlier attempt that failed; its files linger (grace period)
+    with open(path, "wb") as spool:
+        spool.write(b"y" * 10)
+    with open(path + ".json", "w") as meta:
+        json.dump({"headers": {}, "size": 10, "state": "failed", "status": 502,
+                   "message": "digest mismatch", "at": time.time() - 1}, meta)
+    time.sleep(1.5)
+    os._exit(0)
 time.sleep(3)
 os._exit(1)  # dies without finishing: PostgreSQL releases the lock
 """
@@ -97,3 +105,17 @@ def test_a_leader_dying_midway_cuts_its_followers_off(server, upstream):
     finally:
         leader.wait(10)
     assert run.stdout == "200" and run.returncode == 18  # headers sent, body cut short
+
+
+def test_a_failure_from_before_the_request_is_not_replayed(server, upstream):
+    """Another process's failed attempt lingers for its own readers; a request that
+    comes later waits for it to let go and downloads afresh."""
+    blob = os.urandom(200_000)
+    distribution, prefix, repo = on_demand(upstream, {"again.bin": blob})
+    leader = _impersonate_leader(repo, "again.bin", "failed")
+    try:
+        response = httpx.get(url(server, distribution, "again.bin"), timeout=60)
+    finally:
+        leader.wait(10)
+    assert response.status_code == 200 and response.content == blob
+    assert upstream.hits[prefix + "again.bin"] == 1

@@ -78,7 +78,7 @@ def test_on_demand_streams_then_saves_then_serves_from_storage(any_server, upstr
     response = httpx.get(url(any_server, distribution, "a.bin"), timeout=30)
     assert response.status_code == 200
     assert response.content == blob
-    assert "content-length" not in response.headers  # an unverified stream: chunked
+    assert "content-length" not in response.headers  # HTTP/1.1: a cut shows in the chunking
     assert response.headers["x-pulp-artifact-size"] == str(len(blob))
     assert response.headers["content-type"] == "application/octet-stream"
     assert wait_for(lambda: content_artifact(repo, "a.bin").artifact_id is not None)
@@ -181,6 +181,58 @@ def test_corrupt_upstream_truncates_marks_failed_and_saves_nothing(
     assert wait_for(lambda: not (set(glob.glob(os.path.join(
         settings.WORKING_DIRECTORY, "*"))) - before - {content_artifact(repo, "bad.bin")
                                                       .artifact.file.path}), timeout=15)
+
+
+def test_a_small_corrupt_file_never_reaches_the_client(server, upstream, tmp_path):
+    """pulpcore's test_remote_content_changed_with_on_demand: curl gets headers, then a cut
+    (exit 18), and no byte of the unverified file, so it writes no output file."""
+    blob = os.urandom(1024)
+    distribution, prefix, repo = on_demand(upstream, {"small.iso": blob})
+    upstream.behaviour[prefix + "small.iso"] = Behaviour(corrupt=True)
+    output = tmp_path / "out.iso"
+    run = subprocess.run(["curl", "-sS", "-o", str(output), url(server, distribution,
+                                                                 "small.iso")],
+                         capture_output=True, timeout=60)
+    assert run.returncode == 18, run.stderr
+    assert b"transfer closed with outstanding read data remaining" in run.stderr
+    assert not output.exists()
+    assert content_artifact(repo, "small.iso").artifact_id is None
+    again = httpx.get(url(server, distribution, "small.iso"), timeout=30)
+    assert again.status_code == 404  # the only remote is in its failure cooldown
+
+
+def test_http10_clients_get_a_length_so_a_cut_shows(server, upstream):
+    """HTTP/1.0 (nginx's default upstream protocol) has no chunking: without a declared
+    length a cut stream would look complete to the proxy."""
+    blob = os.urandom(600_000)
+    distribution, prefix, _ = on_demand(upstream, {"ten.bin": blob, "bad.bin": blob})
+    good = subprocess.run(["curl", "-sS", "-0", "-D", "-", "-o", "/dev/null",
+                           url(server, distribution, "ten.bin")],
+                          capture_output=True, timeout=60)
+    assert good.returncode == 0
+    assert f"content-length: {len(blob)}".encode() in good.stdout.lower()
+    upstream.behaviour[prefix + "bad.bin"] = Behaviour(corrupt=True)
+    cut = subprocess.run(["curl", "-sS", "-0", "-o", "/dev/null",
+                          url(server, distribution, "bad.bin")],
+                         capture_output=True, timeout=60)
+    assert cut.returncode == 18, cut.stderr
+
+
+def test_content_reclaimed_right_after_a_download_is_downloaded_again(server, upstream):
+    """A download saved moments ago must not answer for an artifact reclaimed since."""
+    blob = os.urandom(100_000)
+    distribution, prefix, repo = on_demand(upstream, {"r.bin": blob})
+    assert httpx.get(url(server, distribution, "r.bin"), timeout=30).content == blob
+    assert wait_for(lambda: content_artifact(repo, "r.bin").artifact_id is not None)
+    # What pulpcore's reclaim task does to the artifact (it needs a task to run itself).
+    stored = content_artifact(repo, "r.bin")
+    artifact = stored.artifact
+    ContentArtifact.objects.filter(pk=stored.pk).update(artifact=None)
+    artifact.delete()
+    assert content_artifact(repo, "r.bin").artifact_id is None
+    assert httpx.get(url(server, distribution, "r.bin"), timeout=30).content == blob
+    assert upstream.hits[prefix + "r.bin"] == 2
+    assert wait_for(lambda: content_artifact(repo, "r.bin").artifact_id is not None)
 
 
 def test_concurrent_clients_share_one_upstream_download(any_server, upstream):

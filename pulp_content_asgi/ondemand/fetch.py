@@ -50,6 +50,7 @@ class Fetch:
             self.spool = Spool(path)
         self.task: asyncio.Task[None] | None = None
         self.saved: Any = None
+        self.saved_at: float | None = None  # monotonic, once the save committed
         self.after_save: list[Any] = list(plan.after_save)
         self.clients = 0
         self.expired = False  # finished, and its linger or grace period is over
@@ -159,9 +160,12 @@ class Fetch:
         if candidate.save:
             self.saved = await db.run(save.save, result.artifact_attributes, result.path,
                                       remote_artifact, self.request)
+            self.saved_at = time.monotonic()
             for callback in self.after_save:
-                with contextlib.suppress(Exception):
+                try:
                     await db.run(callback, self.saved)
+                except Exception:  # the artifact is saved; only the follow-up failed
+                    log.exception("After saving %s, %r failed", self.plan.key, callback)
             await self._add_to_repository()
         self._finish()
 
@@ -202,6 +206,11 @@ class Inflight:
     async def join(self, plan: RemotePlan, request: Any) -> Fetch | Follow:
         """The download for this artifact; call :meth:`leave` when done with it."""
         entry = self._entries.get(plan.key)
+        if isinstance(entry, Fetch) and entry.saved_at is not None \
+                and plan.resolved_at > entry.saved_at:
+            # Resolved after that download was saved, yet not stored: the artifact has
+            # gone again since (reclaimed). Download afresh, in this process only.
+            return self._start(plan, request, None)
         if entry is None:
             lock = lock_id(plan.key)
             leads = await asyncio.to_thread(coordinator.try_lock, lock)
@@ -212,18 +221,20 @@ class Inflight:
             elif leads is False:
                 entry = self._entries[plan.key] = Follow(plan, lock)
             else:
-                fetch = Fetch(plan, request, lock if leads else None)
-                entry = self._entries[plan.key] = fetch
-                fetch.start()
-                assert fetch.task is not None
-                fetch.task.add_done_callback(lambda _: self._finished(fetch))
-                fetch.clients += 1
-                return fetch
+                return self._start(plan, request, lock if leads else None)
         if isinstance(entry, Fetch):
             entry.after_save.extend(plan.after_save)
         entry.clients += 1
         metrics.current().collapsed()  # another client's (or process's) download serves it
         return entry
+
+    def _start(self, plan: RemotePlan, request: Any, lock: int | None) -> Fetch:
+        fetch = self._entries[plan.key] = Fetch(plan, request, lock)
+        fetch.start()
+        assert fetch.task is not None
+        fetch.task.add_done_callback(lambda _: self._finished(fetch))
+        fetch.clients += 1
+        return fetch
 
     def leave(self, entry: Fetch | Follow) -> None:
         entry.clients -= 1

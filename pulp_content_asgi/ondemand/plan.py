@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,6 +35,9 @@ class RemotePlan:
     pull_through_url: str | None = None
     #: Called on the ORM thread with the saved content artifact (e.g. to cache it).
     after_save: list[Callable[[ContentArtifact], None]] = field(default_factory=list)
+    #: When the database said "not stored" (monotonic clock), to tell a request that
+    #: resolved before a download's save from one that resolved after it.
+    resolved_at: float = field(default_factory=time.monotonic)
 
 
 def _candidates(result: ServeRemote) -> list[Candidate]:

@@ -18,13 +18,23 @@ HOP_BY_HOP = frozenset({"connection", "content-encoding", "content-length", "kee
                         "public", "proxy-authenticate", "transfer-encoding", "upgrade"})
 
 
+#: ``http_version`` of an HTTP/1.0 request (granian says "1", uvicorn "1.0").
+HTTP_10 = frozenset({"1", "1.0"})
+#: Bytes at the end of a response withheld until the download is verified: a corrupt
+#: artifact never reaches a client whole (a small one not at all); the response is cut
+#: instead.
+VERIFIED_TAIL = 256 * 1024
+
+
 @dataclass
 class SpoolBody:
-    """``length`` bytes (None: to the end) from ``offset`` of a fetch's spool."""
+    """``length`` bytes (None: to the end) from ``offset`` of a fetch's spool; the last
+    ``hold`` of them once the download is complete."""
 
     fetch: Fetch | Follow
     offset: int
     length: int | None
+    hold: int = 0
 
     def release(self) -> None:
         inflight.leave(self.fetch)
@@ -79,7 +89,12 @@ async def respond(plan: RemotePlan, request: Any) -> Prepared:
     total = _total(upstream, plan.size)
     if total is not None:
         headers["X-PULP-ARTIFACT-SIZE"] = str(total)
-    status, offset, length = 200, 0, None
+    status, offset, length = 200, 0, total
+    if total is not None and request.scope.get("http_version") in HTTP_10:
+        # HTTP/1.1 clients see a cut in the chunked encoding (pulpcore's way, no length
+        # declared); HTTP/1.0 has no chunks, so a cut would look like the end of the body
+        # (nginx proxies with HTTP/1.0 by default). A declared length shows it.
+        headers["Content-Length"] = str(total)
     if spec is not None and total is not None:
         try:
             wanted = ranges.resolve_range(spec, total)
@@ -93,4 +108,7 @@ async def respond(plan: RemotePlan, request: Any) -> Prepared:
     if request.method == "HEAD":
         inflight.leave(fetch)  # the download goes on (and is saved) without this client
         return Prepared(status, headers, None)
-    return Prepared(status, headers, SpoolBody(fetch, offset, length))
+    hold = 0
+    if total is not None and length is not None and offset + length == total:
+        hold = min(length, VERIFIED_TAIL)
+    return Prepared(status, headers, SpoolBody(fetch, offset, length, hold))

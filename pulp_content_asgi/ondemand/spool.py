@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import IO
 
@@ -75,11 +76,11 @@ class Spool:
         if error is None:
             self.set_headers({})
             self.done = True
-            self._publish(state="done")
+            self._publish(state="done", at=time.time())
         else:
             self.error = error
             status = error.status if isinstance(error, UpstreamError) else 502
-            self._publish(state="failed", status=status, message=str(error))
+            self._publish(state="failed", status=status, message=str(error), at=time.time())
         self._notify()
 
     async def wait_headers(self) -> Mapping[str, str]:
@@ -90,15 +91,18 @@ class Spool:
             await self._changed.wait()
         return self.headers
 
-    async def read(self, offset: int, length: int | None, chunk_size: int
+    async def read(self, offset: int, length: int | None, chunk_size: int, hold: int = 0
                    ) -> AsyncIterator[bytes]:
-        """``length`` bytes from ``offset`` (to the end when None), as they arrive."""
+        """``length`` bytes from ``offset`` (to the end when None), as they arrive; the
+        last ``hold`` of them only once the download is complete (verified)."""
         loop = asyncio.get_running_loop()
         handle = await loop.run_in_executor(None, open, self.path, "rb")
         try:
             position, end = offset, None if length is None else offset + length
             while end is None or position < end:
                 available = self.size if end is None else min(self.size, end)
+                if end is not None and not self.done:
+                    available = min(available, end - hold)
                 if position < available:
                     chunk = await _read_step(handle, position, available, chunk_size)
                     position += len(chunk)
@@ -152,6 +156,7 @@ class FollowedSpool:
     def __init__(self, path: str, lock: int) -> None:
         self.path = path
         self.lock = lock
+        self.since = time.time()  # wall clock: compared with the leader's, on this host
 
     async def _leader_alive(self) -> bool:
         from pulp_content_asgi.ondemand.coordination import coordinator
@@ -166,10 +171,21 @@ class FollowedSpool:
 
         return read_meta(self.path)
 
+    async def _until_released(self, timeout: float = 5.0) -> None:
+        """Wait for the leader to let go of a finished download (its grace period)."""
+        deadline = time.monotonic() + timeout
+        while await self._leader_alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+
     async def wait_headers(self) -> Mapping[str, str]:
         polls = 0
         while True:
             meta = self._meta() or {}
+            if meta.get("state") == "failed" and float(meta.get("at", 0)) < self.since:
+                # A failure from before this request (its files linger for the leader's
+                # other readers): lead a fresh attempt once the leader lets go.
+                await self._until_released()
+                raise LeaderGone(self.path)
             if meta.get("headers") is not None:
                 return dict(meta["headers"])
             if meta.get("state") == "failed":
@@ -180,7 +196,7 @@ class FollowedSpool:
                 raise LeaderGone(self.path)
             await asyncio.sleep(self.POLL)
 
-    async def read(self, offset: int, length: int | None, chunk_size: int
+    async def read(self, offset: int, length: int | None, chunk_size: int, hold: int = 0
                    ) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         try:
@@ -192,6 +208,9 @@ class FollowedSpool:
             while end is None or position < end:
                 size = os.fstat(handle.fileno()).st_size
                 available = size if end is None else min(size, end)
+                if end is not None and hold and available > end - hold \
+                        and (self._meta() or {}).get("state") != "done":
+                    available = end - hold
                 if position < available:
                     chunk = await _read_step(handle, position, available, chunk_size)
                     position += len(chunk)
@@ -202,6 +221,8 @@ class FollowedSpool:
                     raise SpoolFailed(meta.get("message", "download failed"))
                 if meta.get("state") == "done" and os.fstat(handle.fileno()).st_size == size:
                     if end is not None and position < end:
+                        if size >= end:
+                            continue  # the held tail is verified now
                         raise SpoolFailed(f"download ended at {size} bytes, before {end}")
                     return
                 polls += 1
