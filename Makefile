@@ -69,7 +69,7 @@ conformance-ci: venv database bench-tools conformance-deps
 
 ## One corpus of requests to both apps on the same database → conformance/parity.md
 parity: venv database bench-tools conformance-deps
-	@$(DEV_ENV); $(PY) -m conformance.parity
+	@$(DEV_ENV); $(PY) -m conformance.parity $(if $(PARITY_REPORT),--report $(PARITY_REPORT))
 
 conformance-deps: venv
 	@$(PY) -m pip install -q -e ".[test,conformance]"

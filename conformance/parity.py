@@ -46,13 +46,36 @@ class Answer:
     body: bytes
 
 
+def _upstream(files: dict[str, bytes]) -> str:
+    """A loopback HTTP server for the streamed files (both apps fetch from it)."""
+    import functools
+    import tempfile
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    root = tempfile.mkdtemp(prefix="parity-upstream-")
+    for name, blob in files.items():
+        with open(os.path.join(root, name), "wb") as out:
+            out.write(blob)
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 functools.partial(Quiet, directory=root))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
 def corpus() -> tuple[list[Probe], dict[str, str]]:
     """Distributions of every kind in the stack's database, and requests against them."""
     import django
 
     django.setup()
-    from pulp_file.app.models import FileDistribution
-    from pulpcore.app.models import ContentRedirectContentGuard
+    from pulp_file.app.models import FileDistribution, FileRemote
+    from pulpcore.app.models import ArtifactDistribution, ContentRedirectContentGuard
+    from pulpcore.app.util import get_artifact_url
 
     from pulp_content_asgi.devtools import data
 
@@ -72,6 +95,29 @@ def corpus() -> tuple[list[Probe], dict[str, str]]:
                     content_guard=guard)
     FileDistribution.objects.create(name=f"parity-{u}-hidden", base_path=f"parity-{u}/hidden",
                                     publication=data.publish(version), hidden=True)
+    # Streamed (never saved, so each app fetches for itself and both see the same state).
+    streamed_files = {"s1.bin": os.urandom(70_000), "s2.txt": b"streamed\n"}
+    origin = _upstream(streamed_files)
+    remote = FileRemote.objects.create(name=f"parity-{u}", url=f"{origin}/PULP_MANIFEST",
+                                       policy="streamed")
+    streamed = data.repository(f"parity-{u}-streamed", {
+        name: data.OnDemand(f"{origin}/{name}", blob) for name, blob in streamed_files.items()
+    }, remote=remote)
+    data.distribute(f"parity-{u}/streamed", publication=data.publish(
+        streamed.latest_version(), pass_through=True))
+    # Checkpoints: two, a second apart.
+    checkpointed = data.repository(f"parity-{u}-ckpt", {"k.txt": b"first"})
+    first = data.publish(checkpointed.latest_version(), checkpoint=True)
+    time.sleep(1.1)
+    data.publish(data.add_files(checkpointed, {"k2.txt": b"second"}), checkpoint=True)
+    data.distribute(f"parity-{u}/ckpt", repository=checkpointed, checkpoint=True)
+    stamp = first.pulp_created.strftime("%Y%m%dT%H%M%SZ")
+    # The artifact distribution (signed URLs from get_artifact_url).
+    if not ArtifactDistribution.objects.exists():
+        ArtifactDistribution.objects.create(name="artifact-distribution",
+                                            base_path=str(uuid.uuid4()))
+    signed = get_artifact_url(data.artifact_from_bytes(b"signed artifact " + u.encode()))
+    signed_path = signed.split("://", 1)[-1].split("/", 1)[1]
     prefix = stacks.PREFIX
     probes: list[Probe] = [
         Probe("root listing", prefix),
@@ -90,6 +136,23 @@ def corpus() -> tuple[list[Probe], dict[str, str]]:
         Probe("encoded dot-dot", f"{prefix}parity-{u}/pub/%2e%2e/%2e%2e/etc/passwd"),
         Probe("NUL byte", f"{prefix}parity-{u}/pub/a.txt%00"),
         Probe("double slash", f"{prefix}parity-{u}//pub/a.txt"),
+        Probe("streamed: file", f"{prefix}parity-{u}/streamed/s1.bin"),
+        Probe("streamed: small file", f"{prefix}parity-{u}/streamed/s2.txt"),
+        Probe("streamed: HEAD", f"{prefix}parity-{u}/streamed/s1.bin", "HEAD"),
+        Probe("streamed: range", f"{prefix}parity-{u}/streamed/s1.bin",
+              headers={"Range": "bytes=100-199"}),
+        Probe("streamed: listing", f"{prefix}parity-{u}/streamed/"),
+        Probe("checkpoint: root listing", f"{prefix}parity-{u}/ckpt/"),
+        Probe("checkpoint: timestamp", f"{prefix}parity-{u}/ckpt/{stamp}/"),
+        Probe("checkpoint: timestamp without slash", f"{prefix}parity-{u}/ckpt/{stamp}"),
+        Probe("checkpoint: file", f"{prefix}parity-{u}/ckpt/{stamp}/k.txt"),
+        Probe("checkpoint: file not yet there", f"{prefix}parity-{u}/ckpt/{stamp}/k2.txt"),
+        Probe("checkpoint: malformed", f"{prefix}parity-{u}/ckpt/2024-01-01/"),
+        Probe("checkpoint: impossible date", f"{prefix}parity-{u}/ckpt/20241341T000000Z/"),
+        Probe("checkpoint: before the first", f"{prefix}parity-{u}/ckpt/20000101T000000Z/"),
+        Probe("checkpoint: future", f"{prefix}parity-{u}/ckpt/29990101T000000Z/"),
+        Probe("artifact URL: signed", "/" + signed_path),
+        Probe("artifact URL: signature stripped", "/" + signed_path.split("?")[0]),
     ]
     for kind in ("pub", "pass", "ver"):
         base = f"{prefix}parity-{u}/{kind}"

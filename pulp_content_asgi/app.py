@@ -132,7 +132,15 @@ class ContentApp:
         try:
             prepared = await self._resolve(request, target)
             if isinstance(prepared, RemotePlan):
-                return await ondemand_respond(prepared, request)
+                cached = cache_store.current() is not None
+                answered = await ondemand_respond(prepared, request, cached)
+                if answered is not None:
+                    return answered
+                # Saved (and cached) while this request waited: answer as stored.
+                prepared = await self._resolve(request, target)
+                if isinstance(prepared, RemotePlan):  # gone again: stream it after all
+                    return await ondemand_respond(prepared, request) or _plain(
+                        502, "The download of this content did not complete; retry.")
             return prepared
         except db.DatabaseUnavailable as exc:
             retry = conf.current().retry_after

@@ -252,6 +252,29 @@ def test_a_saved_on_demand_download_is_cached(cached_server, unique):
         upstream.stop()
 
 
+def test_a_request_joining_a_small_download_is_answered_from_the_cache(cached_server):
+    """pulpcore's test_full_workflow: a client that reads only the headers of an on-demand
+    response and leaves, then the next request: a HIT (it waits for the save, as all of
+    a small file's bytes wait for verification anyway)."""
+    from tests.test_ondemand_e2e import on_demand
+    from tests.upstream import Behaviour, Upstream
+
+    upstream = Upstream().start()
+    try:
+        blob = os.urandom(200_000)
+        distribution, prefix, _ = on_demand(upstream, {"join.bin": blob})
+        upstream.behaviour[prefix + "join.bin"] = Behaviour(chunk_delay=0.1)
+        target = cached_server.url(f"/pulp/content/{distribution.base_path}/join.bin")
+        with httpx.stream("GET", target, timeout=30) as first:
+            assert first.status_code == 200 and "x-pulp-cache" not in first.headers
+        second = httpx.get(target, timeout=30)  # the download is still running
+        assert second.headers["x-pulp-cache"] == "HIT"
+        assert second.content == blob
+        assert upstream.hits[prefix + "join.bin"] == 1
+    finally:
+        upstream.stop()
+
+
 # Last: it restarts the Redis the module's other servers use.
 def test_redis_outage_is_invisible_to_clients(cache_settings, redis_server, unique):
     distribution, _ = published(unique, {"a.txt": b"alpha"})

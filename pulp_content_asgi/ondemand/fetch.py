@@ -203,14 +203,15 @@ class Inflight:
     def __init__(self) -> None:
         self._entries: dict[str, Fetch | Follow] = {}
 
-    async def join(self, plan: RemotePlan, request: Any) -> Fetch | Follow:
-        """The download for this artifact; call :meth:`leave` when done with it."""
+    async def join(self, plan: RemotePlan, request: Any) -> tuple[Fetch | Follow, bool]:
+        """The download for this artifact, and whether this request started it; call
+        :meth:`leave` when done with it."""
         entry = self._entries.get(plan.key)
         if isinstance(entry, Fetch) and entry.saved_at is not None \
                 and plan.resolved_at > entry.saved_at:
             # Resolved after that download was saved, yet not stored: the artifact has
             # gone again since (reclaimed). Download afresh, in this process only.
-            return self._start(plan, request, None)
+            return self._start(plan, request, None), True
         if entry is None:
             lock = lock_id(plan.key)
             leads = await asyncio.to_thread(coordinator.try_lock, lock)
@@ -221,12 +222,12 @@ class Inflight:
             elif leads is False:
                 entry = self._entries[plan.key] = Follow(plan, lock)
             else:
-                return self._start(plan, request, lock if leads else None)
+                return self._start(plan, request, lock if leads else None), True
         if isinstance(entry, Fetch):
             entry.after_save.extend(plan.after_save)
         entry.clients += 1
         metrics.current().collapsed()  # another client's (or process's) download serves it
-        return entry
+        return entry, False
 
     def _start(self, plan: RemotePlan, request: Any, lock: int | None) -> Fetch:
         fetch = self._entries[plan.key] = Fetch(plan, request, lock)

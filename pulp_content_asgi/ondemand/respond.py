@@ -58,8 +58,14 @@ def _total(upstream: dict[str, str], known: int | None) -> int | None:
     return known
 
 
-async def respond(plan: RemotePlan, request: Any) -> Prepared:
-    """The response for one client; the body (if any) is a :class:`SpoolBody`."""
+async def respond(plan: RemotePlan, request: Any, cached: bool = False) -> Prepared | None:
+    """The response for one client; the body (if any) is a :class:`SpoolBody`.
+
+    None when the file is small and this request joined someone else's download while the
+    response cache is on: all of its bytes wait for verification anyway, so the request
+    waits for the save and is then answered like any stored file (a cache hit, as the
+    first request's save stored it), instead of from the spool.
+    """
     try:
         spec = ranges.parse_range_header(request.headers.get("Range"))
         if spec and plan.size is not None and spec.first is not None \
@@ -71,7 +77,7 @@ async def respond(plan: RemotePlan, request: Any) -> Prepared:
     if not plan.candidates:
         return error(404, "Not Found")
     for _ in range(3):  # a leader that vanishes before its headers is replaced
-        fetch = await inflight.join(plan, request)
+        fetch, started = await inflight.join(plan, request)
         try:
             upstream = dict(await fetch.spool.wait_headers())
             break
@@ -108,6 +114,11 @@ async def respond(plan: RemotePlan, request: Any) -> Prepared:
     if request.method == "HEAD":
         inflight.leave(fetch)  # the download goes on (and is saved) without this client
         return Prepared(status, headers, None)
+    if cached and not started and spec is None and total is not None \
+            and total <= VERIFIED_TAIL and plan.candidates[0].save \
+            and await fetch.spool.wait_done():
+        inflight.leave(fetch)
+        return None
     hold = 0
     if total is not None and length is not None and offset + length == total:
         hold = min(length, VERIFIED_TAIL)

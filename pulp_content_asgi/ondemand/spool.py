@@ -83,6 +83,14 @@ class Spool:
             self._publish(state="failed", status=status, message=str(error), at=time.time())
         self._notify()
 
+    async def wait_done(self) -> bool:
+        """Until the download is over; True when it completed (and was verified)."""
+        while not self.done:
+            if self.error is not None:
+                return False
+            await self._changed.wait()
+        return True
+
     async def wait_headers(self) -> Mapping[str, str]:
         """The upstream headers; raises the download's error if it failed before them."""
         while self.headers is None:
@@ -176,6 +184,18 @@ class FollowedSpool:
         deadline = time.monotonic() + timeout
         while await self._leader_alive() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
+
+    async def wait_done(self) -> bool:
+        polls = 0
+        while True:
+            state = (self._meta() or {}).get("state")
+            if state in ("done", "failed"):
+                return state == "done"
+            polls += 1
+            if polls % self.LIVENESS_EVERY == 0 and not await self._leader_alive() \
+                    and (self._meta() or {}).get("state") is None:
+                return False
+            await asyncio.sleep(self.POLL)
 
     async def wait_headers(self) -> Mapping[str, str]:
         polls = 0
