@@ -32,6 +32,7 @@ class Contender:
 @dataclass(frozen=True)
 class ContentAsgi(Contender):
     server: str = "granian"
+    metrics: bool = False  # the Prometheus recorder on (what metrics cost per request)
 
     def argv(self, workers: int, root: str, port: int) -> list[str]:
         return [os.path.join(BIN, "pulp-content-asgi"), "--bind", f"127.0.0.1:{port}",
@@ -89,6 +90,7 @@ CONTENDERS = [
     ContentAsgi("asgi-uvicorn", "/pulp/content/", server="uvicorn"),
     PulpcoreContent("pulpcore-content", "/pulp/content/"),
     ContentAsgi("asgi-granian-cache", "/pulp/content/", cache=True, server="granian"),
+    ContentAsgi("asgi-granian-metrics", "/pulp/content/", server="granian", metrics=True),
     PulpcoreContent("pulpcore-content-cache", "/pulp/content/", cache=True),
     Nginx("nginx", "/pulp/content/"),
     # On loopback, copying can beat sendfile (django-asgi-notes §6): the ceiling is the
@@ -103,6 +105,8 @@ def start(contender: Contender, workers: int, root: str, cpus: str | None) -> pr
     argv = contender.argv(workers, root, port)
     if cpus:
         argv = ["taskset", "-c", cpus, *argv]
-    env = CACHE_ENV if contender.cache else {"PULP_CACHE_ENABLED": "false"}
+    env = dict(CACHE_ENV) if contender.cache else {"PULP_CACHE_ENABLED": "false"}
+    if getattr(contender, "metrics", False):
+        env["PULP_CONTENT_ASGI_PROMETHEUS_ENABLED"] = "true"
     return processes.start(argv, os.path.join(root, "logs"), env=env, port=port,
                            probe="/pulp/content/bench-small/", timeout=60)
