@@ -7,7 +7,7 @@ BIND ?= 127.0.0.1:24816
 DEV_ENV = set -a; source .dev/db.env; set +a
 
 .PHONY: demo test lint venv database clean bench bench-quick bench-tools test-tools \
-	pulp-up pulp-down conformance conformance-ci parity conformance-deps
+	pulp-up pulp-down conformance conformance-ci parity parity-domains conformance-deps
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -70,6 +70,10 @@ conformance-ci: venv database bench-tools conformance-deps
 ## One corpus of requests to both apps on the same database → conformance/parity.md
 parity: venv database bench-tools conformance-deps
 	@$(DEV_ENV); $(PY) -m conformance.parity $(if $(PARITY_REPORT),--report $(PARITY_REPORT))
+
+## The same on the DOMAIN_ENABLED stack → conformance/parity-domains.md
+parity-domains: venv database bench-tools conformance-deps
+	@$(DEV_ENV); $(PY) -m conformance.parity --domains
 
 conformance-deps: venv
 	@$(PY) -m pip install -q -e ".[test,conformance]"

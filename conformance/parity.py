@@ -68,7 +68,7 @@ def _upstream(files: dict[str, bytes]) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def corpus() -> tuple[list[Probe], dict[str, str]]:
+def corpus(domains: bool = False) -> tuple[list[Probe], dict[str, str]]:
     """Distributions of every kind in the stack's database, and requests against them."""
     import django
 
@@ -119,43 +119,44 @@ def corpus() -> tuple[list[Probe], dict[str, str]]:
     signed = get_artifact_url(data.artifact_from_bytes(b"signed artifact " + u.encode()))
     signed_path = signed.split("://", 1)[-1].split("/", 1)[1]
     prefix = stacks.PREFIX
+    root = prefix + ("default/" if domains else "")  # where the default domain's paths are
     probes: list[Probe] = [
         Probe("root listing", prefix),
         Probe("root listing HEAD", prefix, "HEAD"),
         Probe("bare prefix", prefix.rstrip("/")),
-        Probe("unknown distribution", f"{prefix}nope-{u}/x"),
-        Probe("partial base path", f"{prefix}parity-{u}"),
-        Probe("partial base path slash", f"{prefix}parity-{u}/"),
-        Probe("distribution without slash", f"{prefix}parity-{u}/nothing"),
-        Probe("distribution with nothing to serve", f"{prefix}parity-{u}/nothing/"),
-        Probe("guarded without credentials", f"{prefix}parity-{u}/guarded/a.txt"),
-        Probe("guarded listing", f"{prefix}parity-{u}/guarded/"),
-        Probe("hidden distribution", f"{prefix}parity-{u}/hidden/a.txt"),
-        Probe("method not allowed", f"{prefix}parity-{u}/pub/a.txt", "POST"),
-        Probe("dot-dot segment", f"{prefix}parity-{u}/pub/dir/../a.txt"),
-        Probe("encoded dot-dot", f"{prefix}parity-{u}/pub/%2e%2e/%2e%2e/etc/passwd"),
-        Probe("NUL byte", f"{prefix}parity-{u}/pub/a.txt%00"),
-        Probe("double slash", f"{prefix}parity-{u}//pub/a.txt"),
-        Probe("streamed: file", f"{prefix}parity-{u}/streamed/s1.bin"),
-        Probe("streamed: small file", f"{prefix}parity-{u}/streamed/s2.txt"),
-        Probe("streamed: HEAD", f"{prefix}parity-{u}/streamed/s1.bin", "HEAD"),
-        Probe("streamed: range", f"{prefix}parity-{u}/streamed/s1.bin",
+        Probe("unknown distribution", f"{root}nope-{u}/x"),
+        Probe("partial base path", f"{root}parity-{u}"),
+        Probe("partial base path slash", f"{root}parity-{u}/"),
+        Probe("distribution without slash", f"{root}parity-{u}/nothing"),
+        Probe("distribution with nothing to serve", f"{root}parity-{u}/nothing/"),
+        Probe("guarded without credentials", f"{root}parity-{u}/guarded/a.txt"),
+        Probe("guarded listing", f"{root}parity-{u}/guarded/"),
+        Probe("hidden distribution", f"{root}parity-{u}/hidden/a.txt"),
+        Probe("method not allowed", f"{root}parity-{u}/pub/a.txt", "POST"),
+        Probe("dot-dot segment", f"{root}parity-{u}/pub/dir/../a.txt"),
+        Probe("encoded dot-dot", f"{root}parity-{u}/pub/%2e%2e/%2e%2e/etc/passwd"),
+        Probe("NUL byte", f"{root}parity-{u}/pub/a.txt%00"),
+        Probe("double slash", f"{root}parity-{u}//pub/a.txt"),
+        Probe("streamed: file", f"{root}parity-{u}/streamed/s1.bin"),
+        Probe("streamed: small file", f"{root}parity-{u}/streamed/s2.txt"),
+        Probe("streamed: HEAD", f"{root}parity-{u}/streamed/s1.bin", "HEAD"),
+        Probe("streamed: range", f"{root}parity-{u}/streamed/s1.bin",
               headers={"Range": "bytes=100-199"}),
-        Probe("streamed: listing", f"{prefix}parity-{u}/streamed/"),
-        Probe("checkpoint: root listing", f"{prefix}parity-{u}/ckpt/"),
-        Probe("checkpoint: timestamp", f"{prefix}parity-{u}/ckpt/{stamp}/"),
-        Probe("checkpoint: timestamp without slash", f"{prefix}parity-{u}/ckpt/{stamp}"),
-        Probe("checkpoint: file", f"{prefix}parity-{u}/ckpt/{stamp}/k.txt"),
-        Probe("checkpoint: file not yet there", f"{prefix}parity-{u}/ckpt/{stamp}/k2.txt"),
-        Probe("checkpoint: malformed", f"{prefix}parity-{u}/ckpt/2024-01-01/"),
-        Probe("checkpoint: impossible date", f"{prefix}parity-{u}/ckpt/20241341T000000Z/"),
-        Probe("checkpoint: before the first", f"{prefix}parity-{u}/ckpt/20000101T000000Z/"),
-        Probe("checkpoint: future", f"{prefix}parity-{u}/ckpt/29990101T000000Z/"),
+        Probe("streamed: listing", f"{root}parity-{u}/streamed/"),
+        Probe("checkpoint: root listing", f"{root}parity-{u}/ckpt/"),
+        Probe("checkpoint: timestamp", f"{root}parity-{u}/ckpt/{stamp}/"),
+        Probe("checkpoint: timestamp without slash", f"{root}parity-{u}/ckpt/{stamp}"),
+        Probe("checkpoint: file", f"{root}parity-{u}/ckpt/{stamp}/k.txt"),
+        Probe("checkpoint: file not yet there", f"{root}parity-{u}/ckpt/{stamp}/k2.txt"),
+        Probe("checkpoint: malformed", f"{root}parity-{u}/ckpt/2024-01-01/"),
+        Probe("checkpoint: impossible date", f"{root}parity-{u}/ckpt/20241341T000000Z/"),
+        Probe("checkpoint: before the first", f"{root}parity-{u}/ckpt/20000101T000000Z/"),
+        Probe("checkpoint: future", f"{root}parity-{u}/ckpt/29990101T000000Z/"),
         Probe("artifact URL: signed", "/" + signed_path),
         Probe("artifact URL: signature stripped", "/" + signed_path.split("?")[0]),
     ]
     for kind in ("pub", "pass", "ver"):
-        base = f"{prefix}parity-{u}/{kind}"
+        base = f"{root}parity-{u}/{kind}"
         probes += [
             Probe(f"{kind}: without slash", base),
             Probe(f"{kind}: listing", f"{base}/"),
@@ -186,6 +187,29 @@ def corpus() -> tuple[list[Probe], dict[str, str]]:
                   headers={"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}),
             Probe(f"{kind}: If-Modified-Since past", f"{base}/a.txt",
                   headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}),
+        ]
+    if domains:
+        from django.conf import settings
+        from pulpcore.app.models import Domain
+        from pulpcore.app.util import set_domain
+
+        default = Domain.objects.get(name="default")
+        other = Domain.objects.create(name=f"parity-{u}", storage_class=default.storage_class,
+                                      storage_settings={"location": settings.MEDIA_ROOT})
+        set_domain(other)
+        try:
+            theirs = data.repository(f"parity-{u}-other", {"a.txt": b"other domain"})
+            data.distribute(f"parity-{u}/pub", publication=data.publish(
+                theirs.latest_version()))
+        finally:
+            set_domain(default)
+        probes += [
+            Probe("domains: domain root listing", f"{root}"),
+            Probe("domains: domain without slash", root.rstrip("/")),
+            Probe("domains: other domain listing", f"{prefix}{other.name}/"),
+            Probe("domains: other domain file", f"{prefix}{other.name}/parity-{u}/pub/a.txt"),
+            Probe("domains: unknown domain", f"{prefix}nope-{u}/"),
+            Probe("domains: unknown domain file", f"{prefix}nope-{u}/parity-{u}/pub/a.txt"),
         ]
     return probes, {"unique": u}
 
@@ -224,7 +248,8 @@ RULES: list[Rule] = [
      "deliberate: 400 for dot segments and control characters (differences.md)"),
     (lambda label, diffs: label == "double slash",
      "deliberate: repeated slashes merged as nginx does (differences.md)"),
-    (lambda label, diffs: all(d.startswith(("last-modified", "etag")) for d in diffs),
+    (lambda label, diffs: all(d in ("last-modified only ours", "etag only ours")
+                              or d.startswith(("last-modified:", "etag:")) for d in diffs),
      "deliberate: strong sha256 ETag / repository Last-Modified (differences.md)"),
     (lambda label, diffs: label == "root listing HEAD"
      and all(d.startswith("content-length") for d in diffs),
@@ -251,10 +276,12 @@ def verdict(label: str, diffs: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--report", default=os.path.join(stacks.ROOT, "conformance",
-                                                         "parity.md"))
+    parser.add_argument("--report", default=None)
+    parser.add_argument("--domains", action="store_true", help="the DOMAIN_ENABLED stack")
     args = parser.parse_args()
-    stack = stacks.layout(False)
+    args.report = args.report or os.path.join(
+        stacks.ROOT, "conformance", "parity-domains.md" if args.domains else "parity.md")
+    stack = stacks.layout(args.domains)
     started = False
     if stacks._get(f"{stack.origin}/pulp/api/v3/status/") is None:
         stacks.up(stack)
@@ -262,7 +289,7 @@ def main() -> None:
     os.environ.update({k: v for k, v in stacks.environment(stack).items()
                        if k in ("PULP_SETTINGS", "DJANGO_SETTINGS_MODULE")})
     try:
-        probes, _ = corpus()
+        probes, _ = corpus(args.domains)
         time.sleep(1)
         rows = []
         with httpx.Client(timeout=60) as client:
@@ -281,7 +308,8 @@ def main() -> None:
              f"Generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by "
              "`make parity` (`conformance/parity.py`): each request sent to our app and to "
              "pulpcore-content, both serving the same database with the same settings "
-             "(cache on, prefix " + stacks.PREFIX + "). Compared: status, "
+             "(cache on, prefix " + stacks.PREFIX
+             + (", DOMAIN_ENABLED" if args.domains else "") + "). Compared: status, "
              + ", ".join(COMPARED) + "; ETag and Last-Modified by presence; body bytes of "
              "2xx answers.", "",
              f"**{len(rows)} requests: {same} identical, {len(rows) - same} different, "

@@ -170,7 +170,14 @@ def _open_artifact(result: results.ServeArtifact) -> _File | Prepared:
         return error(500, f"The file for {result.relative_path!r} is missing from storage; "
                            "the server log names the artifact.")
     return _File(handle, size, f'"{artifact.sha256}"',
-                 _last_modified(result.headers, result.last_modified), local_path)
+                 _last_modified(result.headers, _artifact_time(result)), local_path)
+
+
+def _artifact_time(result: results.ServeArtifact) -> datetime | None:
+    """When the content was published, else when the (immutable) artifact was stored:
+    artifacts served outside a repository (artifact URLs, plugin hooks) still get a
+    Last-Modified, as pulpcore-content's file mtime gives them one."""
+    return result.last_modified or getattr(result.artifact, "pulp_created", None)
 
 
 def _open_local(result: results.ServeLocalFile) -> _File | Prepared:
@@ -194,7 +201,7 @@ def stored_form(result: results.ServeArtifact) -> tuple[str | None, dict[str, st
     headers = dict(result.headers)
     headers.setdefault("Content-Type", "application/octet-stream")
     headers["ETag"] = f'"{artifact.sha256}"'
-    modified = _last_modified(result.headers, result.last_modified)
+    modified = _last_modified(result.headers, _artifact_time(result))
     if modified and "Last-Modified" not in headers:
         headers["Last-Modified"] = http_date(modified.timestamp())
     headers["X-PULP-ARTIFACT-SIZE"] = str(artifact.size)

@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from django.apps import apps
 from django.conf import settings
+from django.utils.http import http_date
 from pulp_file.app.models import FileDistribution
 from pulpcore.app.models import ContentArtifact, Distribution
 from pulpcore.responses import ArtifactResponse
@@ -168,6 +169,10 @@ def test_artifact_distribution_serves_signed_artifact_urls(server):
     response = httpx.get(local)
     assert response.status_code == 200
     assert response.content == artifact.file.read()
+    # Outside a repository the artifact's own creation time is its Last-Modified.
+    assert response.headers["last-modified"] == http_date(artifact.pulp_created.timestamp())
+    assert httpx.get(local, headers={
+        "If-Modified-Since": response.headers["last-modified"]}).status_code == 304
     unsigned = local.split("?")[0]
     assert httpx.get(unsigned).status_code == 403
     wrong = re.sub(r"/[0-9a-f-]{36}\?", f"/{uuid.uuid4()}?", local)
