@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import httpx
+from pulpcore.app.models import RemoteArtifact
 
 from pulp_content_asgi.ondemand.coordination import lock_id, spool_path
 from tests.test_ondemand_e2e import content_artifact, on_demand, url, wait_for
@@ -57,6 +58,13 @@ if mode == "midway":
         spool.write(b"x" * 1000)
     with open(path + ".json", "w") as meta:
         json.dump({"headers": {"Content-Type": "application/octet-stream"}, "size": 1000}, meta)
+if mode == "done":  # an earlier download, saved, whose artifact was reclaimed since
+    with open(path, "wb") as spool:
+        spool.write(b"z" * 10)
+    with open(path + ".json", "w") as meta:
+        json.dump({"headers": {}, "size": 10, "state": "done", "at": time.time() - 1}, meta)
+    time.sleep(3)
+    os._exit(0)
 if mode == "failed":  # an earlier attempt that failed; its files linger (grace period)
     with open(path, "wb") as spool:
         spool.write(b"y" * 10)
@@ -119,3 +127,43 @@ def test_a_failure_from_before_the_request_is_not_replayed(server, upstream):
         leader.wait(10)
     assert response.status_code == 200 and response.content == blob
     assert upstream.hits[prefix + "again.bin"] == 1
+
+
+def test_a_finished_download_from_before_the_request_is_not_replayed(server, upstream):
+    """Another process's saved download lingers (5 s) for requests that resolved before
+    its save; one that resolved after it and still found nothing (reclaimed since) must
+    download again, not read the old spool."""
+    blob = os.urandom(150_000)
+    distribution, prefix, repo = on_demand(upstream, {"fresh.bin": blob})
+    leader = _impersonate_leader(repo, "fresh.bin", "done")
+    try:
+        response = httpx.get(url(server, distribution, "fresh.bin"), timeout=60)
+    finally:
+        leader.wait(10)
+    assert response.status_code == 200 and response.content == blob
+    assert upstream.hits[prefix + "fresh.bin"] == 1
+    assert wait_for(lambda: content_artifact(repo, "fresh.bin").artifact_id is not None)
+
+
+def test_a_retry_right_after_a_failure_is_not_cut_by_its_cleanup(server, upstream):
+    """pulpcore's test_remote_artifact_url_update: a 404, the remote fixed, a request
+    within the failed attempt's grace period: that attempt's cleanup must leave the new
+    download's spool alone."""
+    blob = os.urandom(2 * 1024 * 1024)
+    distribution, prefix, repo = on_demand(upstream, {"retry.bin": blob})
+    upstream.behaviour[prefix + "retry.bin"] = Behaviour(status=404)
+    assert httpx.get(url(server, distribution, "retry.bin"), timeout=30).status_code == 404
+    upstream.behaviour[prefix + "retry.bin"] = Behaviour(chunk_delay=0.12)  # ~4 s, past 2 s
+    RemoteArtifact.objects.filter(content_artifact__pk=content_artifact(repo, "retry.bin").pk
+                                  ).update(failed_at=None)
+
+    async def both() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            first = asyncio.create_task(client.get(url(server, distribution, "retry.bin")))
+            await asyncio.sleep(2.5)  # the failed attempt's grace period is over
+            joiner = await client.get(url(server, distribution, "retry.bin"))
+            return [await first, joiner]
+
+    for response in asyncio.run(both()):
+        assert response.status_code == 200 and response.content == blob
+    assert upstream.hits[prefix + "retry.bin"] == 2  # the 404, then one download

@@ -50,7 +50,7 @@ class Fetch:
             self.spool = Spool(path)
         self.task: asyncio.Task[None] | None = None
         self.saved: Any = None
-        self.saved_at: float | None = None  # monotonic, once the save committed
+        self.saved_at: float | None = None  # wall clock, once the save committed
         self.after_save: list[Any] = list(plan.after_save)
         self.clients = 0
         self.expired = False  # finished, and its linger or grace period is over
@@ -160,7 +160,7 @@ class Fetch:
         if candidate.save:
             self.saved = await db.run(save.save, result.artifact_attributes, result.path,
                                       remote_artifact, self.request)
-            self.saved_at = time.monotonic()
+            self.saved_at = time.time()
             for callback in self.after_save:
                 try:
                     await db.run(callback, self.saved)
@@ -182,7 +182,7 @@ class Follow:
 
     def __init__(self, plan: RemotePlan, lock: int) -> None:
         self.plan = plan
-        self.spool = FollowedSpool(spool_path(plan.key), lock)
+        self.spool = FollowedSpool(spool_path(plan.key), lock, since=plan.resolved_at)
         self.clients = 0
 
 
@@ -211,7 +211,7 @@ class Inflight:
                 and plan.resolved_at > entry.saved_at:
             # Resolved after that download was saved, yet not stored: the artifact has
             # gone again since (reclaimed). Download afresh, in this process only.
-            return self._start(plan, request, None), True
+            return self.lead_privately(plan, request), True
         if entry is None:
             lock = lock_id(plan.key)
             leads = await asyncio.to_thread(coordinator.try_lock, lock)
@@ -228,6 +228,11 @@ class Inflight:
         entry.clients += 1
         metrics.current().collapsed()  # another client's (or process's) download serves it
         return entry, False
+
+    def lead_privately(self, plan: RemotePlan, request: Any) -> Fetch:
+        """A fresh download of this process alone (its own spool file, no lock): for a
+        request that must not reuse the finished download that is still listed."""
+        return self._start(plan, request, None)
 
     def _start(self, plan: RemotePlan, request: Any, lock: int | None) -> Fetch:
         fetch = self._entries[plan.key] = Fetch(plan, request, lock)
@@ -271,7 +276,9 @@ class Inflight:
             return
         entry.cleaned = True
         self._unlist(entry)
-        entry.spool.discard()
+        current = self._entries.get(entry.plan.key)
+        if not (isinstance(current, Fetch) and current.spool.path == entry.spool.path):
+            entry.spool.discard()  # unless a newer download of this process took the path
         if entry.lock is not None:
             asyncio.get_running_loop().run_in_executor(None, coordinator.unlock, entry.lock)
 

@@ -35,9 +35,10 @@ class RemotePlan:
     pull_through_url: str | None = None
     #: Called on the ORM thread with the saved content artifact (e.g. to cache it).
     after_save: list[Callable[[ContentArtifact], None]] = field(default_factory=list)
-    #: When the database said "not stored" (monotonic clock), to tell a request that
-    #: resolved before a download's save from one that resolved after it.
-    resolved_at: float = field(default_factory=time.monotonic)
+    #: When the database said "not stored" (wall clock: compared across the processes of
+    #: a host), to tell a request that resolved before a download finished from one that
+    #: resolved after it.
+    resolved_at: float = field(default_factory=time.time)
 
 
 def _candidates(result: ServeRemote) -> list[Candidate]:

@@ -9,7 +9,7 @@ from typing import Any
 from pulp_content_asgi.http import ranges
 from pulp_content_asgi.ondemand.fetch import Fetch, Follow, inflight
 from pulp_content_asgi.ondemand.plan import RemotePlan
-from pulp_content_asgi.ondemand.spool import LeaderGone, UpstreamError
+from pulp_content_asgi.ondemand.spool import LeaderGone, Stale, UpstreamError
 from pulp_content_asgi.render import Prepared, error
 
 #: Upstream headers never forwarded (pulpcore's list): hop-by-hop, and the length and
@@ -76,11 +76,19 @@ async def respond(plan: RemotePlan, request: Any, cached: bool = False) -> Prepa
                      {"Content-Range": ranges.unsatisfied_content_range(plan.size)})
     if not plan.candidates:
         return error(404, "Not Found")
+    private = False
+    fetch: Fetch | Follow
     for _ in range(3):  # a leader that vanishes before its headers is replaced
-        fetch, started = await inflight.join(plan, request)
+        if private:
+            fetch, started = inflight.lead_privately(plan, request), True
+        else:
+            fetch, started = await inflight.join(plan, request)
         try:
             upstream = dict(await fetch.spool.wait_headers())
             break
+        except Stale:
+            inflight.abandon(fetch)
+            private = True
         except LeaderGone:
             inflight.abandon(fetch)
         except UpstreamError as failed:

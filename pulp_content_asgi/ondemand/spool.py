@@ -151,6 +151,11 @@ class LeaderGone(Exception):
     """The process leading a download vanished before finishing it."""
 
 
+class Stale(Exception):
+    """The followed download finished before the request resolved: a failure that must
+    not be replayed, or a save the database no longer shows (reclaimed since)."""
+
+
 class FollowedSpool:
     """A spool another process (the leader) writes: followed through the file system.
 
@@ -161,10 +166,10 @@ class FollowedSpool:
     POLL = 0.02
     LIVENESS_EVERY = 50  # polls between liveness checks (about a second)
 
-    def __init__(self, path: str, lock: int) -> None:
+    def __init__(self, path: str, lock: int, since: float) -> None:
         self.path = path
         self.lock = lock
-        self.since = time.time()  # wall clock: compared with the leader's, on this host
+        self.since = since  # when the request resolved (wall clock, as the leader's "at")
 
     async def _leader_alive(self) -> bool:
         from pulp_content_asgi.ondemand.coordination import coordinator
@@ -178,12 +183,6 @@ class FollowedSpool:
         from pulp_content_asgi.ondemand.coordination import read_meta
 
         return read_meta(self.path)
-
-    async def _until_released(self, timeout: float = 5.0) -> None:
-        """Wait for the leader to let go of a finished download (its grace period)."""
-        deadline = time.monotonic() + timeout
-        while await self._leader_alive() and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
 
     async def wait_done(self) -> bool:
         polls = 0
@@ -201,11 +200,12 @@ class FollowedSpool:
         polls = 0
         while True:
             meta = self._meta() or {}
-            if meta.get("state") == "failed" and float(meta.get("at", 0)) < self.since:
-                # A failure from before this request (its files linger for the leader's
-                # other readers): lead a fresh attempt once the leader lets go.
-                await self._until_released()
-                raise LeaderGone(self.path)
+            if meta.get("state") in ("done", "failed") \
+                    and float(meta.get("at", 0)) < self.since:
+                # Over before this request resolved (the files linger for the leader's
+                # other readers): a failure is not replayed, and a saved download that the
+                # database did not show has been reclaimed since. Fetch afresh.
+                raise Stale(self.path)
             if meta.get("headers") is not None:
                 return dict(meta["headers"])
             if meta.get("state") == "failed":
