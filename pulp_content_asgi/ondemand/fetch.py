@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import ClientConnectionError, ClientResponseError
 from django.conf import settings
+from django.db import transaction
 from pulpcore.exceptions import DigestValidationError, UnsupportedDigestValidationError
 
 from pulp_content_asgi import db, metrics
@@ -158,16 +159,25 @@ class Fetch:
             if hasattr(downloader, "session"):
                 await downloader.session.close()
         if candidate.save:
-            self.saved = await db.run(save.save, result.artifact_attributes, result.path,
-                                      remote_artifact, self.request)
+            self.saved = await db.run(self._save, result, remote_artifact,
+                                      list(self.after_save))
             self.saved_at = time.time()
-            for callback in self.after_save:
-                try:
-                    await db.run(callback, self.saved)
-                except Exception:  # the artifact is saved; only the follow-up failed
-                    log.exception("After saving %s, %r failed", self.plan.key, callback)
             await self._add_to_repository()
         self._finish()
+
+    def _save(self, result: Any, remote_artifact: Any, after_save: list[Any]) -> Any:
+        """Save, then the follow-ups (caching the response), in one transaction on the ORM
+        thread: whoever sees the saved artifact also finds its cache entry, so the request
+        after this download is a cache hit whichever worker answers it."""
+        with transaction.atomic():
+            saved = save.save(result.artifact_attributes, result.path, remote_artifact,
+                              self.request)
+            for callback in after_save:
+                try:
+                    callback(saved)
+                except Exception:  # the artifact is saved; only the follow-up failed
+                    log.exception("After saving %s, %r failed", self.plan.key, callback)
+        return saved
 
     async def _add_to_repository(self) -> None:
         """Offer new pull-through content to the repository (on the ORM thread, like all
