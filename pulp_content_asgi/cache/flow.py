@@ -81,6 +81,15 @@ def resolve(cache: RedisCache, request: Any, target: paths.RootListing | paths.C
         if raw is not None:
             cache.forget_sync(base, field)
     result = router.serve(request, located, relative)
+    if looked_up and isinstance(result, results.ServeArtifact):
+        # Looked up on the loop before this hop: an on-demand download may have been
+        # saved since, storing its entry in the same transaction. Its entry wins, so the
+        # request after a download is a hit whichever worker answers it.
+        raw = cache.get_sync(base, field)
+        saved = entries.decode(raw) if raw is not None else None
+        hit = serve.on_thread(saved, request) if saved is not None else None
+        if hit is not None:
+            return hit
     prepared = render.prepare(result, request)
     if isinstance(prepared, RemotePlan):
         headers = dict(prepared.headers)
