@@ -6,6 +6,9 @@ reverse proxy (API and content on one origin).
     python -m conformance.stack switch --content legacy|asgi   # nginx's content upstream
     python -m conformance.stack down [--domains]
 
+Ports start at ``PULP_STACK_PORT`` (24880: nginx; +1 API, +2 our app, +3 pulpcore-content;
++100 for the domains stack); the database is named after the checkout.
+
 Settings follow Pulp's own CI where they matter to the content app: ``CONTENT_ORIGIN``
 is nginx, ``CACHE_ENABLED``, a non-default ``CONTENT_PATH_PREFIX`` (/somewhere/else/), a
 3 s ``DISTRIBUTED_PUBLICATION_RETENTION_PERIOD`` and Basic auth. Everything lives under
@@ -17,6 +20,7 @@ among the online content apps.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -57,8 +61,9 @@ class Layout:
 def layout(domains: bool = False) -> Layout:
     base = int(os.environ.get("PULP_STACK_PORT", "24880")) + (100 if domains else 0)
     name = "pulp-domains" if domains else "pulp"
+    checkout = hashlib.sha1(ROOT.encode()).hexdigest()[:8]  # one database per checkout
     return Layout(root=os.path.join(ROOT, ".dev", name),
-                  dbname=f"pulp_content_asgi_{name.replace('-', '_')}",
+                  dbname=f"pulp_content_asgi_{name.replace('-', '_')}_{checkout}",
                   nginx=base, api=base + 1, asgi=base + 2, legacy=base + 3, domains=domains)
 
 
