@@ -53,11 +53,13 @@ FULL = [
 #: live schema (openapi-generator). Until we do too, the domains stack is checked by the
 #: parity corpus (``make parity-domains``) and by our own tests, not by these modules.
 DOMAINS: list[str] = [f"{PULP_FILE}.test_domains"]
-#: A few minutes for CI: listings, paths, guards, ranges, policies, checkpoints, cache.
+#: A few minutes for CI: listings, paths, guards, ranges, policies, checkpoints. Not the
+#: cache workflow: its on-demand step races a client that leaves after the headers
+#: (pulpcore-content fails it every time, we pass it most times), so it stays in FULL.
 CI = [
     f"{PULPCORE}.using_plugin.test_content_path",
     f"{PULPCORE}.using_plugin.test_checkpoint",
-    f"{PULPCORE}.using_plugin.test_content_cache",
+    f"{PULPCORE}.using_plugin.test_content_directory",
     f"{PULP_FILE}.test_download_policies",
     f"{PULP_FILE}.test_mime_types",
     f"{CERTGUARD}.test_x509_certguard",
