@@ -258,7 +258,7 @@ def prepare(result: results.Result, request: Any) -> Prepared | RemotePlan:
     into a response once the upstream headers are in.
     """
     if isinstance(result, results.ServeRemote):
-        return plan.make(result)
+        return plan.make(result, getattr(request, "received_at", None))
     if isinstance(result, results.ServeArtifact):
         redirected = _storage_redirect(result, request)
         if redirected is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
@@ -32,6 +33,9 @@ class ContentRequest:
     def __init__(self, scope: dict[str, Any], path: str, content_path: str,
                  domain_name: str | None) -> None:
         self.scope = scope
+        #: Wall clock at arrival, before any lookup: on-demand uses it to tell downloads
+        #: that finished before this request from those it may still join.
+        self.received_at = time.time()
         self.method: str = scope["method"]
         #: The decoded, normalised request path (what redirects and RHSM guards use).
         self.path = path

@@ -35,9 +35,10 @@ class RemotePlan:
     pull_through_url: str | None = None
     #: Called on the ORM thread with the saved content artifact (e.g. to cache it).
     after_save: list[Callable[[ContentArtifact], None]] = field(default_factory=list)
-    #: When the database said "not stored" (wall clock: compared across the processes of
-    #: a host), to tell a request that resolved before a download finished from one that
-    #: resolved after it.
+    #: When the request arrived, before it looked anything up (wall clock: compared across
+    #: the processes of a host): a download that finished earlier than that and still
+    #: was not found stored has been undone since (reclaimed); one that finished later
+    #: may simply have been saved while this request was resolving.
     resolved_at: float = field(default_factory=time.time)
 
 
@@ -62,7 +63,7 @@ def _candidates(result: ServeRemote) -> list[Candidate]:
     return candidates
 
 
-def make(result: ServeRemote) -> RemotePlan:
+def make(result: ServeRemote, received_at: float | None = None) -> RemotePlan:
     candidates = _candidates(result)
     ca = result.content_artifact
     first = candidates[0].remote_artifact if candidates else None
@@ -76,4 +77,5 @@ def make(result: ServeRemote) -> RemotePlan:
     url = result.remote_artifact.url if result.remote_artifact is not None else None
     return RemotePlan(key=key, candidates=candidates, headers=dict(result.headers),
                       relative_path=ca.relative_path, size=sizes[0] if sizes else None,
-                      repository=result.repository, pull_through_url=url)
+                      repository=result.repository, pull_through_url=url,
+                      resolved_at=received_at if received_at is not None else time.time())
