@@ -189,13 +189,11 @@ def corpus(domains: bool = False) -> tuple[list[Probe], dict[str, str]]:
                   headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}),
         ]
     if domains:
-        from django.conf import settings
         from pulpcore.app.models import Domain
         from pulpcore.app.util import set_domain
 
         default = Domain.objects.get(name="default")
-        other = Domain.objects.create(name=f"parity-{u}", storage_class=default.storage_class,
-                                      storage_settings={"location": settings.MEDIA_ROOT})
+        other = data.filesystem_domain(f"parity-{u}")
         set_domain(other)
         try:
             theirs = data.repository(f"parity-{u}-other", {"a.txt": b"other domain"})

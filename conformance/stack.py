@@ -20,6 +20,7 @@ among the online content apps.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -249,6 +250,16 @@ def _read_pid(path: str) -> int:
     return int(text) if text.isdigit() else 0
 
 
+def _signal(pid: int, sig: int) -> None:
+    """The process's group (each server was started as one, nginx makes its own), else
+    the process alone."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
 def down(stack: Layout, quiet: bool = False) -> None:
     pid_dir = stack.path("pids")
     nginx_pid = stack.path("nginx.pid")
@@ -261,12 +272,7 @@ def down(stack: Layout, quiet: bool = False) -> None:
             os.unlink(os.path.join(pid_dir, name))
     pids = [pid for pid in pids if pid > 0]
     for pid in pids:
-        for kill in (lambda p: os.killpg(p, signal.SIGTERM), lambda p: os.kill(p, signal.SIGQUIT)):
-            try:
-                kill(pid)
-                break
-            except (ProcessLookupError, PermissionError):
-                continue
+        _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
     for pid in pids:
         while time.monotonic() < deadline:
@@ -276,12 +282,7 @@ def down(stack: Layout, quiet: bool = False) -> None:
                 break
             time.sleep(0.2)
         else:
-            for kill in (lambda p: os.killpg(p, signal.SIGKILL), lambda p: os.kill(p, 9)):
-                try:
-                    kill(pid)
-                    break
-                except (ProcessLookupError, PermissionError):
-                    continue
+            _signal(pid, signal.SIGKILL)
     if not quiet:
         print(f"Pulp at {stack.origin} stopped")
 

@@ -106,11 +106,11 @@ class ContentApp:
             path = paths.decode_path(scope.get("raw_path") or scope["path"].encode())
         except paths.BadPath as bad:
             return _plain(bad.status, str(bad))
-        settings_ = conf.current()
-        if path == settings_.health_path:
+        ours = conf.current()
+        if path == ours.health_path:
             scope[_LABELS] = (metrics.ROUTE_HEALTH, "")
             return await health.check()
-        if path == settings_.metrics_path and settings_.prometheus_enabled:
+        if path == ours.metrics_path and ours.prometheus_enabled:
             scope[_LABELS] = (metrics.ROUTE_METRICS, "")
             return await _scrape()
         target = paths.locate(path, self.prefix, self.domains)
@@ -131,17 +131,19 @@ class ContentApp:
         set_guid(correlation_id(request.headers.get(CORRELATION_HEADER)))
         try:
             prepared = await self._resolve(request, target)
-            if isinstance(prepared, RemotePlan):
-                cached = cache_store.current() is not None
-                answered = await ondemand_respond(prepared, request, cached)
-                if answered is not None:
-                    return answered
-                # Saved (and cached) while this request waited: answer as stored.
-                prepared = await self._resolve(request, target)
-                if isinstance(prepared, RemotePlan):  # gone again: stream it after all
-                    return await ondemand_respond(prepared, request) or _plain(
-                        502, "The download of this content did not complete; retry.")
-            return prepared
+            if not isinstance(prepared, RemotePlan):
+                return prepared
+            cached = cache_store.current() is not None
+            answered = await ondemand_respond(prepared, request, cached)
+            if answered is not None:
+                return answered
+            # Saved (and cached) while this request waited: answer it as stored.
+            prepared = await self._resolve(request, target)
+            if not isinstance(prepared, RemotePlan):
+                return prepared
+            answered = await ondemand_respond(prepared, request)  # gone again: stream it
+            assert answered is not None  # only a request allowed to wait gets None
+            return answered
         except db.DatabaseUnavailable as exc:
             retry = conf.current().retry_after
             log.error("Database unavailable while serving %s: %s", path, exc)

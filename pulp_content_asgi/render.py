@@ -177,7 +177,7 @@ def _artifact_time(result: results.ServeArtifact) -> datetime | None:
     """When the content was published, else when the (immutable) artifact was stored:
     artifacts served outside a repository (artifact URLs, plugin hooks) still get a
     Last-Modified, as pulpcore-content's file mtime gives them one."""
-    return result.last_modified or getattr(result.artifact, "pulp_created", None)
+    return result.last_modified or result.artifact.pulp_created
 
 
 def _open_local(result: results.ServeLocalFile) -> _File | Prepared:

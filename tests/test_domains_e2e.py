@@ -25,10 +25,7 @@ def domain_world():
 
     u = uuid.uuid4().hex[:8]
     default = Domain.objects.get(name="default")
-    from django.conf import settings
-
-    other = Domain.objects.create(name=f"dom-{u}", storage_class=default.storage_class,
-                                  storage_settings={"location": settings.MEDIA_ROOT})
+    other = data.filesystem_domain(f"dom-{u}")
     set_domain(other)
     try:
         repo = data.repository(f"in-domain-{u}", {"d.txt": b"in another domain"})

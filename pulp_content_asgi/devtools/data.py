@@ -26,6 +26,7 @@ from pulp_file.app.models import (
 from pulpcore.app.models import (
     Artifact,
     ContentArtifact,
+    Domain,
     PublishedArtifact,
     RemoteArtifact,
     RepositoryVersion,
@@ -204,3 +205,10 @@ def bulk_repository(name: str, files: Iterable[tuple[str, bytes]], batch: int = 
             version.add_content(FileContent.objects.filter(
                 pk__in=[u.pk for u in units[start:start + batch]]))
     return repo
+
+
+def filesystem_domain(name: str) -> Domain:
+    """A domain storing its artifacts in MEDIA_ROOT, as the default domain does."""
+    default = Domain.objects.get(name="default")
+    return Domain.objects.create(name=name, storage_class=default.storage_class,
+                                 storage_settings={"location": settings.MEDIA_ROOT})
