@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from pulp_content_asgi.render import Prepared
+from pulp_content_asgi.serving.response import Response
 
 log = logging.getLogger("pulp_content_asgi.access")
 #: ASGI ``http_version`` as the request line spells it (granian says "1" for HTTP/1.0).
@@ -26,15 +26,15 @@ def _header(scope: dict[str, Any], name: bytes) -> str:
     return "-"
 
 
-def _size(prepared: Prepared, method: str) -> str:
-    if method == "HEAD" or prepared.body is None:
+def _size(response: Response, method: str) -> str:
+    if method == "HEAD" or response.body is None:
         return "0"
-    if isinstance(prepared.body, bytes):
-        return str(len(prepared.body))
-    return prepared.headers.get("Content-Length", "-")
+    if isinstance(response.body, bytes):
+        return str(len(response.body))
+    return response.headers.get("Content-Length", "-")
 
 
-def record(scope: dict[str, Any], prepared: Prepared, complete: bool, seconds: float) -> None:
+def record(scope: dict[str, Any], response: Response, complete: bool, seconds: float) -> None:
     if not log.isEnabledFor(logging.INFO):
         return
     client = scope.get("client") or ("-", 0)
@@ -42,14 +42,14 @@ def record(scope: dict[str, Any], prepared: Prepared, complete: bool, seconds: f
     if scope.get("query_string"):
         target += "?" + scope["query_string"].decode("latin-1")
     when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
-    size = _size(prepared, scope["method"])
+    size = _size(response, scope["method"])
     fields = {"client": client[0], "method": scope["method"], "target": target,
-              "status": prepared.status, "bytes": size, "seconds": round(seconds, 6),
+              "status": response.status, "bytes": size, "seconds": round(seconds, 6),
               "referer": _header(scope, b"referer"), "agent": _header(scope, b"user-agent"),
               "complete": complete}
     log.info('%s - - [%s] "%s %s HTTP/%s" %s %s "%s" "%s" %.6f%s', client[0], when,
              scope["method"], target, _VERSIONS.get(scope.get("http_version", "1.1"), "1.1"),
-             prepared.status,
+             response.status,
              size, fields["referer"], fields["agent"], seconds,
              "" if complete else " incomplete", extra={"http": fields})
 

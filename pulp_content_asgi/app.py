@@ -15,29 +15,42 @@ import logging
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django_guid import get_guid, set_guid
 from django_guid.utils import generate_guid
 
-from pulp_content_asgi import access_log, conf, db, health, metrics, render, results, router
-from pulp_content_asgi.cache import flow as cache_flow
+from pulp_content_asgi import access_log, conf, db, dispatch, health, metrics, results
 from pulp_content_asgi.cache import store as cache_store
+from pulp_content_asgi.cache.lookup import CachedResolver
 from pulp_content_asgi.heartbeat import Heartbeat
 from pulp_content_asgi.http import listing, paths
 from pulp_content_asgi.ondemand.plan import RemotePlan
+from pulp_content_asgi.ondemand.respond import AnswerFromStorage
 from pulp_content_asgi.ondemand.respond import respond as ondemand_respond
 from pulp_content_asgi.request import ContentRequest
-from pulp_content_asgi.streaming import Receive, Send, send_response
+from pulp_content_asgi.serving.prepare import redirect_for
+from pulp_content_asgi.serving.response import Response, text
+from pulp_content_asgi.serving.send import Receive, Send, Sending, send_response
 
 log = logging.getLogger(__name__)
 
 _METHODS = ("GET", "HEAD")
 CORRELATION_HEADER = "Correlation-ID"
 _PRINTABLE = re.compile(r"^[\x21-\x7e]{1,128}$")
-#: Scope key for what the metrics need to know about the request: (route, domain name).
-_LABELS = "pulp_content_asgi.labels"
+Target = paths.RootListing | paths.ContentPath
+Resolver = Callable[[ContentRequest, Target], Awaitable[Response | RemotePlan]]
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What metrics say about a request: its route and domain."""
+
+    route: str = metrics.ROUTE_UNKNOWN
+    domain: str = ""
 
 
 def correlation_id(offered: str | None) -> str:
@@ -47,15 +60,8 @@ def correlation_id(offered: str | None) -> str:
     return str(generate_guid())
 
 
-def _plain(status: int, text: str, headers: dict[str, str] | None = None) -> render.Prepared:
-    return render.Prepared(status, {**(headers or {}),
-                                    "Content-Type": "text/plain; charset=utf-8"},
-                           f"{status}: {text}".encode())
-
-
-def _resolve_and_prepare(request: ContentRequest, target: Any
-                         ) -> render.Prepared | RemotePlan:
-    return render.prepare(router.resolve(request, target), request)
+async def _uncached(request: ContentRequest, target: Target) -> Response | RemotePlan:
+    return await db.run(dispatch.answer, request, target)
 
 
 class ContentApp:
@@ -66,6 +72,9 @@ class ContentApp:
         self.domains: bool = settings.DOMAIN_ENABLED
         self.heartbeat = Heartbeat()
         self._lifespan_seen = False
+        ours = conf.current()
+        self.sending = Sending(ours.chunk_size, ours.pathsend)
+        self._cached: CachedResolver | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -98,72 +107,78 @@ class ContentApp:
         await self.heartbeat.start()
         metrics.current()  # instruments exist (and export zeros) before the first request
 
-    async def respond(self, scope: dict[str, Any]) -> render.Prepared:
+    def resolver(self) -> Resolver:
+        """Resolution through the response cache when it is on (chosen per request: the
+        cache client exists once Django is set up)."""
+        cache = cache_store.current()
+        if cache is None:
+            return _uncached
+        if self._cached is None or self._cached.cache is not cache:
+            self._cached = CachedResolver(cache, self.sending.pathsend)
+        return self._cached
+
+    async def respond(self, scope: dict[str, Any]) -> tuple[Response, Labels]:
         """Everything up to the response: validation, then one ORM hop."""
         if scope["method"] not in _METHODS:
-            return _plain(405, "Method Not Allowed", {"Allow": "GET, HEAD"})
+            return text(405, "Method Not Allowed", {"Allow": "GET, HEAD"}), Labels()
         try:
             path = paths.decode_path(scope.get("raw_path") or scope["path"].encode())
         except paths.BadPath as bad:
-            return _plain(bad.status, str(bad))
+            return text(bad.status, str(bad)), Labels()
         ours = conf.current()
         if path == ours.health_path:
-            scope[_LABELS] = (metrics.ROUTE_HEALTH, "")
-            return await health.check()
+            return await health.check(), Labels(metrics.ROUTE_HEALTH)
         if path == ours.metrics_path and ours.prometheus_enabled:
-            scope[_LABELS] = (metrics.ROUTE_METRICS, "")
-            return await _scrape()
+            return await _scrape(), Labels(metrics.ROUTE_METRICS)
         target = paths.locate(path, self.prefix, self.domains)
         if isinstance(target, paths.Outside):
-            return _plain(404, "Not Found")
-        scope[_LABELS] = (metrics.ROUTE_LISTING if isinstance(target, paths.RootListing)
-                          else metrics.ROUTE_CONTENT, getattr(target, "domain", None) or "default")
+            return text(404, "Not Found"), Labels()
+        labels = Labels(metrics.ROUTE_LISTING if isinstance(target, paths.RootListing)
+                        else metrics.ROUTE_CONTENT, getattr(target, "domain", None) or "default")
         if isinstance(target, paths.Redirect):
-            return render.redirect(results.Redirect(target.location))
+            return redirect_for(results.Redirect(target.location)), labels
         if isinstance(target, paths.RootListing) and scope["method"] == "HEAD" \
                 and not self.domains:
             # The documented liveness probe: no database work at all.
-            return render.Prepared(200, {"Content-Type": listing.CONTENT_TYPE}, None)
+            return Response(200, {"Content-Type": listing.CONTENT_TYPE}), labels
         content_path = target.path if isinstance(target, paths.ContentPath) else ""
         request = ContentRequest(scope, path, content_path, target.domain)
         # The correlation id of logs and of tasks the request dispatches (pull-through adds
         # content with a task, which requires one): the client's, as the API uses it.
         set_guid(correlation_id(request.headers.get(CORRELATION_HEADER)))
         try:
-            prepared = await self._resolve(request, target)
-            if not isinstance(prepared, RemotePlan):
-                return prepared
-            cached = cache_store.current() is not None
-            answered = await ondemand_respond(prepared, request, cached)
-            if answered is not None:
-                return answered
-            # Saved (and cached) while this request waited: answer it as stored.
-            prepared = await self._resolve(request, target)
-            if not isinstance(prepared, RemotePlan):
-                return prepared
-            answered = await ondemand_respond(prepared, request)  # gone again: stream it
-            assert answered is not None  # only a request allowed to wait gets None
-            return answered
+            return await self._answer(request, target), labels
         except db.DatabaseUnavailable as exc:
-            retry = conf.current().retry_after
             log.error("Database unavailable while serving %s: %s", path, exc)
-            return _plain(503, "The content database is unavailable; retry shortly.",
-                          {"Retry-After": str(retry)})
+            return text(503, "The content database is unavailable; retry shortly.",
+                        {"Retry-After": str(ours.retry_after)}), labels
         except Exception:
             log.exception("Failed to serve %s %s", scope["method"], path)
-            return _plain(500, "Internal Server Error: the content app failed to answer this "
-                               "request; the server log has the details.")
+            return text(500, "Internal Server Error: the content app failed to answer this "
+                             "request; the server log has the details."), labels
 
-    async def _resolve(self, request: ContentRequest, target: Any
-                       ) -> render.Prepared | RemotePlan:
-        """The response from the cache when it has one, else from one ORM hop."""
-        cache = cache_store.current()
-        if cache is None or not isinstance(target, paths.ContentPath):
-            return await db.run(_resolve_and_prepare, request, target)
-        hit, looked_up = await cache_flow.lookup(cache, request, target)
-        if hit is not None:
-            return hit
-        return await db.run(cache_flow.resolve, cache, request, target, looked_up)
+    async def _answer(self, request: ContentRequest, target: Target) -> Response:
+        """Resolve (through the cache), then stream remote content if that is the answer.
+
+        A request that waited for another client's small download to be saved is answered
+        from storage: resolved once more, which finds the saved artifact (a cache hit).
+        """
+        resolve = self.resolver()
+        outcome = await resolve(request, target)
+        if not isinstance(outcome, RemotePlan):
+            return outcome
+        cached = resolve is not _uncached
+        answered = await ondemand_respond(outcome, request.http, cached)
+        if not isinstance(answered, AnswerFromStorage):
+            return answered
+        outcome = await resolve(request, target)
+        if not isinstance(outcome, RemotePlan):
+            return outcome
+        # Gone again (reclaimed meanwhile): stream it, without waiting this time.
+        answered = await ondemand_respond(outcome, request.http)
+        if isinstance(answered, AnswerFromStorage):
+            raise RuntimeError("on-demand asked to wait for a save without a cache")
+        return answered
 
     async def http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         started = time.monotonic()
@@ -171,21 +186,22 @@ class ContentApp:
             # Servers without lifespan support (daphne) still get a heartbeat.
             self._lifespan_seen = True
             await self.startup()
-        prepared = await self.respond(scope)
-        if (guid := get_guid()) is not None:
-            prepared.headers[CORRELATION_HEADER] = guid
+        response, labels = await self.respond(scope)
+        guid = get_guid()
+        extra = {CORRELATION_HEADER: guid} if guid is not None else {}
         recorder = metrics.current()
         counted = _Counted(send) if recorder.enabled else None
         complete = False
         try:
-            complete = await send_response(prepared, scope["method"], receive, counted or send)
+            complete = await send_response(response, scope, receive, counted or send,
+                                           self.sending, extra)
         except OSError as exc:
             log.info("Client went away during %s: %s", scope.get("path"), exc)
         finally:
             seconds = time.monotonic() - started
-            access_log.record(scope, prepared, complete, seconds)
+            access_log.record(scope, response, complete, seconds)
             if counted is not None:
-                _observe(recorder, scope, prepared, seconds, counted)
+                _observe(recorder, scope["method"], response, labels, seconds, counted)
 
 
 class _Counted:
@@ -204,26 +220,22 @@ class _Counted:
         await self.send(message)
 
 
-def _observe(recorder: metrics.Recorder, scope: dict[str, Any], prepared: render.Prepared,
+def _observe(recorder: metrics.Recorder, method: str, response: Response, labels: Labels,
              seconds: float, counted: _Counted) -> None:
-    route, domain = scope.get(_LABELS, (metrics.ROUTE_UNKNOWN, ""))
     sent = counted.sent
     if counted.pathsend:  # the server sends the file; it reports no failure back
-        sent += int(prepared.headers.get("Content-Length", 0))
-    recorder.request(scope["method"], prepared.status, route, seconds, sent)
-    cache = prepared.headers.get("X-PULP-CACHE")
-    if cache is not None:
-        recorder.cache(cache == "HIT")
-    size = prepared.headers.get("X-PULP-ARTIFACT-SIZE")
-    if size is not None and prepared.status in (200, 206, 302):
+        sent += int(response.headers.get("Content-Length", 0))
+    recorder.request(method, response.status, labels.route, seconds, sent)
+    if response.cache is not None:
+        recorder.cache(response.cache == "HIT")
+    if response.artifact_size is not None and response.status in (200, 206, 302):
         # As pulpcore counts: every artifact answered, whichever way (not 304s).
-        recorder.artifact(int(size), domain)
+        recorder.artifact(response.artifact_size, labels.domain)
 
 
-async def _scrape() -> render.Prepared:
+async def _scrape() -> Response:
     from pulp_content_asgi.metrics.prometheus import CONTENT_TYPE, PrometheusSink
 
     sink = next(s for s in metrics.current().sinks if isinstance(s, PrometheusSink))
     body = await asyncio.to_thread(sink.render)
-    return render.Prepared(200, {"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"},
-                           body)
+    return Response(200, {"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}, body)

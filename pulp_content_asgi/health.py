@@ -8,8 +8,9 @@ import logging
 
 from django.db import connection
 
-from pulp_content_asgi import db, render
+from pulp_content_asgi import db
 from pulp_content_asgi.cache import store
+from pulp_content_asgi.serving.response import Response
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ def _database() -> None:
         cursor.execute("SELECT 1")
 
 
-async def check() -> render.Prepared:
+async def check() -> Response:
     """200 with each dependency's state, or 503 naming what is down."""
     states: dict[str, str] = {}
     try:
@@ -36,4 +37,4 @@ async def check() -> render.Prepared:
     healthy = all(state in ("ok", "disabled") for state in states.values())
     body = json.dumps({"healthy": healthy, **states}).encode()
     headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
-    return render.Prepared(200 if healthy else 503, headers, body)
+    return Response(200 if healthy else 503, headers, body)

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 from yarl import URL
 
+from pulp_content_asgi.serving.responder import Request
+
 if TYPE_CHECKING:
     from django.http import HttpRequest
     from pulpcore.app.models import Distribution, Domain
@@ -52,6 +54,11 @@ class ContentRequest:
         self._auth: dict[str, Any] | None = None
         self._query: MultiDictProxy[str] | None = None
         self._django: HttpRequest | None = None
+
+    @property
+    def http(self) -> Request:
+        """What the responder needs: method, headers, HTTP version."""
+        return Request(self.method, self.headers, str(self.scope.get("http_version", "1.1")))
 
     @property
     def scheme(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from pulp_content_asgi import results, router
+from pulp_content_asgi import dispatch as router, results
 from pulp_content_asgi.http import paths
 from pulp_content_asgi.request import ContentRequest
 

@@ -17,7 +17,7 @@ from pulp_file.app.models import FileDistribution
 from pulpcore.app.models import ContentArtifact, Distribution
 from pulpcore.responses import ArtifactResponse
 
-from pulp_content_asgi import plugin, registry, render
+from pulp_content_asgi import dispatch, plugin, registry
 from pulp_content_asgi.devtools import data
 from tests.resolve import resolve, scope
 
@@ -35,7 +35,7 @@ def prepared(path: str, method: str = "GET", headers: dict | None = None):
 
     full = settings.CONTENT_PATH_PREFIX + path
     request = ContentRequest(scope(full, method, headers), full, path, None)
-    return render.prepare(resolve(path, headers), request)
+    return dispatch.finish(resolve(path, headers), request)
 
 
 class TestContentHandlerHook:

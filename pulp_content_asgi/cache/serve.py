@@ -1,100 +1,79 @@
-"""Answering from a cache entry: on the event loop when no I/O is needed, else on the
-ORM thread."""
+"""Answering from a cache entry: the entry becomes a representation and the single
+responder answers it, on the event loop when no I/O is needed, else on the ORM thread."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+import functools
+import os
 
-from django.utils.http import parse_http_date_safe
-
-from pulp_content_asgi import conf, render, results
+from pulp_content_asgi import results
 from pulp_content_asgi.cache.entries import Entry
-from pulp_content_asgi.http import conditional
+from pulp_content_asgi.serving import artifacts
+from pulp_content_asgi.serving.representation import FileSource, from_headers, header
+from pulp_content_asgi.serving.responder import Request, respond
+from pulp_content_asgi.serving.response import Response, redirect, text
 
-HIT = {"X-PULP-CACHE": "HIT"}
-
-
-def _validators(entry: Entry) -> tuple[str | None, datetime | None]:
-    parsed = parse_http_date_safe(entry.headers.get("Last-Modified", ""))
-    return entry.headers.get("ETag"), datetime.fromtimestamp(parsed, tz=UTC) if parsed else None
+HIT = "HIT"
 
 
-def _not_modified(entry: Entry, request: Any) -> render.Prepared | None:
-    """pulpcore answers 304 from any entry whose validators the client already has."""
-    etag, modified = _validators(entry)
-    if etag is None and modified is None:
-        return None
-    if conditional.evaluate(request.method, request.headers, etag, modified) \
-            is conditional.Outcome.NOT_MODIFIED:
-        kept = {k: v for k, v in entry.headers.items()
-                if k in ("Cache-Control", "ETag", "Last-Modified")}
-        return render.Prepared(304, {**kept, **HIT})
-    return None
-
-
-def on_loop(entry: Entry, request: Any) -> render.Prepared | None:
+def on_loop(entry: Entry, request: Request, pathsend: bool) -> Response | None:
     """The response when it needs neither the disk nor the database, else None.
 
-    A whole local file goes out through ``http.response.pathsend`` with the size the entry
-    recorded, so an unguarded hit costs no thread hop at all.
+    A whole local file that the server sends itself (``pathsend``) is answered with the
+    size the entry recorded, so an unguarded hit costs no thread hop at all.
     """
     if entry.kind == "FileResponse":
-        return _file_on_loop(entry, request)
+        if not pathsend or request.headers.get("Range") is not None:
+            return None
+        size = header(entry.headers, "X-PULP-ARTIFACT-SIZE")
+        if not size or not entry.path:
+            return None
+        return _file(entry.path, int(size), entry, request)
     if entry.kind == "ArtifactResponse":
         return None
     return from_memory(entry, request)
 
 
-def _file_on_loop(entry: Entry, request: Any) -> render.Prepared | None:
-    offers = "http.response.pathsend" in (request.scope.get("extensions") or {})
-    size = entry.headers.get("X-PULP-ARTIFACT-SIZE")
-    if not (offers and conf.current().pathsend and size and entry.path) \
-            or request.headers.get("Range") is not None:
-        return None
-    etag, modified = _validators(entry)
-    outcome = conditional.evaluate(request.method, request.headers, etag, modified)
-    if outcome is conditional.Outcome.FAILED:
-        return render.error(412, "Precondition Failed", HIT)
-    if outcome is conditional.Outcome.NOT_MODIFIED:
-        return _not_modified(entry, request)
-    headers = {**entry.headers, "Accept-Ranges": "bytes", "Content-Length": size, **HIT}
-    body = None if request.method == "HEAD" else render.PathSend(entry.path)
-    return render.Prepared(200, headers, body)
+def _file(path: str, size: int, entry: Entry, request: Request) -> Response:
+    source = FileSource(functools.partial(artifacts.open_local, path), path)
+    return respond(from_headers(source, size, entry.headers), request).with_cache(HIT)
 
 
-def from_memory(entry: Entry, request: Any) -> render.Prepared:
+def from_memory(entry: Entry, request: Request) -> Response:
     """Responses held entirely in the entry (listings, plugin bodies, redirects, 404s)."""
     if entry.kind == "Redirect":
-        return render.Prepared(302, {**entry.headers, "Location": entry.location or "",
-                                     **HIT}, b"302: Found")
+        return redirect(entry.location or "", 302, entry.headers).with_cache(HIT)
     if entry.kind == "HTTPNotFound":
-        return render.error(404, entry.reason or "Not Found", HIT)
-    not_modified = _not_modified(entry, request)
-    if not_modified is not None:
-        return not_modified
-    return render.Prepared(entry.status, {**entry.headers, **HIT}, entry.body or b"")
+        return text(404, entry.reason or "Not Found").with_cache(HIT)
+    body = entry.body or b""
+    if entry.status != 200:
+        return Response(entry.status, {**entry.headers, "Content-Length": str(len(body))},
+                        None if request.method == "HEAD" else body, cache=HIT)
+    return respond(from_headers(body, len(body), entry.headers, ranges=False),
+                   request).with_cache(HIT)
 
 
-def on_thread(entry: Entry, request: Any) -> render.Prepared | None:
+def on_thread(entry: Entry, request: Request) -> Response | None:
     """Any entry; None when it points at something that is gone (treat as a miss)."""
     if entry.kind == "FileResponse":
-        import os
-
-        if not entry.path or not os.path.exists(entry.path):
+        if not entry.path:
             return None
-        prepared = render.prepare(results.ServeLocalFile(entry.path, entry.headers), request)
-    elif entry.kind == "ArtifactResponse":
+        try:
+            size = os.stat(entry.path).st_size
+        except FileNotFoundError:
+            return None
+        return _file(entry.path, size, entry, request)
+    if entry.kind == "ArtifactResponse":
         from pulpcore.app.models import Artifact
 
         artifact = Artifact.objects.select_related("pulp_domain").filter(
             pk=entry.artifact_pk).first()
         if artifact is None:
             return None
-        prepared = render.prepare(results.ServeArtifact(artifact, str(artifact.pk),
-                                                        entry.headers), request)
-    else:
-        return from_memory(entry, request)
-    assert isinstance(prepared, render.Prepared)
-    prepared.headers.update(HIT)
-    return prepared
+        served = results.ServeArtifact(artifact, str(artifact.pk), entry.headers)
+        try:
+            rep = artifacts.artifact(served)
+        except artifacts.MissingFile:
+            return None
+        return respond(rep, request).with_cache(HIT)
+    return from_memory(entry, request)

@@ -38,9 +38,8 @@ SKIPPABLE = (ClientResponseError, ClientConnectionError, UnsupportedDigestValida
 class Fetch:
     """One download for every client that wants the same artifact in this process."""
 
-    def __init__(self, plan: RemotePlan, request: Any, lock: int | None = None) -> None:
+    def __init__(self, plan: RemotePlan, lock: int | None = None) -> None:
         self.plan = plan
-        self.request = request
         self.lock = lock  # held while this process leads the download for all processes
         os.makedirs(settings.WORKING_DIRECTORY, exist_ok=True)
         if lock is not None:
@@ -171,7 +170,7 @@ class Fetch:
         after this download is a cache hit whichever worker answers it."""
         with transaction.atomic():
             saved = save.save(result.artifact_attributes, result.path, remote_artifact,
-                              self.request)
+                              self.plan.hook_request)
             for callback in after_save:
                 try:
                     callback(saved)
@@ -213,7 +212,7 @@ class Inflight:
     def __init__(self) -> None:
         self._entries: dict[str, Fetch | Follow] = {}
 
-    async def join(self, plan: RemotePlan, request: Any) -> tuple[Fetch | Follow, bool]:
+    async def join(self, plan: RemotePlan) -> tuple[Fetch | Follow, bool]:
         """The download for this artifact, and whether this request started it; call
         :meth:`leave` when done with it."""
         entry = self._entries.get(plan.key)
@@ -221,7 +220,7 @@ class Inflight:
                 and plan.resolved_at > entry.saved_at:
             # Resolved after that download was saved, yet not stored: the artifact has
             # gone again since (reclaimed). Download afresh, in this process only.
-            return self.lead_privately(plan, request), True
+            return self.lead_privately(plan), True
         if entry is None:
             lock = lock_id(plan.key)
             leads = await asyncio.to_thread(coordinator.try_lock, lock)
@@ -232,20 +231,20 @@ class Inflight:
             elif leads is False:
                 entry = self._entries[plan.key] = Follow(plan, lock)
             else:
-                return self._start(plan, request, lock if leads else None), True
+                return self._start(plan, lock if leads else None), True
         if isinstance(entry, Fetch):
             entry.after_save.extend(plan.after_save)
         entry.clients += 1
         metrics.current().collapsed()  # another client's (or process's) download serves it
         return entry, False
 
-    def lead_privately(self, plan: RemotePlan, request: Any) -> Fetch:
+    def lead_privately(self, plan: RemotePlan) -> Fetch:
         """A fresh download of this process alone (its own spool file, no lock): for a
         request that must not reuse the finished download that is still listed."""
-        return self._start(plan, request, None)
+        return self._start(plan, None)
 
-    def _start(self, plan: RemotePlan, request: Any, lock: int | None) -> Fetch:
-        fetch = self._entries[plan.key] = Fetch(plan, request, lock)
+    def _start(self, plan: RemotePlan, lock: int | None) -> Fetch:
+        fetch = self._entries[plan.key] = Fetch(plan, lock)
         fetch.start()
         assert fetch.task is not None
         fetch.task.add_done_callback(lambda _: self._finished(fetch))

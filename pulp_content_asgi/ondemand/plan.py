@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -40,6 +41,9 @@ class RemotePlan:
     #: was not found stored has been undone since (reclaimed); one that finished later
     #: may simply have been saved while this request was resolving.
     resolved_at: float = field(default_factory=time.time)
+    #: The request handed to plugin hooks when the download is saved
+    #: (``Remote.get_remote_artifact_url(path, request=...)``; pulp_python reads its query).
+    hook_request: Any = None
 
 
 def _candidates(result: ServeRemote) -> list[Candidate]:
@@ -63,7 +67,8 @@ def _candidates(result: ServeRemote) -> list[Candidate]:
     return candidates
 
 
-def make(result: ServeRemote, received_at: float | None = None) -> RemotePlan:
+def make(result: ServeRemote, received_at: float | None = None, hook_request: Any = None
+         ) -> RemotePlan:
     candidates = _candidates(result)
     ca = result.content_artifact
     first = candidates[0].remote_artifact if candidates else None
@@ -78,4 +83,5 @@ def make(result: ServeRemote, received_at: float | None = None) -> RemotePlan:
     return RemotePlan(key=key, candidates=candidates, headers=dict(result.headers),
                       relative_path=ca.relative_path, size=sizes[0] if sizes else None,
                       repository=result.repository, pull_through_url=url,
-                      resolved_at=received_at if received_at is not None else time.time())
+                      resolved_at=received_at if received_at is not None else time.time(),
+                      hook_request=hook_request)

@@ -1,46 +1,58 @@
-"""One client's response to a remote plan: join the fetch, wait for the upstream headers,
-then read the spool (the range of it the client asked for)."""
+"""One client's response to a remote plan: join the download, wait for the upstream
+headers, then let the single responder decide what of the spool this client gets."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from pulp_content_asgi.http import ranges
 from pulp_content_asgi.ondemand.fetch import Fetch, Follow, inflight
 from pulp_content_asgi.ondemand.plan import RemotePlan
 from pulp_content_asgi.ondemand.spool import LeaderGone, Stale, UpstreamError
-from pulp_content_asgi.render import Prepared, error
+from pulp_content_asgi.serving.representation import from_headers
+from pulp_content_asgi.serving.responder import Request, unsatisfiable
+from pulp_content_asgi.serving.responder import respond as respond_to
+from pulp_content_asgi.serving.response import Response, StreamRange, text
 
 #: Upstream headers never forwarded (pulpcore's list): hop-by-hop, and the length and
 #: encoding of a body the downloader may have decoded.
 HOP_BY_HOP = frozenset({"connection", "content-encoding", "content-length", "keep-alive",
                         "public", "proxy-authenticate", "transfer-encoding", "upgrade"})
-
-
-#: ``http_version`` of an HTTP/1.0 request (granian says "1", uvicorn "1.0").
-HTTP_10 = frozenset({"1", "1.0"})
 #: Bytes at the end of a response withheld until the download is verified: a corrupt
 #: artifact never reaches a client whole (a small one not at all); the response is cut
 #: instead.
 VERIFIED_TAIL = 256 * 1024
+#: A leader that vanishes before its headers is replaced this many times at most.
+ATTEMPTS = 3
+
+
+class AnswerFromStorage:
+    """This request waited for another client's download to be saved (and cached): answer
+    it as stored content, by resolving it again."""
 
 
 @dataclass
-class SpoolBody:
-    """``length`` bytes (None: to the end) from ``offset`` of a fetch's spool; the last
-    ``hold`` of them once the download is complete."""
+class SpoolSource:
+    """A download's spool as a live body: the last ``VERIFIED_TAIL`` bytes of the
+    artifact wait for the digest check."""
 
     fetch: Fetch | Follow
-    offset: int
-    length: int | None
-    hold: int = 0
+    size: int | None
+
+    async def chunks(self, offset: int, length: int | None, step: int
+                     ) -> AsyncIterator[bytes]:
+        hold = 0
+        if self.size is not None and length is not None and offset + length == self.size:
+            hold = min(length, VERIFIED_TAIL)
+        async for chunk in self.fetch.spool.read(offset, length, step, hold):
+            yield chunk
 
     def release(self) -> None:
         inflight.leave(self.fetch)
 
 
-def _merge(base: dict[str, str], upstream: dict[str, str]) -> dict[str, str]:
+def _merge(base: Mapping[str, str], upstream: Mapping[str, str]) -> dict[str, str]:
     headers = dict(base)
     lowered = {k.lower(): k for k in headers}
     for name, value in upstream.items():
@@ -51,41 +63,40 @@ def _merge(base: dict[str, str], upstream: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-def _total(upstream: dict[str, str], known: int | None) -> int | None:
+def _total(upstream: Mapping[str, str], known: int | None) -> int | None:
     lowered = {k.lower(): v for k, v in upstream.items()}
     if "content-length" in lowered and "content-encoding" not in lowered:
         return int(lowered["content-length"])
     return known
 
 
-async def respond(plan: RemotePlan, request: Any, cached: bool = False) -> Prepared | None:
-    """The response for one client; the body (if any) is a :class:`SpoolBody`.
-
-    None when the file is small and this request joined someone else's download while the
-    response cache is on: all of its bytes wait for verification anyway, so the request
-    waits for the save and is then answered like any stored file (a cache hit, as the
-    first request's save stored it), instead of from the spool.
-    """
+def _early_refusal(plan: RemotePlan, request: Request) -> Response | None:
+    """Answers decided before any download starts: an unsatisfiable range of a known size,
+    or nothing to download from."""
     try:
         spec = ranges.parse_range_header(request.headers.get("Range"))
         if spec and plan.size is not None and spec.first is not None \
                 and spec.first >= plan.size:
             raise ranges.RangeNotSatisfiable("start beyond the size")
     except ranges.RangeNotSatisfiable:
-        return error(416, "Range Not Satisfiable",
-                     {"Content-Range": ranges.unsatisfied_content_range(plan.size)})
+        return unsatisfiable(plan.size)
     if not plan.candidates:
-        return error(404, "Not Found")
+        return text(404, "Not Found")
+    return None
+
+
+async def _join(plan: RemotePlan) -> tuple[Fetch | Follow, bool, Mapping[str, str]] | Response:
+    """A download with its upstream headers in, and whether this request started it; or
+    the error answer when the download failed before its headers."""
     private = False
     fetch: Fetch | Follow
-    for _ in range(3):  # a leader that vanishes before its headers is replaced
+    for _ in range(ATTEMPTS):
         if private:
-            fetch, started = inflight.lead_privately(plan, request), True
+            fetch, started = inflight.lead_privately(plan), True
         else:
-            fetch, started = await inflight.join(plan, request)
+            fetch, started = await inflight.join(plan)
         try:
-            upstream = dict(await fetch.spool.wait_headers())
-            break
+            return fetch, started, dict(await fetch.spool.wait_headers())
         except Stale:
             inflight.abandon(fetch)
             private = True
@@ -93,41 +104,40 @@ async def respond(plan: RemotePlan, request: Any, cached: bool = False) -> Prepa
             inflight.abandon(fetch)
         except UpstreamError as failed:
             inflight.leave(fetch)
-            return error(failed.status, str(failed))
+            return text(failed.status, str(failed))
         except BaseException:
             inflight.leave(fetch)
             raise
-    else:
-        return error(502, "The download of this content was abandoned three times; retry.")
+    return text(502, f"The download of this content was abandoned {ATTEMPTS} times; retry.")
+
+
+async def respond(plan: RemotePlan, request: Request, cached: bool = False
+                  ) -> Response | AnswerFromStorage:
+    """The response for one client; a body is a :class:`StreamRange` of the spool.
+
+    :class:`AnswerFromStorage` when the file is small and this request joined someone
+    else's download while the response cache is on: all of its bytes wait for
+    verification anyway, so the request waits for the save and is then answered like any
+    stored file (a cache hit, as the first request's save stored it).
+    """
+    refused = _early_refusal(plan, request)
+    if refused is not None:
+        return refused
+    joined = await _join(plan)
+    if isinstance(joined, Response):
+        return joined
+    fetch, started, upstream = joined
     headers = _merge(plan.headers, upstream)
     total = _total(upstream, plan.size)
+    if cached and not started and request.headers.get("Range") is None \
+            and request.method == "GET" and total is not None and total <= VERIFIED_TAIL \
+            and plan.candidates[0].save and await fetch.spool.wait_done():
+        inflight.leave(fetch)
+        return AnswerFromStorage()
     if total is not None:
         headers["X-PULP-ARTIFACT-SIZE"] = str(total)
-    status, offset, length = 200, 0, total
-    if total is not None and request.scope.get("http_version") in HTTP_10:
-        # HTTP/1.1 clients see a cut in the chunked encoding (pulpcore's way, no length
-        # declared); HTTP/1.0 has no chunks, so a cut would look like the end of the body
-        # (nginx proxies with HTTP/1.0 by default). A declared length shows it.
-        headers["Content-Length"] = str(total)
-    if spec is not None and total is not None:
-        try:
-            wanted = ranges.resolve_range(spec, total)
-        except ranges.RangeNotSatisfiable:
-            inflight.leave(fetch)
-            return error(416, "Range Not Satisfiable",
-                         {"Content-Range": ranges.unsatisfied_content_range(total)})
-        status, offset, length = 206, wanted.start, wanted.length
-        headers["Content-Range"] = wanted.content_range(total)
-        headers["Content-Length"] = str(length)
-    if request.method == "HEAD":
-        inflight.leave(fetch)  # the download goes on (and is saved) without this client
-        return Prepared(status, headers, None)
-    if cached and not started and spec is None and total is not None \
-            and total <= VERIFIED_TAIL and plan.candidates[0].save \
-            and await fetch.spool.wait_done():
-        inflight.leave(fetch)
-        return None
-    hold = 0
-    if total is not None and length is not None and offset + length == total:
-        hold = min(length, VERIFIED_TAIL)
-    return Prepared(status, headers, SpoolBody(fetch, offset, length, hold))
+    rep = from_headers(SpoolSource(fetch, total), total, headers, live=True)
+    response = respond_to(rep, request)
+    if not isinstance(response.body, StreamRange):
+        inflight.leave(fetch)  # HEAD, 304, 412, 416: the download goes on without us
+    return response

@@ -1,19 +1,25 @@
-"""From a located path to a result: domain, distribution, guard, then the type's handler.
+"""Dispatch: from a located path to the handler of its distribution, on the ORM thread.
 
-The steps are separate so the response cache can sit between admitting a request (guard
-checked) and serving it; ``resolve`` composes them. Everything here runs in the request's
-one ORM thread hop.
+locate (domain, distribution) → admit (content guard, slash rules) → serve (the handler
+registered for the distribution's type) → prepare (the response). ``answer`` is the whole
+walk in the request's one thread hop; the response cache plugs in as the serve step
+(:mod:`pulp_content_asgi.cache.lookup`), so the walk is written once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pulpcore.app.models import Distribution
 from pulpcore.app.util import set_domain
 
-from pulp_content_asgi import guards, registry, results
+from pulp_content_asgi import conf, guards, registry, results
 from pulp_content_asgi.http import paths
+from pulp_content_asgi.ondemand.plan import RemotePlan
 from pulp_content_asgi.request import ContentRequest
 from pulp_content_asgi.resolution import distributions
+from pulp_content_asgi.serving.prepare import inline, prepare
+from pulp_content_asgi.serving.response import Response
 
 
 def locate(request: ContentRequest, target: paths.RootListing | paths.ContentPath
@@ -50,23 +56,58 @@ def admit(request: ContentRequest, distribution: Distribution, target: paths.Con
     return relative
 
 
-def serve(request: ContentRequest, distribution: Distribution, relative: str
-          ) -> results.Result:
+def handle(request: ContentRequest, distribution: Distribution, relative: str
+           ) -> results.Result:
     """Hand the request to the handler registered for the distribution's type."""
     return registry.handler_for(type(distribution)).serve(request, distribution, relative)
+
+
+def _admitted(request: ContentRequest, target: paths.RootListing | paths.ContentPath
+              ) -> tuple[Distribution, str] | results.Result:
+    located = locate(request, target)
+    if not isinstance(located, Distribution):
+        return located
+    assert isinstance(target, paths.ContentPath)  # a root listing never locates one
+    relative = admit(request, located, target)
+    if not isinstance(relative, str):
+        return relative
+    return located, relative
 
 
 def resolve(request: ContentRequest, target: paths.RootListing | paths.ContentPath
             ) -> results.Result:
     """Decide what answers ``request`` (runs on an ORM thread)."""
-    located = locate(request, target)
-    if not isinstance(located, Distribution):
-        return located
-    assert isinstance(target, paths.ContentPath)
-    relative = admit(request, located, target)
-    if not isinstance(relative, str):
-        return relative
-    return serve(request, located, relative)
+    admitted = _admitted(request, target)
+    if not isinstance(admitted, tuple):
+        return admitted
+    return handle(request, *admitted)
+
+
+#: The step that serves an admitted request: the plain one, or the response cache's.
+Serve = Callable[[ContentRequest, Distribution, str], Response | RemotePlan]
+
+
+def finish(result: results.Result, request: ContentRequest) -> Response | RemotePlan:
+    """The response for a result, small file bodies read (still on the ORM thread)."""
+    prepared = prepare(result, request.http, request.received_at, request)
+    if isinstance(prepared, Response):
+        return inline(prepared, conf.current().inline_file_size)
+    return prepared
+
+
+def serve_uncached(request: ContentRequest, distribution: Distribution, relative: str
+                   ) -> Response | RemotePlan:
+    return finish(handle(request, distribution, relative), request)
+
+
+def answer(request: ContentRequest, target: paths.RootListing | paths.ContentPath,
+           serve: Serve = serve_uncached) -> Response | RemotePlan:
+    """The request's whole unit of ORM work, in one thread hop: locate, admit, serve
+    (through the response cache when ``serve`` is its step), prepare."""
+    admitted = _admitted(request, target)
+    if not isinstance(admitted, tuple):
+        return finish(admitted, request)
+    return serve(request, *admitted)
 
 
 def _unmatched(domain_name: str, path: str) -> results.Result:

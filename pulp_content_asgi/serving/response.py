@@ -1,0 +1,95 @@
+"""The response value every path produces, and the one text format of error bodies.
+
+A :class:`Response` is built once and never patched: facts that metrics and the access
+log need (the cache outcome, the artifact size) are typed fields, and per-request headers
+(``X-PULP-CACHE``, ``Correlation-ID``) are written from them when the response is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, replace
+from http import HTTPStatus
+from typing import IO, Protocol
+
+TEXT = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """``length`` bytes from ``offset`` of a file of ``size`` bytes.
+
+    ``open`` gives a binary file object and may do I/O (local disk, object storage), so the
+    sender calls it off the event loop; ``path`` is set when the file is on this host, which
+    lets a server that offers ``http.response.pathsend`` send a whole file itself.
+    """
+
+    open: Callable[[], IO[bytes]]
+    offset: int
+    length: int
+    size: int
+    path: str | None = None
+
+    @property
+    def whole(self) -> bool:
+        return self.offset == 0 and self.length == self.size
+
+
+class LiveSource(Protocol):
+    """Bytes that arrive while they are sent (an on-demand download in progress)."""
+
+    def chunks(self, offset: int, length: int | None, step: int) -> AsyncIterator[bytes]:
+        """``length`` bytes (None: to the end) from ``offset``, in steps of about ``step``."""
+        ...
+
+    def release(self) -> None:
+        """This response no longer reads the source (sent, cut, or never started)."""
+        ...
+
+
+@dataclass(frozen=True)
+class StreamRange:
+    """``length`` bytes (None: to the end) from ``offset`` of a live source."""
+
+    source: LiveSource
+    offset: int
+    length: int | None
+
+
+Body = bytes | FileRange | StreamRange | None
+
+
+@dataclass(frozen=True)
+class Response:
+    """A response ready to send: status, headers, body and what it says about itself.
+
+    ``headers`` carries ``Content-Length`` whenever the length is known in advance (a live
+    stream sent whole to an HTTP/1.1 client has none, so a cut stays detectable);
+    ``cache`` is ``"HIT"``/``"MISS"`` for responses the response cache answered or
+    stored; ``artifact_size`` is the size of the artifact the response is about, as
+    pulpcore counts it for ``artifacts.size.counter``.
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    body: Body = None
+    cache: str | None = None
+    artifact_size: int | None = None
+
+    def with_cache(self, outcome: str | None) -> Response:
+        return replace(self, cache=outcome)
+
+
+def text(status: int, message: str | None = None,
+         headers: Mapping[str, str] | None = None) -> Response:
+    """aiohttp's text format (``"404: Not Found"``): ASGI has no custom reason phrases, so
+    the reason a client should read goes in the body, as pulpcore-content's does."""
+    reason = message if message is not None else HTTPStatus(status).phrase
+    return Response(status, {**(headers or {}), "Content-Type": TEXT},
+                    f"{status}: {reason}".encode())
+
+
+def redirect(location: str, status: int = 301, headers: Mapping[str, str] | None = None
+             ) -> Response:
+    """A redirect with aiohttp's text body; ``location`` is sent as given."""
+    return text(status, None, {**(headers or {}), "Location": location})

@@ -1,0 +1,140 @@
+"""Writing a response over ASGI, with bounded memory and one disconnect policy.
+
+File bodies are read in ``chunk_size`` steps on the loop's default executor (never the
+ORM threads, so downloads cannot starve lookups) and each step waits for the server's
+flow control, so a slow client holds one chunk, not the file. A whole local file goes to
+a server that offers ``http.response.pathsend`` (granian) to send itself; that choice is
+made here, at send time, for every path alike. When the client goes away the copy stops
+and the file or stream is released: a listener on ``receive`` cancels it, since some
+servers (uvicorn) silently drop writes after a disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import IO, Any
+
+from pulp_content_asgi.serving.response import FileRange, Response, StreamRange, text
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+PATHSEND = "http.response.pathsend"
+#: Bytes read from a live download's spool per step: pulpcore's downloaders hand data
+#: over in pieces of up to 1 MiB, so larger steps would only wait for more.
+STREAM_STEP = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Sending:
+    """How this server and these settings send bodies (built once per app)."""
+
+    chunk_size: int = 256 * 1024
+    pathsend: bool = True
+
+    def offers_pathsend(self, scope: Mapping[str, Any]) -> bool:
+        return self.pathsend and PATHSEND in (scope.get("extensions") or {})
+
+
+def _start(response: Response, extra: Mapping[str, str]) -> dict[str, Any]:
+    # ASGI wants lower-case header names.
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+               for k, v in response.headers.items()]
+    if isinstance(response.body, bytes) and not any(
+            k.lower() == "content-length" for k in response.headers):
+        headers.append((b"content-length", str(len(response.body)).encode()))
+    if response.cache is not None:
+        headers.append((b"x-pulp-cache", response.cache.encode()))
+    headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items())
+    return {"type": "http.response.start", "status": response.status, "headers": headers}
+
+
+async def _copy_file(handle: IO[bytes], body: FileRange, chunk_size: int, send: Send) -> None:
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, handle.seek, body.offset)
+    remaining = body.length
+    while remaining > 0:
+        chunk = await loop.run_in_executor(None, handle.read, min(chunk_size, remaining))
+        if not chunk:
+            raise OSError(f"file ended {remaining} bytes early")
+        remaining -= len(chunk)
+        await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+
+
+async def _copy_stream(body: StreamRange, chunk_size: int, send: Send) -> None:
+    # Headers out now: granian holds them until the first body message, and would turn
+    # a download that fails before any byte into its own 500 instead of a cut.
+    await send({"type": "http.response.body", "body": b"", "more_body": True})
+    async for chunk in body.source.chunks(body.offset, body.length, chunk_size):
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _open(body: FileRange) -> IO[bytes] | None:
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, body.open)
+    except OSError as exc:
+        log.error("Could not open %s to send it (%s); check the storage it lives in.",
+                  body.path or "an object-storage file", exc)
+        return None
+
+
+async def send_response(response: Response, scope: Mapping[str, Any], receive: Receive,
+                        send: Send, how: Sending, extra: Mapping[str, str] | None = None
+                        ) -> bool:
+    """Send ``response``; False when the client left before the body was complete.
+
+    ``extra`` headers are per-request ones the response does not carry (Correlation-ID).
+    """
+    extra = extra or {}
+    body = response.body
+    if isinstance(body, FileRange):
+        if body.whole and body.path is not None and how.offers_pathsend(scope):
+            await send(_start(response, extra))
+            await send({"type": PATHSEND, "path": body.path})
+            return True
+        handle = await _open(body)
+        if handle is None:
+            return await send_response(
+                text(500, "The file could not be read from storage; the server log has "
+                          "the details."), scope, receive, send, how, extra)
+        await send(_start(response, extra))
+        return await _stream(_copy_file(handle, body, how.chunk_size, send), handle.close,
+                             receive)
+    if isinstance(body, StreamRange):
+        await send(_start(response, extra))
+        return await _stream(_copy_stream(body, STREAM_STEP, send),
+                             body.source.release, receive)
+    await send(_start(response, extra))
+    head = scope.get("method") == "HEAD"
+    await send({"type": "http.response.body", "body": b"" if head or body is None else body})
+    return True
+
+
+async def _stream(copying: Awaitable[None], cleanup: Callable[[], None], receive: Receive
+                  ) -> bool:
+    """Run ``copying`` until done or the client leaves; then ``cleanup``."""
+    copy = asyncio.ensure_future(copying)
+    watch = asyncio.ensure_future(_until_disconnect(receive))
+    try:
+        await asyncio.wait((copy, watch), return_when=asyncio.FIRST_COMPLETED)
+        if copy.done():
+            copy.result()
+            return True
+        copy.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await copy
+        return False
+    finally:
+        watch.cancel()
+        cleanup()
