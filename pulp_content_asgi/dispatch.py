@@ -89,7 +89,8 @@ Serve = Callable[[ContentRequest, Distribution, str], Response | RemotePlan]
 
 def finish(result: results.Result, request: ContentRequest) -> Response | RemotePlan:
     """The response for a result, small file bodies read (still on the ORM thread)."""
-    prepared = prepare(result, request.http, request.received_at, request)
+    prepared = prepare(result, request.http, request.received_at,
+                       registry.hook_request(request))
     if isinstance(prepared, Response):
         return inline(prepared, conf.current().inline_file_size)
     return prepared

@@ -12,6 +12,7 @@ import logging
 
 from pulpcore.app.models import Distribution
 
+from pulp_content_asgi import registry
 from pulp_content_asgi.request import ContentRequest
 from pulp_content_asgi.results import Denied
 
@@ -24,7 +25,7 @@ def check(request: ContentRequest, distribution: Distribution) -> Denied | None:
         return None
     guard = distribution.content_guard.cast()
     try:
-        guard.permit(request)
+        guard.permit(registry.hook_request(request))
     except PermissionError as refusal:
         log.debug('Path %s not permitted by guard "%s": %s', request.path, guard.name, refusal)
         return Denied(str(refusal))

@@ -28,7 +28,6 @@ from dataclasses import replace
 from typing import Any
 
 from django.core.exceptions import MultipleObjectsReturned
-from multidict import CIMultiDict
 from pulpcore.app import mime_types
 from pulpcore.app.models import (
     ContentArtifact,
@@ -40,7 +39,7 @@ from pulpcore.app.models import (
     RepositoryVersion,
 )
 
-from pulp_content_asgi import aiohttp_bridge, results
+from pulp_content_asgi import results
 from pulp_content_asgi.request import ContentRequest
 from pulp_content_asgi.resolution import checkpoints, content, sources
 from pulp_content_asgi.resolution.distributions import content_prefix
@@ -84,12 +83,16 @@ class ContentHandler:
 
     def headers_for(self, distribution: Distribution, path: str) -> dict[str, str]:
         """Content-Type from pulpcore's mime map, edge-cache policy, plugin headers."""
-        headers: CIMultiDict[str] = CIMultiDict({"Cache-Control": EDGE_CACHE_CONTROL})
+        headers = {"Cache-Control": EDGE_CACHE_CONTROL}
         content_type = mime_types.get_type(path)
         if content_type:
             headers["Content-Type"] = content_type
-        headers.update(distribution.content_headers_for(path))
-        return dict(headers)
+        for name, value in distribution.content_headers_for(path).items():
+            # The plugin's header replaces ours whatever its spelling.
+            for ours in [k for k in headers if k.lower() == name.lower()]:
+                del headers[ours]
+            headers[name] = value
+        return headers
 
     def serve_content_artifact(self, content_artifact: ContentArtifact,
                                headers: dict[str, str], version: RepositoryVersion | None,
@@ -245,11 +248,14 @@ class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
     def serve_content_handler(self, distribution: Distribution, path: str
                               ) -> results.Result | None:
         """Run the model's ``content_handler`` hook and convert what it gives back."""
+        from pulp_content_asgi import registry
+
         try:
             value = distribution.content_handler(path)
         except Exception as raised:
-            if aiohttp_bridge.is_aiohttp_response(raised):
-                return aiohttp_bridge.to_result(raised)  # type: ignore[arg-type]
+            converted = registry.convert_hook_value(raised)
+            if converted is not None:
+                return converted
             raise
         if value is None:
             return None
@@ -259,8 +265,9 @@ class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
                                                version)
         if isinstance(value, _RESULT_TYPES):
             return value
-        if aiohttp_bridge.is_aiohttp_response(value):
-            return aiohttp_bridge.to_result(value)
+        converted = registry.convert_hook_value(value)
+        if converted is not None:
+            return converted
         raise TypeError(f"{type(distribution).__name__}.content_handler returned "
                         f"{type(value).__name__}; expected None, a ContentArtifact, a "
                         "pulp_content_asgi result or an aiohttp response.")
@@ -293,7 +300,9 @@ class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
         saved as new content.
         """
         remote = distribution.remote.cast()
-        url = remote.get_remote_artifact_url(path, request=request)
+        from pulp_content_asgi import registry
+
+        url = remote.get_remote_artifact_url(path, request=registry.hook_request(request))
         if not url:
             return None
         if repository is not None:

@@ -12,13 +12,16 @@ anything.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from django.apps import apps
 from django.utils.module_loading import import_string
 from pulpcore.app.models import Distribution
 
+from pulp_content_asgi import results
 from pulp_content_asgi.handlers import ContentHandler, DistributionHandler
+from pulp_content_asgi.request import ContentRequest
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,36 @@ BUILTIN: dict[str, str] = {
 _handlers: dict[type[Distribution], ContentHandler] = {}
 _resolved: dict[type[Distribution], ContentHandler] = {}
 _default: ContentHandler = DistributionHandler()
+#: Bridges installed at start-up (dotted paths of their ``install`` functions).
+BRIDGES = ("pulp_content_asgi.bridge.install",)
+_converters: list[Callable[[object], results.Result | None]] = []
+_hook_request: Callable[[ContentRequest], Any] | None = None
+
+
+def add_hook_converter(convert: Callable[[object], results.Result | None]) -> None:
+    """Let a bridge turn what model hooks return or raise into results."""
+    if convert not in _converters:
+        _converters.append(convert)
+
+
+def convert_hook_value(value: object) -> results.Result | None:
+    """The result for a value a model hook returned or raised, if a bridge knows it."""
+    for convert in _converters:
+        converted = convert(value)
+        if converted is not None:
+            return converted
+    return None
+
+
+def set_hook_request(adapter: Callable[[ContentRequest], Any]) -> None:
+    """Let a bridge shape the request that model hooks (guards, remotes) receive."""
+    global _hook_request
+    _hook_request = adapter
+
+
+def hook_request(request: ContentRequest) -> Any:
+    """The request as model hooks expect it (the bridge's view, else the request)."""
+    return _hook_request(request) if _hook_request is not None else request
 
 
 def register(model: type[Distribution], handler: ContentHandler | type[ContentHandler]) -> None:
@@ -61,9 +94,12 @@ def _register_mapping(mapping: Mapping[str, object], source: str) -> None:
 
 
 def discover() -> None:
-    """Register built-in handlers, then every installed plugin's declarations."""
+    """Install the bridges, register built-in handlers, then every installed plugin's
+    declarations."""
     from pulpcore.app.apps import pulp_plugin_configs
 
+    for bridge in BRIDGES:
+        import_string(bridge)()
     installed = {config.label for config in pulp_plugin_configs()}
     _register_mapping({k: v for k, v in BUILTIN.items() if k.split(".")[0] in installed},
                       "pulp-content-asgi")

@@ -1,9 +1,9 @@
-"""The request object handlers and content guards see.
+"""The request object handlers and content guards see, built from the ASGI scope.
 
-It reads like the aiohttp request pulpcore-content passed to ``ContentGuard.permit`` and
-``Remote.get_remote_artifact_url`` (``headers``, ``path``, ``url``, ``query``, ``method``,
-``match_info``, ``request.get("drf_request")``), so every existing guard and plugin hook
-works unchanged, while being built from the ASGI scope without aiohttp. The DRF
+Framework-neutral: ``headers`` and ``query`` are read-only mappings (:class:`Fields`),
+``url`` a string. Existing hooks written for pulpcore-content read the same attributes
+through :class:`pulp_content_asgi.bridge.request.LegacyRequest` (multidicts, a yarl URL),
+which the registry hands them. The DRF
 authentication that pulpcore runs on every request is run here only when something asks
 for the user (an RBAC guard), which keeps unguarded downloads free of auth queries.
 """
@@ -13,10 +13,9 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
-
-from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
-from yarl import URL
+from urllib.parse import parse_qsl
 
 from pulp_content_asgi.serving.responder import Request
 
@@ -27,6 +26,47 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _AUTH_KEYS = ("drf_request", "user", "auth")
+
+
+class Fields(Mapping[str, str]):
+    """Name/value pairs looked up case-insensitively (request headers) or exactly (query
+    parameters); a repeated name gives its first value, as aiohttp's multidicts do, and
+    :meth:`getall` gives every value."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str]], fold_case: bool = True) -> None:
+        self._pairs = list(pairs)
+        self._fold = fold_case
+        self._first: dict[str, str] = {}
+        for name, value in self._pairs:
+            self._first.setdefault(self._key(name), value)
+
+    def _key(self, name: str) -> str:
+        return name.lower() if self._fold else name
+
+    def __getitem__(self, name: str) -> str:
+        return self._first[self._key(name)]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._key(name) in self._first
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[str] = set()
+        for name, _ in self._pairs:
+            if self._key(name) not in seen:
+                seen.add(self._key(name))
+                yield name
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def getall(self, name: str) -> list[str]:
+        """Every value of ``name``, in the order received."""
+        key = self._key(name)
+        return [v for n, v in self._pairs if self._key(n) == key]
+
+    def items_all(self) -> list[tuple[str, str]]:
+        """Every pair, repeated names included, in the order received."""
+        return list(self._pairs)
 
 
 class ContentRequest:
@@ -42,17 +82,16 @@ class ContentRequest:
         #: The decoded, normalised request path (what redirects and RHSM guards use).
         self.path = path
         self.query_string: str = scope.get("query_string", b"").decode("latin-1")
-        headers: CIMultiDict[str] = CIMultiDict(
-            (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())
-        )
-        self.headers = CIMultiDictProxy(headers)
+        #: Request headers, case-insensitive (a repeated header: its first value).
+        self.headers = Fields(
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ()))
         self.match_info: dict[str, str] = {"path": content_path}
         if domain_name is not None:
             self.match_info["pulp_domain"] = domain_name
         self.domain: Domain | None = None
         self.distribution: Distribution | None = None
         self._auth: dict[str, Any] | None = None
-        self._query: MultiDictProxy[str] | None = None
+        self._query: Fields | None = None
         self._django: HttpRequest | None = None
 
     @property
@@ -73,22 +112,23 @@ class ContentRequest:
         return f"{server[0]}:{server[1]}" if server[1] else str(server[0])
 
     @property
-    def query(self) -> MultiDictProxy[str]:
+    def query(self) -> Fields:
+        """The query parameters, decoded (a repeated name: its first value)."""
         if self._query is None:
-            from urllib.parse import parse_qsl
-
-            self._query = MultiDictProxy(
-                MultiDict(parse_qsl(self.query_string, keep_blank_values=True))
-            )
+            self._query = Fields(parse_qsl(self.query_string, keep_blank_values=True),
+                                 fold_case=False)
         return self._query
 
     @property
-    def url(self) -> URL:
+    def raw_target(self) -> str:
+        """The request target as the client sent it: path and query, still encoded."""
+        raw = (self.scope.get("raw_path") or self.path.encode()).decode("latin-1")
+        return f"{raw}?{self.query_string}" if self.query_string else raw
+
+    @property
+    def url(self) -> str:
         """The absolute URL as the client sent it (what signed-URL guards verify)."""
-        raw = self.scope.get("raw_path") or self.path.encode()
-        return URL.build(scheme=self.scheme, authority=self.host,
-                         path=raw.decode("latin-1"), query_string=self.query_string,
-                         encoded=True)
+        return f"{self.scheme}://{self.host}{self.raw_target}"
 
     @property
     def django_request(self) -> HttpRequest:

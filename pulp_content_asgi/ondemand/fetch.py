@@ -17,12 +17,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import ClientConnectionError, ClientResponseError
 from django.conf import settings
 from django.db import transaction
-from pulpcore.exceptions import DigestValidationError, UnsupportedDigestValidationError
+from pulpcore.exceptions import DigestValidationError
 
 from pulp_content_asgi import db, metrics
+from pulp_content_asgi.bridge import downloads
 from pulp_content_asgi.ondemand import save
 from pulp_content_asgi.ondemand.coordination import coordinator, lock_id, spool_path
 from pulp_content_asgi.ondemand.plan import Candidate, RemotePlan
@@ -30,9 +30,6 @@ from pulp_content_asgi.ondemand.spool import FollowedSpool, Spool, UpstreamError
 
 log = logging.getLogger(__name__)
 
-#: Failures after which the next remote artifact may be tried, if no byte was sent yet.
-SKIPPABLE = (ClientResponseError, ClientConnectionError, UnsupportedDigestValidationError,
-             asyncio.TimeoutError)
 
 
 class Fetch:
@@ -69,7 +66,7 @@ class Fetch:
             try:
                 await self._fetch(candidate)
                 return
-            except SKIPPABLE as exc:
+            except downloads.SKIPPABLE as exc:
                 last = exc
                 if self.spool.size:
                     self._finish(exc)
@@ -89,9 +86,11 @@ class Fetch:
         self.spool.finish(error)
 
     def _nothing_served(self, last: BaseException | None) -> UpstreamError:
-        if self.plan.pull_through_url and isinstance(last, ClientResponseError):
-            return UpstreamError(last.status, "Error while fetching from upstream remote("
-                                 f"{self.plan.pull_through_url}): {last.message}")
+        refusal = downloads.upstream_refusal(last)
+        if self.plan.pull_through_url and refusal is not None:
+            status, message = refusal
+            return UpstreamError(status, "Error while fetching from upstream remote("
+                                 f"{self.plan.pull_through_url}): {message}")
         return UpstreamError(404, "Not Found")
 
     async def _corrupt(self, candidate: Candidate, exc: DigestValidationError) -> None:

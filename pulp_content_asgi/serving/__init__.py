@@ -11,5 +11,5 @@
 * :mod:`.results` — typed resolution results to responses (the ORM-thread half);
 * :mod:`.send` — writing a response over ASGI with bounded memory; pathsend is chosen here.
 
-Nothing here imports aiohttp; only :mod:`.artifacts` and :mod:`.results` touch Django.
+Nothing here imports aiohttp; only :mod:`.artifacts` and :mod:`.prepare` touch Django models.
 """

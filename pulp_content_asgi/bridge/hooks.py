@@ -93,3 +93,10 @@ def to_result(value: web.StreamResponse) -> results.Result:
         "inside aiohttp and cannot be converted; return a Response, ArtifactResponse or "
         "FileResponse, or port the hook to pulp_content_asgi.plugin."
     )
+
+
+def convert(value: object) -> results.Result | None:
+    """The result for an aiohttp response or exception a hook produced; None otherwise."""
+    if is_aiohttp_response(value):
+        return to_result(value)  # type: ignore[arg-type]
+    return None
