@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from pulp_content_asgi import dispatch as router, results
+from pulp_content_asgi import dispatch, results
 from pulp_content_asgi.http import paths
 from pulp_content_asgi.request import ContentRequest
 
@@ -29,4 +29,4 @@ def resolve(path: str, headers: dict[str, str] | None = None, query: str = "",
     assert isinstance(target, (paths.RootListing, paths.ContentPath)), target
     content = target.path if isinstance(target, paths.ContentPath) else ""
     request = ContentRequest(scope(full, method, headers, query), full, content, target.domain)
-    return router.resolve(request, target)
+    return dispatch.resolve(request, target)
