@@ -17,7 +17,7 @@ if pg_isready -q -h "$PGHOST" -p "$PGPORT"; then
     exit 1
   fi
   .venv/bin/python -m pulp_content_asgi.devtools.databases drop
-elif [ -d .dev/pg ] && [ "$PGPORT" = 5433 ]; then
+elif [ -f .dev/pg/PG_VERSION ] && [ "$PGPORT" != 5432 ]; then
   echo "make clean: the private cluster is stopped; its databases go with .dev/pg"
 else
   echo "make clean: PostgreSQL at $PGHOST:$PGPORT does not answer, so this checkout's" \
