@@ -28,6 +28,7 @@ from pulp_content_asgi.heartbeat import Heartbeat
 from pulp_content_asgi.http import listing, paths
 from pulp_content_asgi.ondemand.plan import RemotePlan
 from pulp_content_asgi.ondemand.respond import respond as ondemand_respond
+from pulp_content_asgi.readiness import DatabaseReadiness
 from pulp_content_asgi.request import ContentRequest
 from pulp_content_asgi.streaming import Receive, Send, send_response
 
@@ -65,6 +66,7 @@ class ContentApp:
         self.prefix: str = settings.CONTENT_PATH_PREFIX
         self.domains: bool = settings.DOMAIN_ENABLED
         self.heartbeat = Heartbeat()
+        self.readiness = DatabaseReadiness()
         self._lifespan_seen = False
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -122,8 +124,11 @@ class ContentApp:
             return render.redirect(results.Redirect(target.location))
         if isinstance(target, paths.RootListing) and scope["method"] == "HEAD" \
                 and not self.domains:
-            # The documented liveness probe: no database work at all.
-            return render.Prepared(200, {"Content-Type": listing.CONTENT_TYPE}, None)
+            # Pulp's container readiness probe: ready only while the database answers.
+            if await self.readiness.reachable():
+                return render.Prepared(200, {"Content-Type": listing.CONTENT_TYPE}, None)
+            return _plain(503, "The content database is unavailable; retry shortly.",
+                          {"Retry-After": str(ours.retry_after)})
         content_path = target.path if isinstance(target, paths.ContentPath) else ""
         request = ContentRequest(scope, path, content_path, target.domain)
         # The correlation id of logs and of tasks the request dispatches (pull-through adds
