@@ -1,8 +1,10 @@
 # pulp-content-asgi development commands. `make demo` and `make test` are all you need.
+# Databases are named after the checkout (pulp_content_asgi/devtools/databases.py), so any
+# number of clones share one PostgreSQL server; `make clean` drops them again.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEMO_DB ?= pulp_content_asgi_demo
+DEMO_DB ?=
 BIND ?= 127.0.0.1:24816
 DEV_ENV = set -a; source .dev/db.env; set +a
 
@@ -20,15 +22,18 @@ venv: $(VENV)/.installed
 database:
 	dev/database.sh
 
-## Serve a demo repository on http://$(BIND)/pulp/content/demo/
+## Serve a demo repository on http://$(BIND)/pulp/content/demo/ (another checkout: BIND=127.0.0.1:24817)
 demo: venv database
-	@$(DEV_ENV); export PULP_SETTINGS=$$($(PY) -m pulp_content_asgi.devtools.settings .dev/demo $(DEMO_DB)); \
-	  $(VENV)/bin/pulpcore-manager migrate --noinput >/dev/null && \
-	  $(PY) -m pulp_content_asgi.devtools.demo && \
-	  echo "Open http://$(BIND)/pulp/content/demo/  (Ctrl-C stops the server)" && \
+	@set -e; $(DEV_ENV); db=$(or $(DEMO_DB),$$($(PY) -m pulp_content_asgi.devtools.databases name demo)); \
+	  settings=$$($(PY) -m pulp_content_asgi.devtools.settings .dev/demo $$db); \
+	  export PULP_SETTINGS=$$settings; \
+	  $(VENV)/bin/pulpcore-manager migrate --noinput >/dev/null; \
+	  $(PY) -m pulp_content_asgi.devtools.demo; \
+	  echo "Database $$db; open http://$(BIND)/pulp/content/demo/  (Ctrl-C stops the server)"; \
 	  exec $(VENV)/bin/pulp-content-asgi --bind $(BIND) --access-logfile -
 
-## Run the whole test suite (real PostgreSQL, real servers on loopback)
+## Run the whole test suite (real PostgreSQL, real servers on loopback); installs what is
+## missing first and says so: curl, redis-server, nginx, gpg (apt-get), Azurite (npm, .dev/node)
 test: venv database test-tools
 	@$(DEV_ENV); $(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
@@ -36,10 +41,12 @@ lint: venv
 	$(VENV)/bin/ruff check pulp_content_asgi tests bench conformance
 	$(VENV)/bin/mypy
 
+## Drop this checkout's databases, stop its private PostgreSQL cluster, remove .dev/
 clean:
-	rm -rf .dev
+	dev/clean.sh
 
-## Benchmarks side by side with pulpcore-content and nginx (bench/README.md)
+## Benchmarks side by side with pulpcore-content and nginx (bench/README.md); installs what is
+## missing first and says so: wrk, nginx, taskset (apt-get)
 bench: venv database bench-tools
 	@$(DEV_ENV); $(PY) -m pip install -q -e ".[bench]"; $(PY) -m bench.run
 

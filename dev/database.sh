@@ -3,8 +3,8 @@
 #
 # 1. the machine's server on 127.0.0.1:5432, if it answers (starting the Debian cluster if
 #    it is installed but stopped);
-# 2. otherwise a private cluster under .dev/pg on port 5433, created with Debian's
-#    postgresql binaries (installed with apt-get when missing).
+# 2. otherwise a private cluster under .dev/pg on the first free port from 5433, created
+#    with Debian's postgresql binaries (installed with apt-get when missing).
 # Writes .dev/db.env (PGHOST, PGPORT, PGUSER) for the Makefile and the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +41,16 @@ if [ ! -f "$data/PG_VERSION" ]; then
   [ "$(id -u)" = 0 ] && chmod o+x "$PWD" "$PWD/.dev"
   run "$bindir/initdb -D '$data' -U postgres --auth=trust >/dev/null"
 fi
-if ! pg_isready -q -h 127.0.0.1 -p 5433; then
-  run "$bindir/pg_ctl -D '$data' -l '$data/log' -o '-p 5433 -k /tmp -c listen_addresses=127.0.0.1' -w start >/dev/null"
+# Its port: the one it runs on (line 4 of postmaster.pid), else the first from 5433 on that
+# nothing answers on: other checkouts' private clusters may hold 5433 already.
+port=""
+if run "$bindir/pg_ctl status -D '$data'" >/dev/null 2>&1; then
+  port=$(sed -n 4p "$data/postmaster.pid")
+else
+  for candidate in $(seq 5433 5462); do
+    pg_isready -q -h 127.0.0.1 -p "$candidate" || [ $? -ne 2 ] || { port=$candidate; break; }
+  done
+  [ -n "$port" ] || { echo "No free port in 5433-5462 for a private PostgreSQL" >&2; exit 1; }
+  run "$bindir/pg_ctl -D '$data' -l '$data/log' -o '-p $port -k /tmp -c listen_addresses=127.0.0.1' -w start >/dev/null"
 fi
-write_env 127.0.0.1 5433 postgres
+write_env 127.0.0.1 "$port" postgres

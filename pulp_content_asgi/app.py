@@ -31,6 +31,7 @@ from pulp_content_asgi.http import listing, paths
 from pulp_content_asgi.ondemand.plan import RemotePlan
 from pulp_content_asgi.ondemand.respond import AnswerFromStorage
 from pulp_content_asgi.ondemand.respond import respond as ondemand_respond
+from pulp_content_asgi.readiness import DatabaseReadiness
 from pulp_content_asgi.request import ContentRequest
 from pulp_content_asgi.serving.prepare import redirect_for
 from pulp_content_asgi.serving.response import Response, text
@@ -71,6 +72,7 @@ class ContentApp:
         self.prefix: str = settings.CONTENT_PATH_PREFIX
         self.domains: bool = settings.DOMAIN_ENABLED
         self.heartbeat = Heartbeat()
+        self.readiness = DatabaseReadiness()
         self._lifespan_seen = False
         ours = conf.current()
         self.sending = Sending(ours.chunk_size, ours.pathsend)
@@ -139,8 +141,11 @@ class ContentApp:
             return redirect_for(results.Redirect(target.location)), labels
         if isinstance(target, paths.RootListing) and scope["method"] == "HEAD" \
                 and not self.domains:
-            # The documented liveness probe: no database work at all.
-            return Response(200, {"Content-Type": listing.CONTENT_TYPE}), labels
+            # Pulp's container readiness probe: ready only while the database answers.
+            if await self.readiness.reachable():
+                return Response(200, {"Content-Type": listing.CONTENT_TYPE}), labels
+            return text(503, "The content database is unavailable; retry shortly.",
+                        {"Retry-After": str(ours.retry_after)}), labels
         content_path = target.path if isinstance(target, paths.ContentPath) else ""
         request = ContentRequest(scope, path, content_path, target.domain)
         # The correlation id of logs and of tasks the request dispatches (pull-through adds

@@ -46,8 +46,13 @@ from pulp_content_asgi.resolution.distributions import content_prefix
 
 log = logging.getLogger(__name__)
 
-#: Shared caches (CDNs) must revalidate with Pulp before reusing a response.
+#: Shared caches (CDNs) must revalidate with Pulp before reusing a response (pulpcore's).
 EDGE_CACHE_CONTROL = "public, max-age=0, must-revalidate"
+#: Files of guarded distributions: shared caches must not store them at all (RFC 9111
+#: §5.2.2.7). ``public`` would let a CDN store a response to an authorised request, and a
+#: cache that serves stale copies when Pulp errors (nginx ``proxy_cache_use_stale``,
+#: ``stale-if-error``) would then hand it to anyone (docs/differences.md).
+GUARDED_CACHE_CONTROL = "private, max-age=0, must-revalidate"
 
 NOT_POINTING = ("Distribution is not pointing to a publication, repository, repository "
                 "version, or remote.")
@@ -82,8 +87,9 @@ class ContentHandler:
         raise NotImplementedError
 
     def headers_for(self, distribution: Distribution, path: str) -> dict[str, str]:
-        """Content-Type from pulpcore's mime map, edge-cache policy, plugin headers."""
-        headers = {"Cache-Control": EDGE_CACHE_CONTROL}
+        """Content-Type from pulpcore's mime map, cache policy, plugin headers (which win)."""
+        policy = GUARDED_CACHE_CONTROL if distribution.content_guard_id else EDGE_CACHE_CONTROL
+        headers = {"Cache-Control": policy}
         content_type = mime_types.get_type(path)
         if content_type:
             headers["Content-Type"] = content_type
