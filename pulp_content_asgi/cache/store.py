@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+import redis
 from django.conf import settings
 
 from pulp_content_asgi.cache import keys
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: What "Redis is unavailable" looks like: the client's errors and the socket's.
+REDIS_ERRORS = (redis.RedisError, OSError)
 
 
 def _client_kwargs(timeout: float) -> dict[str, Any]:
@@ -44,7 +49,6 @@ class RedisCache:
     """pulpcore's cache hashes, read and written with bounded waits."""
 
     def __init__(self, timeout: float, retry_after: float, ttl: float | None) -> None:
-        import redis
         import redis.asyncio
 
         self.ttl = ttl
@@ -63,73 +67,68 @@ class RedisCache:
                         "%ss.", exc, self.retry_after)
         self._down_until = time.monotonic() + self.retry_after
 
+    async def _ask(self, command: Callable[[Any], Awaitable[T]], default: T,
+                   always: bool = False) -> T:
+        """Run ``command`` on the async client; ``default`` if Redis fails or is backed
+        off. Only Redis and socket errors count as "Redis is down": anything else is a bug
+        and propagates."""
+        if not (always or self.available):
+            return default
+        try:
+            return await command(self._async)
+        except REDIS_ERRORS as exc:
+            self._failed(exc)
+            return default
+
+    def _ask_sync(self, command: Callable[[Any], T], default: T) -> T:
+        """The same on the sync client (the ORM thread, and the on-demand save's
+        transaction, which must store its entry before it commits)."""
+        if not self.available:
+            return default
+        try:
+            return command(self._sync)
+        except REDIS_ERRORS as exc:
+            self._failed(exc)
+            return default
+
     # -- on the event loop -------------------------------------------------------------
     async def ping(self) -> bool:
         """Whether Redis answers now (ignores the back-off: health checks ask Redis)."""
-        try:
-            return bool(await self._async.ping())
-        except Exception as exc:
-            self._failed(exc)
-            return False
+        return bool(await self._ask(lambda r: r.ping(), False, always=True))
 
     async def find_base(self, candidates: list[str]) -> str | None:
         """Which candidate distribution hash exists (one EXISTS, pulpcore's trick)."""
-        if not candidates or not self.available:
+        if not candidates:
             return None
-        try:
-            count = await self._async.exists(*keys.exists_probe(candidates))
-        except Exception as exc:
-            self._failed(exc)
-            return None
-        return keys.from_count(int(count), candidates)
+        count = await self._ask(lambda r: r.exists(*keys.exists_probe(candidates)), None)
+        return None if count is None else keys.from_count(int(count), candidates)
 
     async def get(self, base: str, field: str) -> bytes | None:
-        if not self.available:
-            return None
-        try:
-            value = await self._async.hget(base, field)
-        except Exception as exc:
-            self._failed(exc)
-            return None
-        return value if isinstance(value, bytes) or value is None else str(value).encode()
+        return _as_bytes(await self._ask(lambda r: r.hget(base, field), None))
 
     async def forget(self, base: str, field: str) -> None:
-        if self.available:
-            try:
-                await self._async.hdel(base, field)
-            except Exception as exc:
-                self._failed(exc)
+        await self._ask(lambda r: r.hdel(base, field), None)
 
     # -- on the ORM thread -------------------------------------------------------------
     def get_sync(self, base: str, field: str) -> bytes | None:
-        if not self.available:
-            return None
-        try:
-            value = self._sync.hget(base, field)
-        except Exception as exc:
-            self._failed(exc)
-            return None
-        return value if isinstance(value, bytes) or value is None else str(value).encode()
+        return _as_bytes(self._ask_sync(lambda r: r.hget(base, field), None))
 
     def set_sync(self, base: str, field: str, value: str, expire: bool = True) -> bool:
         """Store a field; False when Redis is unavailable (nothing was cached)."""
-        if not self.available:
-            return False
-        try:
-            self._sync.hset(base, field, value)
+        def store(client: Any) -> bool:
+            client.hset(base, field, value)
             if expire and self.ttl:
-                self._sync.expire(base, int(self.ttl))
-        except Exception as exc:
-            self._failed(exc)
-            return False
-        return True
+                client.expire(base, int(self.ttl))
+            return True
+
+        return self._ask_sync(store, False)
 
     def forget_sync(self, base: str, field: str) -> None:
-        if self.available:
-            try:
-                self._sync.hdel(base, field)
-            except Exception as exc:
-                self._failed(exc)
+        self._ask_sync(lambda r: r.hdel(base, field), None)
+
+
+def _as_bytes(value: Any) -> bytes | None:
+    return value if isinstance(value, bytes) or value is None else str(value).encode()
 
 
 _cache: RedisCache | None = None

@@ -3,16 +3,15 @@
 The leader for an artifact is whoever holds a PostgreSQL session advisory lock derived
 from the artifact's key; PostgreSQL releases it if the leader's process dies. The leader
 spools into a file whose name is derived from the same key, next to a small JSON file
-with the upstream headers and, at the end, the outcome; followers read both. One
+with the upstream headers and, at the end, the outcome (:mod:`.spool`); followers read
+both. One
 dedicated connection per process holds all of its locks (never one from the request
 pool). Without the database the process simply leads its own downloads.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -31,28 +30,6 @@ def lock_id(key: str) -> int:
 def spool_path(key: str) -> str:
     name = hashlib.sha256(key.encode()).hexdigest()[:40]
     return os.path.join(str(settings.WORKING_DIRECTORY), f"ondemand-{name}")
-
-
-def write_meta(path: str, meta: dict[str, Any]) -> None:
-    """Replace the sidecar atomically (readers never see half a file)."""
-    temporary = f"{path}.json.tmp"
-    with open(temporary, "w") as out:
-        json.dump(meta, out)
-    os.replace(temporary, f"{path}.json")
-
-
-def read_meta(path: str) -> dict[str, Any] | None:
-    try:
-        with open(f"{path}.json") as meta:
-            return dict(json.load(meta))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def remove(path: str) -> None:
-    for leftover in (path, f"{path}.json", f"{path}.json.tmp"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(leftover)
 
 
 class Coordinator:

@@ -14,7 +14,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -24,41 +24,120 @@ from pulpcore.exceptions import DigestValidationError
 from pulp_content_asgi import db, metrics
 from pulp_content_asgi.bridge import downloads
 from pulp_content_asgi.ondemand import save
-from pulp_content_asgi.ondemand.coordination import coordinator, lock_id, spool_path
+from pulp_content_asgi.ondemand.coordination import spool_path
 from pulp_content_asgi.ondemand.plan import Candidate, RemotePlan
 from pulp_content_asgi.ondemand.spool import FollowedSpool, Spool, UpstreamError
 
 log = logging.getLogger(__name__)
 
 
+def _private_spool_path() -> str:
+    os.makedirs(settings.WORKING_DIRECTORY, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="ondemand-", dir=settings.WORKING_DIRECTORY)
+    os.close(fd)
+    return path
+
+
+def _shared_spool_path(key: str) -> str:
+    os.makedirs(settings.WORKING_DIRECTORY, exist_ok=True)
+    return spool_path(key)
+
+
+class SpoolingDownloader:
+    """Attaches a plugin's downloader to a spool: every byte goes to the spool once (a
+    retry that re-sends bytes already published only adds what is new), headers as soon
+    as they are known, upstream latency to the metrics. ``candidate.save`` says whether
+    the downloader also keeps (and validates) the file to be saved."""
+
+    def __init__(self, candidate: Candidate, spool: Spool) -> None:
+        self.candidate = candidate
+        self.spool = spool
+        self.offset = 0  # bytes of the current attempt
+        self.asked = time.monotonic()
+        self.answered = False
+        remote_artifact = candidate.remote_artifact
+        self.downloader = remote_artifact.remote.get_downloader(
+            remote_artifact=remote_artifact, headers_ready_callback=self.on_headers)
+        self._keep: Callable[[bytes], Awaitable[None]] = self.downloader.handle_data
+        self.downloader.handle_data = self.on_data
+        if not candidate.save:
+            self.downloader.finalize = _nothing  # streamed: nothing kept or validated
+
+    def _first_byte(self) -> None:
+        if not self.answered:
+            self.answered = True
+            metrics.current().upstream(time.monotonic() - self.asked, ok=True)
+
+    async def on_headers(self, headers: Mapping[str, str]) -> None:
+        self.offset = 0  # a retry starts again from the first byte
+        self._first_byte()
+        await self.spool.set_headers(headers)
+
+    async def on_data(self, data: bytes) -> None:
+        self._first_byte()
+        if self.candidate.save:
+            await self._keep(data)
+        await self.spool.set_headers({})  # downloaders without a headers callback (file://)
+        start, self.offset = self.offset, self.offset + len(data)
+        if self.offset > self.spool.size:  # retries re-send bytes already published
+            await self.spool.write(data[max(self.spool.size - start, 0):])
+
+    async def run(self) -> Any:
+        """Download; the downloader's result (the file to save, its digests)."""
+        completed = False
+        try:
+            result = await self.downloader.run(
+                extra_data={"disable_retry_list": (DigestValidationError,)})
+            completed = True
+            return result
+        finally:
+            if not self.answered:
+                metrics.current().upstream(time.monotonic() - self.asked, ok=False)
+            path = getattr(self.downloader, "path", None)
+            if not completed and path:
+                with contextlib.suppress(FileNotFoundError):
+                    await asyncio.to_thread(os.unlink, path)
+            if hasattr(self.downloader, "session"):
+                await self.downloader.session.close()
+
+
+async def _nothing() -> None:
+    return None
+
 
 class Fetch:
-    """One download for every client that wants the same artifact in this process."""
+    """One download for every client that wants the same artifact in this process.
 
-    def __init__(self, plan: RemotePlan, lock: int | None = None) -> None:
+    Build it with :meth:`create` (the spool file is made off the loop). ``lock`` is the
+    advisory lock held while this process leads the download for every process.
+    """
+
+    def __init__(self, plan: RemotePlan, spool: Spool, lock: int | None) -> None:
         self.plan = plan
-        self.lock = lock  # held while this process leads the download for all processes
-        os.makedirs(settings.WORKING_DIRECTORY, exist_ok=True)
-        if lock is not None:
-            self.spool = Spool(spool_path(plan.key), shared=True)
-        else:
-            fd, path = tempfile.mkstemp(prefix="ondemand-", dir=settings.WORKING_DIRECTORY)
-            os.close(fd)
-            self.spool = Spool(path)
+        self.lock = lock
+        self.spool = spool
         self.task: asyncio.Task[None] | None = None
-        self.saved: Any = None
+        self.saved: Any = None  # the saved ContentArtifact
         self.saved_at: float | None = None  # wall clock, once the save committed
         self.after_save: list[Any] = list(plan.after_save)
         self.clients = 0
-        self.expired = False  # finished, and its linger or grace period is over
-        self.cleaned = False
 
-    def start(self) -> None:
+    @classmethod
+    async def create(cls, plan: RemotePlan, lock: int | None) -> Fetch:
+        if lock is not None:
+            spool = await Spool.create(await asyncio.to_thread(_shared_spool_path, plan.key),
+                                       shared=True)
+        else:
+            spool = await Spool.create(await asyncio.to_thread(_private_spool_path))
+        return cls(plan, spool, lock)
+
+    def start(self) -> asyncio.Task[None]:
         self.task = asyncio.create_task(self._run(), name=f"fetch {self.plan.key}")
         recorder = metrics.current()
         if recorder.enabled:
             recorder.downloads(+1)
             self.task.add_done_callback(lambda _: recorder.downloads(-1))
+        return self.task
 
     async def _run(self) -> None:
         last: BaseException | None = None
@@ -69,7 +148,7 @@ class Fetch:
             except downloads.SKIPPABLE as exc:
                 last = exc
                 if self.spool.size:
-                    self._finish(exc)
+                    await self.spool.finish(exc)
                     return
                 log.warning("Could not download remote artifact at '%s': %s",
                             candidate.remote_artifact.url, exc)
@@ -78,12 +157,9 @@ class Fetch:
                 return
             except Exception as exc:
                 log.exception("Fetching %s failed", candidate.remote_artifact.url)
-                self._finish(exc)
+                await self.spool.finish(exc)
                 return
-        self._finish(self._nothing_served(last))
-
-    def _finish(self, error: BaseException | None = None) -> None:
-        self.spool.finish(error)
+        await self.spool.finish(self._nothing_served(last))
 
     def _nothing_served(self, last: BaseException | None) -> UpstreamError:
         refusal = downloads.upstream_refusal(last)
@@ -102,66 +178,16 @@ class Fetch:
             "the remote and resync.", candidate.remote_artifact.url, exc, cooldown)
         with contextlib.suppress(db.DatabaseUnavailable):
             await db.run(save.mark_failed, candidate.remote_artifact)
-        self._finish(exc)
+        await self.spool.finish(exc)
 
     async def _fetch(self, candidate: Candidate) -> None:
-        remote_artifact = candidate.remote_artifact
-        spool = self.spool
-        attempt_offset = 0
-        asked = time.monotonic()
-        answered = False
-
-        def first_byte() -> None:
-            nonlocal answered
-            if not answered:
-                answered = True
-                metrics.current().upstream(time.monotonic() - asked, ok=True)
-
-        async def on_headers(headers: Mapping[str, str]) -> None:
-            nonlocal attempt_offset
-            attempt_offset = 0  # a retry starts again from the first byte
-            first_byte()
-            spool.set_headers(headers)
-
-        downloader = remote_artifact.remote.get_downloader(
-            remote_artifact=remote_artifact, headers_ready_callback=on_headers)
-        keep = downloader.handle_data
-
-        async def handle_data(data: bytes) -> None:
-            nonlocal attempt_offset
-            first_byte()
-            if candidate.save:
-                await keep(data)
-            spool.set_headers({})  # downloaders without a headers callback (file://)
-            start, attempt_offset = attempt_offset, attempt_offset + len(data)
-            if attempt_offset > spool.size:  # retries re-send bytes already published
-                await spool.write(data[max(spool.size - start, 0):])
-
-        downloader.handle_data = handle_data
-        if not candidate.save:
-            async def finalize() -> None:  # streamed: nothing kept, nothing validated
-                return None
-
-            downloader.finalize = finalize
-        completed = False
-        try:
-            result = await downloader.run(
-                extra_data={"disable_retry_list": (DigestValidationError,)})
-            completed = True
-        finally:
-            if not answered:
-                metrics.current().upstream(time.monotonic() - asked, ok=False)
-            if not completed and getattr(downloader, "path", None):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(downloader.path)
-            if hasattr(downloader, "session"):
-                await downloader.session.close()
+        result = await SpoolingDownloader(candidate, self.spool).run()
         if candidate.save:
-            self.saved = await db.run(self._save, result, remote_artifact,
+            self.saved = await db.run(self._save, result, candidate.remote_artifact,
                                       list(self.after_save))
             self.saved_at = time.time()
             await self._add_to_repository()
-        self._finish()
+        await self.spool.finish()
 
     def _save(self, result: Any, remote_artifact: Any, after_save: list[Any]) -> Any:
         """Save, then the follow-ups (caching the response), in one transaction on the ORM
@@ -188,110 +214,7 @@ class Fetch:
 class Follow:
     """A download another process leads, read through its spool file."""
 
-    def __init__(self, plan: RemotePlan, lock: int) -> None:
+    def __init__(self, plan: RemotePlan, spool: FollowedSpool) -> None:
         self.plan = plan
-        self.spool = FollowedSpool(spool_path(plan.key), lock, since=plan.resolved_at)
+        self.spool = spool
         self.clients = 0
-
-
-class Inflight:
-    """The downloads this process serves, by artifact: led here, or followed.
-
-    The first client asking for an artifact makes its process try to lead (advisory
-    lock); otherwise it follows the leader's spool. A finished download whose artifact
-    was saved stays joinable for ``LINGER`` seconds, so requests that resolved just before
-    the save read the finished spool instead of downloading again; a streamed one is never
-    joined once finished (streamed content is fetched afresh). Files go when the last
-    client has left and, for followers in other processes, ``GRACE`` seconds later.
-    """
-
-    LINGER = 5.0
-    GRACE = 2.0
-
-    def __init__(self) -> None:
-        self._entries: dict[str, Fetch | Follow] = {}
-
-    async def join(self, plan: RemotePlan) -> tuple[Fetch | Follow, bool]:
-        """The download for this artifact, and whether this request started it; call
-        :meth:`leave` when done with it."""
-        entry = self._entries.get(plan.key)
-        if isinstance(entry, Fetch) and entry.saved_at is not None \
-                and plan.resolved_at > entry.saved_at:
-            # Resolved after that download was saved, yet not stored: the artifact has
-            # gone again since (reclaimed). Download afresh, in this process only.
-            return self.lead_privately(plan), True
-        if entry is None:
-            lock = lock_id(plan.key)
-            leads = await asyncio.to_thread(coordinator.try_lock, lock)
-            entry = self._entries.get(plan.key)  # another client may have won meanwhile
-            if entry is not None:
-                if leads:
-                    await asyncio.to_thread(coordinator.unlock, lock)
-            elif leads is False:
-                entry = self._entries[plan.key] = Follow(plan, lock)
-            else:
-                return self._start(plan, lock if leads else None), True
-        if isinstance(entry, Fetch):
-            entry.after_save.extend(plan.after_save)
-        entry.clients += 1
-        metrics.current().collapsed()  # another client's (or process's) download serves it
-        return entry, False
-
-    def lead_privately(self, plan: RemotePlan) -> Fetch:
-        """A fresh download of this process alone (its own spool file, no lock): for a
-        request that must not reuse the finished download that is still listed."""
-        return self._start(plan, None)
-
-    def _start(self, plan: RemotePlan, lock: int | None) -> Fetch:
-        fetch = self._entries[plan.key] = Fetch(plan, lock)
-        fetch.start()
-        assert fetch.task is not None
-        fetch.task.add_done_callback(lambda _: self._finished(fetch))
-        fetch.clients += 1
-        return fetch
-
-    def leave(self, entry: Fetch | Follow) -> None:
-        entry.clients -= 1
-        if isinstance(entry, Follow) and entry.clients == 0:
-            self._unlist(entry)
-        self._cleanup(entry)
-
-    def abandon(self, entry: Fetch | Follow) -> None:
-        """Drop a followed download whose leader vanished (the next join leads)."""
-        entry.clients -= 1
-        self._unlist(entry)
-
-    def _unlist(self, entry: Fetch | Follow) -> None:
-        if self._entries.get(entry.plan.key) is entry:
-            del self._entries[entry.plan.key]
-
-    def _finished(self, fetch: Fetch) -> None:
-        loop = asyncio.get_running_loop()
-        if fetch.saved is None:
-            self._unlist(fetch)
-        else:
-            loop.call_later(self.LINGER, self._unlist, fetch)
-        loop.call_later(self.LINGER if fetch.saved is not None else self.GRACE,
-                        self._expire, fetch)
-
-    def _expire(self, fetch: Fetch) -> None:
-        fetch.expired = True
-        self._cleanup(fetch)
-
-    def _cleanup(self, entry: Fetch | Follow) -> None:
-        if not isinstance(entry, Fetch) or not entry.expired or entry.clients > 0 \
-                or entry.cleaned:
-            return
-        entry.cleaned = True
-        self._unlist(entry)
-        current = self._entries.get(entry.plan.key)
-        if not (isinstance(current, Fetch) and current.spool.path == entry.spool.path):
-            entry.spool.discard()  # unless a newer download of this process took the path
-        if entry.lock is not None:
-            asyncio.get_running_loop().run_in_executor(None, coordinator.unlock, entry.lock)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-inflight = Inflight()

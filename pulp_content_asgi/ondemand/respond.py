@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from pulp_content_asgi.http import ranges
-from pulp_content_asgi.ondemand.fetch import Fetch, Follow, inflight
+from pulp_content_asgi.ondemand.fetch import Fetch, Follow
+from pulp_content_asgi.ondemand.inflight import inflight
 from pulp_content_asgi.ondemand.plan import RemotePlan
 from pulp_content_asgi.ondemand.spool import LeaderGone, Stale, UpstreamError
 from pulp_content_asgi.serving.representation import from_headers
@@ -92,7 +93,7 @@ async def _join(plan: RemotePlan) -> tuple[Fetch | Follow, bool, Mapping[str, st
     fetch: Fetch | Follow
     for _ in range(ATTEMPTS):
         if private:
-            fetch, started = inflight.lead_privately(plan), True
+            fetch, started = await inflight.lead_privately(plan), True
         else:
             fetch, started = await inflight.join(plan)
         try:

@@ -1,13 +1,21 @@
-"""A file being downloaded that any number of readers follow while it grows."""
+"""A file being downloaded that any number of readers follow while it grows.
+
+Two kinds of spool share one reader loop (:func:`read`): a :class:`Spool` this process
+writes, and a :class:`FollowedSpool` that another process (the leader) writes, which one
+poller per process watches for all of its readers. Both expose the same progress: the
+bytes written so far, the upstream headers, and the outcome. No file I/O runs on the
+event loop: files are created, written, read and polled through the default executor.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import IO
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import IO, Any
 
 
 class SpoolFailed(Exception):
@@ -23,17 +31,50 @@ class UpstreamError(Exception):
         self.status = status
 
 
-class Spool:
-    """One writer appends; readers read up to what is written, then wait for more.
+class LeaderGone(Exception):
+    """The process leading a download vanished before finishing it."""
 
-    With ``shared`` the headers and the outcome are also written to a sidecar file so
-    followers in other processes can read along (:class:`FollowedSpool`).
-    """
 
-    def __init__(self, path: str, shared: bool = False) -> None:
-        self.path = path
-        self.shared = shared
-        self._file: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed by finish()
+class Stale(Exception):
+    """The followed download finished before the request resolved: a failure that must
+    not be replayed, or a save the database no longer shows (reclaimed since)."""
+
+
+# -- the sidecar: headers and outcome of a shared spool, for other processes ------------
+def write_meta(path: str, meta: dict[str, Any]) -> None:
+    """Replace the sidecar atomically (readers never see half a file)."""
+    temporary = f"{path}.json.tmp"
+    with open(temporary, "w") as out:
+        json.dump(meta, out)
+    os.replace(temporary, f"{path}.json")
+
+
+def read_meta(path: str) -> dict[str, Any]:
+    """The sidecar's contents; empty while there is none (or it is being replaced)."""
+    try:
+        with open(f"{path}.json") as meta:
+            return dict(json.load(meta))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def remove(path: str) -> None:
+    """Remove a spool and its sidecar."""
+    for leftover in (path, f"{path}.json", f"{path}.json.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(leftover)
+
+
+async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+class _Progress:
+    """What readers of a spool wait on: size, headers, outcome, and a change signal."""
+
+    path: str
+
+    def __init__(self) -> None:
         self.size = 0
         self.headers: Mapping[str, str] | None = None
         self.error: BaseException | None = None
@@ -44,51 +85,16 @@ class Spool:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def _publish(self, **outcome: object) -> None:
-        if self.shared:
-            from pulp_content_asgi.ondemand.coordination import write_meta
-
-            with contextlib.suppress(OSError):
-                write_meta(self.path, {"headers": self.headers, "size": self.size, **outcome})
-
-    def set_headers(self, headers: Mapping[str, str]) -> None:
-        if self.headers is None:
-            self.headers = dict(headers)
-            self._publish()
-            self._notify()
-
-    async def write(self, data: bytes) -> None:
-        if not data:
-            return
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._append, data)
-        self.size += len(data)
-        self._notify()
-
-    def _append(self, data: bytes) -> None:
-        self._file.write(data)
-        self._file.flush()
-
-    def finish(self, error: BaseException | None = None) -> None:
-        """Mark the download complete (or failed); readers drain or fail."""
-        with contextlib.suppress(OSError):
-            self._file.close()
-        if error is None:
-            self.set_headers({})
-            self.done = True
-            self._publish(state="done", at=time.time())
-        else:
-            self.error = error
-            status = error.status if isinstance(error, UpstreamError) else 502
-            self._publish(state="failed", status=status, message=str(error), at=time.time())
-        self._notify()
+    async def changed(self) -> None:
+        """Until the progress changes."""
+        await self._changed.wait()
 
     async def wait_done(self) -> bool:
         """Until the download is over; True when it completed (and was verified)."""
         while not self.done:
             if self.error is not None:
                 return False
-            await self._changed.wait()
+            await self.changed()
         return True
 
     async def wait_headers(self) -> Mapping[str, str]:
@@ -96,162 +102,186 @@ class Spool:
         while self.headers is None:
             if self.error is not None:
                 raise self.error
-            await self._changed.wait()
+            await self.changed()
         return self.headers
 
-    async def read(self, offset: int, length: int | None, chunk_size: int, hold: int = 0
-                   ) -> AsyncIterator[bytes]:
-        """``length`` bytes from ``offset`` (to the end when None), as they arrive; the
-        last ``hold`` of them only once the download is complete (verified)."""
-        loop = asyncio.get_running_loop()
-        handle = await loop.run_in_executor(None, open, self.path, "rb")
-        try:
-            position, end = offset, None if length is None else offset + length
-            while end is None or position < end:
-                available = self.size if end is None else min(self.size, end)
-                if end is not None and not self.done:
-                    available = min(available, end - hold)
-                if position < available:
-                    chunk = await _read_step(handle, position, available, chunk_size)
-                    position += len(chunk)
-                    yield chunk
-                    continue
-                if self.error is not None:
-                    raise SpoolFailed(str(self.error)) from self.error
-                if self.done:
-                    if end is not None and position < end:
-                        raise SpoolFailed(f"download ended at {self.size} bytes, before {end}")
-                    return
-                await self._changed.wait()
-        finally:
-            handle.close()
+    def read(self, offset: int, length: int | None, step: int, hold: int = 0
+             ) -> AsyncIterator[bytes]:
+        return read(self, offset, length, step, hold)
 
-    def discard(self) -> None:
-        """Remove the files (when the download is over and nobody reads it)."""
-        from pulp_content_asgi.ondemand.coordination import remove
 
+class Spool(_Progress):
+    """One writer (this process's download) appends; readers follow.
+
+    Create it with :meth:`create`. With ``shared`` the headers and the outcome also go to
+    a sidecar file, written in order by the one writer, so followers in other processes
+    can read along (:class:`FollowedSpool`).
+    """
+
+    def __init__(self, path: str, handle: IO[bytes], shared: bool) -> None:
+        super().__init__()
+        self.path = path
+        self.shared = shared
+        self._file = handle
+
+    @classmethod
+    async def create(cls, path: str, shared: bool = False) -> Spool:
+        handle = await _off_loop(open, path, "wb")
+        return cls(path, handle, shared)
+
+    async def _publish(self, **outcome: object) -> None:
+        if self.shared:
+            with contextlib.suppress(OSError):
+                await _off_loop(write_meta, self.path,
+                                {"headers": self.headers, "size": self.size, **outcome})
+
+    async def set_headers(self, headers: Mapping[str, str]) -> None:
+        if self.headers is None:
+            self.headers = dict(headers)
+            await self._publish()
+            self._notify()
+
+    async def write(self, data: bytes) -> None:
+        if not data:
+            return
+        await _off_loop(self._append, data)
+        self.size += len(data)
+        self._notify()
+
+    def _append(self, data: bytes) -> None:
+        self._file.write(data)
+        self._file.flush()
+
+    async def finish(self, error: BaseException | None = None) -> None:
+        """Mark the download complete (or failed); readers drain or fail."""
         with contextlib.suppress(OSError):
-            self._file.close()
-        remove(self.path)
+            await _off_loop(self._file.close)
+        if error is None:
+            await self.set_headers({})
+            self.done = True
+            await self._publish(state="done", at=time.time())
+        else:
+            self.error = error
+            status = error.status if isinstance(error, UpstreamError) else 502
+            await self._publish(state="failed", status=status, message=str(error),
+                                at=time.time())
+        self._notify()
+
+    async def discard(self) -> None:
+        """Remove the files (when the download is over and nobody reads it)."""
+        with contextlib.suppress(OSError):
+            await _off_loop(self._file.close)
+        await _off_loop(remove, self.path)
 
 
-def _pread(handle: IO[bytes], size: int, offset: int) -> bytes:
-    return os.pread(handle.fileno(), size, offset)
+class FollowedSpool(_Progress):
+    """A spool another process (the leader) writes, followed through the file system.
 
-
-async def _read_step(handle: IO[bytes], position: int, available: int, chunk_size: int
-                     ) -> bytes:
-    """The next chunk up to ``available``, read off the event loop."""
-    wanted = min(chunk_size, available - position)
-    return await asyncio.get_running_loop().run_in_executor(None, _pread, handle, wanted,
-                                                            position)
-
-
-class LeaderGone(Exception):
-    """The process leading a download vanished before finishing it."""
-
-
-class Stale(Exception):
-    """The followed download finished before the request resolved: a failure that must
-    not be replayed, or a save the database no longer shows (reclaimed since)."""
-
-
-class FollowedSpool:
-    """A spool another process (the leader) writes: followed through the file system.
-
-    Growth is seen by polling the file's size, the headers and the outcome through the
-    leader's sidecar file; the leader's advisory lock tells whether it is still alive.
+    One poller task per process reads the file's size and the leader's sidecar every
+    :data:`POLL` seconds (off the loop) for all of this process's readers, and asks every
+    :data:`LIVENESS_EVERY` polls whether the leader still holds its advisory lock. It
+    stops once the outcome is known, or when :meth:`close` is called.
     """
 
     POLL = 0.02
     LIVENESS_EVERY = 50  # polls between liveness checks (about a second)
 
-    def __init__(self, path: str, lock: int, since: float) -> None:
+    def __init__(self, path: str, since: float,
+                 leader_alive: Callable[[], Awaitable[bool]]) -> None:
+        super().__init__()
         self.path = path
-        self.lock = lock
         self.since = since  # when the request resolved (wall clock, as the leader's "at")
+        self.stale = False
+        self.leader_gone = False
+        self._leader_alive = leader_alive
+        self._poller = asyncio.ensure_future(self._poll())
 
-    async def _leader_alive(self) -> bool:
-        from pulp_content_asgi.ondemand.coordination import coordinator
-
-        acquired = await asyncio.to_thread(coordinator.try_lock, self.lock)
-        if acquired:
-            await asyncio.to_thread(coordinator.unlock, self.lock)
-        return not acquired
-
-    def _meta(self) -> dict | None:
-        from pulp_content_asgi.ondemand.coordination import read_meta
-
-        return read_meta(self.path)
-
-    async def wait_done(self) -> bool:
-        polls = 0
-        while True:
-            state = (self._meta() or {}).get("state")
-            if state in ("done", "failed"):
-                return state == "done"
-            polls += 1
-            if polls % self.LIVENESS_EVERY == 0 and not await self._leader_alive() \
-                    and (self._meta() or {}).get("state") is None:
-                return False
-            await asyncio.sleep(self.POLL)
+    def close(self) -> None:
+        """No reader is left in this process: stop polling."""
+        self._poller.cancel()
 
     async def wait_headers(self) -> Mapping[str, str]:
-        polls = 0
         while True:
-            meta = self._meta() or {}
-            if meta.get("state") in ("done", "failed") \
-                    and float(meta.get("at", 0)) < self.since:
-                # Over before this request resolved (the files linger for the leader's
-                # other readers): a failure is not replayed, and a saved download that the
-                # database did not show has been reclaimed since. Fetch afresh.
+            if self.stale:
                 raise Stale(self.path)
-            if meta.get("headers") is not None:
-                return dict(meta["headers"])
-            if meta.get("state") == "failed":
-                raise UpstreamError(int(meta.get("status", 404)), meta.get("message", ""))
-            polls += 1
-            if polls % self.LIVENESS_EVERY == 0 and not await self._leader_alive() \
-                    and (self._meta() or {}).get("headers") is None:
+            if self.headers is not None:
+                return self.headers
+            if self.error is not None:
+                raise self.error
+            if self.leader_gone:
                 raise LeaderGone(self.path)
+            await self.changed()
+
+    async def _poll(self) -> None:
+        polls = 0
+        while not (self.done or self.error is not None or self.stale):
+            meta = await _off_loop(read_meta, self.path)
+            # The size after the sidecar: once it says "done", the size read is final.
+            size = await _off_loop(_size, self.path)
+            self._update(meta, size)
+            polls += 1
+            if polls % self.LIVENESS_EVERY == 0 and meta.get("state") is None \
+                    and not await self._leader_alive():
+                meta = await _off_loop(read_meta, self.path)
+                if meta.get("state") is None:  # not finished in the meantime
+                    self.leader_gone = True
+                    self.error = SpoolFailed("the process leading this download went away")
+                    self._notify()
+                    return
             await asyncio.sleep(self.POLL)
 
-    async def read(self, offset: int, length: int | None, chunk_size: int, hold: int = 0
-                   ) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        try:
-            handle = await loop.run_in_executor(None, open, self.path, "rb")
-        except FileNotFoundError:
-            raise SpoolFailed("the leader's spool file is gone") from None
-        try:
-            position, end, polls = offset, None if length is None else offset + length, 0
-            while end is None or position < end:
-                size = os.fstat(handle.fileno()).st_size
-                available = size if end is None else min(size, end)
-                if end is not None and hold and available > end - hold \
-                        and (self._meta() or {}).get("state") != "done":
-                    available = end - hold
-                if position < available:
-                    chunk = await _read_step(handle, position, available, chunk_size)
-                    position += len(chunk)
-                    yield chunk
-                    continue
-                meta = self._meta() or {}
-                if meta.get("state") == "failed":
-                    raise SpoolFailed(meta.get("message", "download failed"))
-                if meta.get("state") == "done" and os.fstat(handle.fileno()).st_size == size:
-                    if end is not None and position < end:
-                        if size >= end:
-                            continue  # the held tail is verified now
-                        raise SpoolFailed(f"download ended at {size} bytes, before {end}")
-                    return
-                polls += 1
-                if polls % self.LIVENESS_EVERY == 0 and not await self._leader_alive() \
-                        and (self._meta() or {}).get("state") is None:
-                    raise SpoolFailed("the process leading this download went away")
-                await asyncio.sleep(self.POLL)
-        finally:
-            handle.close()
+    def _update(self, meta: dict[str, Any], size: int) -> None:
+        state = meta.get("state")
+        if state in ("done", "failed") and float(meta.get("at", 0)) < self.since:
+            # Over before this request resolved (the files linger for the leader's other
+            # readers): a failure is not replayed, and a saved download that the database
+            # did not show has been reclaimed since. Fetch afresh.
+            self.stale = True
+            self.error = Stale(self.path)
+        elif state == "failed":
+            self.error = UpstreamError(int(meta.get("status", 404)), meta.get("message", ""))
+        else:
+            if self.headers is None and meta.get("headers") is not None:
+                self.headers = dict(meta["headers"])
+            self.size = max(self.size, size)
+            self.done = state == "done"
+        self._notify()
 
-    def discard(self) -> None:
-        """Followers leave the files to their leader."""
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+async def read(progress: _Progress, offset: int, length: int | None, step: int,
+               hold: int = 0) -> AsyncIterator[bytes]:
+    """``length`` bytes from ``offset`` (to the end when None) of a spool, as they arrive,
+    in steps of at most ``step``; the last ``hold`` of them only once the download is
+    complete (verified). Raises :class:`SpoolFailed` if it fails first."""
+    try:
+        handle = await _off_loop(open, progress.path, "rb")
+    except FileNotFoundError:
+        raise SpoolFailed("the spool file is gone") from None
+    try:
+        position, end = offset, None if length is None else offset + length
+        while end is None or position < end:
+            available = progress.size if end is None else min(progress.size, end)
+            if end is not None and not progress.done:
+                available = min(available, end - hold)
+            if position < available:
+                wanted = min(step, available - position)
+                chunk = await _off_loop(os.pread, handle.fileno(), wanted, position)
+                position += len(chunk)
+                yield chunk
+                continue
+            if progress.error is not None:
+                raise SpoolFailed(str(progress.error)) from progress.error
+            if progress.done:
+                if end is not None and position < end:
+                    raise SpoolFailed(f"download ended at {progress.size} bytes, before {end}")
+                return
+            await progress.changed()
+    finally:
+        handle.close()
