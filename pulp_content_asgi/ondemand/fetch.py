@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -32,15 +32,8 @@ log = logging.getLogger(__name__)
 
 
 def _private_spool_path() -> str:
-    os.makedirs(settings.WORKING_DIRECTORY, exist_ok=True)
-    fd, path = tempfile.mkstemp(prefix="ondemand-", dir=settings.WORKING_DIRECTORY)
-    os.close(fd)
-    return path
-
-
-def _shared_spool_path(key: str) -> str:
-    os.makedirs(settings.WORKING_DIRECTORY, exist_ok=True)
-    return spool_path(key)
+    """A spool file of this process alone (created by the download, off the loop)."""
+    return os.path.join(str(settings.WORKING_DIRECTORY), f"ondemand-{uuid.uuid4().hex}")
 
 
 class SpoolingDownloader:
@@ -108,28 +101,20 @@ async def _nothing() -> None:
 class Fetch:
     """One download for every client that wants the same artifact in this process.
 
-    Build it with :meth:`create` (the spool file is made off the loop). ``lock`` is the
-    advisory lock held while this process leads the download for every process.
+    ``lock`` is the advisory lock held while this process leads the download for every
+    process (its spool is then the shared one named after the artifact).
     """
 
-    def __init__(self, plan: RemotePlan, spool: Spool, lock: int | None) -> None:
+    def __init__(self, plan: RemotePlan, lock: int | None) -> None:
         self.plan = plan
         self.lock = lock
-        self.spool = spool
+        shared = lock is not None
+        self.spool = Spool(spool_path(plan.key) if shared else _private_spool_path(), shared)
         self.task: asyncio.Task[None] | None = None
         self.saved: Any = None  # the saved ContentArtifact
         self.saved_at: float | None = None  # wall clock, once the save committed
         self.after_save: list[Any] = list(plan.after_save)
         self.clients = 0
-
-    @classmethod
-    async def create(cls, plan: RemotePlan, lock: int | None) -> Fetch:
-        if lock is not None:
-            spool = await Spool.create(await asyncio.to_thread(_shared_spool_path, plan.key),
-                                       shared=True)
-        else:
-            spool = await Spool.create(await asyncio.to_thread(_private_spool_path))
-        return cls(plan, spool, lock)
 
     def start(self) -> asyncio.Task[None]:
         self.task = asyncio.create_task(self._run(), name=f"fetch {self.plan.key}")
@@ -140,6 +125,15 @@ class Fetch:
         return self.task
 
     async def _run(self) -> None:
+        try:
+            await self.spool.open()
+        except OSError as exc:
+            log.error("Cannot create the spool file %s for %s (%s); check that "
+                      "WORKING_DIRECTORY is writable and has space.", self.spool.path,
+                      self.plan.relative_path, exc)
+            await self.spool.finish(UpstreamError(503, "The content app cannot store this "
+                                                       "download; the server log says why."))
+            return
         last: BaseException | None = None
         for candidate in self.plan.candidates:
             try:

@@ -59,7 +59,7 @@ class Inflight:
                 and plan.resolved_at > entry.saved_at:
             # Resolved after that download was saved, yet not stored: the artifact has
             # gone again since (reclaimed). Download afresh, in this process only.
-            return await self.lead_privately(plan), True
+            return self.lead_privately(plan), True
         if entry is None:
             lock = lock_id(plan.key)
             leads = await asyncio.to_thread(coordinator.try_lock, lock)
@@ -71,21 +71,20 @@ class Inflight:
                 entry = self._entries[plan.key] = Follow(plan, FollowedSpool(
                     spool_path(plan.key), plan.resolved_at, _leader_alive(lock)))
             else:
-                return await self._start(plan, lock if leads else None), True
+                return self._start(plan, lock if leads else None), True
         if isinstance(entry, Fetch):
             entry.after_save.extend(plan.after_save)
         entry.clients += 1
         metrics.current().collapsed()  # another client's (or process's) download serves it
         return entry, False
 
-    async def lead_privately(self, plan: RemotePlan) -> Fetch:
+    def lead_privately(self, plan: RemotePlan) -> Fetch:
         """A fresh download of this process alone (its own spool file, no lock): for a
         request that must not reuse the finished download that is still listed."""
-        return await self._start(plan, None)
+        return self._start(plan, None)
 
-    async def _start(self, plan: RemotePlan, lock: int | None) -> Fetch:
-        fetch = await Fetch.create(plan, lock)
-        self._entries[plan.key] = fetch
+    def _start(self, plan: RemotePlan, lock: int | None) -> Fetch:
+        fetch = self._entries[plan.key] = Fetch(plan, lock)
         self._stages[id(fetch)] = Stage.DOWNLOADING
         fetch.start().add_done_callback(lambda _: self._finished(fetch))
         fetch.clients += 1

@@ -93,7 +93,7 @@ async def _join(plan: RemotePlan) -> tuple[Fetch | Follow, bool, Mapping[str, st
     fetch: Fetch | Follow
     for _ in range(ATTEMPTS):
         if private:
-            fetch, started = await inflight.lead_privately(plan), True
+            fetch, started = inflight.lead_privately(plan), True
         else:
             fetch, started = await inflight.join(plan)
         try:

@@ -113,21 +113,21 @@ class _Progress:
 class Spool(_Progress):
     """One writer (this process's download) appends; readers follow.
 
-    Create it with :meth:`create`. With ``shared`` the headers and the outcome also go to
-    a sidecar file, written in order by the one writer, so followers in other processes
-    can read along (:class:`FollowedSpool`).
+    The writer calls :meth:`open` (off the loop) before anything else; readers only start
+    reading once headers are published, which comes after. With ``shared`` the headers and
+    the outcome also go to a sidecar file, written in order by the one writer, so
+    followers in other processes can read along (:class:`FollowedSpool`).
     """
 
-    def __init__(self, path: str, handle: IO[bytes], shared: bool) -> None:
+    def __init__(self, path: str, shared: bool = False) -> None:
         super().__init__()
         self.path = path
         self.shared = shared
-        self._file = handle
+        self._file: IO[bytes] | None = None
 
-    @classmethod
-    async def create(cls, path: str, shared: bool = False) -> Spool:
-        handle = await _off_loop(open, path, "wb")
-        return cls(path, handle, shared)
+    async def open(self) -> None:
+        """Create the spool file (and its folder)."""
+        self._file = await _off_loop(_create, self.path)
 
     async def _publish(self, **outcome: object) -> None:
         if self.shared:
@@ -149,13 +149,13 @@ class Spool(_Progress):
         self._notify()
 
     def _append(self, data: bytes) -> None:
+        assert self._file is not None, "Spool.open() comes first"
         self._file.write(data)
         self._file.flush()
 
     async def finish(self, error: BaseException | None = None) -> None:
         """Mark the download complete (or failed); readers drain or fail."""
-        with contextlib.suppress(OSError):
-            await _off_loop(self._file.close)
+        await self._close()
         if error is None:
             await self.set_headers({})
             self.done = True
@@ -169,9 +169,13 @@ class Spool(_Progress):
 
     async def discard(self) -> None:
         """Remove the files (when the download is over and nobody reads it)."""
-        with contextlib.suppress(OSError):
-            await _off_loop(self._file.close)
+        await self._close()
         await _off_loop(remove, self.path)
+
+    async def _close(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                await _off_loop(self._file.close)
 
 
 class FollowedSpool(_Progress):
@@ -206,10 +210,10 @@ class FollowedSpool(_Progress):
                 raise Stale(self.path)
             if self.headers is not None:
                 return self.headers
-            if self.error is not None:
-                raise self.error
             if self.leader_gone:
                 raise LeaderGone(self.path)
+            if self.error is not None:
+                raise self.error
             await self.changed()
 
     async def _poll(self) -> None:
@@ -246,6 +250,11 @@ class FollowedSpool(_Progress):
             self.size = max(self.size, size)
             self.done = state == "done"
         self._notify()
+
+
+def _create(path: str) -> IO[bytes]:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return open(path, "wb")
 
 
 def _size(path: str) -> int:
