@@ -95,7 +95,9 @@ def slow_readers(results: dict) -> tuple[str, str]:
     runs = found["slow"] if found else []
     if not runs:
         return f"{OURS} not measured", "not evaluated"
-    clients, pool = results["meta"]["slow_clients"], results["meta"]["pool_per_worker"]
+    clients, pool = results["meta"]["slow_clients"], results["meta"].get("pool_per_worker")
+    if pool is None:
+        return "pool size not recorded", "not evaluated"
     completed = min(r["completed"] for r in runs)
     rss = max(r["max_rss_mib_per_process"] for r in runs)
     pg = max(r["max_pg_connections"] for r in runs)

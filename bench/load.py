@@ -23,16 +23,19 @@ def wrk(base: str, paths: Sequence[str], connections: int, seconds: float, threa
     """One wrk run over random ``paths``; the summary wrk's Lua ``done()`` printed."""
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as listing:
         listing.write("\n".join(paths))
-    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
             "--timeout", "30s", "-s", os.path.join(HERE, "wrk", "paths.lua"), base]
     if cpus:
         argv = ["taskset", "-c", cpus, *argv]
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120,
-                             env={**os.environ, "PATHS": listing.name}, check=True).stdout
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120,
+                              env={**os.environ, "PATHS": listing.name})
     finally:
         os.unlink(listing.name)
-    line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if done.returncode or line is None:
+        raise RuntimeError(f"wrk exited {done.returncode} without a summary: "
+                           f"{(done.stderr or done.stdout).strip()[-300:]}")
     result = json.loads(line[len("WRK_JSON "):])
     duration = result["duration_us"] / 1e6
     result["rps"] = result["requests"] / duration

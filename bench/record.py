@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 #: Packages whose versions decide the numbers.
-PACKAGES = ("pulpcore", "pulp-file", "django", "aiohttp", "gunicorn", "uvloop", "granian",
+PACKAGES = ("pulpcore", "django", "aiohttp", "gunicorn", "uvloop", "granian",
             "uvicorn", "psycopg")
 
 

@@ -55,7 +55,7 @@ class Plan:
         return {"quick": self.quick, "seconds": self.seconds, "repeats": self.repeats,
                 "concurrency": list(self.concurrency), "workers": list(self.worker_counts),
                 "slow_clients": self.slow_clients, "burst_clients": self.burst_clients,
-                "start_timeout": self.start_timeout, "pool_per_worker": pool_size(),
+                "start_timeout": self.start_timeout,
                 "pinning": "1 worker: server on CPU 0, wrk on CPU 1; 2 workers: unpinned"}
 
 
@@ -384,7 +384,8 @@ def suite_run(recorder: Any, args: argparse.Namespace, plan: Plan) -> None:
     suite = Suite(plan, [PREFIX + p for p in data.small_paths],
                   [PREFIX + p for p in data.medium_paths], data.large_path,
                   frozenset(filter(None, args.fail_start.split(","))))
-    recorder.results["meta"]["contenders"] = [c.name for c in chosen]
+    recorder.results["meta"].update(contenders=[c.name for c in chosen],
+                                    pool_per_worker=pool_size())
     for workers in ([] if args.only_ondemand else plan.worker_counts):
         for contender in chosen:
             say(f"{contender.name}, {workers} worker(s)")
