@@ -239,7 +239,7 @@ def measure(recorder: Any, suite: Suite, contender: Any, workers: int) -> None:
     if contender.cache:
         forget_cached()  # every cache contender starts cold
     try:
-        server = servers.start(contender, workers, STATE, server_cpus,
+        server = servers.start(contender, workers, STATE, server_cpus, probe=suite.small[0],
                                timeout=plan.start_timeout,
                                fail=contender.name in suite.fail_start)
     except servers.StartFailure as failure:
@@ -292,8 +292,13 @@ def measure_ondemand(recorder: Any, suite: Suite, chosen: list, data: Any) -> No
     say("on-demand: through the apps versus straight from the upstream")
     out: dict[str, Any] = {}
     recorder.results["ondemand"] = out
-    upstream = servers.start(servers.Nginx("upstream", PREFIX, sendfile=False), 1, STATE, None,
-                             timeout=suite.plan.start_timeout)
+    try:
+        upstream = servers.start(servers.Nginx("upstream", PREFIX, sendfile=False), 1, STATE,
+                                 None, probe=suite.small[0], timeout=suite.plan.start_timeout)
+    except servers.StartFailure as failure:
+        out["upstream"] = {"status": "did not start", "error": failure.reason,
+                           "log": failure.log_path}
+        return
     try:
         paths = ondemand.build(upstream.base, data.medium_paths, data.large_path)
         out["upstream"] = {"status": "ran", "runs": [
@@ -314,7 +319,8 @@ def ondemand_contender(suite: Suite, contender: Any, paths: list[str]) -> dict:
     from pulp_content_asgi.devtools import processes
 
     try:
-        server = servers.start(contender, 1, STATE, None, timeout=suite.plan.start_timeout,
+        server = servers.start(contender, 1, STATE, None, probe=suite.small[0],
+                               timeout=suite.plan.start_timeout,
                                fail=contender.name in suite.fail_start)
     except servers.StartFailure as failure:
         say(f"  {contender.name} did not start: {failure}")

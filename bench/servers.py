@@ -13,6 +13,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 
 from pulp_content_asgi.devtools import processes
@@ -128,10 +131,11 @@ class StartFailure(Exception):
         self.reason, self.log_path = reason, log_path
 
 
-def start(contender: Contender, workers: int, root: str, cpus: str | None, *,
+def start(contender: Contender, workers: int, root: str, cpus: str | None, *, probe: str,
           timeout: float, fail: bool = False) -> processes.Server:
     """Start ``contender`` (pinned to ``cpus`` with taskset when given) and wait up to
-    ``timeout`` seconds for its first answer; ``fail`` adds :data:`INVALID_ARGUMENT`.
+    ``timeout`` seconds until GET ``probe`` answers; ``fail`` adds
+    :data:`INVALID_ARGUMENT`.
 
     Raises :class:`StartFailure` when the process exits or does not answer in time.
     """
@@ -149,11 +153,41 @@ def start(contender: Contender, workers: int, root: str, cpus: str | None, *,
                                    env={**os.environ, **env}, start_new_session=True)
     server = processes.Server(process, f"http://127.0.0.1:{port}", log_path)
     try:
-        processes.wait_ready(server, "/pulp/content/bench-small/", timeout)
-    except RuntimeError as error:
+        wait_ready(server, probe, timeout)
+    except BaseException:  # a failure or an interruption: leave no server behind
         processes.stop(server)
-        raise StartFailure(str(error).splitlines()[0], log_path) from None
+        raise
     return server
+
+
+def wait_ready(server: processes.Server, probe: str, timeout: float) -> None:
+    """Return once GET ``probe`` answers with a status below 500; raise
+    :class:`StartFailure` if the process exits or ``timeout`` seconds pass.
+
+    One request at a time, each allowed the rest of the deadline: a server slowed by a
+    busy machine must not be buried under abandoned probes (pulpcore-content keeps
+    working on a request whose client gave up, so short per-probe timeouts can keep it
+    from ever answering in time).
+    """
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while (left := deadline - time.monotonic()) > 0:
+        if server.process.poll() is not None:
+            raise StartFailure(f"exited with status {server.process.returncode}",
+                               server.log_path)
+        try:
+            with urllib.request.urlopen(server.url(probe), timeout=max(left, 1)) as answer:
+                answer.read()
+                return
+        except urllib.error.HTTPError as error:
+            if error.code < 500:
+                return
+            last = f"status {error.code}"
+        except OSError as error:  # not listening yet, reset, or timed out
+            last = f"{type(error).__name__}: {error}"
+        time.sleep(0.5)
+    raise StartFailure(f"did not answer GET {probe} within {timeout:g} s (last: {last})",
+                       server.log_path)
 
 
 def uvloop_workers(pid: int) -> tuple[int, int]:
