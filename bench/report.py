@@ -96,7 +96,11 @@ def measures(results: dict, workers: int) -> list[Measure]:
     for c in levels:
         rows += [Measure(f"4 KiB files, c{c}: req/s", _small(c, "rps"), "{:.0f}"),
                  Measure(f"4 KiB files, c{c}: p99 ms", _small(c, "p99_ms"), "{:.1f}",
-                         higher_is_better=False)]
+                         higher_is_better=False),
+                 # Few rounds per connection: a batchy server's count is quantised.
+                 Measure(f"4 KiB files, c{c}: requests completed per connection in a run",
+                         lambda e, c=c: [r["requests"] / int(c) for r in e["small"].get(c, [])],
+                         "{:.1f}", groups=())]
     rows.append(Measure(
         "4 KiB, c64: PostgreSQL connections per worker (max sampled)",
         lambda e: [r["max_pg_connections"] / workers for r in e["small"].get("64", [])],
@@ -255,6 +259,11 @@ def _counts(found: dict | None) -> str:
             f"{found['hops_per_request']:.1f} thread hops")
 
 
+def _seconds(meta: dict) -> str:
+    found = meta.get("small_seconds") or {}
+    return ", ".join(f"{v:g} s at c{c}" for c, v in found.items()) or f"{meta['seconds']:g} s"
+
+
 def header(results: dict, json_name: str) -> list[str]:
     meta = results["meta"]
     kind = "quick (indicative)" if meta["quick"] else "full"
@@ -269,7 +278,8 @@ def header(results: dict, json_name: str) -> list[str]:
         f"| machine | {meta['machine']}: {meta['cpus']} cores, {meta['cpu_model']}; load "
         f"average {meta['load_average_start']} at start, {meta.get('load_average_end')} at end |",
         f"| mode | {kind}: workers {meta['workers']}, clients {meta['concurrency']}, "
-        f"{meta['seconds']:g} s per wrk run, {meta['repeats']} runs per point |",
+        f"small-file wrk runs of {_seconds(meta)}, {meta['seconds']:g} s on the 1 GiB file, "
+        f"{meta['repeats']} runs per point |",
         f"| pinning | {meta['pinning']} |",
         f"| versions | {versions} |", "",
     ]
@@ -340,3 +350,23 @@ def charts(results: dict, stem: str) -> list[str]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def main() -> None:
+    """``python -m bench.report RESULTS.json``: rewrite its markdown and charts, e.g. after
+    a run killed too hard to write them (the JSON is saved after every run)."""
+    import json
+    import os
+    import sys
+
+    path = sys.argv[1]
+    with open(path) as source:
+        results = json.load(source)
+    stem = path.removesuffix(".json")
+    with open(stem + ".md", "w") as out:
+        out.write(markdown(results, os.path.basename(path)))
+    print("\n".join([stem + ".md", *charts(results, stem)]))
+
+
+if __name__ == "__main__":
+    main()
