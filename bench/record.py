@@ -62,7 +62,7 @@ def versions() -> dict[str, str]:
             found[name] = "not installed"
     found["python"] = platform.python_version()
     found["nginx"] = _output(["nginx", "-v"]).removeprefix("nginx version: ")
-    found["wrk"] = _output(["wrk", "-v"]).splitlines()[0]
+    found["wrk"] = _output(["wrk", "-v"]).splitlines()[0].split(" [")[0].removeprefix("wrk ")
     return found
 
 

@@ -10,6 +10,7 @@ bench/README.md or a separate analysis file that names the results file.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -223,7 +224,7 @@ def ondemand_table(found: dict | None) -> list[str]:
     for name, values in found.items():
         if values.get("status") != "ran":
             lines.append(f"| {name} | {values['status']}: {values.get('error', '')} "
-                         f"(log: `{values.get('log', '')}`) | | |")
+                         f"(log: {_path(values.get('log'))}) | | |")
             continue
         runs = values["runs"]
         lines.append(f"| {name} | {cell(spread([r['ttfb_ms_median'] for r in runs]), '{:.1f}')}"
@@ -248,8 +249,16 @@ def status_table(results: dict) -> list[str]:
     for r in results["runs"]:
         state = r["status"] + (f": {r['error']}" if r.get("error") else "")
         lines.append(f"| {r['contender']} | {r['workers']} | {state} | {_loop(r)} | "
-                     f"`{r.get('log', '')}` |")
+                     f"{_path(r.get('log'))} |")
     return [*lines, ""]
+
+
+def _path(path: str | None) -> str:
+    """A log path relative to the repository (they live under ``.dev/bench/logs``)."""
+    if not path:
+        return ""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return f"`{os.path.relpath(path, root) if path.startswith(root) else path}`"
 
 
 def _counts(found: dict | None) -> str:
@@ -356,7 +365,6 @@ def main() -> None:
     """``python -m bench.report RESULTS.json``: rewrite its markdown and charts, e.g. after
     a run killed too hard to write them (the JSON is saved after every run)."""
     import json
-    import os
     import sys
 
     path = sys.argv[1]
