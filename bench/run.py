@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -99,62 +98,6 @@ def close_our_connections() -> None:
             conn.close_pool()
 
 
-class Sampler:
-    """Samples the server family's RSS and the bench database's PostgreSQL connections
-    (``pg_stat_activity``) every 0.2 s in a thread, over one monitoring connection to
-    the ``postgres`` database (not counted)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.max_rss_per_process = 0
-        self.max_rss_total = 0
-        self.max_pg_connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        from pulp_content_asgi.devtools.processes import family, rss
-
-        with _pg_connect() as conn:
-            while not self._stop.is_set():
-                sizes = [rss(p) for p in family(self.pid)]
-                self.max_rss_per_process = max(self.max_rss_per_process, max(sizes, default=0))
-                self.max_rss_total = max(self.max_rss_total, sum(sizes))
-                row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
-                                   (DBNAME,)).fetchone()
-                self.max_pg_connections = max(self.max_pg_connections, int(row[0]) if row else 0)
-                self._stop.wait(0.2)
-
-    def figures(self) -> dict[str, float]:
-        return {"max_rss_mib_per_process": self.max_rss_per_process / 2**20,
-                "max_rss_mib_total": self.max_rss_total / 2**20,
-                "max_pg_connections": self.max_pg_connections}
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _pg_connect() -> Any:
-    import psycopg
-
-    return psycopg.connect(host=os.environ.get("PGHOST", "127.0.0.1"),
-                           port=int(os.environ.get("PGPORT", "5432")),
-                           user=os.environ.get("PGUSER", "postgres"), dbname="postgres",
-                           autocommit=True)
-
-
-def pg_transactions() -> int:
-    with _pg_connect() as conn:
-        row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database "
-                           "WHERE datname = %s", (DBNAME,)).fetchone()
-        return int(row[0]) if row else 0
-
-
 def forget_cached() -> None:
     """Drop the data set's cached responses (each cache contender starts cold)."""
     import redis
@@ -173,13 +116,13 @@ def small_run(server: Any, paths: list[str], connections: int, seconds: float,
               cpus: str | None, threads: int) -> dict:
     """One wrk run over the small files, with DB transactions per request and the
     server's RSS and PostgreSQL connections sampled meanwhile."""
-    from bench import load
+    from bench import load, sampling
 
-    before = pg_transactions()
-    with Sampler(server.pid) as sampler:
+    before = sampling.pg_transactions(DBNAME)
+    with sampling.Sampler(server.pid, DBNAME) as sampler:
         result = load.wrk(server.base, paths, connections, seconds, threads, cpus)
     time.sleep(1.2)  # PostgreSQL publishes statistics about once a second
-    result["db_round_trips_per_request"] = (pg_transactions() - before) / max(
+    result["db_round_trips_per_request"] = (sampling.pg_transactions(DBNAME) - before) / max(
         result["requests"], 1)
     result.update(sampler.figures())
     say(f"    c{connections}: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms, "
@@ -197,9 +140,9 @@ def large_run(server: Any, path: str, seconds: float, cpus: str | None, threads:
 
 
 def slow_run(server: Any, paths: list[str], clients: int, probe: str) -> dict:
-    from bench import load
+    from bench import load, sampling
 
-    with Sampler(server.pid) as sampler:
+    with sampling.Sampler(server.pid, DBNAME) as sampler:
         outcome = load.slow_readers(server.base, paths, clients, rate=256 * 1024,
                                     size=1 << 20, probe_path=probe)
     result = {**outcome.summary(), **sampler.figures()}
@@ -210,9 +153,9 @@ def slow_run(server: Any, paths: list[str], clients: int, probe: str) -> dict:
 
 
 def burst_run(server: Any, paths: list[str], clients: int) -> dict:
-    from bench import load
+    from bench import load, sampling
 
-    with Sampler(server.pid) as sampler:
+    with sampling.Sampler(server.pid, DBNAME) as sampler:
         outcome = load.burst(server.base, paths, clients, window=2.0)
     result = {**outcome.summary(), **sampler.figures()}
     say(f"    burst of {clients}: {result['completed']} completed, {result['failed']} failed,"
