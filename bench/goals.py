@@ -12,6 +12,7 @@ import os
 import re
 import sys
 
+from bench import record
 from bench.report import NGINX, OURS, PULPCORE, Values, _small, entry
 from bench.stats import Spread, significant, spread
 
@@ -66,7 +67,7 @@ def small_files(results: dict) -> tuple[str, str]:
 
 def large_file(results: dict) -> tuple[str, str]:
     """≥ 0.9x the better nginx's GB/s on the 1 GiB file."""
-    parts, met = [], []
+    parts, met, unevaluated = [], [], []
 
     def values(e: dict) -> list[float]:
         return [r["bytes_per_s"] / 1e9 for r in e["large"]]
@@ -78,14 +79,20 @@ def large_file(results: dict) -> tuple[str, str]:
         if not (ours and theirs):
             parts.append(f"{workers} worker(s): not evaluated ({OURS} or an nginx variant "
                          "not measured)")
+            unevaluated.append(str(workers))
             continue
         value = ours.median / theirs[1].median
         parts.append(f"{workers} worker(s): {value:.2f}x ({ours.median:.2f} vs "
                      f"{theirs[1].median:.2f} GB/s, {theirs[0]})")
         if value >= 0.9:
             met.append(str(workers))
-    verdict = ("met" if len(met) == len(results["meta"]["workers"])
+    evaluated = len(results["meta"]["workers"]) - len(unevaluated)
+    if not evaluated:
+        return "; ".join(parts), "not evaluated"
+    verdict = ("met" if len(met) == evaluated
                else f"met with {', '.join(met)} worker(s) only" if met else "missed")
+    if unevaluated:
+        verdict += f" (not evaluated with {', '.join(unevaluated)} worker(s))"
     return "; ".join(parts), verdict
 
 
@@ -157,7 +164,7 @@ def main() -> None:
     path = sys.argv[1]
     with open(path) as source:
         results = json.load(source)
-    if results["meta"]["quick"] or results["meta"]["status"] != "complete":
+    if record.kind_of(results["meta"]) != "full" or results["meta"]["status"] != "complete":
         raise SystemExit(f"{path} is not a complete full run: goals come from full runs")
     print(update_readme(results, os.path.basename(path)))
 

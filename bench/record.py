@@ -66,6 +66,11 @@ def versions() -> dict[str, str]:
     return found
 
 
+def kind_of(meta: dict[str, Any]) -> str:
+    """"ondemand" (only the on-demand comparison), "quick" or "full"."""
+    return "ondemand" if meta.get("only_ondemand") else "quick" if meta["quick"] else "full"
+
+
 def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
@@ -80,7 +85,7 @@ class Recorder:
     def __init__(self, folder: str, meta: dict[str, Any]) -> None:
         os.makedirs(folder, exist_ok=True)
         started = datetime.datetime.now(datetime.UTC)
-        kind = "quick" if meta["quick"] else "full"
+        kind = kind_of(meta)
         machine = socket.gethostname()
         self.stem = os.path.join(folder, f"{started:%Y-%m-%dT%H%MZ}-{machine}-{kind}")
         self.results: dict[str, Any] = {

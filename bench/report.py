@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bench import record
 from bench.stats import Spread, number, significant, spread
 
 OURS = "asgi-granian"
@@ -275,7 +276,8 @@ def _seconds(meta: dict) -> str:
 
 def header(results: dict, json_name: str) -> list[str]:
     meta = results["meta"]
-    kind = "quick (indicative)" if meta["quick"] else "full"
+    kind = {"quick": "quick (indicative)", "ondemand": "on-demand comparison only"}.get(
+        record.kind_of(meta), "full")
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     lines = [
         f"# Benchmark {meta['started']}, {kind}", "",
@@ -314,7 +316,7 @@ def markdown(results: dict, json_name: str) -> str:
               "Per published-file request, counted in-process (exact): "
               f"ours {_counts(hops.get('asgi'))}; pulpcore-content "
               f"{_counts(hops.get('pulpcore-content'))}.", ""]
-    if not results["meta"]["quick"]:
+    if record.kind_of(results["meta"]) == "full":
         from bench import goals
 
         lines += ["## Goals (issue #3)", "", *goals.table(results)]

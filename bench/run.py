@@ -367,7 +367,8 @@ def main() -> None:
     plan = make_plan(args)
     from bench import goals, record
 
-    recorder = record.Recorder(os.path.join(HERE, "results"), plan.meta())
+    recorder = record.Recorder(os.path.join(HERE, "results"),
+                               {**plan.meta(), "only_ondemand": args.only_ondemand})
     signal.signal(signal.SIGTERM, _terminate)
     status = "interrupted"
     try:
