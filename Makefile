@@ -46,12 +46,13 @@ clean:
 	dev/clean.sh
 
 ## Benchmarks side by side with pulpcore-content and nginx (bench/README.md); installs what is
-## missing first and says so: wrk, nginx, taskset (apt-get)
+## missing first and says so: wrk, nginx, taskset (apt-get).
+## BENCH_ARGS passes options to bench/run.py (e.g. --contenders, --fail-start, --repeats)
 bench: venv database bench-tools
-	@$(DEV_ENV); $(PY) -m pip install -q -e ".[bench]"; $(PY) -m bench.run
+	@$(DEV_ENV); $(PY) -m pip install -q -e ".[bench]" && $(PY) -m bench.run $(BENCH_ARGS)
 
 bench-quick: venv database bench-tools
-	@$(DEV_ENV); $(PY) -m pip install -q -e ".[bench]"; $(PY) -m bench.run --quick
+	@$(DEV_ENV); $(PY) -m pip install -q -e ".[bench]" && $(PY) -m bench.run --quick $(BENCH_ARGS)
 
 bench-tools:
 	dev/bench-tools.sh

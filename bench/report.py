@@ -1,85 +1,265 @@
-"""Benchmark results → JSON, a markdown table of ratios with absolute figures, PNG charts."""
+"""Benchmark results (``bench/run.py``'s JSON) → a generated markdown report and charts.
+
+Every figure is the median of a point's runs with its min-max beside it; ratios compare
+medians from this one results file, against the faster pulpcore-content variant and the
+better nginx variant *that were measured* (each ratio names its reference and any
+variant missing). Quick runs are labelled indicative and their ratios keep one
+significant digit. Nothing here is meant to be edited by hand: commentary belongs in
+bench/README.md or a separate analysis file that names the results file.
+"""
 
 from __future__ import annotations
 
-import datetime
-import json
 import os
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench import record
+from bench.stats import Spread, number, significant, spread
 
 OURS = "asgi-granian"
-OTHERS = ("pulpcore-content", "nginx")
-NGINX_VARIANTS = ("nginx", "nginx-copy")
+#: Reference groups: a ratio is quoted against the best measured member of each.
+PULPCORE = ("pulpcore-content", "pulpcore-content-uvloop")
+NGINX = ("nginx", "nginx-copy")
+CACHED_OURS = "asgi-granian-cache"
+CACHED_PULPCORE = ("pulpcore-content-cache", "pulpcore-content-uvloop-cache")
+
+Values = Callable[[dict], list[float]]
 
 
-def _run(results: dict, contender: str, workers: int) -> dict | None:
+@dataclass(frozen=True)
+class Measure:
+    """One table row: ``values`` picks a run entry's per-run figures."""
+
+    label: str
+    values: Values
+    fmt: str
+    higher_is_better: bool = True
+    groups: tuple[tuple[str, ...], ...] = (PULPCORE, NGINX)  # ratios quoted against
+
+
+def entry(results: dict, contender: str, workers: int) -> dict | None:
     return next((r for r in results["runs"]
                  if r["contender"] == contender and r["workers"] == workers), None)
 
 
-def _ratio(ours: float | None, theirs: float | None) -> str:
-    if not ours or not theirs:
-        return "n/a"
-    return f"{ours / theirs:.2f}x"
+def _spread_of(results: dict, contender: str, workers: int, values: Values) -> Spread | None:
+    found = entry(results, contender, workers)
+    return spread(values(found)) if found else None
 
 
-def _rows(results: dict) -> list[str]:
+def cell(found: Spread | None, fmt: str) -> str:
+    if found is None:
+        return "-"
+    if found.n == 1:
+        return f"{number(found.median, fmt)} (1 run)"
+    if found.low == found.high:
+        return number(found.median, fmt)
+    return (f"{number(found.median, fmt)} ({number(found.low, fmt)}-"
+            f"{number(found.high, fmt)})")
+
+
+def ratio(ours: Spread | None, group: dict[str, Spread | None], higher_is_better: bool,
+          digits: int) -> str:
+    """``ours`` against the best measured member of ``group``, naming it and the members
+    that were not measured; "*" when the two ranges overlap."""
+    measured = {name: s for name, s in group.items() if s is not None}
+    missing = [name for name in group if name not in measured]
+    note = f" ({', '.join(missing)} not measured)" if missing and measured else ""
+    if not measured:
+        return f"n/a (none of {', '.join(group)} measured)"
+    if any(s.median <= 0 for s in measured.values()):
+        return "n/a (a zero)"
+    pick = max if higher_is_better else min
+    best = pick(measured, key=lambda name: measured[name].median)
+    theirs = measured[best]
+    if ours is None or ours.median <= 0:
+        return f"n/a ({OURS} not measured)"
+    value = ours.median / theirs.median if higher_is_better else theirs.median / ours.median
+    overlap = "*" if ours.overlaps(theirs) else ""
+    return f"{significant(value, digits)}x{overlap} vs {best}{note}"
+
+
+def _sum(values: list[float]) -> float:
+    return float(sum(values))
+
+
+def _small(c: str, key: str) -> Values:
+    return lambda e: [r[key] for r in e["small"].get(c, [])]
+
+
+def _list(point: str, key: str) -> Values:
+    return lambda e: [r[key] for r in e[point]]
+
+
+def measures(results: dict, workers: int) -> list[Measure]:
+    levels = [str(c) for c in results["meta"]["concurrency"]]
     rows = []
-    workers_seen = sorted({r["workers"] for r in results["runs"]})
-    contenders = []
-    for r in results["runs"]:
-        if r["contender"] not in contenders:
-            contenders.append(r["contender"])
-    header = ("| workers | measure | " + " | ".join(contenders)
-              + " | ours / pulpcore-content | ours / best nginx |")
-    rows += [header, "|" + "---|" * (len(contenders) + 4)]
-
-    def line(workers: int, label: str, pick: Any, fmt: str, higher_is_better: bool = True
-             ) -> None:
-        values = {}
-        for name in contenders:
-            run = _run(results, name, workers)
-            values[name] = pick(run) if run else None
-        cells = [fmt.format(values[n]) if values[n] is not None else "-" for n in contenders]
-        nginx = [values[n] for n in NGINX_VARIANTS if values.get(n) is not None]
-        if nginx:  # the ceiling: the better nginx variant
-            values["nginx"] = max(nginx) if higher_is_better else min(nginx)
-        ours = values.get(OURS)
-        ratios = [_ratio(ours, values.get(o)) if higher_is_better
-                  else _ratio(values.get(o), ours) for o in OTHERS]
-        rows.append(f"| {workers} | {label} | " + " | ".join(cells) + " | "
-                    + " | ".join(ratios) + " |")
-
-    for workers in workers_seen:
-        sample = _run(results, contenders[0], workers) or {}
-        for c in sample.get("small", {}):
-            line(workers, f"4 KiB files, c{c}: req/s",
-                 lambda r, c=c: r["small"][c]["rps"], "{:.0f}")
-            line(workers, f"4 KiB files, c{c}: p99 ms (ratio: theirs/ours)",
-                 lambda r, c=c: r["small"][c]["p99_ms"], "{:.1f}", higher_is_better=False)
-        if sample.get("small"):
-            first = next(iter(sample["small"]))
-            line(workers, "DB transactions per request (pg_stat_database, approximate)",
-                 lambda r, f=first: r["small"][f]["db_round_trips_per_request"], "{:.2f}",
-                 higher_is_better=False)
-        line(workers, "1 GiB file, 8 clients: GB/s",
-             lambda r: r["large"]["bytes_per_s"] / 1e9 if r["large"] else None, "{:.2f}")
-        if workers == 1:
-            line(workers, "slow readers completed", lambda r: (
-                r["slow"]["completed"] if r["slow"] else None), "{:.0f}")
-            line(workers, "slow readers: max RSS per process MiB", lambda r: (
-                r["slow"]["max_rss_mib_per_process"] if r["slow"] else None), "{:.0f}",
-                higher_is_better=False)
-            line(workers, "slow readers: max PG connections", lambda r: (
-                r["slow"]["max_pg_connections"] if r["slow"] else None), "{:.0f}",
-                higher_is_better=False)
-            line(workers, "slow readers: small-file probe p99 ms, steady (loop lag)",
-                 lambda r: r["slow"]["probe_p99_ms"] if r["slow"] else None, "{:.0f}",
-                 higher_is_better=False)
-            line(workers, "slow readers: small-file probe p99 ms, during ramp-up",
-                 lambda r: r["slow"]["ramp_probe_p99_ms"] if r["slow"] else None, "{:.0f}",
-                 higher_is_better=False)
+    for c in levels:
+        rows += [Measure(f"4 KiB files, c{c}: req/s", _small(c, "rps"), "{:.0f}"),
+                 Measure(f"4 KiB files, c{c}: p99 ms", _small(c, "p99_ms"), "{:.1f}",
+                         higher_is_better=False),
+                 # Few rounds per connection: a batchy server's count is quantised.
+                 Measure(f"4 KiB files, c{c}: requests completed per connection in a run",
+                         lambda e, c=c: [r["requests"] / int(c) for r in e["small"].get(c, [])],
+                         "{:.1f}", groups=())]
+    rows.append(Measure(
+        "4 KiB, c64: PostgreSQL connections per worker (max sampled)",
+        lambda e: [r["max_pg_connections"] / workers for r in e["small"].get("64", [])],
+        "{:.1f}", higher_is_better=False, groups=(PULPCORE,)))
+    rows.append(Measure(
+        "4 KiB, c64: DB transactions per request (pg_stat_database, approximate)",
+        _small("64", "db_round_trips_per_request"), "{:.2f}", higher_is_better=False,
+        groups=(PULPCORE,)))
+    rows.append(Measure("1 GiB file, 8 clients: GB/s",
+                        lambda e: [r["bytes_per_s"] / 1e9 for r in e["large"]], "{:.2f}"))
+    if workers == 1:
+        rows += [
+            Measure("slow readers completed", _list("slow", "completed"), "{:.0f}"),
+            Measure("slow readers: max RSS per process MiB",
+                    _list("slow", "max_rss_mib_per_process"), "{:.0f}", False),
+            Measure("slow readers: max PG connections", _list("slow", "max_pg_connections"),
+                    "{:.0f}", False, groups=(PULPCORE,)),
+            Measure("slow readers: small-file probe p99 ms, steady (loop lag)",
+                    _list("slow", "probe_p99_ms"), "{:.0f}", False),
+            Measure("slow readers: small-file probe p99 ms, during ramp-up",
+                    _list("slow", "ramp_probe_p99_ms"), "{:.0f}", False),
+            Measure("burst of clients in 2 s: completed", _list("burst", "completed"),
+                    "{:.0f}"),
+            Measure("burst: max PG connections", _list("burst", "max_pg_connections"),
+                    "{:.0f}", False, groups=()),
+        ]
     return rows
+
+
+def _errors(found: dict | None) -> str:
+    """wrk's socket errors / HTTP >= 400 responses (wrk counts status > 399), summed over
+    every small-file and large-file run."""
+    if not found:
+        return "-"
+    runs = [r for point in found["small"].values() for r in point] + found["large"]
+    if not runs:
+        return "-"
+    status = sum(r["status_errors"] for r in runs)
+    return f"{sum(r['errors'] for r in runs) - status} / {status}"
+
+
+def _contenders(results: dict, workers: int) -> list[str]:
+    return [r["contender"] for r in results["runs"] if r["workers"] == workers]
+
+
+def worker_table(results: dict, workers: int, digits: int) -> list[str]:
+    names = _contenders(results, workers)
+    lines = [f"## {workers} worker(s)", "",
+             "| measure | " + " | ".join(names)
+             + " | ours / faster pulpcore-content | ours / better nginx |",
+             "|---|" + "---|" * (len(names) + 2)]
+    for m in measures(results, workers):
+        spreads = {n: _spread_of(results, n, workers, m.values) for n in names}
+        cells = [cell(spreads[n], m.fmt) if (entry(results, n, workers) or {}).get("status")
+                 != "did not start" else "did not start" for n in names]
+        ratios = [ratio(spreads.get(OURS), {g: spreads.get(g) for g in group},
+                        m.higher_is_better, digits) if group in m.groups else ""
+                  for group in (PULPCORE, NGINX)]
+        lines.append(f"| {m.label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    lines.append("| wrk socket errors / HTTP ≥ 400 responses, all runs | "
+                 + " | ".join(_errors(entry(results, n, workers)) for n in names) + " | | |")
+    return [*lines, ""]
+
+
+def _statuses(runs: list[dict], key: str) -> str:
+    total: dict[str, int] = {}
+    for run in runs:
+        for name, count in run[key].items():
+            total[name] = total.get(name, 0) + count
+    return ", ".join(f"{k}: {v}" for k, v in sorted(total.items())) or "none"
+
+
+def burst_table(results: dict) -> list[str]:
+    rows = [r for r in results["runs"] if r["workers"] == 1 and r.get("burst")]
+    if not rows:
+        return []
+    lines = ["## Burst: clients arriving within 2 s, one request each, 1 worker", "",
+             f"{results['meta']['burst_clients']} clients per run; statuses and errors are "
+             "summed over the runs.", "",
+             "| contender | completed | failed | statuses seen | connection errors | "
+             "seconds to the last answer |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        runs = r["burst"]
+        completed = cell(spread([x["completed"] for x in runs]), "{:.0f}")
+        lines.append(f"| {r['contender']} | {completed}"
+                     f" | {cell(spread([x['failed'] for x in runs]), '{:.0f}')}"
+                     f" | {_statuses(runs, 'statuses')} | {_statuses(runs, 'errors')}"
+                     f" | {cell(spread([x['seconds'] for x in runs]), '{:.1f}')} |")
+    return [*lines, ""]
+
+
+def cache_table(results: dict, digits: int) -> list[str]:
+    """With the Redis response cache on: ours against the faster pulpcore-content."""
+    lines = []
+    for workers in results["meta"]["workers"]:
+        for c in (str(c) for c in results["meta"]["concurrency"]):
+            values = _small(c, "rps")
+            ours = _spread_of(results, CACHED_OURS, workers, values)
+            group = {g: _spread_of(results, g, workers, values) for g in CACHED_PULPCORE}
+            if ours is None and not any(group.values()):
+                continue
+            lines.append(f"| {workers} | c{c} | {cell(ours, '{:.0f}')} | "
+                         + " | ".join(cell(s, "{:.0f}") for s in group.values())
+                         + f" | {ratio(ours, group, True, digits)} |")
+    if not lines:
+        return []
+    return ["## Response cache on (Redis), 4 KiB files, req/s", "",
+            "A hot set of 500 files, each requested once before measuring.", "",
+            f"| workers | clients | {CACHED_OURS} | " + " | ".join(CACHED_PULPCORE)
+            + " | ours / faster pulpcore-content |", "|---|---|---|---|---|---|",
+            *lines, ""]
+
+
+def ondemand_table(found: dict | None) -> list[str]:
+    if not found:
+        return []
+    lines = ["## On-demand (cold: every request streams from upstream), 1 worker, cache off",
+             "", "| | TTFB median ms (50 x 1 MiB) | TTFB p90 ms | 1 GiB GB/s |",
+             "|---|---|---|---|"]
+    for name, values in found.items():
+        if values.get("status") != "ran":
+            lines.append(f"| {name} | {values['status']}: {values.get('error', '')} "
+                         f"(log: {_path(values.get('log'))}) | | |")
+            continue
+        runs = values["runs"]
+        lines.append(f"| {name} | {cell(spread([r['ttfb_ms_median'] for r in runs]), '{:.1f}')}"
+                     f" | {cell(spread([r['ttfb_ms_p90'] for r in runs]), '{:.1f}')}"
+                     f" | {cell(spread([r['large_gbps'] for r in runs]), '{:.2f}')} |")
+    return [*lines, ""]
+
+
+def _loop(found: dict) -> str:
+    loaded = found.get("uvloop_processes")
+    if not loaded:
+        return "not checked"
+    return f"uvloop mapped in {loaded['mapped']} of {loaded['processes']} processes"
+
+
+def status_table(results: dict) -> list[str]:
+    lines = ["## Contenders", "",
+             "Event loop: processes of the server's family (supervisor and workers) whose "
+             "memory maps hold uvloop's extension module, read from `/proc/<pid>/maps` "
+             "after the warm-up.", "",
+             "| contender | workers | status | event loop | log |", "|---|---|---|---|---|"]
+    for r in results["runs"]:
+        state = r["status"] + (f": {r['error']}" if r.get("error") else "")
+        lines.append(f"| {r['contender']} | {r['workers']} | {state} | {_loop(r)} | "
+                     f"{_path(r.get('log'))} |")
+    return [*lines, ""]
+
+
+def _path(path: str | None) -> str:
+    """A log path relative to the repository (they live under ``.dev/bench/logs``)."""
+    if not path:
+        return ""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return f"`{os.path.relpath(path, root) if path.startswith(root) else path}`"
 
 
 def _counts(found: dict | None) -> str:
@@ -89,61 +269,62 @@ def _counts(found: dict | None) -> str:
             f"{found['hops_per_request']:.1f} thread hops")
 
 
-def _cached(results: dict) -> list[str]:
-    """With the Redis response cache on, both apps: ours / pulpcore-content."""
-    rows = []
-    for workers in sorted({r["workers"] for r in results["runs"]}):
-        ours = _run(results, "asgi-granian-cache", workers)
-        theirs = _run(results, "pulpcore-content-cache", workers)
-        if not ours or not theirs:
-            continue
-        for c in ours["small"]:
-            rows.append(f"| {workers} | c{c} | {ours['small'][c]['rps']:.0f} | "
-                        f"{theirs['small'][c]['rps']:.0f} | "
-                        f"{_ratio(ours['small'][c]['rps'], theirs['small'][c]['rps'])} |")
-    if not rows:
-        return []
-    return ["## Response cache on (Redis), 4 KiB files, req/s",
-            "", "A hot set of 500 files, each requested once before measuring.", "",
-            "| workers | clients | asgi-granian-cache | pulpcore-content-cache | ratio |",
-            "|---|---|---|---|---|", *rows, ""]
+def _seconds(meta: dict) -> str:
+    found = meta.get("small_seconds") or {}
+    return ", ".join(f"{v:g} s at c{c}" for c, v in found.items()) or f"{meta['seconds']:g} s"
 
 
-def _ondemand(found: dict | None) -> list[str]:
-    if not found:
-        return []
-    rows = ["## On-demand (cold: every request streams from upstream), 1 worker", "",
-            "| | TTFB median ms (1 MiB files) | TTFB p90 ms | 1 GiB GB/s |", "|---|---|---|---|"]
-    for name, values in found.items():
-        rows.append(f"| {name} | {values['ttfb_ms_median']:.1f} | {values['ttfb_ms_p90']:.1f}"
-                    f" | {values['large_gbps']:.2f} |")
-    return [*rows, ""]
-
-
-def markdown(results: dict) -> str:
+def header(results: dict, json_name: str) -> list[str]:
     meta = results["meta"]
-    hops = results.get("hops", {})
+    kind = {"quick": "quick (indicative)", "ondemand": "on-demand comparison only"}.get(
+        record.kind_of(meta), "full")
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     lines = [
-        f"# Benchmark {meta['date'][:19]} on {meta['machine']}",
-        "",
-        f"{meta['cpus']} CPUs, Python {meta['python']}, {meta['seconds']} s x "
-        f"{meta['repeats']} runs per point (median shown)"
-        f"{' - quick subset' if meta['quick'] else ''}. "
-        f"Pinning: {meta['pinning']}. Ratios > 1 favour us (for latency, RSS and "
-        "connections the ratio is theirs / ours).",
-        "",
-        *_rows(results),
-        "",
-        *_cached(results),
-        *_ondemand(results.get("ondemand")),
-        "Per published-file request, counted in-process (exact): "
-        f"ours {_counts(hops.get('asgi'))}; pulpcore-content "
-        f"{_counts(hops.get('pulpcore-content'))}.",
+        f"# Benchmark {meta['started']}, {kind}", "",
+        f"Generated by `bench/run.py` from `{json_name}`; do not edit by hand.", "",
+        "| | |", "|---|---|",
+        f"| commit | `{meta['commit']}` |",
+        f"| started / finished (UTC) | {meta['started']} / {meta['finished']} |",
+        f"| status | {meta['status']} |",
+        f"| machine | {meta['machine']}: {meta['cpus']} cores, {meta['cpu_model']}; load "
+        f"average {meta['load_average_start']} at start, {meta.get('load_average_end')} at end |",
+        f"| mode | {kind}: workers {meta['workers']}, clients {meta['concurrency']}, "
+        f"small-file wrk runs of {_seconds(meta)}, {meta['seconds']:g} s on the 1 GiB file, "
+        f"{meta['repeats']} runs per point |",
+        f"| pinning | {meta['pinning']} |",
+        f"| versions | {versions} |", "",
     ]
+    if meta["quick"]:
+        lines += ["**Indicative only.** Short runs on a shared machine: ratios keep one "
+                  "significant digit; quote full runs, not this.", ""]
+    return [*lines,
+            "Cells: median of the runs (min-max). Ratios compare medians; > 1 favours us "
+            f"(`{OURS}`); for latency, RSS and connections the ratio is theirs / ours. Each "
+            "ratio names the variant it is quoted against (the faster pulpcore-content, "
+            "the better nginx) and any variant that was not measured. `*`: the two "
+            "min-max ranges overlap, the difference is within the run-to-run spread.", ""]
+
+
+def markdown(results: dict, json_name: str) -> str:
+    digits = 1 if results["meta"]["quick"] else 2
+    hops = results.get("hops") or {}
+    lines = [*header(results, json_name), *status_table(results)]
+    for workers in sorted({r["workers"] for r in results["runs"]}):
+        lines += worker_table(results, workers, digits)
+    lines += [*burst_table(results), *cache_table(results, digits),
+              *ondemand_table(results.get("ondemand")),
+              "Per published-file request, counted in-process (exact): "
+              f"ours {_counts(hops.get('asgi'))}; pulpcore-content "
+              f"{_counts(hops.get('pulpcore-content'))}.", ""]
+    if record.kind_of(results["meta"]) == "full":
+        from bench import goals
+
+        lines += ["## Goals (issue #3)", "", *goals.table(results)]
     return "\n".join(lines) + "\n"
 
 
 def charts(results: dict, stem: str) -> list[str]:
+    """One PNG per worker count: small-file req/s and 1 GiB GB/s (medians)."""
     try:
         import matplotlib
 
@@ -152,23 +333,28 @@ def charts(results: dict, stem: str) -> list[str]:
     except ImportError:
         return []
     written = []
+    levels = [str(c) for c in results["meta"]["concurrency"]]
     for workers in sorted({r["workers"] for r in results["runs"]}):
-        runs = [r for r in results["runs"] if r["workers"] == workers]
-        levels = list(runs[0]["small"])
+        runs = [r for r in results["runs"] if r["workers"] == workers and r["status"] == "ran"]
+        if not runs:
+            continue
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
         width = 0.8 / len(runs)
         for i, run in enumerate(runs):
-            xs = [j + i * width for j in range(len(levels))]
-            left.bar(xs, [run["small"][c]["rps"] for c in levels], width, label=run["contender"])
+            medians = [(spread(_small(c, "rps")(run)) or Spread(0, 0, 0, 0)).median
+                       for c in levels]
+            left.bar([j + i * width for j in range(len(levels))], medians, width,
+                     label=run["contender"])
         left.set_xticks([j + 0.4 - width / 2 for j in range(len(levels))],
                         [f"c{c}" for c in levels])
         left.set_yscale("log")
-        left.set_title(f"4 KiB files, req/s ({workers} worker(s), log scale)")
-        left.legend(fontsize=8)
+        left.set_title(f"4 KiB files, req/s, median ({workers} worker(s), log scale)")
+        left.legend(fontsize=7)
         right.bar([r["contender"] for r in runs],
-                  [r["large"]["bytes_per_s"] / 1e9 if r["large"] else 0 for r in runs])
-        right.set_title("1 GiB file, 8 clients, GB/s")
-        right.tick_params(axis="x", labelsize=8)
+                  [(spread([x["bytes_per_s"] / 1e9 for x in r["large"]])
+                    or Spread(0, 0, 0, 0)).median for r in runs])
+        right.set_title("1 GiB file, 8 clients, GB/s, median")
+        right.tick_params(axis="x", labelsize=7, rotation=30)
         path = f"{stem}-w{workers}.png"
         fig.tight_layout()
         fig.savefig(path, dpi=90)
@@ -177,13 +363,20 @@ def charts(results: dict, stem: str) -> list[str]:
     return written
 
 
-def write(results: dict, folder: str) -> list[str]:
-    os.makedirs(folder, exist_ok=True)
-    day = datetime.date.today().isoformat()
-    kind = "quick" if results["meta"]["quick"] else "full"
-    stem = os.path.join(folder, f"{day}-{results['meta']['machine']}-{kind}")
-    with open(stem + ".json", "w") as out:
-        json.dump(results, out, indent=2)
+def main() -> None:
+    """``python -m bench.report RESULTS.json``: rewrite its markdown and charts, e.g. after
+    a run killed too hard to write them (the JSON is saved after every run)."""
+    import json
+    import sys
+
+    path = sys.argv[1]
+    with open(path) as source:
+        results = json.load(source)
+    stem = path.removesuffix(".json")
     with open(stem + ".md", "w") as out:
-        out.write(markdown(results))
-    return [stem + ".json", stem + ".md", *charts(results, stem)]
+        out.write(markdown(results, os.path.basename(path)))
+    print("\n".join([stem + ".md", *charts(results, stem)]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,22 +1,36 @@
 """The contenders, each started with the same number of worker processes on the same
 database and files: our app (granian, uvicorn), pulpcore-content (gunicorn + aiohttp,
-from the installed pulpcore) and nginx serving the same bytes by relative path."""
+from the installed pulpcore, with asyncio's default loop and with uvloop) and nginx
+serving the same bytes by relative path.
+
+A contender that does not start raises :class:`StartFailure` naming the reason and its
+log file, so the run can record a "did not start" row and go on with the others.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
-from dataclasses import dataclass
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
 
 from pulp_content_asgi.devtools import processes
 
 BIN = os.path.dirname(sys.executable)
 
-
 #: The response cache, for the contenders that run with it (the machine's Redis).
 CACHE_ENV = {"PULP_CACHE_ENABLED": "true", "PULP_REDIS_HOST": "127.0.0.1",
              "PULP_REDIS_PORT": "6379"}
+
+#: An argument no contender accepts: ``--fail-start`` appends it to simulate a crash at start.
+INVALID_ARGUMENT = "--bench-simulated-start-failure"
+
+#: The shared library a process maps once uvloop is imported (uvloop/loop.cpython-*.so).
+UVLOOP_LIBRARY = "/uvloop/loop."
 
 
 @dataclass(frozen=True)
@@ -24,6 +38,7 @@ class Contender:
     name: str
     prefix: str  # URL prefix the data set's paths are served under
     cache: bool = False
+    env: dict[str, str] = field(default_factory=dict)  # added to the server's environment
 
     def argv(self, workers: int, root: str, port: int) -> list[str]:
         raise NotImplementedError
@@ -32,7 +47,6 @@ class Contender:
 @dataclass(frozen=True)
 class ContentAsgi(Contender):
     server: str = "granian"
-    metrics: bool = False  # the Prometheus recorder on (what metrics cost per request)
 
     def argv(self, workers: int, root: str, port: int) -> list[str]:
         return [os.path.join(BIN, "pulp-content-asgi"), "--bind", f"127.0.0.1:{port}",
@@ -41,6 +55,10 @@ class ContentAsgi(Contender):
 
 @dataclass(frozen=True)
 class PulpcoreContent(Contender):
+    """pulpcore's own entrypoint: gunicorn with ``aiohttp.GunicornWebWorker``, or
+    ``aiohttp.GunicornUVLoopWebWorker`` when ``UVLOOP_ENABLED`` is set
+    (``pulpcore/content/entrypoint.py``)."""
+
     def argv(self, workers: int, root: str, port: int) -> list[str]:
         return [os.path.join(BIN, "pulpcore-content"), "--bind", f"127.0.0.1:{port}",
                 "--workers", str(workers), "--log-level", "warning"]
@@ -84,14 +102,20 @@ http {{
 }}
 """
 
+UVLOOP_ENV = {"PULP_UVLOOP_ENABLED": "true"}
+METRICS_ENV = {"PULP_CONTENT_ASGI_PROMETHEUS_ENABLED": "true"}
 
 CONTENDERS = [
     ContentAsgi("asgi-granian", "/pulp/content/", server="granian"),
     ContentAsgi("asgi-uvicorn", "/pulp/content/", server="uvicorn"),
     PulpcoreContent("pulpcore-content", "/pulp/content/"),
+    PulpcoreContent("pulpcore-content-uvloop", "/pulp/content/", env=UVLOOP_ENV),
     ContentAsgi("asgi-granian-cache", "/pulp/content/", cache=True, server="granian"),
-    ContentAsgi("asgi-granian-metrics", "/pulp/content/", server="granian", metrics=True),
+    # What the Prometheus recorder costs per request.
+    ContentAsgi("asgi-granian-metrics", "/pulp/content/", server="granian", env=METRICS_ENV),
     PulpcoreContent("pulpcore-content-cache", "/pulp/content/", cache=True),
+    PulpcoreContent("pulpcore-content-uvloop-cache", "/pulp/content/", cache=True,
+                    env=UVLOOP_ENV),
     Nginx("nginx", "/pulp/content/"),
     # On loopback, copying can beat sendfile (django-asgi-notes §6): the ceiling is the
     # better of the two.
@@ -99,14 +123,82 @@ CONTENDERS = [
 ]
 
 
-def start(contender: Contender, workers: int, root: str, cpus: str | None) -> processes.Server:
-    """Start ``contender``, pinned to ``cpus`` with taskset when given."""
+class StartFailure(Exception):
+    """A contender that crashed or did not answer in time; ``log_path`` holds its output."""
+
+    def __init__(self, reason: str, log_path: str) -> None:
+        super().__init__(f"{reason} (log: {log_path})")
+        self.reason, self.log_path = reason, log_path
+
+
+def start(contender: Contender, workers: int, root: str, cpus: str | None, *, probe: str,
+          timeout: float, fail: bool = False) -> processes.Server:
+    """Start ``contender`` (pinned to ``cpus`` with taskset when given) and wait up to
+    ``timeout`` seconds until GET ``probe`` answers; ``fail`` adds
+    :data:`INVALID_ARGUMENT`.
+
+    Raises :class:`StartFailure` when the process exits or does not answer in time.
+    """
     port = processes.free_port()
-    argv = contender.argv(workers, root, port)
+    argv = contender.argv(workers, root, port) + ([INVALID_ARGUMENT] if fail else [])
     if cpus:
         argv = ["taskset", "-c", cpus, *argv]
-    env = dict(CACHE_ENV) if contender.cache else {"PULP_CACHE_ENABLED": "false"}
-    if getattr(contender, "metrics", False):
-        env["PULP_CONTENT_ASGI_PROMETHEUS_ENABLED"] = "true"
-    return processes.start(argv, os.path.join(root, "logs"), env=env, port=port,
-                           probe="/pulp/content/bench-small/", timeout=60)
+    env = {**(CACHE_ENV if contender.cache else {"PULP_CACHE_ENABLED": "false"}),
+           **contender.env}
+    logs = os.path.join(root, "logs")
+    os.makedirs(logs, exist_ok=True)
+    log_path = os.path.join(logs, f"{contender.name}-w{workers}-{port}.log")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **env}, start_new_session=True)
+    server = processes.Server(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_ready(server, probe, timeout)
+    except BaseException:  # a failure or an interruption: leave no server behind
+        processes.stop(server)
+        raise
+    return server
+
+
+def wait_ready(server: processes.Server, probe: str, timeout: float) -> None:
+    """Return once GET ``probe`` answers with a status below 500; raise
+    :class:`StartFailure` if the process exits or ``timeout`` seconds pass.
+
+    One request at a time, each allowed the rest of the deadline: a server slowed by a
+    busy machine must not be buried under abandoned probes (pulpcore-content keeps
+    working on a request whose client gave up, so short per-probe timeouts can keep it
+    from ever answering in time).
+    """
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while (left := deadline - time.monotonic()) > 0:
+        if server.process.poll() is not None:
+            raise StartFailure(f"exited with status {server.process.returncode}",
+                               server.log_path)
+        try:
+            with urllib.request.urlopen(server.url(probe), timeout=max(left, 1)) as answer:
+                answer.read()
+                return
+        except urllib.error.HTTPError as error:
+            if error.code < 500:
+                return
+            last = f"status {error.code}"
+        except OSError as error:  # not listening yet, reset, or timed out
+            last = f"{type(error).__name__}: {error}"
+        time.sleep(0.5)
+    raise StartFailure(f"did not answer GET {probe} within {timeout:g} s (last: {last})",
+                       server.log_path)
+
+
+def uvloop_workers(pid: int) -> tuple[int, int]:
+    """(processes that map uvloop's extension, processes) in ``pid``'s family, the
+    arbiter or supervisor included: which event loop the workers really run."""
+    family = processes.family(pid)
+    mapped = 0
+    for member in family:
+        try:
+            with open(f"/proc/{member}/maps") as maps:
+                mapped += any(UVLOOP_LIBRARY in line for line in maps)
+        except OSError:
+            continue
+    return mapped, len(family)
