@@ -34,7 +34,7 @@ test: venv database test-tools
 
 ## The fast tier alone: pure and in-process tests, no PostgreSQL, Redis or server
 test-fast: venv
-	$(VENV)/bin/pytest -q -m fast tests/http $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -m fast tests/http tests/unit $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check pulp_content_asgi tests bench conformance

@@ -1,7 +1,8 @@
 """Test set-up in two tiers.
 
-* The **fast tier** (``tests/http/``, marked ``fast``): pure functions and in-process
-  checks that need no PostgreSQL, no Redis and no server. ``make test-fast`` runs it.
+* The **fast tier** (``tests/http/`` and ``tests/unit/``, marked ``fast``): pure functions
+  and in-process checks that need no PostgreSQL, no Redis and no server.
+  ``make test-fast`` runs it.
 * Everything else needs the test database: a real PostgreSQL database, created afresh and
   migrated by pulpcore the first time such a test is set up (never for the fast tier),
   and real servers on loopback that share its settings file, so tests build repositories
@@ -30,7 +31,7 @@ from tests.helpers import (
     unique_name,
 )
 
-FAST_DIR = Path(__file__).parent / "http"
+FAST_DIRS = (Path(__file__).parent / "http", Path(__file__).parent / "unit")
 _database_ready = False
 
 
@@ -50,7 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if FAST_DIR in Path(str(item.path)).parents:
+        if any(d in Path(str(item.path)).parents for d in FAST_DIRS):
             item.add_marker(pytest.mark.fast)
 
 

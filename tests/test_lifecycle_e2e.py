@@ -9,14 +9,15 @@ import httpx
 import pytest
 from pulpcore.app.models import AppStatus
 
-from tests.helpers import BIN, content_app, start_server, stop_server
+from tests.helpers import BIN, DEADLINE, content_app, start_server, stop_server
 
 
 def _content_rows(exclude: set[str]) -> list[AppStatus]:
     return list(AppStatus.objects.filter(app_type="content").exclude(name__in=exclude))
 
 
-def _wait(predicate, timeout=15.0):
+def _wait(predicate, timeout=DEADLINE):
+    """``predicate()``'s first true value within ``timeout`` seconds (else its last)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -40,7 +41,7 @@ def test_heartbeat_row_per_worker_appears_beats_and_goes(server, workers):
         first_beat = {row.name: row.last_heartbeat for row in rows}
         assert _wait(lambda: all(
             row.last_heartbeat > first_beat[row.name] for row in _content_rows(before)
-        ), timeout=10)
+        ))
     finally:
         stop_server(running)
     assert _wait(lambda: not AppStatus.objects.filter(name__in=names).exists())
@@ -151,11 +152,13 @@ def test_graceful_shutdown_lets_downloads_finish(server_name, unique):
     names = {row.name for row in _content_rows(before)}
     assert names  # the worker registered before it answered
     received = hashlib.sha256()
+    statuses: list[int] = []
     started = threading.Event()
 
     def download() -> None:
         with httpx.stream("GET", running.url(f"/pulp/content/{distribution.base_path}/f.bin"),
                           timeout=60) as response:
+            statuses.append(response.status_code)
             for i, chunk in enumerate(response.iter_raw(65536)):
                 received.update(chunk)
                 if i == 0:
@@ -164,10 +167,11 @@ def test_graceful_shutdown_lets_downloads_finish(server_name, unique):
 
     client = threading.Thread(target=download)
     client.start()
-    assert started.wait(20)
+    assert started.wait(DEADLINE)
     os.killpg(running.process.pid, signal.SIGTERM)
     client.join(60)
     running.process.wait(60)
+    assert statuses == [200]
     assert received.hexdigest() == hashlib.sha256(blob).hexdigest()
     assert not AppStatus.objects.filter(name__in=names).exists()
 

@@ -202,16 +202,19 @@ def test_otlp_export_matches_pulpcore_instruments(unique, collector):
                                "OTEL_METRIC_EXPORT_INTERVAL": "300"})
     try:
         for _ in range(7):
-            assert httpx.get(running.url(base + "o.txt")).content == body
+            response = httpx.get(running.url(base + "o.txt"))
+            assert (response.status_code, response.content) == (200, body)
         assert httpx.get(running.url(base + "missing")).status_code == 404
         assert httpx.get(running.url("/pulp/content/")).status_code == 200
 
         def exported() -> bool:
             """The last export has every request made above (cumulative counts)."""
             def count(status: str, route: str) -> int:
+                # GETs only: the readiness probe that started the server was a HEAD.
                 return sum(p.count for p in _latest(
                     points, "content.request_duration",
-                    lambda a: a["http.route"] == route and a["http.status_code"] == status))
+                    lambda a: (a["http.method"], a["http.route"], a["http.status_code"])
+                    == ("GET", route, status)))
             sizes = _latest(points, "artifacts.size.counter", lambda a: True)
             return (count("2xx", "stream_content"), count("4xx", "stream_content"),
                     count("2xx", "list_distributions"),

@@ -237,7 +237,9 @@ def test_malicious_paths_get_a_clean_4xx(server, dist, raw_path, statuses):
 
 @pytest.mark.parametrize(("header", "status"), [
     # Ranges we cannot parse are unsatisfiable (as pulpcore-content answers them).
-    ({"Range": "bytes=oops"}, 416), ({"Range": "\x7f"}, 416),
+    ({"Range": "bytes=oops"}, 416),
+    # DEL is not allowed in a field value (RFC 9110 §5.5): the server refuses the request.
+    ({"Range": "\x7f"}, 400),
     # Unparseable validators never match: the file is served (RFC 9110 §13.1).
     ({"If-Modified-Since": "garbage"}, 200), ({"If-None-Match": "\"unterminated"}, 200),
     ({"If-Range": "garbage"}, 200),
