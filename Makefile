@@ -8,7 +8,7 @@ DEMO_DB ?=
 BIND ?= 127.0.0.1:24816
 DEV_ENV = set -a; source .dev/db.env; set +a
 
-.PHONY: demo test lint venv database clean bench bench-quick bench-tools test-tools \
+.PHONY: demo test test-fast lint venv database clean bench bench-quick bench-tools test-tools \
 	pulp-up pulp-down conformance conformance-ci parity parity-domains conformance-deps
 
 $(VENV)/.installed: pyproject.toml
@@ -36,6 +36,10 @@ demo: venv database
 ## missing first and says so: curl, redis-server, nginx, gpg (apt-get), Azurite (npm, .dev/node)
 test: venv database test-tools
 	@$(DEV_ENV); $(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+## The fast tier alone: pure and in-process tests, no PostgreSQL, Redis or server
+test-fast: venv
+	$(VENV)/bin/pytest -q -m fast tests/http tests/unit $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check pulp_content_asgi tests bench conformance

@@ -14,7 +14,10 @@ from typing import Any
 DEFAULTS: dict[str, Any] = {
     # Connections (and ORM threads) per worker process; the psycopg pool's max_size.
     "CONTENT_ASGI_DB_CONNECTIONS": 8,
-    # Seconds a request waits for a pooled connection before it is answered 503.
+    # Seconds an ORM thread waits for psycopg-pool to hand it a connection before the
+    # request is answered 503 "database unavailable". There are as many ORM threads as
+    # pooled connections, so this only expires when PostgreSQL cannot be reached, never
+    # because the worker is busy (busy requests queue for a thread: db.py).
     "CONTENT_ASGI_DB_POOL_TIMEOUT": 10.0,
     # Seconds an idle pooled connection is kept open (pulpcore#2816: release idle ones).
     "CONTENT_ASGI_DB_MAX_IDLE": 60.0,

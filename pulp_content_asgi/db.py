@@ -2,8 +2,14 @@
 
 Each call runs a whole unit of ORM work in one thread hop and gives the connection back
 to the pool before returning, so no connection is held while a body streams and a worker
-never holds more connections than it has ORM threads (= the pool's ``max_size``). A
-connection that died under us (PostgreSQL restarted, network cut) is dropped and the
+never holds more connections than it has ORM threads. There are exactly as many ORM
+threads as the connection pool's ``max_size`` (:func:`threads`), so a thread that asks the
+pool for a connection always gets one at once (an idle one, or room to open one): a busy
+worker queues its requests for a thread, bounded by memory like any other pending request,
+and psycopg-pool's ``timeout`` only expires when PostgreSQL cannot be reached. A busy pool
+is not an outage.
+
+A connection that died under us (PostgreSQL restarted, network cut) is dropped and the
 unit is retried once on a fresh one, which is pulpcore's own recovery, done in one place.
 """
 
@@ -13,10 +19,9 @@ import asyncio
 import contextvars
 import functools
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
@@ -27,19 +32,43 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
+# psycopg-pool's own default when ``"pool": True`` or a pool without sizes is configured.
+_PSYCOPG_POOL_DEFAULT_SIZE = 4
+
 _executor: ThreadPoolExecutor | None = None
 
 
 class DatabaseUnavailable(Exception):
-    """The database could not be reached or no pooled connection freed up in time."""
+    """The database could not be reached (no connection could be opened, or it died twice)."""
+
+
+def threads(pool: Any, configured: int) -> int:
+    """How many ORM threads a worker runs: the connection pool's ``max_size``.
+
+    ``pool`` is ``DATABASES["default"]["OPTIONS"]["pool"]`` (a dict of psycopg-pool
+    arguments, ``True`` for its defaults, or absent/``False``); ``configured`` is
+    ``CONTENT_ASGI_DB_CONNECTIONS``, which bootstrap makes the ``max_size`` unless the
+    operator set a pool of their own. Threads must not outnumber connections: a thread
+    waiting for a connection would wait for psycopg-pool's ``timeout`` and fail.
+    """
+    if pool is True:
+        return _PSYCOPG_POOL_DEFAULT_SIZE
+    if isinstance(pool, dict):
+        size = pool.get("max_size") or pool.get("min_size") or _PSYCOPG_POOL_DEFAULT_SIZE
+        return int(size)
+    return configured
 
 
 def executor() -> ThreadPoolExecutor:
     """This process's ORM threads, created on first use (after any fork)."""
     global _executor
     if _executor is None:
+        from django.conf import settings
+
+        pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
         _executor = ThreadPoolExecutor(
-            max_workers=conf.current().db_connections, thread_name_prefix="content-db"
+            max_workers=threads(pool, conf.current().db_connections),
+            thread_name_prefix="content-db",
         )
     return _executor
 
@@ -53,14 +82,7 @@ def _pool_timeout(exc: BaseException) -> bool:
     return type(exc).__name__ == "PoolTimeout"
 
 
-def _run(fn: Callable[..., T], args: tuple, kwargs: dict, queued_at: float) -> T:
-    waited = time.monotonic() - queued_at
-    limit = conf.current().db_pool_timeout
-    if waited > limit:
-        # Every ORM thread (= pooled connection) was busy for longer than a request may
-        # wait for a connection: answer 503 rather than let the queue grow without bound.
-        raise DatabaseUnavailable(f"all {conf.current().db_connections} database connections "
-                                  f"of this worker were busy for {waited:.1f}s")
+def _run(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
     try:
         for attempt in (1, 2):
             try:
@@ -80,8 +102,13 @@ def _run(fn: Callable[..., T], args: tuple, kwargs: dict, queued_at: float) -> T
 
 
 async def run(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run ``fn`` on an ORM thread with the caller's context variables (e.g. the domain)."""
+    """Run ``fn`` on an ORM thread with the caller's context variables (e.g. the domain).
+
+    Waits for a free ORM thread however long the queue is (no timer: a busy worker is
+    slow, not down). Raises :class:`DatabaseUnavailable` when PostgreSQL cannot be
+    reached; ``fn``'s own exceptions propagate.
+    """
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
-    call = functools.partial(ctx.run, _run, fn, args, kwargs, time.monotonic())
+    call = functools.partial(ctx.run, _run, fn, args, kwargs)
     return await loop.run_in_executor(executor(), call)

@@ -1,41 +1,44 @@
-"""Test set-up: a real PostgreSQL database migrated by pulpcore, real servers on loopback.
+"""Test set-up in two tiers.
 
-The test process and every server it starts share one settings file and database, so
-tests build repositories through the ORM and then request them over HTTP.
+* The **fast tier** (``tests/http/`` and ``tests/unit/``, marked ``fast``): pure functions
+  and in-process checks that need no PostgreSQL, no Redis and no server.
+  ``make test-fast`` runs it.
+* Everything else needs the test database: a real PostgreSQL database, created afresh and
+  migrated by pulpcore the first time such a test is set up (never for the fast tier),
+  and real servers on loopback that share its settings file, so tests build repositories
+  through the ORM and then request them over HTTP.
+
+Django itself is set up for every run (the test modules import pulpcore's models); that
+reads the settings file and touches no database.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import sys
-import uuid
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from pulp_content_asgi.devtools import processes
-from pulp_content_asgi.devtools.processes import Server
-from tests.upstream import Upstream
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEST_ROOT = os.path.join(ROOT, ".dev", "test")
-# One database per checkout, created afresh for every run: the machine's PostgreSQL is
-# shared by every clone (CI runs in another folder), and artifacts must match the files
-# under this checkout's .dev/test/media.
-DBNAME = os.environ.get(
-    "CONTENT_ASGI_TEST_DB",
-    "pulp_content_asgi_test_" + hashlib.sha1(ROOT.encode()).hexdigest()[:8],
+from tests.helpers import (
+    DBNAME,
+    TEST_ROOT,
+    content_app,
+    metered_env,
+    stop_server,
+    unique_name,
 )
-BIN = os.path.dirname(sys.executable)
+
+FAST_DIRS = (Path(__file__).parent / "http", Path(__file__).parent / "unit")
+_database_ready = False
 
 
 def pytest_configure(config: pytest.Config) -> None:
     from pulp_content_asgi.devtools import settings as devsettings
 
     shutil.rmtree(TEST_ROOT, ignore_errors=True)
-    devsettings.ensure_database(DBNAME, fresh=True)
     os.environ["PULP_SETTINGS"] = devsettings.write(
         TEST_ROOT, DBNAME, {"CONTENT_ORIGIN": "http://127.0.0.1:24816",
                             "ALLOWED_IMPORT_PATHS": ["/tmp", TEST_ROOT]}
@@ -44,31 +47,39 @@ def pytest_configure(config: pytest.Config) -> None:
     from pulp_content_asgi import bootstrap
 
     bootstrap.setup()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(d in Path(str(item.path)).parents for d in FAST_DIRS):
+            item.add_marker(pytest.mark.fast)
+
+
+def _database() -> None:
+    """Create and migrate the test database, once per run."""
+    global _database_ready
+    if _database_ready:
+        return
     from django.core.management import call_command
 
-    call_command("migrate", verbosity=0, interactive=False)
     from pulp_content_asgi import registry
+    from pulp_content_asgi.devtools import settings as devsettings
 
+    devsettings.ensure_database(DBNAME, fresh=True)
+    call_command("migrate", verbosity=0, interactive=False)
     registry.discover()
+    _database_ready = True
 
 
-def start_server(argv: list[str], env: dict[str, str] | None = None,
-                 probe: str = "/pulp/content/") -> Server:
-    return processes.start(argv, TEST_ROOT, env, probe=probe, cwd=ROOT)
-
-
-stop_server = processes.stop
-
-
-def content_app(server: str = "granian", env: dict[str, str] | None = None,
-                workers: int = 1, probe: str = "/pulp/content/") -> Server:
-    argv = [os.path.join(BIN, "pulp-content-asgi"), "--bind", "127.0.0.1:{port}", "--server",
-            server, "--workers", str(workers), "--log-level", "warning"]
-    return start_server(argv, env, probe=probe)
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture of a test outside the fast tier: the database exists."""
+    if item.get_closest_marker("fast") is None:
+        _database()
 
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[Server]:
+def server() -> Iterator[object]:
     """The content app under its default server (granian)."""
     running = content_app("granian")
     yield running
@@ -76,27 +87,59 @@ def server() -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def uvicorn_server() -> Iterator[Server]:
+def uvicorn_server() -> Iterator[object]:
     running = content_app("uvicorn")
     yield running
     stop_server(running)
 
 
 @pytest.fixture(params=["granian", "uvicorn"], scope="session")
-def any_server(request: pytest.FixtureRequest, server: Server, uvicorn_server: Server) -> Server:
+def any_server(request: pytest.FixtureRequest, server: object, uvicorn_server: object
+               ) -> object:
     """Each supported server in turn, for behaviour that must not depend on it."""
     return server if request.param == "granian" else uvicorn_server
+
+
+@pytest.fixture(scope="session")
+def metered_server() -> Iterator[object]:
+    """The app (granian, one worker) with Prometheus on: tests wait on its counters
+    (downloads in flight, requests that joined a download) instead of on the clock."""
+    directory = tempfile.mkdtemp(prefix="metered-")
+    running = content_app("granian", env=metered_env(directory))
+    yield running
+    stop_server(running)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
 def unique() -> str:
     """A fresh name for repositories and base paths."""
-    return uuid.uuid4().hex[:10]
+    return unique_name()
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
+def upstream() -> Iterator[object]:
     """A real HTTP server on loopback standing in for upstream repositories."""
+    from tests.upstream import Upstream
+
     server = Upstream().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def backup_upstream() -> Iterator[object]:
+    """A second upstream, for a repository's second remote (fallback, ACS)."""
+    from tests.upstream import Upstream
+
+    server = Upstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def domain_server() -> Iterator[object]:
+    """The app with DOMAIN_ENABLED (object-storage domains)."""
+    running = content_app(env={"PULP_DOMAIN_ENABLED": "true"}, probe="/pulp/content/default/")
+    yield running
+    stop_server(running)

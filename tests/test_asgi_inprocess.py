@@ -8,50 +8,26 @@ import os
 import pytest
 
 from pulp_content_asgi.devtools import data
+from tests.helpers import asgi_call, scope, unique_name
 
 BODY = os.urandom(300 * 1024)  # above CONTENT_ASGI_INLINE_FILE_SIZE: not read inline
 
 
 @pytest.fixture(scope="module")
 def path():
-    import uuid
-
-    u = uuid.uuid4().hex[:8]
+    u = unique_name()
     repo = data.repository(f"inproc-{u}", {"big.bin": BODY, "tiny.txt": b"tiny"})
     data.distribute(f"inproc-{u}", publication=data.publish(repo.latest_version()))
     return f"/pulp/content/inproc-{u}/"
 
 
-def _scope(path: str, method: str = "GET", headers: dict | None = None,
-           extensions: dict | None = None) -> dict:
-    return {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
-            "query_string": b"", "scheme": "http", "http_version": "1.1",
-            "server": ("127.0.0.1", 1), "client": ("127.0.0.1", 2),
-            "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
-            "extensions": extensions or {}}
-
-
 def call(path: str, method: str = "GET", headers: dict | None = None,
          extensions: dict | None = None) -> list[dict]:
+    """The ASGI messages the app sends for one request."""
     from pulp_content_asgi.asgi import application
 
-    scope = _scope(path, method, headers, extensions)
-    sent: list[dict] = []
-    disconnect = asyncio.Event()
-
-    async def receive() -> dict:
-        await disconnect.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    async def run() -> None:
-        await application(scope, receive, send)
-        disconnect.set()
-
-    asyncio.run(run())
-    return sent
+    return asyncio.run(asgi_call(application, scope(path, method, headers,
+                                                    extensions=extensions)))
 
 
 def test_whole_file_goes_through_pathsend_when_offered(path):
@@ -91,26 +67,13 @@ def test_head_sends_no_body_bytes(path):
 
 
 def test_client_disconnect_stops_the_stream(path):
+    """The client leaves after the first chunk: nothing more is read or sent."""
     from pulp_content_asgi.asgi import application
 
-    scope = _scope(path + "big.bin")
-    sent: list[dict] = []
+    def after_first_chunk(message: dict) -> bool:
+        return message["type"] == "http.response.body"
 
-    async def run() -> None:
-        gone = asyncio.Event()
-
-        async def receive() -> dict:
-            await gone.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict) -> None:
-            sent.append(message)
-            if message["type"] == "http.response.body":
-                gone.set()  # the client leaves after the first chunk
-                await asyncio.sleep(0.05)
-
-        await asyncio.wait_for(application(scope, receive, send), 10)
-
-    asyncio.run(run())
-    delivered = sum(len(m.get("body", b"")) for m in sent[1:])
-    assert 0 < delivered < len(BODY)
+    sent = asyncio.run(asyncio.wait_for(asgi_call(
+        application, scope(path + "big.bin"), on_send=after_first_chunk), 120))
+    bodies = [m.get("body", b"") for m in sent if m["type"] == "http.response.body"]
+    assert bodies == [BODY[:256 * 1024]]  # one CONTENT_ASGI_CHUNK_SIZE chunk, no more

@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 
 import httpx
 import pytest
 from pulpcore.app.models import Domain
 
-from tests.conftest import ROOT, start_server, stop_server
-from tests.test_object_storage_e2e import distribution_in, domain_server  # noqa: F401
+from tests.helpers import ROOT, distribution_in, start_server, stop_server, unique_name
 
 AZURITE = os.path.join(ROOT, ".dev", "node", "node_modules", ".bin", "azurite-blob")
 ACCOUNT = "devstoreaccount1"
@@ -37,7 +35,7 @@ def azurite():
 def azure_domain(endpoint: str) -> Domain:
     from azure.storage.blob import BlobServiceClient
 
-    container = f"pulp-{uuid.uuid4().hex[:10]}"
+    container = f"pulp-{unique_name()}"
     connection = (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
                   f"BlobEndpoint={endpoint};")
     BlobServiceClient.from_connection_string(connection).create_container(container)
@@ -49,7 +47,7 @@ def azure_domain(endpoint: str) -> Domain:
         redirect_to_object_storage=True)
 
 
-def test_redirect_to_a_signed_blob_url(domain_server, azurite):  # noqa: F811
+def test_redirect_to_a_signed_blob_url(domain_server, azurite):
     domain = azure_domain(azurite)
     distribution = distribution_in(domain, {"pkg/file.deb": BODY})
     url = domain_server.url(f"/pulp/content/{domain.name}/{distribution.base_path}/pkg/file.deb")

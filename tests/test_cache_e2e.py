@@ -7,7 +7,8 @@ import asyncio
 import base64
 import os
 import subprocess
-import time
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -19,7 +20,23 @@ from pulpcore.app.models import HeaderContentGuard
 
 from pulp_content_asgi.devtools import data
 from pulp_content_asgi.devtools.processes import free_port
-from tests.conftest import BIN, content_app, start_server, stop_server
+from tests.helpers import (
+    BIN,
+    DEADLINE,
+    content_app,
+    content_artifact,
+    metered_env,
+    on_demand,
+    scope,
+    scrape,
+    start_server,
+    stop_server,
+    value,
+    wait_for,
+)
+from tests.upstream import Behaviour
+
+JOINED = "pulp_content_ondemand_collapsed_requests_total"
 
 
 class PrivateRedis:
@@ -33,13 +50,8 @@ class PrivateRedis:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
-                              text=True).stdout.strip() == "PONG":
-                return
-            time.sleep(0.1)
-        raise RuntimeError("redis-server did not start")
+        if not wait_for(lambda: self.cli("ping").strip() == "PONG", DEADLINE):
+            raise RuntimeError("redis-server did not start")
 
     def stop(self) -> None:
         if self.process is not None:
@@ -76,8 +88,10 @@ def cache_settings(redis_server):
 
 
 @pytest.fixture(scope="module")
-def cached_server(cache_settings):
-    running = content_app("granian", env=cache_settings)
+def cached_server(cache_settings, tmp_path_factory):
+    """The app with the cache on (and Prometheus, whose counters tests wait on)."""
+    shared = str(tmp_path_factory.mktemp("prometheus"))
+    running = content_app("granian", env={**cache_settings, **metered_env(shared)})
     yield running
     stop_server(running)
 
@@ -102,12 +116,14 @@ def test_miss_then_hit(cached_server, unique):
     assert second.headers["etag"] == first.headers["etag"]
     assert second.headers["content-type"] == "text/plain"
     big = [get(cached_server, distribution, "dir/b.bin") for _ in range(2)]
-    assert [r.headers["x-pulp-cache"] for r in big] == ["MISS", "HIT"]
+    assert [(r.status_code, r.headers["x-pulp-cache"]) for r in big] == [(200, "MISS"),
+                                                                        (200, "HIT")]
     assert big[1].content == big[0].content
     ranged = get(cached_server, distribution, "dir/b.bin", headers={"Range": "bytes=0-9"})
     assert ranged.status_code == 206 and ranged.content == big[0].content[:10]
     listing = [get(cached_server, distribution, "dir/") for _ in range(2)]
-    assert [r.headers["x-pulp-cache"] for r in listing] == ["MISS", "HIT"]
+    assert [(r.status_code, r.headers["x-pulp-cache"]) for r in listing] == [(200, "MISS"),
+                                                                            (200, "HIT")]
     assert listing[0].text == listing[1].text
     conditional = get(cached_server, distribution, "a.txt",
                       headers={"If-None-Match": first.headers["etag"]})
@@ -144,15 +160,21 @@ def test_invalidated_by_a_new_publication(cached_server, unique):
     assert get(cached_server, distribution, "b.txt").content == b"two"
 
 
+def hit_after_miss(server, distribution, path: str, body: bytes) -> None:
+    """``path`` is cached: a MISS then a HIT, both with ``body``."""
+    answers = [get(server, distribution, path) for _ in range(2)]
+    assert [(r.status_code, r.headers.get("x-pulp-cache"), r.content) for r in answers] == [
+        (200, "MISS", body), (200, "HIT", body)]
+
+
 def test_invalidated_by_distribution_changes_and_deletion(cached_server, unique):
     distribution, repo = published(unique, {"a.txt": b"one"})
-    for _ in range(2):
-        get(cached_server, distribution, "a.txt")
+    hit_after_miss(cached_server, distribution, "a.txt", b"one")
     other = data.publish(data.add_files(repo, {"a.txt": b"changed"}))
     distribution.publication = other
     distribution.save()
     changed = get(cached_server, distribution, "a.txt")
-    assert changed.headers["x-pulp-cache"] == "MISS"
+    assert changed.headers["x-pulp-cache"] == "MISS" and changed.content == b"changed"
     distribution.delete()
     assert get(cached_server, distribution, "a.txt").status_code == 404
 
@@ -176,11 +198,10 @@ def test_unguarded_hits_need_no_database(cached_server, redis_server, unique):
     from pulp_content_asgi.cache.store import RedisCache
     from pulp_content_asgi.http import paths
     from pulp_content_asgi.request import ContentRequest
-    from tests.resolve import scope
 
-    distribution, _ = published(unique, {"big.bin": os.urandom(300_000)})
-    for _ in range(2):
-        get(cached_server, distribution, "big.bin")
+    blob = os.urandom(300_000)
+    distribution, _ = published(unique, {"big.bin": blob})
+    hit_after_miss(cached_server, distribution, "big.bin", blob)
     path = f"/pulp/content/{distribution.base_path}/big.bin"
     request_scope = {**scope(path), "extensions": {"http.response.pathsend": {}}}
     target = paths.locate(path, settings.CONTENT_PATH_PREFIX, False)
@@ -213,8 +234,7 @@ def test_invalidated_by_a_new_repository_version_and_by_reclaim(cached_server, u
     distribution, repo = published(unique, {"a.txt": b"one"}, repository=None)
     distribution.repository = repo
     distribution.save()
-    for _ in range(2):
-        get(cached_server, distribution, "a.txt")
+    hit_after_miss(cached_server, distribution, "a.txt", b"one")
     data.add_files(repo, {"b.txt": b"two"})  # Repository.new_version() invalidates
     assert get(cached_server, distribution, "a.txt").headers["x-pulp-cache"] == "MISS"
     assert get(cached_server, distribution, "a.txt").headers["x-pulp-cache"] == "HIT"
@@ -227,73 +247,76 @@ def test_invalidated_when_the_remote_goes(cached_server, unique):
 
     remote = FileRemote.objects.create(name=f"r-{unique}", url="http://127.0.0.1:9/")
     distribution, _ = published(unique, {"a.txt": b"one"}, remote=remote)
-    for _ in range(2):
-        get(cached_server, distribution, "a.txt")
+    hit_after_miss(cached_server, distribution, "a.txt", b"one")
     remote.delete()
-    assert get(cached_server, distribution, "a.txt").headers["x-pulp-cache"] == "MISS"
+    after = get(cached_server, distribution, "a.txt")
+    assert after.headers["x-pulp-cache"] == "MISS" and after.content == b"one"
 
 
-def test_a_saved_on_demand_download_is_cached(cached_server, unique):
-    from tests.test_ondemand_e2e import content_artifact, on_demand
-    from tests.upstream import Upstream
-
-    upstream = Upstream().start()
-    try:
-        blob = os.urandom(100_000)
-        distribution, prefix, repo = on_demand(upstream, {"od.bin": blob})
-        first = get(cached_server, distribution, "od.bin")
-        assert first.content == blob and "x-pulp-cache" not in first.headers
-        # Saved and cached before the first response ended: the very next request hits.
-        assert content_artifact(repo, "od.bin").artifact_id is not None
-        second = get(cached_server, distribution, "od.bin")
-        assert second.headers["x-pulp-cache"] == "HIT" and second.content == blob
-        assert upstream.hits[prefix + "od.bin"] == 1
-    finally:
-        upstream.stop()
+def test_a_saved_on_demand_download_is_cached(cached_server, upstream):
+    blob = os.urandom(100_000)
+    distribution, prefix, repo = on_demand(upstream, {"od.bin": blob})
+    first = get(cached_server, distribution, "od.bin")
+    assert first.content == blob and "x-pulp-cache" not in first.headers
+    # Saved and cached before the first response ended: the very next request hits.
+    assert content_artifact(repo, "od.bin").artifact_id is not None
+    second = get(cached_server, distribution, "od.bin")
+    assert second.headers["x-pulp-cache"] == "HIT" and second.content == blob
+    assert upstream.hits[prefix + "od.bin"] == 1
 
 
-def test_a_request_joining_a_small_download_is_answered_from_the_cache(cached_server):
+def test_a_request_joining_a_small_download_is_answered_from_the_cache(cached_server,
+                                                                       upstream):
     """pulpcore's test_full_workflow: a client that reads only the headers of an on-demand
     response and leaves, then the next request: a HIT (it waits for the save, as all of
     a small file's bytes wait for verification anyway)."""
-    from tests.test_ondemand_e2e import on_demand
-    from tests.upstream import Behaviour, Upstream
+    blob = os.urandom(200_000)
+    distribution, prefix, _ = on_demand(upstream, {"join.bin": blob})
+    gate = threading.Event()
+    # Held after its first 64 KiB until the second request has joined it.
+    upstream.behaviour[prefix + "join.bin"] = Behaviour(gate=gate, gate_after=65536)
+    target = cached_server.url(f"/pulp/content/{distribution.base_path}/join.bin")
+    with httpx.stream("GET", target, timeout=60) as first:
+        assert first.status_code == 200 and "x-pulp-cache" not in first.headers
+    before = value(scrape(cached_server), JOINED)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(httpx.get, target, timeout=120)
+        try:
+            assert wait_for(lambda: value(scrape(cached_server), JOINED) > before)
+        finally:
+            gate.set()
+        second = pending.result(120)
+    assert second.status_code == 200 and second.headers["x-pulp-cache"] == "HIT"
+    assert second.content == blob
+    assert upstream.hits[prefix + "join.bin"] == 1
 
-    upstream = Upstream().start()
-    try:
-        blob = os.urandom(200_000)
-        distribution, prefix, _ = on_demand(upstream, {"join.bin": blob})
-        upstream.behaviour[prefix + "join.bin"] = Behaviour(chunk_delay=0.1)
-        target = cached_server.url(f"/pulp/content/{distribution.base_path}/join.bin")
-        with httpx.stream("GET", target, timeout=30) as first:
-            assert first.status_code == 200 and "x-pulp-cache" not in first.headers
-        second = httpx.get(target, timeout=30)  # the download is still running
-        assert second.headers["x-pulp-cache"] == "HIT"
-        assert second.content == blob
-        assert upstream.hits[prefix + "join.bin"] == 1
-    finally:
-        upstream.stop()
 
-
-# Last: it restarts the Redis the module's other servers use.
-def test_redis_outage_is_invisible_to_clients(cache_settings, redis_server, unique):
+def test_redis_outage_is_invisible_to_clients(unique):
+    """Its own Redis, stopped and started again: clients see 200s with the right bytes
+    throughout, and the cache is used again once Redis is back."""
+    redis = PrivateRedis()
+    redis.start()
+    env = {"PULP_CACHE_ENABLED": "true", "PULP_REDIS_HOST": "127.0.0.1",
+           "PULP_REDIS_PORT": str(redis.port), "PULP_CONTENT_ASGI_CACHE_RETRY": "1"}
     distribution, _ = published(unique, {"a.txt": b"alpha"})
-    running = content_app("granian", env=cache_settings)
+    running = content_app("granian", env=env)
     try:
         assert get(running, distribution, "a.txt").headers["x-pulp-cache"] == "MISS"
-        redis_server.stop()
-        started = time.monotonic()
+        redis.stop()
         for _ in range(5):
-            response = get(running, distribution, "a.txt")
+            response = get(running, distribution, "a.txt", timeout=60)
             assert response.status_code == 200 and response.content == b"alpha"
             assert "x-pulp-cache" not in response.headers
-        assert time.monotonic() - started < 10
-        redis_server.start()
-        time.sleep(6)  # past CONTENT_ASGI_CACHE_RETRY
-        statuses = [get(running, distribution, "a.txt").headers.get("x-pulp-cache")
-                    for _ in range(2)]
-        assert statuses == ["MISS", "HIT"]
+        redis.start()  # empty: nothing survived the restart
+
+        def cache_in_use() -> bool:
+            response = get(running, distribution, "a.txt", timeout=60)
+            assert response.status_code == 200 and response.content == b"alpha"
+            return "x-pulp-cache" in response.headers
+
+        assert wait_for(cache_in_use, DEADLINE, interval=0.2)  # past CONTENT_ASGI_CACHE_RETRY
+        again = get(running, distribution, "a.txt")
+        assert again.headers["x-pulp-cache"] == "HIT" and again.content == b"alpha"
     finally:
         stop_server(running)
-        if redis_server.process is None:
-            redis_server.start()
+        redis.stop()

@@ -10,7 +10,7 @@ import pytest
 from pulpcore.constants import CHECKPOINT_TS_FORMAT
 
 from pulp_content_asgi.devtools import data
-from tests.conftest import content_app, stop_server
+from tests.helpers import unique_name, url
 
 
 def ts(moment: datetime) -> str:
@@ -19,9 +19,7 @@ def ts(moment: datetime) -> str:
 
 @pytest.fixture(scope="module")
 def checkpoints():
-    import uuid
-
-    u = uuid.uuid4().hex[:8]
+    u = unique_name()
     repo = data.repository(f"ckpt-{u}", {"f.txt": b"first"})
     first = data.publish(repo.latest_version(), checkpoint=True)
     time.sleep(1.1)  # checkpoints are named by the second
@@ -29,10 +27,6 @@ def checkpoints():
     distribution = data.distribute(f"ckpt-{u}", repository=repo, checkpoint=True)
     time.sleep(1.1)  # so that "a second after the last checkpoint" is in the past
     return distribution, first, second
-
-
-def url(server, distribution, path=""):
-    return server.url(f"/pulp/content/{distribution.base_path}/{path}")
 
 
 def test_root_lists_checkpoints(server, checkpoints):
@@ -79,19 +73,25 @@ def test_timestamp_without_slash_redirects(server, checkpoints):
     assert response.headers["location"].endswith(f"/{stamp}/")
 
 
-def test_superseded_publication_serves_during_its_grace_period(unique):
-    running = content_app(env={"PULP_DISTRIBUTED_PUBLICATION_RETENTION_PERIOD": "3"})
-    try:
-        from django.test import override_settings
+def test_superseded_publication_serves_during_its_grace_period(server, unique):
+    """A removed file is still served from the superseded publication until its
+    DistributedPublication expires (pulpcore's DISTRIBUTED_PUBLICATION_RETENTION_PERIOD);
+    the expiry is moved into the past in the database instead of waiting for it."""
+    from django.test import override_settings
+    from django.utils import timezone
+    from pulpcore.app.models import DistributedPublication
 
-        with override_settings(DISTRIBUTED_PUBLICATION_RETENTION_PERIOD=3):
-            repo = data.repository(f"grace-{unique}", {"old.txt": b"old"})
-            distribution = data.distribute(f"grace-{unique}", repository=repo)
-            data.publish(repo.latest_version())
-            assert httpx.get(url(running, distribution, "old.txt")).content == b"old"
-            data.publish(data.remove_files(repo, ["old.txt"]))
-        assert httpx.get(url(running, distribution, "old.txt")).status_code == 200
-        time.sleep(4)
-        assert httpx.get(url(running, distribution, "old.txt")).status_code == 404
-    finally:
-        stop_server(running)
+    with override_settings(DISTRIBUTED_PUBLICATION_RETENTION_PERIOD=3600):
+        repo = data.repository(f"grace-{unique}", {"old.txt": b"old", "new.txt": b"new"})
+        distribution = data.distribute(f"grace-{unique}", repository=repo)
+        first = data.publish(repo.latest_version())
+        assert httpx.get(url(server, distribution, "old.txt")).content == b"old"
+        data.publish(data.remove_files(repo, ["old.txt"]))
+    during = httpx.get(url(server, distribution, "old.txt"))
+    assert during.status_code == 200 and during.content == b"old"
+    superseded = DistributedPublication.objects.filter(distribution=distribution,
+                                                       publication=first)
+    assert superseded.get().expires_at > timezone.now()
+    superseded.update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert httpx.get(url(server, distribution, "old.txt")).status_code == 404
+    assert httpx.get(url(server, distribution, "new.txt")).content == b"new"

@@ -10,7 +10,7 @@ import pytest
 
 from pulp_content_asgi.devtools import data
 from pulp_content_asgi.devtools.processes import free_port, start, stop
-from tests.conftest import ROOT, TEST_ROOT
+from tests.helpers import ROOT, TEST_ROOT
 
 SNIPPET = os.path.join(ROOT, "docs", "deployment", "nginx-pulp-content.conf")
 

@@ -9,21 +9,12 @@ from pulpcore.app.models import Domain
 from pulpcore.app.util import set_domain
 
 from pulp_content_asgi.devtools import data
-from tests.conftest import content_app, stop_server
-
-
-@pytest.fixture(scope="module")
-def domain_server():
-    running = content_app(env={"PULP_DOMAIN_ENABLED": "true"}, probe="/pulp/content/default/")
-    yield running
-    stop_server(running)
+from tests.helpers import content_app, stop_server, unique_name
 
 
 @pytest.fixture(scope="module")
 def domain_world():
-    import uuid
-
-    u = uuid.uuid4().hex[:8]
+    u = unique_name()
     default = Domain.objects.get(name="default")
     other = data.filesystem_domain(f"dom-{u}")
     set_domain(other)

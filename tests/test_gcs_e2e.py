@@ -21,12 +21,12 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 import pytest
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pulpcore.app.models import Domain
 
-from tests.conftest import content_app, start_server, stop_server
-from tests.test_object_storage_e2e import distribution_in
+from tests.helpers import content_app, distribution_in, start_server, stop_server, unique_name
 
 EMULATOR = os.path.join(os.path.dirname(sys.executable), "gcp-storage-emulator")
 GCS = "storages.backends.gcloud.GoogleCloudStorage"
@@ -83,7 +83,7 @@ def gcs_domain(endpoint: str, redirect: bool) -> Domain:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    bucket = f"pulp-{uuid.uuid4().hex[:10]}"
+    bucket = f"pulp-{unique_name()}"
     storage.Client(project="pulp-test", credentials=AnonymousCredentials()).create_bucket(bucket)
     return Domain.objects.create(
         name=f"gcs-{bucket}", storage_class=GCS,
@@ -109,7 +109,7 @@ def signed_for(location: str, method: str, public_key, bucket: str) -> bool:
                          hashlib.sha256(canonical.encode()).hexdigest()])
     try:
         public_key.verify(signature, to_sign.encode(), padding.PKCS1v15(), hashes.SHA256())
-    except Exception:
+    except InvalidSignature:
         return False
     return True
 

@@ -18,11 +18,13 @@ from pulp_certguard.app.models import RHSMCertGuard, X509CertGuard
 from pulpcore.app.models import (
     CompositeContentGuard,
     ContentRedirectContentGuard,
+    EnvVarHeaderContentGuard,
     HeaderContentGuard,
     RBACContentGuard,
 )
 
 from pulp_content_asgi.devtools import data
+from tests.helpers import content_app, stop_server, unique_name
 
 FILE = b"guarded bytes\n"
 
@@ -44,19 +46,16 @@ def get(server, distribution, path="file.txt", **kwargs):
 
 @pytest.fixture(scope="module")
 def rbac():
-    import uuid
-
     from django.contrib.auth import get_user_model
     from pulpcore.app.role_util import assign_role
 
-    u = uuid.uuid4().hex[:8]
+    u = unique_name()
     guard = RBACContentGuard.objects.create(name=f"rbac-{u}")
     users = get_user_model().objects
     allowed = users.create_user(f"allowed-{u}", password="open-sesame")
     other = users.create_user(f"other-{u}", password="open-sesame")
     assign_role("core.rbaccontentguard_downloader", allowed, guard)
     return guarded(u, guard), allowed.username, other.username
-
 
 
 class TestRBAC:
@@ -97,6 +96,63 @@ class TestHeaderGuard:
         assert get(server, distribution, headers={"X-Identity": identity}).status_code == 200
         other = base64.b64encode(json.dumps({"identity": {"org": "evil"}}).encode()).decode()
         assert get(server, distribution, headers={"X-Identity": other}).status_code == 403
+
+
+SECRET_VAR = "ENVVAR_HEADER_GUARD_TEST_SECRET"  # pulpcore's functional test's names
+SECRET_HEADER = "X-Test-Content-Guard-Header"
+
+
+@pytest.fixture(scope="module")
+def envvar_server():
+    """The app with a secret in its environment (with the trailing newline a secret file
+    often leaves) and that variable allowed for EnvVarHeaderContentGuard."""
+    running = content_app(env={
+        SECRET_VAR: "s3cr\u00e9t\n",
+        "PULP_ENVVAR_HEADER_CONTENT_GUARD_ALLOWED_VARS": f'["{SECRET_VAR}"]'})
+    yield running
+    stop_server(running)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+class TestEnvVarHeaderGuard:
+    """pulpcore's EnvVarHeaderContentGuard: the Base64 header must match the content app
+    process's environment variable, which ENVVAR_HEADER_CONTENT_GUARD_ALLOWED_VARS names
+    (pulpcore's test_envvar_header_contentguard_workflow, with a file to serve)."""
+
+    @pytest.mark.parametrize(("headers", "status", "body"), [
+        ({SECRET_HEADER: _b64("s3cr\u00e9t")}, 200, FILE),
+        ({}, 403, f"403: Access not allowed. Header {SECRET_HEADER} not found.".encode()),
+        ({SECRET_HEADER: _b64("wrong-secret")}, 403, b"403: Access denied."),
+        ({SECRET_HEADER: _b64("s3cr\u00e9t\n")}, 403, b"403: Access denied."),
+        ({SECRET_HEADER: "not base64!"}, 403,
+         b"403: Access not allowed - Header content is not Base64 encoded."),
+    ])
+    def test_the_header_must_match_the_environment(self, envvar_server, unique, headers,
+                                                   status, body):
+        guard = EnvVarHeaderContentGuard.objects.create(
+            name=f"env-{unique}", header_name=SECRET_HEADER, env_var=SECRET_VAR)
+        response = get(envvar_server, guarded(unique, guard), headers=headers)
+        assert (response.status_code, response.content) == (status, body)
+
+    def test_a_variable_not_allowed_is_never_read(self, envvar_server, unique):
+        """HOME is set in the server's environment, but not allowed: denied even with its
+        value."""
+        guard = EnvVarHeaderContentGuard.objects.create(
+            name=f"env-home-{unique}", header_name=SECRET_HEADER, env_var="HOME")
+        response = get(envvar_server, guarded(unique, guard),
+                       headers={SECRET_HEADER: _b64(os.environ["HOME"])})
+        assert (response.status_code, response.text) == (403, "403: Access denied.")
+
+    def test_without_the_variable_access_is_denied(self, server, unique):
+        """The default server has no such variable (nor allows it): denied."""
+        guard = EnvVarHeaderContentGuard.objects.create(
+            name=f"env-none-{unique}", header_name=SECRET_HEADER, env_var=SECRET_VAR)
+        response = get(server, guarded(unique, guard),
+                       headers={SECRET_HEADER: _b64("s3cr\u00e9t")})
+        assert (response.status_code, response.text) == (403, "403: Access denied.")
 
 
 class TestRedirectGuard:
@@ -249,6 +305,6 @@ def test_hidden_and_artifact_distributions_are_not_listed(server, unique):
     assert f"hidden-{unique}/" not in page
     from pulpcore.app.models import ArtifactDistribution
 
-    artifact_base = ArtifactDistribution.objects.values_list("base_path", flat=True).first()
-    if artifact_base:
-        assert f"{artifact_base.split('/')[0]}/" not in page
+    # pulpcore's post_migrate creates it; the check must not silently stop running.
+    artifact_base = ArtifactDistribution.objects.values_list("base_path", flat=True).get()
+    assert f"{artifact_base.split('/')[0]}/" not in page

@@ -17,7 +17,7 @@ import pytest
 
 from pulp_content_asgi.devtools import data
 from pulp_content_asgi.devtools.processes import family, rss
-from tests.conftest import content_app, stop_server
+from tests.helpers import content_app, stop_server
 
 GIB = 1 << 30
 MIB = 1 << 20

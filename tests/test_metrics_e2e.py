@@ -2,46 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import gzip
 import os
-import shutil
-import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from pulp_content_asgi.devtools import data
-from tests.conftest import content_app, stop_server
-from tests.test_ondemand_e2e import on_demand, url
+from tests.helpers import (
+    DEADLINE,
+    METRICS,
+    content_app,
+    metered_env,
+    on_demand,
+    per_worker,
+    scrape,
+    stop_server,
+    url,
+    value,
+    wait_for,
+)
 from tests.upstream import Behaviour
 
-METRICS = "/pulp/content-asgi/metrics/"
-
-
-def samples(text: str) -> dict[tuple[str, frozenset], float]:
-    """Every sample of an exposition, keyed by name and labels."""
-    found: dict[tuple[str, frozenset], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return found
-
-
-def value(found: dict, name: str, **labels: str) -> float:
-    return found.get((name, frozenset(labels.items())), 0.0)
-
-
-def scrape(server) -> dict:
-    response = httpx.get(server.url(METRICS))
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return samples(response.text)
+DURATION = "pulp_content_request_duration_seconds_count"
 
 
 def published(unique: str, files: dict[str, bytes]) -> str:
@@ -51,30 +39,8 @@ def published(unique: str, files: dict[str, bytes]) -> str:
 
 
 def test_metrics_endpoint_is_off_by_default(server):
-    assert httpx.get(server.url(METRICS)).status_code == 404
-
-
-def _per_worker_counts(directory: str) -> dict[str, float]:
-    """Request counts recorded by each worker process, read from its own files."""
-    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
-
-    counts = {}
-    pids = {name.rsplit("_", 1)[1][:-3] for name in os.listdir(directory)
-            if name.startswith("histogram_")}
-    for pid in pids:
-        alone = tempfile.mkdtemp()
-        try:
-            for name in os.listdir(directory):
-                if name.endswith(f"_{pid}.db"):
-                    shutil.copy(os.path.join(directory, name), alone)
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=alone)
-            found = samples(generate_latest(registry).decode())
-            counts[pid] = value(found, "pulp_content_request_duration_seconds_count",
-                                method="GET", status="2xx", route="stream_content")
-        finally:
-            shutil.rmtree(alone)
-    return counts
+    response = httpx.get(server.url(METRICS))
+    assert response.status_code == 404
 
 
 def test_prometheus_scrape_sums_every_worker(unique, tmp_path):
@@ -83,79 +49,94 @@ def test_prometheus_scrape_sums_every_worker(unique, tmp_path):
     shared = tmp_path / "prometheus"
     shared.mkdir()
     (shared / "counter_1.db").write_bytes(b"stale")  # a previous run's: must be removed
-    running = content_app(env={"PULP_CONTENT_ASGI_PROMETHEUS_ENABLED": "true",
-                               "PULP_CONTENT_ASGI_PROMETHEUS_DIR": str(shared),
-                               "PULP_CACHE_ENABLED": "true"}, workers=2)
-    try:
-        async def many() -> list[httpx.Response]:
-            # A connection per request, so both workers get some of them.
-            limits = httpx.Limits(max_keepalive_connections=0)
-            async with httpx.AsyncClient(limits=limits) as client:
-                return await asyncio.gather(
-                    *(client.get(running.url(base + "f.bin")) for _ in range(60)))
+    running = content_app(env=metered_env(str(shared), PULP_CACHE_ENABLED="true"),
+                          workers=2)
 
-        responses = asyncio.run(many())
-        assert all(r.status_code == 200 and r.content == body for r in responses)
+    def served_by() -> dict[str, float]:
+        """Successful GETs of content counted by each worker, from its own files."""
+        return {pid: value(found, DURATION, method="GET", status="2xx",
+                           route="stream_content")
+                for pid, found in per_worker(str(shared)).items()}
+
+    try:
+        # A connection per request, until the kernel has given some to each worker.
+        responses = []
+        limits = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(limits=limits) as client:
+            deadline = time.monotonic() + DEADLINE
+            while time.monotonic() < deadline and (
+                    len(responses) < 60 or len([c for c in served_by().values() if c]) < 2):
+                responses.append(client.get(running.url(base + "f.bin")))
+        assert [(r.status_code, r.content) for r in responses] == [(200, body)] * len(
+            responses)
+        per_pid = served_by()
+        assert len([c for c in per_pid.values() if c > 0]) == 2, per_pid
+        assert sum(per_pid.values()) == len(responses)
+        gets = len(responses)
         heads = [httpx.head(running.url(base + "f.bin")) for _ in range(3)]
-        assert all(r.status_code == 200 for r in heads)
+        assert [r.status_code for r in heads] == [200] * 3
         missing = [httpx.get(running.url(base + f"nope-{i}")) for i in range(4)]
-        assert all(r.status_code == 404 for r in missing)
+        assert [r.status_code for r in missing] == [404] * 4
         sent = sum(len(r.content) for r in responses + missing)
 
         first = scrape(running)
-        name = "pulp_content_request_duration_seconds_count"
-        assert value(first, name, method="GET", status="2xx", route="stream_content") == 60
-        assert value(first, name, method="HEAD", status="2xx", route="stream_content") == 3
-        assert value(first, name, method="GET", status="4xx", route="stream_content") == 4
+        assert value(first, DURATION, method="GET", status="2xx",
+                     route="stream_content") == gets
+        assert value(first, DURATION, method="HEAD", status="2xx", route="stream_content") == 3
+        assert value(first, DURATION, method="GET", status="4xx", route="stream_content") == 4
         assert value(first, "pulp_content_sent_bytes_total") == sent
         assert value(first, "pulp_content_artifacts_size_bytes_total",
-                     domain="default") == 63 * len(body)
+                     domain="default") == (gets + 3) * len(body)
         hits = value(first, "pulp_content_cache_requests_total", result="hit")
         misses = value(first, "pulp_content_cache_requests_total", result="miss")
-        assert hits + misses == 67 and misses >= 2 and hits >= 1  # 404s are cached too
+        # Each worker misses f.bin at most once; 404s are cached too.
+        assert hits + misses == gets + 3 + 4 and misses >= 2 and hits >= 1
         assert not (shared / "counter_1.db").exists()
-
-        per_worker = _per_worker_counts(str(shared))
-        assert sum(per_worker.values()) == 60
-        assert len([c for c in per_worker.values() if c > 0]) == 2, per_worker
 
         # Whichever worker answers, the content numbers are the same; scrapes count too.
         for _ in range(4):
             again = scrape(running)
-            assert value(again, name, method="GET", status="2xx",
-                         route="stream_content") == 60
-        assert value(again, name, method="GET", status="2xx", route="metrics") >= 4
+            assert value(again, DURATION, method="GET", status="2xx",
+                         route="stream_content") == gets
+        assert value(again, DURATION, method="GET", status="2xx", route="metrics") >= 4
     finally:
         stop_server(running)
 
 
-def test_prometheus_on_demand_latency_and_collapsed_downloads(upstream):
-    running = content_app(env={"PULP_CONTENT_ASGI_PROMETHEUS_ENABLED": "true"})
+def test_prometheus_on_demand_latency_and_collapsed_downloads(upstream, tmp_path):
+    running = content_app(env=metered_env(str(tmp_path)))
     try:
         blob = os.urandom(2 * 1024 * 1024)
         distribution, prefix, _ = on_demand(upstream, {"slow.bin": blob, "gone.bin": b"x"})
-        upstream.behaviour[prefix + "slow.bin"] = Behaviour(delay=0.5, chunk_delay=0.01)
+        gate = threading.Event()
+        upstream.behaviour[prefix + "slow.bin"] = Behaviour(gate=gate)
         upstream.behaviour[prefix + "gone.bin"] = Behaviour(status=404)
         target = url(running, distribution, "slow.bin")
 
-        async def together() -> list[httpx.Response]:
-            async with httpx.AsyncClient(timeout=60) as client:
-                return await asyncio.gather(*(client.get(target) for _ in range(5)))
-
-        assert all(r.content == blob for r in asyncio.run(together()))
+        with ThreadPoolExecutor(5) as pool:
+            pending = [pool.submit(httpx.get, target, timeout=120) for _ in range(5)]
+            # The download is held upstream until all five requests are on it.
+            joined = wait_for(lambda: value(
+                scrape(running), "pulp_content_ondemand_collapsed_requests_total") == 4)
+            gate.set()
+            responses = [p.result(timeout=120) for p in pending]
+        assert joined
+        assert [(r.status_code, r.content) for r in responses] == [(200, blob)] * 5
         assert upstream.hits[prefix + "slow.bin"] == 1
         assert httpx.get(url(running, distribution, "gone.bin")).status_code == 404
 
         found = scrape(running)
         assert value(found, "pulp_content_ondemand_collapsed_requests_total") == 4
         assert value(found, "pulp_content_upstream_latency_seconds_count", outcome="ok") == 1
-        assert value(found, "pulp_content_upstream_latency_seconds_sum", outcome="ok") >= 0.5
+        assert value(found, "pulp_content_upstream_latency_seconds_sum", outcome="ok") > 0
         assert value(found, "pulp_content_upstream_latency_seconds_count",
                      outcome="error") == 1
-        assert value(found, "pulp_content_ondemand_downloads") == 0  # all finished
+        assert wait_for(lambda: value(scrape(running), "pulp_content_ondemand_downloads")
+                        == 0)  # all finished
         assert value(found, "pulp_content_artifacts_size_bytes_total",
                      domain="default") == 5 * len(blob)
     finally:
+        gate.set()
         stop_server(running)
 
 
@@ -221,19 +202,25 @@ def test_otlp_export_matches_pulpcore_instruments(unique, collector):
                                "OTEL_METRIC_EXPORT_INTERVAL": "300"})
     try:
         for _ in range(7):
-            assert httpx.get(running.url(base + "o.txt")).content == body
+            response = httpx.get(running.url(base + "o.txt"))
+            assert (response.status_code, response.content) == (200, body)
         assert httpx.get(running.url(base + "missing")).status_code == 404
         assert httpx.get(running.url("/pulp/content/")).status_code == 200
 
         def exported() -> bool:
-            content = _latest(points, "content.request_duration",
-                              lambda a: a["http.route"] == "stream_content"
-                              and a["http.status_code"] == "2xx")
-            return bool(content) and content[0].count == 7
-        deadline = time.monotonic() + 20
-        while not exported() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert exported(), dict(points)
+            """The last export has every request made above (cumulative counts)."""
+            def count(status: str, route: str) -> int:
+                # GETs only: the readiness probe that started the server was a HEAD.
+                return sum(p.count for p in _latest(
+                    points, "content.request_duration",
+                    lambda a: (a["http.method"], a["http.route"], a["http.status_code"])
+                    == ("GET", route, status)))
+            sizes = _latest(points, "artifacts.size.counter", lambda a: True)
+            return (count("2xx", "stream_content"), count("4xx", "stream_content"),
+                    count("2xx", "list_distributions"),
+                    sum(p.as_int for p in sizes)) == (7, 1, 1, 7 * len(body))
+
+        assert wait_for(exported), dict(points)
 
         durations = _latest(points, "content.request_duration", lambda a: True)
         attributes = {tuple(sorted(a.items())) for a, _ in points["content.request_duration"]}

@@ -7,69 +7,33 @@ import glob
 import hashlib
 import os
 import subprocess
+import threading
 import time
-import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 from django.conf import settings
 from pulp_file.app.models import FileRemote
 from pulpcore.app.models import ContentArtifact, RemoteArtifact
 
 from pulp_content_asgi.devtools import data
-from tests.conftest import content_app, stop_server
-from tests.upstream import Behaviour, Upstream
+from tests.helpers import (
+    DEADLINE,
+    content_app,
+    content_artifact,
+    metered_env,
+    on_demand,
+    per_worker,
+    scrape,
+    stop_server,
+    url,
+    value,
+    wait_for,
+)
+from tests.upstream import Behaviour
 
-
-@pytest.fixture(scope="module")
-def backup_upstream():
-    server = Upstream().start()
-    yield server
-    server.stop()
-
-
-def on_demand(upstream: Upstream, files: dict[str, bytes], policy: str = "on_demand",
-              extra_remote: Upstream | None = None, base: str | None = None):
-    """A published repository whose files exist only upstream (the remote's URLs)."""
-    u = uuid.uuid4().hex[:8]
-    prefix = f"{u}/"
-    remote = FileRemote.objects.create(name=f"remote-{u}", url=upstream.url(prefix),
-                                       policy=policy)
-    for name, blob in files.items():
-        upstream.files[prefix + name] = blob
-    repo = data.repository(f"od-{u}", {n: data.OnDemand(upstream.url(prefix + n), b)
-                                       for n, b in files.items()}, remote=remote)
-    if extra_remote is not None:
-        second = FileRemote.objects.create(name=f"backup-{u}", url=extra_remote.url(prefix),
-                                           policy=policy)
-        for name, blob in files.items():
-            extra_remote.files[prefix + name] = blob
-            ca = ContentArtifact.objects.get(relative_path=name,
-                                             content__in=repo.latest_version().content)
-            RemoteArtifact.objects.create(content_artifact=ca, remote=second,
-                                          url=extra_remote.url(prefix + name), size=len(blob),
-                                          sha256=hashlib.sha256(blob).hexdigest())
-    distribution = data.distribute(base or f"od-{u}",
-                                   publication=data.publish(repo.latest_version()))
-    return distribution, prefix, repo
-
-
-def content_artifact(repo, name):
-    return ContentArtifact.objects.select_related("artifact").get(
-        relative_path=name, content__in=repo.latest_version().content)
-
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
-def url(server, distribution, name):
-    return server.url(f"/pulp/content/{distribution.base_path}/{name}")
+DOWNLOADS = "pulp_content_ondemand_downloads"
+JOINED = "pulp_content_ondemand_collapsed_requests_total"
 
 
 def test_on_demand_streams_then_saves_then_serves_from_storage(any_server, upstream):
@@ -93,13 +57,15 @@ def test_on_demand_streams_then_saves_then_serves_from_storage(any_server, upstr
     assert upstream.hits[prefix + "a.bin"] == 1
 
 
-def test_streamed_policy_saves_nothing(server, upstream):
+def test_streamed_policy_saves_nothing(metered_server, upstream):
     blob = os.urandom(200_000)
     distribution, prefix, repo = on_demand(upstream, {"s.bin": blob}, policy="streamed")
     for _ in range(2):
-        assert httpx.get(url(server, distribution, "s.bin")).content == blob
+        response = httpx.get(url(metered_server, distribution, "s.bin"), timeout=60)
+        assert response.status_code == 200 and response.content == blob
     assert upstream.hits[prefix + "s.bin"] == 2
-    time.sleep(0.5)
+    # A save happens inside the download; once no download is in flight, none can come.
+    assert wait_for(lambda: value(scrape(metered_server), DOWNLOADS) == 0)
     assert content_artifact(repo, "s.bin").artifact_id is None
 
 
@@ -271,10 +237,10 @@ def test_client_disconnect_does_not_stop_the_save(server, upstream):
     assert upstream.hits[prefix + "d.bin"] == 1
 
 
-def test_file_remote(server, tmp_path):
+def test_file_remote(server, tmp_path, unique):
     blob = os.urandom(123_456)
     (tmp_path / "local.bin").write_bytes(blob)
-    u = uuid.uuid4().hex[:8]
+    u = unique
     remote = FileRemote.objects.create(name=f"file-{u}", url=f"file://{tmp_path}/",
                                        policy="on_demand")
     repo = data.repository(f"fileremote-{u}", {
@@ -292,20 +258,42 @@ def test_listing_shows_remote_sizes(server, upstream):
     assert "sized.bin" in page and "4.2 kB" in page
 
 
-def test_two_workers_download_once(upstream):
-    blob = os.urandom(20 * 1024 * 1024)
+def test_two_workers_download_once(upstream, tmp_path):
+    """Requests for one on-demand file reach both workers while its download is held
+    upstream: one worker leads it, the other's requests follow it across processes,
+    and upstream is asked once."""
+    blob = os.urandom(4 * 1024 * 1024)
     distribution, prefix, _ = on_demand(upstream, {"w.bin": blob})
-    upstream.behaviour[prefix + "w.bin"] = Behaviour(chunk_delay=0.003)
-    running = content_app("uvicorn", workers=2)
-    try:
-        async def main() -> list[bytes]:
-            async with httpx.AsyncClient(limits=httpx.Limits(max_connections=40)) as client:
-                async def one() -> bytes:
-                    r = await client.get(url(running, distribution, "w.bin"), timeout=120)
-                    return hashlib.sha256(r.content).digest()
-                return await asyncio.gather(*(one() for _ in range(30)))
+    gate = threading.Event()
+    upstream.behaviour[prefix + "w.bin"] = Behaviour(gate=gate)
+    shared = str(tmp_path / "prometheus")
+    running = content_app("uvicorn", workers=2, env=metered_env(shared))
+    target = url(running, distribution, "w.bin")
 
-        assert set(asyncio.run(main())) == {hashlib.sha256(blob).digest()}
+    def fetch() -> tuple[int, bytes]:
+        response = httpx.get(target, timeout=120)  # a connection of its own
+        return response.status_code, hashlib.sha256(response.content).digest()
+
+    def both_workers_in() -> bool:
+        """One worker leads the download and another worker has a request following it."""
+        workers = per_worker(shared)
+        leaders = {pid for pid, found in workers.items() if value(found, DOWNLOADS) > 0}
+        return bool(leaders) and any(value(found, JOINED) > 0
+                                     for pid, found in workers.items() if pid not in leaders)
+
+    try:
+        with ThreadPoolExecutor(64) as pool:
+            pending = [pool.submit(fetch)]
+            deadline = time.monotonic() + DEADLINE
+            while not both_workers_in() and time.monotonic() < deadline and len(pending) < 64:
+                pending.append(pool.submit(fetch))  # until the kernel gave one to each
+                time.sleep(0.05)
+            in_both = both_workers_in()
+            gate.set()
+            results = [p.result(timeout=120) for p in pending]
     finally:
+        gate.set()
         stop_server(running)
+    assert in_both, per_worker(shared)
+    assert results == [(200, hashlib.sha256(blob).digest())] * len(results)
     assert upstream.hits[prefix + "w.bin"] == 1

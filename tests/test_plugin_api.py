@@ -19,12 +19,12 @@ from pulpcore.responses import ArtifactResponse
 
 from pulp_content_asgi import dispatch, plugin, registry
 from pulp_content_asgi.devtools import data
-from tests.resolve import resolve, scope
+from tests.helpers import resolve, scope, unique_name
 
 
 @pytest.fixture(scope="module")
 def dist():
-    u = uuid.uuid4().hex[:8]
+    u = unique_name()
     repo = data.repository(f"hooks-{u}", {"real.txt": b"real", "repodata/repomd.xml": b"<x/>"})
     return data.distribute(f"hooks-{u}", publication=data.publish(repo.latest_version()))
 
@@ -35,7 +35,7 @@ def prepared(path: str, method: str = "GET", headers: dict | None = None):
 
     full = settings.CONTENT_PATH_PREFIX + path
     request = ContentRequest(scope(full, method, headers), full, path, None)
-    return dispatch.finish(resolve(path, headers), request)
+    return dispatch.finish(resolve(path, headers, method=method), request)
 
 
 class TestContentHandlerHook:
@@ -155,8 +155,15 @@ class TestRegistry:
         with pytest.raises(TypeError):
             registry.register(object, plugin.DistributionHandler)  # type: ignore[arg-type]
 
-    def test_public_api_has_no_underscore_names(self):
-        assert all(not name.startswith("_") for name in plugin.__all__)
+    def test_every_public_name_exists_and_is_documented(self):
+        """What ``__all__`` promises plugins is importable and says what it is."""
+        import inspect
+
+        assert plugin.__all__
+        for name in plugin.__all__:
+            obj = getattr(plugin, name)  # AttributeError: promised but missing
+            if inspect.isclass(obj) or inspect.isfunction(obj):
+                assert (vars(obj).get("__doc__") if inspect.isclass(obj) else obj.__doc__), name
 
 
 def test_artifact_distribution_serves_signed_artifact_urls(server):
@@ -175,5 +182,13 @@ def test_artifact_distribution_serves_signed_artifact_urls(server):
         "If-Modified-Since": response.headers["last-modified"]}).status_code == 304
     unsigned = local.split("?")[0]
     assert httpx.get(unsigned).status_code == 403
+    # The guard signed this artifact's path: another path with its signature is refused.
     wrong = re.sub(r"/[0-9a-f-]{36}\?", f"/{uuid.uuid4()}?", local)
-    assert httpx.get(wrong).status_code in (403, 404)
+    assert httpx.get(wrong).status_code == 403
+    # A valid signature for an artifact that does not exist: the handler's 404.
+    from pulpcore.app.models import ArtifactDistribution
+
+    guard = ArtifactDistribution.objects.get().content_guard.cast()
+    missing = guard.preauthenticate_url(re.sub(r"/[0-9a-f-]{36}\?.*", f"/{uuid.uuid4()}",
+                                               signed))
+    assert httpx.get(re.sub(r"^https?://[^/]+", server.base, missing)).status_code == 404

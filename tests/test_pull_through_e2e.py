@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import time
-import uuid
 
 import httpx
 import pytest
@@ -20,8 +18,8 @@ from pulpcore.app.models import ContentArtifact, RemoteArtifact
 
 from pulp_content_asgi.devtools import data
 from pulp_content_asgi.devtools.processes import free_port
-from tests.test_ondemand_e2e import content_artifact, on_demand, wait_for
-from tests.upstream import Behaviour, Upstream
+from tests.helpers import content_artifact, on_demand, unique_name, wait_for
+from tests.upstream import Behaviour
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +71,7 @@ def file_plugin_pull_through(monkeypatch):
 
 
 def pull_through(upstream):
-    u = uuid.uuid4().hex[:8]
+    u = unique_name()
     remote = FileRemote.objects.create(name=f"pt-{u}", url=upstream.url(f"{u}/"),
                                        policy="on_demand")
     repo = data.repository(f"pt-{u}")
@@ -107,9 +105,14 @@ def test_metadata_without_a_content_type_is_streamed_every_time(local_server, up
     distribution, prefix, remote, _ = pull_through(upstream)
     upstream.files[prefix + "index.meta"] = b"fresh metadata"
     target = f"{local_server}/pulp/content/{distribution.base_path}/index.meta"
+    from pulp_content_asgi.ondemand.inflight import inflight
+
     for _ in range(2):
-        assert httpx.get(target).content == b"fresh metadata"
-        time.sleep(1.5)  # past the grace period in which a finished download is shared
+        response = httpx.get(target)
+        assert response.status_code == 200 and response.content == b"fresh metadata"
+        # The server runs in this process: wait until its download has finished and is
+        # no longer listed (a streamed one is never joined once finished).
+        assert wait_for(lambda: len(inflight) == 0)
     assert upstream.hits[prefix + "index.meta"] == 2
     assert not RemoteArtifact.objects.filter(remote=remote).exists()
 
@@ -127,19 +130,16 @@ def test_upstream_errors_keep_their_status_and_name_the_url(local_server, upstre
         in response.text
 
 
-def test_alternate_content_sources_are_preferred(local_server, upstream):
-    acs_upstream = Upstream().start()
-    try:
-        blob = os.urandom(50_000)
-        distribution, prefix, repo = on_demand(upstream, {"acs.bin": blob},
-                                               extra_remote=acs_upstream)
-        acs_remote = RemoteArtifact.objects.get(url=acs_upstream.url(prefix + "acs.bin")).remote
-        FileAlternateContentSource.objects.create(name=f"acs-{prefix[:-1]}",
-                                                  remote=acs_remote)
-        target = f"{local_server}/pulp/content/{distribution.base_path}/acs.bin"
-        assert httpx.get(target).content == blob
-        assert acs_upstream.hits[prefix + "acs.bin"] == 1
-        assert upstream.hits[prefix + "acs.bin"] == 0
-        assert wait_for(lambda: content_artifact(repo, "acs.bin").artifact_id is not None)
-    finally:
-        acs_upstream.stop()
+def test_alternate_content_sources_are_preferred(local_server, upstream, backup_upstream):
+    acs_upstream = backup_upstream
+    blob = os.urandom(50_000)
+    distribution, prefix, repo = on_demand(upstream, {"acs.bin": blob},
+                                           extra_remote=acs_upstream)
+    acs_remote = RemoteArtifact.objects.get(url=acs_upstream.url(prefix + "acs.bin")).remote
+    FileAlternateContentSource.objects.create(name=f"acs-{prefix[:-1]}",
+                                              remote=acs_remote)
+    target = f"{local_server}/pulp/content/{distribution.base_path}/acs.bin"
+    assert httpx.get(target).content == blob
+    assert acs_upstream.hits[prefix + "acs.bin"] == 1
+    assert upstream.hits[prefix + "acs.bin"] == 0
+    assert wait_for(lambda: content_artifact(repo, "acs.bin").artifact_id is not None)

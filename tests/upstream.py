@@ -1,7 +1,8 @@
 """A real HTTP server on loopback standing in for upstream repositories.
 
 It serves files from a dict, counts requests per path, and misbehaves on demand: wrong
-bytes, truncated bodies, stalls, slow bodies and error statuses.
+bytes, truncated bodies, stalls, slow bodies and error statuses. A ``gate`` holds a
+response until the test opens it, so tests wait on events instead of racing the clock.
 """
 
 from __future__ import annotations
@@ -22,6 +23,16 @@ class Behaviour:
     delay: float = 0.0  # before the headers
     chunk_delay: float = 0.0  # between 64 KiB chunks
     content_type: str | None = None
+    # Held before the headers until set (a threading.Event the test sets).
+    gate: threading.Event | None = None
+    # Held after this many body bytes until set.
+    gate_after: int | None = None
+
+
+async def _opened(gate: threading.Event) -> None:
+    """Wait (without blocking the loop) until the test sets ``gate``."""
+    while not gate.is_set():
+        await asyncio.sleep(0.02)
 
 
 @dataclass
@@ -42,6 +53,8 @@ class Upstream:
         how = self.behaviour.get(path, Behaviour())
         if how.delay:
             await asyncio.sleep(how.delay)
+        if how.gate is not None and how.gate_after is None:
+            await _opened(how.gate)
         if path not in self.files or how.status != 200:
             status = how.status if how.status != 200 else 404
             return web.Response(status=status, text=f"upstream says {status}")
@@ -53,6 +66,9 @@ class Upstream:
         await response.prepare(request)
         limit = len(body) if how.truncate_at is None else how.truncate_at
         for start in range(0, limit, 65536):
+            if how.gate is not None and how.gate_after is not None \
+                    and start >= how.gate_after:
+                await _opened(how.gate)
             await response.write(body[start:min(start + 65536, limit)])
             if how.chunk_delay:
                 await asyncio.sleep(how.chunk_delay)

@@ -48,6 +48,10 @@ class Inflight:
         self._stages: dict[int, Stage] = {}  # id(fetch) → stage, for listed and running
         self._background: set[asyncio.Future[object]] = set()
 
+    def __len__(self) -> int:
+        """How many downloads are listed (joinable or followed)."""
+        return len(self._entries)
+
     def stage(self, fetch: Fetch) -> Stage:
         return self._stages.get(id(fetch), Stage.CLEANED)
 

@@ -1,0 +1,267 @@
+"""What the test modules share, in one place: paths, servers, URLs, ASGI scopes, waiting,
+on-demand repositories and Prometheus samples. Test modules import from here, never from
+each other or from conftest.py.
+
+Only the standard library and pytest are imported at module level, so the fast tier
+(``tests/http``) can import this without Django being set up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEST_ROOT = os.path.join(ROOT, ".dev", "test")
+BIN = os.path.dirname(sys.executable)
+# One database per checkout, created afresh for every run: the machine's PostgreSQL is
+# shared by every clone (CI runs in another folder), and artifacts must match the files
+# under this checkout's .dev/test/media.
+DBNAME = os.environ.get(
+    "CONTENT_ASGI_TEST_DB",
+    "pulp_content_asgi_test_" + hashlib.sha1(ROOT.encode()).hexdigest()[:8],
+)
+METRICS = "/pulp/content-asgi/metrics/"
+# How long a test waits for a condition it polls (a busy 2-core machine can be slow; a
+# condition that holds returns at once, so the deadline costs nothing when all is well).
+DEADLINE = 60.0
+
+
+def unique_name() -> str:
+    """A fresh name for repositories, base paths, remotes and buckets."""
+    return uuid.uuid4().hex[:10]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = DEADLINE,
+             interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+# --- servers -------------------------------------------------------------------------
+
+def start_server(argv: list[str], env: dict[str, str] | None = None,
+                 probe: str = "/pulp/content/") -> Any:
+    """Run ``argv`` (``{port}`` is replaced) under the test settings; wait for ``probe``."""
+    from pulp_content_asgi.devtools import processes
+
+    return processes.start(argv, TEST_ROOT, env, probe=probe, cwd=ROOT)
+
+
+def stop_server(server: Any) -> int:
+    """SIGTERM the server's process group (SIGKILL after 20 s); its exit status."""
+    from pulp_content_asgi.devtools import processes
+
+    return processes.stop(server)
+
+
+def content_app(server: str = "granian", env: dict[str, str] | None = None,
+                workers: int = 1, probe: str = "/pulp/content/",
+                extra: list[str] | None = None) -> Any:
+    """``pulp-content-asgi`` on a free loopback port, answering ``probe``."""
+    argv = [os.path.join(BIN, "pulp-content-asgi"), "--bind", "127.0.0.1:{port}", "--server",
+            server, "--workers", str(workers), "--log-level", "warning", *(extra or [])]
+    return start_server(argv, env, probe=probe)
+
+
+def metered_env(directory: str, **extra: str) -> dict[str, str]:
+    """Environment of a server that shares its Prometheus counts in ``directory``."""
+    return {"PULP_CONTENT_ASGI_PROMETHEUS_ENABLED": "true",
+            "PULP_CONTENT_ASGI_PROMETHEUS_DIR": directory, **extra}
+
+
+def url(server: Any, distribution: Any, path: str = "") -> str:
+    """The URL of ``path`` below ``distribution`` on ``server`` (no domains)."""
+    return server.url(f"/pulp/content/{distribution.base_path}/{path}")
+
+
+# --- ASGI ----------------------------------------------------------------------------
+
+def scope(path: str, method: str = "GET", headers: dict[str, str] | None = None,
+          query: str = "", extensions: dict | None = None) -> dict:
+    """An ASGI HTTP scope for ``path`` as a server on 127.0.0.1:24816 would pass it."""
+    return {
+        "type": "http", "method": method, "path": path, "raw_path": path.encode(),
+        "query_string": query.encode(), "scheme": "http", "http_version": "1.1",
+        "server": ("127.0.0.1", 24816), "client": ("127.0.0.1", 50000),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+        "extensions": extensions or {},
+    }
+
+
+async def asgi_call(app: Any, request_scope: dict,
+                    on_send: Callable[[dict], Any] | None = None) -> list[dict]:
+    """Call ``app`` for one request; the messages it sent, in order.
+
+    ``receive`` answers ``http.disconnect`` once the app returned, or as soon as
+    ``on_send`` (called with each message) returns True: the client leaves then.
+    """
+    import asyncio
+
+    sent: list[dict] = []
+    gone = asyncio.Event()
+
+    async def receive() -> dict:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+        if on_send is not None and on_send(message):
+            gone.set()
+            # Hold this send for a few loop turns (not seconds): the app's disconnect
+            # watcher wakes, finishes and has the copy cancelled in three, all before
+            # the copy could send again. A count of turns does not depend on load.
+            for _ in range(10):
+                await asyncio.sleep(0)
+
+    await app(request_scope, receive, send)
+    gone.set()
+    return sent
+
+
+# --- on-demand content -----------------------------------------------------------------
+
+def on_demand(upstream: Any, files: dict[str, bytes], policy: str = "on_demand",
+              extra_remote: Any = None, base: str | None = None) -> tuple[Any, str, Any]:
+    """A published repository whose files exist only upstream (the remote's URLs).
+
+    Returns (distribution, the files' prefix on ``upstream``, repository).
+    """
+    from pulp_file.app.models import FileRemote
+    from pulpcore.app.models import ContentArtifact, RemoteArtifact
+
+    from pulp_content_asgi.devtools import data
+
+    u = unique_name()
+    prefix = f"{u}/"
+    remote = FileRemote.objects.create(name=f"remote-{u}", url=upstream.url(prefix),
+                                       policy=policy)
+    for name, blob in files.items():
+        upstream.files[prefix + name] = blob
+    repo = data.repository(f"od-{u}", {n: data.OnDemand(upstream.url(prefix + n), b)
+                                       for n, b in files.items()}, remote=remote)
+    if extra_remote is not None:
+        second = FileRemote.objects.create(name=f"backup-{u}", url=extra_remote.url(prefix),
+                                           policy=policy)
+        for name, blob in files.items():
+            extra_remote.files[prefix + name] = blob
+            ca = ContentArtifact.objects.get(relative_path=name,
+                                             content__in=repo.latest_version().content)
+            RemoteArtifact.objects.create(content_artifact=ca, remote=second,
+                                          url=extra_remote.url(prefix + name), size=len(blob),
+                                          sha256=hashlib.sha256(blob).hexdigest())
+    distribution = data.distribute(base or f"od-{u}",
+                                   publication=data.publish(repo.latest_version()))
+    return distribution, prefix, repo
+
+
+def content_artifact(repo: Any, name: str) -> Any:
+    """The ContentArtifact of ``name`` in the repository's latest version (fresh)."""
+    from pulpcore.app.models import ContentArtifact
+
+    return ContentArtifact.objects.select_related("artifact").get(
+        relative_path=name, content__in=repo.latest_version().content)
+
+
+def distribution_in(domain: Any, files: dict[str, bytes]) -> Any:
+    """A published distribution of ``files`` inside ``domain``."""
+    from pulpcore.app.models import Domain
+    from pulpcore.app.util import set_domain
+
+    from pulp_content_asgi.devtools import data
+
+    default = Domain.objects.get(name="default")
+    set_domain(domain)
+    try:
+        repo = data.repository(f"repo-{domain.name}", files)
+        return data.distribute(f"dist-{domain.name}",
+                               publication=data.publish(repo.latest_version()))
+    finally:
+        set_domain(default)
+
+
+# --- Prometheus ------------------------------------------------------------------------
+
+Samples = dict[tuple[str, frozenset], float]
+
+
+def samples(text: str) -> Samples:
+    """Every sample of an exposition, keyed by name and labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(found: Samples, name: str, **labels: str) -> float:
+    """One sample's value (0 when absent, as Prometheus counters start)."""
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def scrape(server: Any) -> Samples:
+    """The server's Prometheus endpoint, parsed (asserts a 200 exposition)."""
+    import httpx
+
+    response = httpx.get(server.url(METRICS), timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return samples(response.text)
+
+
+def per_worker(directory: str) -> dict[str, Samples]:
+    """The samples each worker process recorded, read from its own multiprocess files."""
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+    found: dict[str, Samples] = {}
+    pids = {name.rsplit("_", 1)[1][:-3] for name in os.listdir(directory)
+            if name.endswith(".db") and "_" in name}
+    for pid in pids:
+        alone = tempfile.mkdtemp()
+        try:
+            for name in os.listdir(directory):
+                if name.endswith(f"_{pid}.db"):
+                    shutil.copy(os.path.join(directory, name), alone)
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=alone)
+            found[pid] = samples(generate_latest(registry).decode())
+        finally:
+            shutil.rmtree(alone)
+    return found
+
+
+# --- resolution in-process -------------------------------------------------------------
+
+def resolve(path: str, headers: dict[str, str] | None = None, query: str = "",
+            method: str = "GET") -> Any:
+    """What the app decides for ``path`` (under CONTENT_PATH_PREFIX): a ``results``
+    object from the resolver, called as the app calls it for one request (real DB)."""
+    from django.conf import settings
+
+    from pulp_content_asgi import dispatch, results
+    from pulp_content_asgi.http import paths
+    from pulp_content_asgi.request import ContentRequest
+
+    full = settings.CONTENT_PATH_PREFIX + path
+    target = paths.locate(full, settings.CONTENT_PATH_PREFIX, settings.DOMAIN_ENABLED)
+    if isinstance(target, paths.Redirect):
+        return results.Redirect(target.location)
+    assert isinstance(target, (paths.RootListing, paths.ContentPath)), target
+    content = target.path if isinstance(target, paths.ContentPath) else ""
+    request = ContentRequest(scope(full, method, headers, query), full, content, target.domain)
+    return dispatch.resolve(request, target)
