@@ -11,11 +11,13 @@ from pulp_content_asgi import bootstrap
 
 bootstrap.setup()
 
-from pulp_content_asgi import access_log, conf, logs, registry  # noqa: E402
-from pulp_content_asgi.app import ContentApp  # noqa: E402
+from pulp_content_asgi import conf  # noqa: E402
+from pulp_content_asgi.entry import access_log, log_format  # noqa: E402
+from pulp_content_asgi.entry.app import ContentApp  # noqa: E402
+from pulp_content_asgi.plugin import registry  # noqa: E402
 
 access_log.configure(conf.current().access_logfile)
 conf.apply_log_level()
-logs.apply(conf.current().log_format)
+log_format.apply(conf.current().log_format)
 registry.discover()
 application = ContentApp()

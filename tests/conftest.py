@@ -62,8 +62,8 @@ def _database() -> None:
         return
     from django.core.management import call_command
 
-    from pulp_content_asgi import registry
     from pulp_content_asgi.devtools import settings as devsettings
+    from pulp_content_asgi.plugin import registry
 
     devsettings.ensure_database(DBNAME, fresh=True)
     call_command("migrate", verbosity=0, interactive=False)

@@ -253,9 +253,10 @@ def resolve(path: str, headers: dict[str, str] | None = None, query: str = "",
     object from the resolver, called as the app calls it for one request (real DB)."""
     from django.conf import settings
 
-    from pulp_content_asgi import dispatch, results
-    from pulp_content_asgi.http import paths
-    from pulp_content_asgi.request import ContentRequest
+    from pulp_content_asgi.plugin import results
+    from pulp_content_asgi.plugin.request import ContentRequest
+    from pulp_content_asgi.protocol import paths
+    from pulp_content_asgi.resolution import dispatch
 
     full = settings.CONTENT_PATH_PREFIX + path
     target = paths.locate(full, settings.CONTENT_PATH_PREFIX, settings.DOMAIN_ENABLED)

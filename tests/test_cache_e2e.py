@@ -196,8 +196,8 @@ def test_unguarded_hits_need_no_database(cached_server, redis_server, unique):
     """The event-loop lookup answers a hit without a single query."""
     from pulp_content_asgi.cache.lookup import CachedResolver
     from pulp_content_asgi.cache.store import RedisCache
-    from pulp_content_asgi.http import paths
-    from pulp_content_asgi.request import ContentRequest
+    from pulp_content_asgi.plugin.request import ContentRequest
+    from pulp_content_asgi.protocol import paths
 
     blob = os.urandom(300_000)
     distribution, _ = published(unique, {"big.bin": blob})

@@ -17,8 +17,10 @@ from pulp_file.app.models import FileDistribution
 from pulpcore.app.models import ContentArtifact, Distribution
 from pulpcore.responses import ArtifactResponse
 
-from pulp_content_asgi import dispatch, plugin, registry
+from pulp_content_asgi import plugin
 from pulp_content_asgi.devtools import data
+from pulp_content_asgi.plugin import registry
+from pulp_content_asgi.resolution import dispatch
 from tests.helpers import resolve, scope, unique_name
 
 
@@ -31,7 +33,7 @@ def dist():
 
 def prepared(path: str, method: str = "GET", headers: dict | None = None):
     """Resolve and render in-process; what the client would receive."""
-    from pulp_content_asgi.request import ContentRequest
+    from pulp_content_asgi.plugin.request import ContentRequest
 
     full = settings.CONTENT_PATH_PREFIX + path
     request = ContentRequest(scope(full, method, headers), full, path, None)

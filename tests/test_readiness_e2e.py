@@ -16,10 +16,10 @@ import httpx
 import pytest
 from pulpcore.app.models import HeaderContentGuard
 
-from pulp_content_asgi import readiness
 from pulp_content_asgi.devtools import data
 from pulp_content_asgi.devtools.pgcluster import Cluster
 from pulp_content_asgi.devtools.processes import Server
+from pulp_content_asgi.entry import readiness
 from tests.conftest import content_app, stop_server
 
 PREFIX = "/pulp/content/"

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from pulp_file.app.models import FileDistribution
 
-from pulp_content_asgi import results
 from pulp_content_asgi.devtools import data
-from pulp_content_asgi.handlers import NOT_POINTING
+from pulp_content_asgi.plugin import results
+from pulp_content_asgi.plugin.handlers import NOT_POINTING
 from tests.helpers import resolve, unique_name
 
 FILES = {

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import payload, web
 
-from pulp_content_asgi import results
+from pulp_content_asgi.plugin import results
 
 
 def _headers(response: web.StreamResponse) -> dict[str, str]:

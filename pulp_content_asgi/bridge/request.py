@@ -3,7 +3,7 @@
 ``ContentGuard.permit(request)`` and ``Remote.get_remote_artifact_url(path, request=...)``
 were written against aiohttp's request: ``headers`` and ``query`` are multidicts, ``url``
 is a ``yarl.URL``. :class:`LegacyRequest` shows a
-:class:`~pulp_content_asgi.request.ContentRequest` that way; everything else (``path``,
+:class:`~pulp_content_asgi.plugin.request.ContentRequest` that way; everything else (``path``,
 ``method``, ``match_info``, ``request.get("drf_request")``...) is the request's own.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 from yarl import URL
 
-from pulp_content_asgi.request import ContentRequest
+from pulp_content_asgi.plugin.request import ContentRequest
 
 
 class LegacyRequest:

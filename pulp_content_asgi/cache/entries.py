@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pulp_content_asgi import results
-from pulp_content_asgi.http import listing
+from pulp_content_asgi.plugin import results
+from pulp_content_asgi.protocol import listing
 
 #: Headers computed per response (never stored: they depend on the request).
 PER_RESPONSE = frozenset({"content-length", "content-range", "accept-ranges", "x-pulp-cache",

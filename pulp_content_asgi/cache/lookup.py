@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from django.conf import settings
 from pulpcore.app.models import ContentArtifact, Distribution
 
-from pulp_content_asgi import db, dispatch, results
+from pulp_content_asgi import db
 from pulp_content_asgi.cache import entries, keys, serve
 from pulp_content_asgi.cache.store import RedisCache
-from pulp_content_asgi.http import paths
 from pulp_content_asgi.ondemand.plan import RemotePlan
-from pulp_content_asgi.request import ContentRequest
+from pulp_content_asgi.plugin import results
+from pulp_content_asgi.plugin.request import ContentRequest
+from pulp_content_asgi.protocol import paths
+from pulp_content_asgi.resolution import dispatch
 from pulp_content_asgi.serving import artifacts
 from pulp_content_asgi.serving.response import Response
 

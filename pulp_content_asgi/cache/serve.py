@@ -6,8 +6,8 @@ from __future__ import annotations
 import functools
 import os
 
-from pulp_content_asgi import results
 from pulp_content_asgi.cache.entries import Entry
+from pulp_content_asgi.plugin import results
 from pulp_content_asgi.serving import artifacts
 from pulp_content_asgi.serving.representation import FileSource, from_headers, header
 from pulp_content_asgi.serving.responder import Request, respond

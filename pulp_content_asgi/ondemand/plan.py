@@ -12,7 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 from pulpcore.app.models import ContentArtifact, Remote, RemoteArtifact, Repository
 
-from pulp_content_asgi.results import ServeRemote
+from pulp_content_asgi.plugin.results import ServeRemote
 
 
 @dataclass

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
-from pulp_content_asgi.http import ranges
 from pulp_content_asgi.ondemand.fetch import Fetch, Follow
 from pulp_content_asgi.ondemand.inflight import inflight
 from pulp_content_asgi.ondemand.plan import RemotePlan
 from pulp_content_asgi.ondemand.spool import LeaderGone, Stale, UpstreamError
+from pulp_content_asgi.protocol import ranges
 from pulp_content_asgi.serving.representation import from_headers
 from pulp_content_asgi.serving.responder import Request, unsatisfiable
 from pulp_content_asgi.serving.responder import respond as respond_to

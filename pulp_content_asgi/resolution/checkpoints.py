@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pulpcore.app.models import Publication, Repository
 from pulpcore.constants import CHECKPOINT_TS_FORMAT
 
-from pulp_content_asgi.http.listing import Listing
+from pulp_content_asgi.protocol.listing import Listing
 
 _PATH = re.compile(r"^(\d{8}T\d{6}Z)/?(.*)$", re.DOTALL)
 

@@ -24,7 +24,7 @@ from pulpcore.app.models import (
     RepositoryVersion,
 )
 
-from pulp_content_asgi.http.listing import Listing
+from pulp_content_asgi.protocol.listing import Listing
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from django.db import models
 from django.db.models.functions import Substr
 from pulpcore.app.models import ArtifactDistribution, Distribution, Domain
 
-from pulp_content_asgi.http.listing import Listing
+from pulp_content_asgi.protocol.listing import Listing
 
 _RELATED = (
     "repository",

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from pulpcore.constants import STORAGE_RESPONSE_MAP
 
-from pulp_content_asgi import results
+from pulp_content_asgi.plugin import results
 from pulp_content_asgi.serving.representation import (
     FileSource,
     Representation,

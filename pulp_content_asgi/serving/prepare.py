@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from pulp_content_asgi import results
-from pulp_content_asgi.http import listing
-from pulp_content_asgi.http.paths import quote_location
 from pulp_content_asgi.ondemand import plan
 from pulp_content_asgi.ondemand.plan import RemotePlan
+from pulp_content_asgi.plugin import results
+from pulp_content_asgi.protocol import listing
+from pulp_content_asgi.protocol.paths import quote_location
 from pulp_content_asgi.serving import artifacts
 from pulp_content_asgi.serving.representation import Representation, parse_last_modified
 from pulp_content_asgi.serving.responder import Request, respond

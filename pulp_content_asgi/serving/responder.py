@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from django.utils.http import http_date
 
-from pulp_content_asgi.http import conditional, ranges
+from pulp_content_asgi.protocol import conditional, ranges
 from pulp_content_asgi.serving.representation import FileSource, Representation
 from pulp_content_asgi.serving.response import FileRange, Response, StreamRange, text
 

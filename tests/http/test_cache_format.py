@@ -68,7 +68,7 @@ def test_unusable_entries_are_misses(raw):
 
 
 def test_per_response_headers_are_not_stored():
-    from pulp_content_asgi import results
+    from pulp_content_asgi.plugin import results
 
     result = results.ServeBody(b"x", 200, {"Content-Type": "text/plain", "Content-Length": "1",
                                            "X-PULP-CACHE": "MISS"})

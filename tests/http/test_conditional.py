@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pulp_content_asgi.http.conditional import Outcome, evaluate
+from pulp_content_asgi.protocol.conditional import Outcome, evaluate
 
 ETAG = '"0f1e2d"'
 MODIFIED = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)

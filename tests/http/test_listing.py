@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pulp_content_asgi.http.listing import Listing, human_size, render
+from pulp_content_asgi.protocol.listing import Listing, human_size, render
 
 WHEN = datetime(2024, 3, 5, 7, 8, tzinfo=UTC)
 

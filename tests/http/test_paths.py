@@ -2,7 +2,7 @@
 
 import pytest
 
-from pulp_content_asgi.http.paths import (
+from pulp_content_asgi.protocol.paths import (
     BadPath,
     ContentPath,
     Outside,

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pulp_content_asgi.http.ranges import (
+from pulp_content_asgi.protocol.ranges import (
     ByteRange,
     RangeNotSatisfiable,
     if_range_allows,

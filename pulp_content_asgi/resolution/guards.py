@@ -2,7 +2,7 @@
 
 Every guard type pulpcore and its plugins ship (RBAC, header with jq, signed redirect,
 composite, certguard's X.509 and RHSM) implements ``permit(request)`` and raises
-``PermissionError`` to refuse; :class:`~pulp_content_asgi.request.ContentRequest` gives
+``PermissionError`` to refuse; :class:`~pulp_content_asgi.plugin.request.ContentRequest` gives
 them the aiohttp-shaped request they read.
 """
 
@@ -12,9 +12,9 @@ import logging
 
 from pulpcore.app.models import Distribution
 
-from pulp_content_asgi import registry
-from pulp_content_asgi.request import ContentRequest
-from pulp_content_asgi.results import Denied
+from pulp_content_asgi.plugin import registry
+from pulp_content_asgi.plugin.request import ContentRequest
+from pulp_content_asgi.plugin.results import Denied
 
 log = logging.getLogger(__name__)
 

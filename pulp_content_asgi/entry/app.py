@@ -23,16 +23,19 @@ from django.conf import settings
 from django_guid import get_guid, set_guid
 from django_guid.utils import generate_guid
 
-from pulp_content_asgi import access_log, conf, db, dispatch, health, metrics, results
+from pulp_content_asgi import conf, db, metrics
 from pulp_content_asgi.cache import store as cache_store
 from pulp_content_asgi.cache.lookup import CachedResolver
-from pulp_content_asgi.heartbeat import Heartbeat
-from pulp_content_asgi.http import listing, paths
+from pulp_content_asgi.entry import access_log, health
+from pulp_content_asgi.entry.heartbeat import Heartbeat
+from pulp_content_asgi.entry.readiness import DatabaseReadiness
 from pulp_content_asgi.ondemand.plan import RemotePlan
 from pulp_content_asgi.ondemand.respond import AnswerFromStorage
 from pulp_content_asgi.ondemand.respond import respond as ondemand_respond
-from pulp_content_asgi.readiness import DatabaseReadiness
-from pulp_content_asgi.request import ContentRequest
+from pulp_content_asgi.plugin import results
+from pulp_content_asgi.plugin.request import ContentRequest
+from pulp_content_asgi.protocol import listing, paths
+from pulp_content_asgi.resolution import dispatch
 from pulp_content_asgi.serving.prepare import redirect_for
 from pulp_content_asgi.serving.response import Response, text
 from pulp_content_asgi.serving.send import Receive, Send, Sending, send_response

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pulp_content_asgi.http.listing import Listing
+from pulp_content_asgi.protocol.listing import Listing
 
 if TYPE_CHECKING:
     from pulpcore.app.models import Artifact, ContentArtifact, RemoteArtifact, Repository

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from pulpcore.app.models import Distribution
 from pulpcore.app.util import set_domain
 
-from pulp_content_asgi import conf, guards, registry, results
-from pulp_content_asgi.http import paths
+from pulp_content_asgi import conf
 from pulp_content_asgi.ondemand.plan import RemotePlan
-from pulp_content_asgi.request import ContentRequest
-from pulp_content_asgi.resolution import distributions
+from pulp_content_asgi.plugin import registry, results
+from pulp_content_asgi.plugin.request import ContentRequest
+from pulp_content_asgi.protocol import paths
+from pulp_content_asgi.resolution import distributions, guards
 from pulp_content_asgi.serving.prepare import inline, prepare
 from pulp_content_asgi.serving.response import Response
 

@@ -21,17 +21,16 @@ the result types below; the app turns results into responses. Existing model hoo
 unchanged. See docs/plugin-api.md.
 """
 
-from pulp_content_asgi.handlers import (
+from pulp_content_asgi.plugin.handlers import (
     EDGE_CACHE_CONTROL,
     ContentHandler,
     DistributionHandler,
     PublicationHandler,
     RepositoryVersionHandler,
 )
-from pulp_content_asgi.http.listing import Listing
-from pulp_content_asgi.registry import handler_for, register
-from pulp_content_asgi.request import ContentRequest
-from pulp_content_asgi.results import (
+from pulp_content_asgi.plugin.registry import handler_for, register
+from pulp_content_asgi.plugin.request import ContentRequest
+from pulp_content_asgi.plugin.results import (
     Denied,
     Failure,
     NotFound,
@@ -43,6 +42,7 @@ from pulp_content_asgi.results import (
     ServeLocalFile,
     ServeRemote,
 )
+from pulp_content_asgi.protocol.listing import Listing
 
 __all__ = [
     "EDGE_CACHE_CONTROL",

@@ -39,8 +39,8 @@ from pulpcore.app.models import (
     RepositoryVersion,
 )
 
-from pulp_content_asgi import results
-from pulp_content_asgi.request import ContentRequest
+from pulp_content_asgi.plugin import results
+from pulp_content_asgi.plugin.request import ContentRequest
 from pulp_content_asgi.resolution import checkpoints, content, sources
 from pulp_content_asgi.resolution.distributions import content_prefix
 
@@ -254,7 +254,7 @@ class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
     def serve_content_handler(self, distribution: Distribution, path: str
                               ) -> results.Result | None:
         """Run the model's ``content_handler`` hook and convert what it gives back."""
-        from pulp_content_asgi import registry
+        from pulp_content_asgi.plugin import registry
 
         try:
             value = distribution.content_handler(path)
@@ -306,7 +306,7 @@ class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
         saved as new content.
         """
         remote = distribution.remote.cast()
-        from pulp_content_asgi import registry
+        from pulp_content_asgi.plugin import registry
 
         url = remote.get_remote_artifact_url(path, request=registry.hook_request(request))
         if not url:

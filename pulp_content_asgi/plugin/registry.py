@@ -4,7 +4,7 @@ Registration is explicit and happens once at start-up (:func:`discover`), never 
 import side effect: a plugin declares ``content_asgi_handlers`` on its PluginConfig, a
 mapping of distribution model (``"app_label.ModelName"``) to handler (a class or its
 dotted path). A type nobody registered is served by the most specific registered parent
-type, and in the end by :class:`~pulp_content_asgi.handlers.DistributionHandler`, which
+type, and in the end by :class:`~pulp_content_asgi.plugin.handlers.DistributionHandler`, which
 behaves as pulpcore-content does, so every existing plugin works without declaring
 anything.
 """
@@ -19,15 +19,15 @@ from django.apps import apps
 from django.utils.module_loading import import_string
 from pulpcore.app.models import Distribution
 
-from pulp_content_asgi import results
-from pulp_content_asgi.handlers import ContentHandler, DistributionHandler
-from pulp_content_asgi.request import ContentRequest
+from pulp_content_asgi.plugin import results
+from pulp_content_asgi.plugin.handlers import ContentHandler, DistributionHandler
+from pulp_content_asgi.plugin.request import ContentRequest
 
 log = logging.getLogger(__name__)
 
 #: Handlers for types whose plugins ship inside pulpcore and cannot declare one themselves.
 BUILTIN: dict[str, str] = {
-    "file.FileDistribution": "pulp_content_asgi.handlers.DistributionHandler",
+    "file.FileDistribution": "pulp_content_asgi.plugin.handlers.DistributionHandler",
 }
 
 _handlers: dict[type[Distribution], ContentHandler] = {}
