@@ -260,7 +260,7 @@ def resolve(path: str, headers: dict[str, str] | None = None, query: str = "",
 
     full = settings.CONTENT_PATH_PREFIX + path
     target = paths.locate(full, settings.CONTENT_PATH_PREFIX, settings.DOMAIN_ENABLED)
-    if isinstance(target, paths.Redirect):
+    if isinstance(target, paths.AddSlash):
         return results.Redirect(target.location)
     assert isinstance(target, (paths.RootListing, paths.ContentPath)), target
     content = target.path if isinstance(target, paths.ContentPath) else ""

@@ -140,7 +140,7 @@ class ContentApp:
             return text(404, "Not Found"), Labels()
         labels = Labels(metrics.ROUTE_LISTING if isinstance(target, paths.RootListing)
                         else metrics.ROUTE_CONTENT, getattr(target, "domain", None) or "default")
-        if isinstance(target, paths.Redirect):
+        if isinstance(target, paths.AddSlash):
             return redirect_for(results.Redirect(target.location)), labels
         if isinstance(target, paths.RootListing) and scope["method"] == "HEAD" \
                 and not self.domains:

@@ -43,8 +43,8 @@ def decode_path(raw: bytes) -> str:
 
 
 @dataclass(frozen=True)
-class Redirect:
-    """Answer 301 to ``location`` (e.g. the prefix without its trailing slash)."""
+class AddSlash:
+    """The prefix or a domain without its trailing slash: answer 301 to ``location``."""
 
     location: str
 
@@ -69,13 +69,13 @@ class ContentPath:
     path: str
 
 
-Target = Redirect | Outside | RootListing | ContentPath
+Target = AddSlash | Outside | RootListing | ContentPath
 
 
 def locate(path: str, prefix: str, domain_enabled: bool) -> Target:
     """Split ``path`` into domain and content path under ``CONTENT_PATH_PREFIX``."""
     if not domain_enabled and path == prefix.rstrip("/"):
-        return Redirect(prefix)
+        return AddSlash(prefix)
     if not path.startswith(prefix):
         return Outside()
     rest = path[len(prefix) :]
@@ -85,7 +85,7 @@ def locate(path: str, prefix: str, domain_enabled: bool) -> Target:
         return Outside()
     domain, slash, below = rest.partition("/")
     if not slash:
-        return Redirect(f"{prefix}{domain}/")
+        return AddSlash(f"{prefix}{domain}/")
     return ContentPath(domain, below) if below else RootListing(domain)
 
 

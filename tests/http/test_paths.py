@@ -3,10 +3,10 @@
 import pytest
 
 from pulp_content_asgi.protocol.paths import (
+    AddSlash,
     BadPath,
     ContentPath,
     Outside,
-    Redirect,
     RootListing,
     decode_path,
     locate,
@@ -20,14 +20,14 @@ PREFIX = "/pulp/content/"
     ("path", "domains", "target"),
     [
         ("/pulp/content/", False, RootListing(None)),
-        ("/pulp/content", False, Redirect("/pulp/content/")),
+        ("/pulp/content", False, AddSlash("/pulp/content/")),
         ("/pulp/content/foo/bar.txt", False, ContentPath(None, "foo/bar.txt")),
         ("/pulp/content/foo/", False, ContentPath(None, "foo/")),
         ("/pulp/contentx", False, Outside()),
         ("/elsewhere/", False, Outside()),
         ("/pulp/content/", True, Outside()),
         ("/pulp/content", True, Outside()),
-        ("/pulp/content/dom", True, Redirect("/pulp/content/dom/")),
+        ("/pulp/content/dom", True, AddSlash("/pulp/content/dom/")),
         ("/pulp/content/dom/", True, RootListing("dom")),
         ("/pulp/content/dom/foo/x", True, ContentPath("dom", "foo/x")),
     ],

@@ -1,0 +1,151 @@
+"""Sending a response over ASGI, in-process with a recording ``send`` (no server):
+pathsend is chosen at send time for any path, bodies are bounded, sources released."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import tempfile
+
+import pytest
+
+from pulp_content_asgi.serving.response import FileRange, Response, StreamRange
+from pulp_content_asgi.serving.send import Sending, send_response
+
+DATA = os.urandom(100_000)
+PATHSEND = {"extensions": {"http.response.pathsend": {}}}
+
+
+@pytest.fixture
+def local_file():
+    with tempfile.NamedTemporaryFile(delete=False) as handle:
+        handle.write(DATA)
+    yield handle.name
+    os.unlink(handle.name)
+
+
+SMALL_CHUNKS = Sending(chunk_size=16_384)
+
+
+def run(response: Response, scope: dict, how: Sending = SMALL_CHUNKS,
+        disconnect: asyncio.Event | None = None, extra: dict | None = None):
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def receive() -> dict:
+        await (disconnect or asyncio.Event()).wait()
+        return {"type": "http.disconnect"}
+
+    complete = asyncio.run(send_response(response, {"method": "GET", **scope}, receive, send,
+                                         how, extra))
+    return complete, sent
+
+
+def body_of(sent: list[dict]) -> bytes:
+    return b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def file_range(path: str, offset: int = 0, length: int = len(DATA)) -> FileRange:
+    return FileRange(lambda: open(path, "rb"), offset, length, len(DATA), path)
+
+
+def test_a_whole_local_file_goes_through_pathsend_when_offered(local_file):
+    response = Response(200, {"Content-Length": str(len(DATA))}, file_range(local_file))
+    complete, sent = run(response, PATHSEND)
+    assert complete and [m["type"] for m in sent] == ["http.response.start",
+                                                       "http.response.pathsend"]
+    assert sent[1]["path"] == local_file
+
+
+@pytest.mark.parametrize("scope", [{}, PATHSEND])
+def test_ranges_and_unoffered_pathsend_are_copied_in_bounded_chunks(local_file, scope):
+    ranged = "extensions" in scope
+    body = file_range(local_file, 10, 50_000) if ranged else file_range(local_file)
+    complete, sent = run(Response(206 if ranged else 200, {}, body), scope)
+    chunks = [m for m in sent if m["type"] == "http.response.body"]
+    assert complete and body_of(sent) == DATA[body.offset:body.offset + body.length]
+    assert max(len(m["body"]) for m in chunks) <= 16_384
+    assert chunks[-1]["more_body"] is False
+
+
+def test_object_storage_files_are_never_pathsent():
+    body = FileRange(lambda: io.BytesIO(DATA), 0, len(DATA), len(DATA), None)
+    complete, sent = run(Response(200, {}, body), PATHSEND)
+    assert complete and body_of(sent) == DATA
+    assert all(m["type"] != "http.response.pathsend" for m in sent)
+
+
+def test_pathsend_can_be_turned_off(local_file):
+    complete, sent = run(Response(200, {}, file_range(local_file)), PATHSEND,
+                         Sending(chunk_size=65_536, pathsend=False))
+    assert complete and body_of(sent) == DATA
+
+
+def test_a_file_that_cannot_be_opened_is_a_500_before_any_header():
+    def missing():
+        raise FileNotFoundError("/nonexistent/x")
+
+    body = FileRange(missing, 0, 10, 10, "/nonexistent/x")
+    _, sent = run(Response(200, {"Content-Length": "10"}, body), {})
+    assert sent[0]["status"] == 500 and b"could not be read" in body_of(sent)
+
+
+def test_typed_facts_and_extra_headers_become_lower_case_headers():
+    response = Response(200, {"Content-Type": "text/plain"}, b"hi", cache="HIT")
+    _, sent = run(response, {}, extra={"Correlation-ID": "abc"})
+    assert dict(sent[0]["headers"]) == {b"content-type": b"text/plain",
+                                        b"content-length": b"2", b"x-pulp-cache": b"HIT",
+                                        b"correlation-id": b"abc"}
+    assert body_of(sent) == b"hi"
+
+
+def test_head_sends_the_length_and_no_body():
+    _, sent = run(Response(404, {}, b"404: Not Found"), {"method": "HEAD"})
+    assert dict(sent[0]["headers"])[b"content-length"] == b"14" and body_of(sent) == b""
+
+
+class Live:
+    def __init__(self, pieces: list[bytes], forever: bool = False) -> None:
+        self.pieces, self.forever, self.released = pieces, forever, 0
+
+    async def chunks(self, offset, length, step):
+        for piece in self.pieces:
+            yield piece
+        if self.forever:
+            await asyncio.Event().wait()
+
+    def release(self) -> None:
+        self.released += 1
+
+
+def test_a_live_stream_is_sent_and_released():
+    live = Live([b"ab", b"cd"])
+    complete, sent = run(Response(200, {}, StreamRange(live, 0, None)), {})
+    assert complete and body_of(sent) == b"abcd" and live.released == 1
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+def test_a_client_that_leaves_stops_the_stream_and_releases_it():
+    live = Live([b"ab"], forever=True)
+    gone = asyncio.Event()
+
+    async def main():
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+            if message.get("body") == b"ab":
+                gone.set()
+
+        async def receive() -> dict:
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        return await send_response(Response(200, {}, StreamRange(live, 0, None)),
+                                   {"method": "GET"}, receive, send, Sending())
+
+    assert asyncio.run(main()) is False
+    assert live.released == 1
