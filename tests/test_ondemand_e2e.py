@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 from django.conf import settings
 from pulp_file.app.models import FileRemote
 from pulpcore.app.models import ContentArtifact, RemoteArtifact
@@ -94,6 +95,43 @@ def test_range_beyond_known_size_is_416(server, upstream):
     assert response.status_code == 416
     assert response.headers["content-range"] == "bytes */5"
     assert upstream.hits[prefix + "r.bin"] == 0
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ({"If-None-Match": '"up-1"', "Range": "bytes=10-"}, 304),
+    ({"If-Match": '"other"', "Range": "bytes=10-"}, 412),
+])
+def test_preconditions_come_before_an_unsatisfiable_range(server, upstream, headers, status):
+    """RFC 9110 §13.2.2 on a download not stored yet, as on a stored file: a 304 or 412
+    outranks the 416 a known size would give."""
+    distribution, prefix, _ = on_demand(upstream, {"v.bin": os.urandom(5)})
+    upstream.behaviour[prefix + "v.bin"] = Behaviour(headers={"ETag": '"up-1"'})
+    response = httpx.get(url(server, distribution, "v.bin"), headers=headers)
+    assert response.status_code == status
+    assert upstream.hits[prefix + "v.bin"] == 1  # answered from the download's validators
+
+
+def test_a_stopping_worker_leaves_no_spool_behind(upstream):
+    """Spools go with their worker: one that stops while a download runs (its client
+    left; the upstream is held) cancels it at shutdown, saves nothing and removes the spool
+    and its sidecar."""
+    from pulp_content_asgi.ondemand.coordination import spool_path
+
+    blob = os.urandom(300_000)
+    distribution, prefix, repo = on_demand(upstream, {"s.bin": blob})
+    held = threading.Event()
+    upstream.behaviour[prefix + "s.bin"] = Behaviour(gate=held, gate_after=65536)
+    spool = spool_path(f"ca:{content_artifact(repo, 's.bin').pk}")
+    running = content_app("granian")
+    try:
+        with httpx.stream("GET", url(running, distribution, "s.bin"), timeout=60) as response:
+            assert response.status_code == 200  # then the client leaves
+        assert wait_for(lambda: os.path.exists(spool) and os.path.exists(f"{spool}.json"))
+    finally:
+        assert stop_server(running) == 0
+        held.set()
+    assert not os.path.exists(spool) and not os.path.exists(f"{spool}.json")
+    assert content_artifact(repo, "s.bin").artifact_id is None
 
 
 def test_head_sends_headers_and_the_download_is_saved(server, upstream):

@@ -27,6 +27,8 @@ class Behaviour:
     gate: threading.Event | None = None
     # Held after this many body bytes until set.
     gate_after: int | None = None
+    # Extra response headers (validators, for instance).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 async def _opened(gate: threading.Event) -> None:
@@ -61,7 +63,7 @@ class Upstream:
         body = self.files[path]
         if how.corrupt:
             body = bytes(b ^ 0xFF for b in body[:16]) + body[16:]
-        response = web.StreamResponse(headers={"Content-Length": str(len(body))})
+        response = web.StreamResponse(headers={"Content-Length": str(len(body)), **how.headers})
         response.content_type = how.content_type or "application/octet-stream"
         await response.prepare(request)
         limit = len(body) if how.truncate_at is None else how.truncate_at

@@ -29,6 +29,7 @@ from pulp_content_asgi.cache.lookup import CachedResolver
 from pulp_content_asgi.entry import access_log, health
 from pulp_content_asgi.entry.heartbeat import Heartbeat
 from pulp_content_asgi.entry.readiness import DatabaseReadiness
+from pulp_content_asgi.ondemand.inflight import inflight
 from pulp_content_asgi.ondemand.plan import RemotePlan
 from pulp_content_asgi.ondemand.respond import AnswerFromStorage
 from pulp_content_asgi.ondemand.respond import respond as ondemand_respond
@@ -101,6 +102,7 @@ class ContentApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await inflight.shutdown()
                 await self.heartbeat.stop()
                 metrics.current().close()
                 await send({"type": "lifespan.shutdown.complete"})

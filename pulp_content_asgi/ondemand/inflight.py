@@ -16,6 +16,7 @@ finish reading.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable
@@ -45,7 +46,8 @@ class Inflight:
 
     def __init__(self) -> None:
         self._entries: dict[str, Fetch | Follow] = {}
-        self._stages: dict[int, Stage] = {}  # id(fetch) → stage, for listed and running
+        self._stages: dict[int, Stage] = {}  # id(fetch) → stage, until cleaned
+        self._fetches: dict[int, Fetch] = {}  # the same downloads
         self._background: set[asyncio.Future[object]] = set()
 
     def __len__(self) -> int:
@@ -90,6 +92,7 @@ class Inflight:
     def _start(self, plan: RemotePlan, lock: int | None) -> Fetch:
         fetch = self._entries[plan.key] = Fetch(plan, lock)
         self._stages[id(fetch)] = Stage.DOWNLOADING
+        self._fetches[id(fetch)] = fetch
         fetch.start().add_done_callback(lambda _: self._finished(fetch))
         fetch.clients += 1
         return fetch
@@ -126,6 +129,8 @@ class Inflight:
             loop.call_later(self.GRACE, self._expire, fetch)
 
     def _expire(self, fetch: Fetch) -> None:
+        if id(fetch) not in self._fetches:  # cleaned already (the worker shut down)
+            return
         self._unlist(fetch)
         self._stages[id(fetch)] = Stage.EXPIRED
         self._cleanup(fetch)
@@ -134,11 +139,33 @@ class Inflight:
         if self.stage(fetch) is not Stage.EXPIRED or fetch.clients > 0:
             return
         del self._stages[id(fetch)]  # CLEANED
+        del self._fetches[id(fetch)]
         current = self._entries.get(fetch.plan.key)
         if not (isinstance(current, Fetch) and current.spool.path == fetch.spool.path):
             self._in_background(fetch.spool.discard())  # unless a newer download took it
         if fetch.lock is not None:
             self._in_background(asyncio.to_thread(coordinator.unlock, fetch.lock))
+
+    async def shutdown(self) -> None:
+        """The worker stops: downloads still running are cancelled (nothing is saved
+        half-way: the save is one transaction after the download), and every spool file
+        and lock of this process goes, so no spool outlives its worker."""
+        for entry in list(self._entries.values()):
+            entry.clients = 0
+            self._unlist(entry)
+        fetches = list(self._fetches.values())
+        for fetch in fetches:
+            if fetch.task is not None and not fetch.task.done():
+                fetch.task.cancel()
+        for fetch in fetches:
+            if fetch.task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await fetch.task
+            self._stages[id(fetch)] = Stage.EXPIRED
+            fetch.clients = 0
+            self._cleanup(fetch)
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     def _in_background(self, work: Awaitable[object]) -> None:
         """Clean-up nobody waits for: kept referenced until done, failures logged."""

@@ -19,7 +19,9 @@ from pulp_content_asgi.serving.response import Response, StreamRange, text
 #: Upstream headers never forwarded (pulpcore's list): hop-by-hop, and the length and
 #: encoding of a body the downloader may have decoded.
 HOP_BY_HOP = frozenset({"connection", "content-encoding", "content-length", "keep-alive",
-                        "public", "proxy-authenticate", "transfer-encoding", "upgrade"})
+                        "public", "proxy-authenticate", "transfer-encoding", "upgrade",
+                        # The server dates its own response (uvicorn would send two).
+                        "date"})
 #: Bytes at the end of a response withheld until the download is verified: a corrupt
 #: artifact never reaches a client whole (a small one not at all); the response is cut
 #: instead.
@@ -71,18 +73,25 @@ def _total(upstream: Mapping[str, str], known: int | None) -> int | None:
     return known
 
 
+#: Request headers whose answer depends on validators only the download will bring.
+PRECONDITIONS = ("If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since",
+                 "If-Range")
+
+
 def _early_refusal(plan: RemotePlan, request: Request) -> Response | None:
-    """Answers decided before any download starts: an unsatisfiable range of a known size,
-    or nothing to download from."""
-    try:
-        spec = ranges.parse_range_header(request.headers.get("Range"))
-        if spec and plan.size is not None and spec.first is not None \
-                and spec.first >= plan.size:
-            raise ranges.RangeNotSatisfiable("start beyond the size")
-    except ranges.RangeNotSatisfiable:
-        return unsatisfiable(plan.size)
+    """Answers decided before any download starts: nothing to download from, or a range
+    that cannot be satisfied at the known size — unless preconditions come first (RFC 9110
+    §13.2.2: a 304 or 412 outranks a 416), which only the upstream's validators decide."""
     if not plan.candidates:
         return text(404, "Not Found")
+    if plan.size is None or any(request.headers.get(h) is not None for h in PRECONDITIONS):
+        return None
+    try:
+        spec = ranges.parse_range_header(request.headers.get("Range"))
+        if spec and spec.first is not None and spec.first >= plan.size:
+            raise ranges.RangeNotSatisfiable("start beyond the size")
+    except ranges.RangeNotSatisfiable:
+        return unsatisfiable(plan.size, {"X-PULP-ARTIFACT-SIZE": str(plan.size)})
     return None
 
 

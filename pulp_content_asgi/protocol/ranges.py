@@ -44,6 +44,19 @@ class ByteRange:
         return f"bytes {self.start}-{self.end}/{size}"
 
 
+#: Positions longer than this many digits are beyond any file (2**63 has 19 digits); they
+#: are read as "past the end" instead of being converted (Python refuses integers of more
+#: than 4300 digits, and would otherwise turn a hostile header into a 500).
+MAX_DIGITS = 19
+BEYOND = 2**63
+
+
+def _position(digits: str) -> int | None:
+    if not digits:
+        return None
+    return int(digits) if len(digits) <= MAX_DIGITS else BEYOND
+
+
 def parse_range_header(value: str | None) -> RangeSpec | None:
     """Parse a Range header; ``None`` means "no range asked", errors mean 416."""
     if value is None:
@@ -51,8 +64,8 @@ def parse_range_header(value: str | None) -> RangeSpec | None:
     match = _SPEC.match(value)
     if not match or (not match.group(1) and not match.group(2)):
         raise RangeNotSatisfiable(f"unsupported Range header {value!r}")
-    first = int(match.group(1)) if match.group(1) else None
-    last = int(match.group(2)) if match.group(2) else None
+    first = _position(match.group(1))
+    last = _position(match.group(2))
     if first is not None and last is not None and first > last:
         raise RangeNotSatisfiable(f"range start after its end in {value!r}")
     return RangeSpec(first, last)

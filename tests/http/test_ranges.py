@@ -27,6 +27,11 @@ SIZE = 1000
         ("bytes=990-5000", ByteRange(990, 999)),  # end past the size is truncated
         ("bytes=999-999", ByteRange(999, 999)),
         ("BYTES = 10 - 19", ByteRange(10, 19)),
+        # Positions of thousands of digits are "past the end", never a 500 (Python will not
+        # convert integers of more than 4300 digits).
+        ("bytes=0-" + "9" * 5000, ByteRange(0, 999)),
+        ("bytes=-" + "9" * 5000, ByteRange(0, 999)),
+        ("bytes=0-18446744073709551616", ByteRange(0, 999)),
     ],
 )
 def test_satisfiable_ranges_resolve_to_inclusive_positions(header, expected):
@@ -45,7 +50,8 @@ def test_malformed_range_is_not_satisfiable(header):
 
 @pytest.mark.parametrize(("header", "size"), [("bytes=1000-", 1000), ("bytes=5000-6000", 1000),
                                               ("bytes=0-", 0), ("bytes=-0", 1000),
-                                              ("bytes=-10", 0)])
+                                              ("bytes=-10", 0),
+                                              ("bytes=" + "9" * 5000 + "-", 1000)])
 def test_range_outside_the_representation_is_not_satisfiable(header, size):
     with pytest.raises(RangeNotSatisfiable):
         resolve_range(parse_range_header(header), size)
