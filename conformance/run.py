@@ -341,7 +341,7 @@ def report(path: str, columns: list[Column], command: str, gate: list[str]) -> N
               "(`conformance/allowances.py`).", ""]
     lines += [f"* {c.key} `{a['test']}`: `{a['assertion']}`: needle `{a['needle']}` not in "
               f"the phrase `{a['reason_phrase']}` ({a['status']}), found in the body's "
-              f"reason `{a['body_reason']}`" for c, a in used] or ["* none"]
+              f"reason `{str(a['body_reason'])[:200]}`" for c, a in used] or ["* none"]
     lines += ["", "## Results", "",
               "| Test | " + " | ".join(c.key for c in columns) + " | Failure text |",
               "|---|" + "---|" * len(columns) + "---|"]
