@@ -71,13 +71,14 @@ pulp-up: venv database bench-tools conformance-deps
 pulp-down: venv
 	@$(PY) -m conformance.stack down; $(PY) -m conformance.stack down --domains
 
-## pulpcore's content-app functional tests against us and pulpcore-content → conformance/report.md
+## pulpcore's content-app functional tests: both apps behind both nginx layouts, flaky
+## tests repeated 5 times → conformance/report.md (about an hour; CONFORMANCE_ARGS adds options)
 conformance: venv database bench-tools conformance-deps
-	@$(DEV_ENV); $(PY) -m conformance.run
+	@$(DEV_ENV); $(PY) -m conformance.run $(CONFORMANCE_ARGS)
 
-## The CI-sized slice (our app only, a few minutes)
+## The CI-sized slice: our app behind Pulp's stock nginx layout (under 10 minutes)
 conformance-ci: venv database bench-tools conformance-deps
-	@$(DEV_ENV); $(PY) -m conformance.run --slice ci --only asgi
+	@$(DEV_ENV); $(PY) -m conformance.run --slice ci --only asgi --proxy stock $(CONFORMANCE_ARGS)
 
 ## One corpus of requests to both apps on the same database → conformance/parity.md
 parity: venv database bench-tools conformance-deps

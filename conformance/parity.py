@@ -1,38 +1,54 @@
 """Differential parity: one corpus of requests to our app and to pulpcore-content, both
 serving the same database, compared on status, the headers that matter and the body.
 
-    python -m conformance.parity [--report conformance/parity.md]
+    python -m conformance.parity [--report conformance/parity.md] [--domains]
 
-Runs on the stack of ``make pulp-up`` (started here if it is not up) and talks to each
-app's own port, not through nginx, so each answers for itself. Every difference gets a
-verdict: a documented deliberate difference (docs/differences.md), an old-app bug, or
-``UNEXPLAINED`` — a bug here, which makes the command fail.
+Runs on the stack of ``make pulp-up`` (started here if it is not up). The two apps it
+asks are its own pair of processes on that stack's database, each with **its own Redis
+database** (``REDIS_DBS``, emptied first), so neither ever answers from an entry the
+other wrote. Requests are written to the socket byte for byte (``..``, ``%2e%2e``,
+``//``, a NUL reach the app as sent) with the same ``Host`` for both apps. The corpus is
+sent twice: our app first, then pulpcore-content first; the second pass meets each
+app's own warm cache, the first its cold one (``X-PULP-CACHE`` is compared).
+
+Every difference (one header, the status, the body) needs a rule in ``RULES`` matching
+that field and both values; a row with any difference no rule explains is
+``UNEXPLAINED`` and makes the command fail.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import http.client
 import os
+import re
+import socket
+import subprocess
 import sys
 import time
+import urllib.request
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import httpx
 
 from conformance import stack as stacks
 
-#: Headers compared by value. ETag and Last-Modified are compared by presence: their
-#: values differ by design (sha256 vs mtime-size; repository time vs file mtime).
-COMPARED = ("content-type", "content-length", "content-range", "accept-ranges", "location",
-            "x-pulp-artifact-size", "content-disposition")
-BY_PRESENCE = ("etag", "last-modified")
+#: Headers compared by value: everything a client or a proxy acts on.
+COMPARED = ("content-type", "content-length", "content-range", "content-encoding",
+            "content-disposition", "accept-ranges", "etag", "last-modified",
+            "cache-control", "vary", "allow", "retry-after", "location",
+            "x-pulp-artifact-size", "x-pulp-cache")
+#: Redis databases of the parity pair (ours, pulpcore-content): this tool's own, emptied
+#: before each run; the stack's apps use database 0.
+REDIS_DBS = (14, 15)
+#: The pair's ports, after the stack's four (nginx, API, our app, pulpcore-content).
+PAIR_OFFSET = {"asgi": 4, "legacy": 5}
 
 
 @dataclass
 class Probe:
+    """One request; ``path`` is the request target, sent as is (latin-1 bytes)."""
+
     label: str
     path: str
     method: str = "GET"
@@ -90,6 +106,7 @@ def corpus(domains: bool = False) -> tuple[list[Probe], dict[str, str]]:
     data.distribute(f"parity-{u}/pass", publication=data.publish(version, pass_through=True))
     data.distribute(f"parity-{u}/ver", repository_version=version)
     data.distribute(f"parity-{u}/nothing")
+    data.distribute(f"parity-{u}/odd", publication=data.publish(version))
     guard = ContentRedirectContentGuard.objects.create(name=f"parity-{u}")
     data.distribute(f"parity-{u}/guarded", publication=data.publish(version),
                     content_guard=guard)
@@ -133,10 +150,17 @@ def corpus(domains: bool = False) -> tuple[list[Probe], dict[str, str]]:
         Probe("guarded listing", f"{root}parity-{u}/guarded/"),
         Probe("hidden distribution", f"{root}parity-{u}/hidden/a.txt"),
         Probe("method not allowed", f"{root}parity-{u}/pub/a.txt", "POST"),
-        Probe("dot-dot segment", f"{root}parity-{u}/pub/dir/../a.txt"),
-        Probe("encoded dot-dot", f"{root}parity-{u}/pub/%2e%2e/%2e%2e/etc/passwd"),
-        Probe("NUL byte", f"{root}parity-{u}/pub/a.txt%00"),
-        Probe("double slash", f"{root}parity-{u}//pub/a.txt"),
+        # Odd targets go to their own distribution: what one app caches for them (we
+        # merge slashes, pulpcore-content caches its 404s) never meets another probe.
+        Probe("dot-dot segment", f"{root}parity-{u}/odd/dir/../a.txt"),
+        Probe("dot-dot past the prefix", f"{root}parity-{u}/odd/../../../etc/passwd"),
+        Probe("dot segment", f"{root}parity-{u}/odd/./a.txt"),
+        Probe("encoded dot-dot", f"{root}parity-{u}/odd/%2e%2e/%2e%2e/etc/passwd"),
+        Probe("encoded dot-dot inside", f"{root}parity-{u}/odd/dir/%2e%2e/a.txt"),
+        Probe("NUL byte, encoded", f"{root}parity-{u}/odd/a.txt%00"),
+        Probe("NUL byte, raw", f"{root}parity-{u}/odd/a.txt\x00"),
+        Probe("double slash in the file path", f"{root}parity-{u}/odd//a.txt"),
+        Probe("double slash between base path segments", f"{root}parity-{u}//odd/a.txt"),
         Probe("streamed: file", f"{root}parity-{u}/streamed/s1.bin"),
         Probe("streamed: small file", f"{root}parity-{u}/streamed/s2.txt"),
         Probe("streamed: HEAD", f"{root}parity-{u}/streamed/s1.bin", "HEAD"),
@@ -212,63 +236,295 @@ def corpus(domains: bool = False) -> tuple[list[Probe], dict[str, str]]:
     return probes, {"unique": u}
 
 
-def ask(client: httpx.Client, origin: str, probe: Probe) -> Answer:
-    request = client.build_request(probe.method, origin + probe.path, headers=probe.headers)
-    request.url = request.url.copy_with(raw_path=probe.path.encode())
-    response = client.send(request)
-    headers = {k.lower(): v for k, v in response.headers.items()}
-    return Answer(response.status_code, headers, response.content)
+def ask(port: int, host: str, probe: Probe) -> Answer:
+    """Write the request to the socket byte for byte (no client normalizes the target)
+    and parse the answer with http.client (chunked and HEAD bodies handled there)."""
+    lines = [f"{probe.method} {probe.path} HTTP/1.1", f"Host: {host}",
+             "Connection: close", "Accept-Encoding: identity",
+             *(f"{name}: {value}" for name, value in probe.headers.items())]
+    if probe.method == "POST":
+        lines.append("Content-Length: 0")
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        response = http.client.HTTPResponse(sock, method=probe.method)
+        response.begin()
+        body = response.read()
+        headers: dict[str, str] = {}
+        for name, value in response.getheaders():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        return Answer(response.status, headers, body)
 
 
-def differences(ours: Answer, theirs: Answer) -> list[str]:
+@dataclass(frozen=True)
+class Difference:
+    """One field that differs: ``status``, a header name or ``body``; values as text,
+    ``<absent>`` for a missing header."""
+
+    field: str
+    ours: str
+    theirs: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.ours!r} vs {self.theirs!r}"
+
+
+def _body_text(body: bytes) -> str:
+    return body[:160].decode("latin-1") + ("…" if len(body) > 160 else "")
+
+
+def differences(ours: Answer, theirs: Answer) -> list[Difference]:
+    """Status, every COMPARED header and the body, whatever the status."""
     found = []
     if ours.status != theirs.status:
-        found.append(f"status {ours.status} vs {theirs.status}")
-    if ours.status == theirs.status:
-        for name in COMPARED:
-            a, b = ours.headers.get(name), theirs.headers.get(name)
-            if a != b:
-                found.append(f"{name}: {a!r} vs {b!r}")
-        for name in BY_PRESENCE:
-            if (name in ours.headers) != (name in theirs.headers):
-                found.append(f"{name} {'only ours' if name in ours.headers else 'only theirs'}")
-        if ours.body != theirs.body and ours.status < 300:
-            found.append(f"body ({len(ours.body)} vs {len(theirs.body)} bytes)")
+        found.append(Difference("status", str(ours.status), str(theirs.status)))
+    for name in COMPARED:
+        a, b = ours.headers.get(name, "<absent>"), theirs.headers.get(name, "<absent>")
+        if a != b:
+            found.append(Difference(name, a, b))
+    if ours.body != theirs.body:
+        found.append(Difference("body", _body_text(ours.body), _body_text(theirs.body)))
     return found
 
 
-#: Verdicts for known differences: (predicate over label and differences, verdict).
-Rule = tuple[Callable[[str, list[str]], bool], str]
+@dataclass(frozen=True)
+class Rule:
+    """A known difference: ``field`` and both values (full-match regexes), optionally
+    only at these statuses of ours, this method, this request target; ``why`` is the
+    verdict."""
+
+    field: str
+    ours: str
+    theirs: str
+    why: str
+    statuses: tuple[int, ...] = ()
+    #: full-match regex over the request target, when the values alone are too loose
+    target: str | None = None
+    method: str | None = None
+    #: the difference accounts for the whole answer (a different status: every header
+    #: and the body follow from it)
+    whole: bool = False
+
+    def explains(self, diff: Difference, probe: Probe, status: int) -> bool:
+        return (diff.field == self.field and (not self.statuses or status in self.statuses)
+                and (self.method is None or probe.method == self.method)
+                and (self.target is None
+                     or re.fullmatch(self.target, probe.path, re.S) is not None)
+                and re.fullmatch(self.ours, diff.ours, re.S) is not None
+                and re.fullmatch(self.theirs, diff.theirs, re.S) is not None)
+
+
+SHA256_ETAG = r'"[0-9a-f]{64}"'
+AIOHTTP_ETAG = r'"[0-9a-f]+-[0-9a-f]+"'
+HTTP_DATE = r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT"
+ABSENT = "<absent>"
+DOT_SEGMENTS = r"(?:.*/)?(?:\.|\.\.|%2e%2e)(?:/.*)?"
+
+#: Every known difference, keyed on the field and both values (and, where the values
+#: alone could match elsewhere, the status, the method or the request target).
 RULES: list[Rule] = [
-    (lambda label, diffs: label == "bare prefix",
-     "deliberate: 301 to the prefix without a proxy (differences.md)"),
-    (lambda label, diffs: label in ("dot-dot segment", "encoded dot-dot", "NUL byte"),
-     "deliberate: 400 for dot segments and control characters (differences.md)"),
-    (lambda label, diffs: label == "double slash",
-     "deliberate: repeated slashes merged as nginx does (differences.md)"),
-    (lambda label, diffs: all(d in ("last-modified only ours", "etag only ours")
-                              or d.startswith(("last-modified:", "etag:")) for d in diffs),
-     "deliberate: strong sha256 ETag / repository Last-Modified (differences.md)"),
-    (lambda label, diffs: label == "root listing HEAD"
-     and all(d.startswith("content-length") for d in diffs),
-     "deliberate: HEAD of the prefix is the database-free liveness probe (differences.md)"),
-    (lambda label, diffs: "range" in label
-     and all(d.startswith(("content-type", "content-length")) for d in diffs),
-     "deliberate: a 416 says why in a short text body (differences.md)"),
-    (lambda label, diffs: "If-None-Match" in label
-     and all(d.startswith(("content-type", "x-pulp-artifact-size")) for d in diffs),
-     "old-app quirk: pulpcore replays content headers on a 304 from its cache; a 304 "
-     "carries validators only (RFC 9110 §15.4.5)"),
-    (lambda label, diffs: "If-Modified-Since" in label,
-     "deliberate: validators differ (Last-Modified from the repository, differences.md)"),
+    Rule("etag", SHA256_ETAG, AIOHTTP_ETAG,
+         "deliberate: ETag is the artifact's sha256; pulpcore-content's is aiohttp's "
+         "mtime-size (docs/differences.md, ETag of local files)"),
+    Rule("last-modified", HTTP_DATE, HTTP_DATE,
+         "deliberate: Last-Modified is when the content joined the repository; "
+         "pulpcore-content sends the file's mtime, on a 304 too (docs/differences.md)",
+         (200, 206, 304)),
+    Rule("last-modified", HTTP_DATE, ABSENT,
+         "deliberate: our 304 also carries Last-Modified (RFC 9110 §15.4.5; "
+         "docs/differences.md, 304 responses)", (304,)),
+    Rule("content-type", ABSENT, r".+",
+         "deliberate: a 304 carries validators only; pulpcore-content's also has "
+         "Content-Type (RFC 9110 §15.4.5; docs/differences.md)", (304,)),
+    Rule("x-pulp-artifact-size", ABSENT, r"\d+",
+         "deliberate: a 304 carries validators only; pulpcore-content's also has "
+         "X-PULP-ARTIFACT-SIZE (RFC 9110 §15.4.5; docs/differences.md)", (304,)),
+    Rule("content-type", r"text/plain; charset=utf-8", r"application/octet-stream",
+         "deliberate: our 416 is a text error; pulpcore-content's an empty "
+         "octet-stream (docs/differences.md, 416 responses)", (416,)),
+    Rule("body", r"416: Range Not Satisfiable", r"",
+         "deliberate: our 416 says why; pulpcore-content's body is empty "
+         "(docs/differences.md, 416 responses)", (416,)),
+    Rule("cache-control", ABSENT, r"public, max-age=0, must-revalidate",
+         "not in docs/differences.md (reported): pulpcore-content's 416 keeps the file's "
+         "Cache-Control, ours is an error answer without it; 416 is not heuristically "
+         "cacheable (RFC 9110 §15.1), so without the header no cache stores it either",
+         (416,)),
+    Rule("allow", r"GET, HEAD", r"GET,HEAD",
+         "same list, other spacing (RFC 9110 §5.6.1 list syntax)", (405,)),
+    Rule("content-length", ABSENT, r"\d+",
+         "deliberate: HEAD of the prefix does no database work, so no listing is "
+         "rendered to measure (docs/differences.md; Pulp's readiness probe sends this "
+         "request)", (200,), target=re.escape(stacks.PREFIX), method="HEAD"),
+    Rule("status", "301", "404",
+         "deliberate: the bare prefix redirects to the prefix without a proxy "
+         "(docs/differences.md)", target=re.escape(stacks.PREFIX.rstrip("/")),
+         whole=True),
+    Rule("status", "400", r"404",
+         "deliberate: '.'/'..' segments (raw or %2e) are a 400 before any lookup; "
+         "pulpcore-content looks the literal path up and caches its 404 "
+         "(docs/differences.md, paths)", target=DOT_SEGMENTS, whole=True),
+    Rule("status", "400", "500",
+         "old-app bug: pulpcore-content passes %00 to PostgreSQL (\"text fields cannot "
+         "contain NUL\") and answers 500; ours is a 400 (docs/differences.md, paths)",
+         target=r".*%00.*", whole=True),
+    Rule("body", r"", r"Invalid char in url path.*",
+         "both HTTP servers refuse a raw NUL in the request line before any app code; "
+         "granian's 400 has no body, aiohttp's names the character (reported: an empty "
+         "400 tells the client nothing)", (400,), target=".*\x00.*", whole=True),
+    Rule("status", "200", "404",
+         "deliberate: repeated slashes are merged before matching, so '//' between "
+         "base-path segments finds the distribution; pulpcore-content's matcher does not "
+         "(docs/differences.md says 'same results': reported as a doc error)",
+         target=r".*[^:]//.*", whole=True),
+    Rule("status", "404", "200",
+         "deliberate: a checkpoint is an exact snapshot; pulpcore-content serves a file "
+         "of a later publication under the old timestamp (docs/differences.md)",
+         target=r".*/\d{8}T\d{6}Z/.+", whole=True),
+    Rule("body", r".*<title>Index of /.+</title>.*", r".*<title>Index of </title>.*",
+         "deliberate: pulpcore-content's checkpoint listing has an empty title, an "
+         "old-app slip (docs/differences.md)", (200,)),
+    Rule("etag", SHA256_ETAG, ABSENT,
+         "not in docs/differences.md (reported): the artifact distribution's answers "
+         "carry our file validators; pulpcore's ArtifactResponse (pulpcore/responses.py) "
+         "sends none", (200,)),
+    Rule("last-modified", HTTP_DATE, ABSENT,
+         "not in docs/differences.md (reported): as the ETag above", (200,)),
+    Rule("x-pulp-artifact-size", r"\d+", ABSENT,
+         "not in docs/differences.md (reported): pulpcore's ArtifactResponse sends no "
+         "X-PULP-ARTIFACT-SIZE", (200,)),
 ]
+#: The verdict of a Content-Length that differs only because the bodies do.
+FOLLOWS_BODY = "follows from the body difference"
 
 
-def verdict(label: str, diffs: list[str]) -> str:
-    for predicate, text in RULES:
-        if predicate(label, diffs):
-            return text
-    return "UNEXPLAINED"
+
+def verdicts(probe: Probe, ours: Answer, theirs: Answer, diffs: list[Difference]
+             ) -> list[str]:
+    """One verdict per difference: the first rule that explains it, a rule that explains
+    the whole answer, a Content-Length that only measures a different body, else
+    UNEXPLAINED."""
+    def rule_for(diff: Difference) -> Rule | None:
+        return next((r for r in RULES if r.explains(diff, probe, ours.status)), None)
+
+    whole = next((rule for rule in map(rule_for, diffs) if rule and rule.whole), None)
+    bodies_differ = any(d.field == "body" for d in diffs)
+    found = []
+    for diff in diffs:
+        rule = rule_for(diff)
+        if rule is not None:
+            found.append(rule.why)
+        elif whole is not None:
+            found.append(f"follows from the {whole.field} difference")
+        elif diff.field == "content-length" and bodies_differ and all(
+                answer.headers.get("content-length") in (None, str(len(answer.body)))
+                for answer in (ours, theirs)):
+            found.append(FOLLOWS_BODY)
+        else:
+            found.append("UNEXPLAINED")
+    return found
+
+
+def _wait_serving(port: int, timeout: float = 120) -> None:
+    """Until the app answers its content prefix (any HTTP answer counts)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{stacks.PREFIX}", timeout=5):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"the parity app on port {port} did not start in {timeout}s")
+
+
+def start_pair(stack: stacks.Layout) -> dict[str, tuple[int, subprocess.Popen[bytes]]]:
+    """Our app and pulpcore-content on the stack's database, each on its own (emptied)
+    Redis database; name -> (port, process)."""
+    import redis
+
+    pair = {}
+    for (side, offset), db in zip(PAIR_OFFSET.items(), REDIS_DBS, strict=True):
+        redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
+        port = stack.nginx + offset
+        argv = ([os.path.join(stacks.BIN, "pulp-content-asgi"), "--bind",
+                 f"127.0.0.1:{port}", "--workers", "1", "--name-template",
+                 "asgi-parity-{pid}@{hostname}"] if side == "asgi" else
+                [os.path.join(stacks.BIN, "pulpcore-content"), "--bind", f"127.0.0.1:{port}",
+                 "--workers", "1"])
+        log = open(stack.path("logs", f"parity-{side}.log"), "ab")  # noqa: SIM115
+        env = {**stacks.environment(stack), "PULP_REDIS_DB": str(db)}
+        pair[side] = (port, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                             env=env, cwd=stack.root, start_new_session=True))
+    for port, _ in pair.values():
+        _wait_serving(port)
+    return pair
+
+
+def stop_pair(pair: dict[str, tuple[int, subprocess.Popen[bytes]]]) -> None:
+    for _, process in pair.values():
+        stacks._signal(process.pid, 15)
+    for _, process in pair.values():
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            stacks._signal(process.pid, 9)
+            process.wait()
+
+
+Row = tuple[str, Probe, Answer, Answer, list[Difference], list[str]]
+
+
+def probe_all(probes: list[Probe], pair: dict[str, tuple[int, subprocess.Popen[bytes]]],
+              host: str) -> list[Row]:
+    """Both passes: ours first, then pulpcore-content first."""
+    rows: list[Row] = []
+    for name, order in (("ours first", ("asgi", "legacy")),
+                        ("theirs first", ("legacy", "asgi"))):
+        for probe in probes:
+            got = {side: ask(pair[side][0], host, probe) for side in order}
+            diffs = differences(got["asgi"], got["legacy"])
+            rows.append((name, probe, got["asgi"], got["legacy"], diffs,
+                         verdicts(probe, got["asgi"], got["legacy"], diffs)))
+    return rows
+
+
+def _escape(text: str) -> str:
+    return (text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "\\n")
+            .replace("\r", "\\r").replace("\x00", "\\0").replace("`", "'"))
+
+
+def write_report(path: str, rows: list[Row], domains: bool) -> int:
+    """The markdown report; returns the number of unexplained differences."""
+    unexplained = sum(v == "UNEXPLAINED" for row in rows for v in row[5])
+    same = sum(1 for row in rows if not row[4])
+    commit = subprocess.run(["git", "-C", stacks.ROOT, "rev-parse", "HEAD"],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    lines = ["# Differential parity with pulpcore-content", "",
+             f"Generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC at commit "
+             f"`{commit}` by `conformance/parity.py`: each request written byte for byte "
+             "to our app and to pulpcore-content (one process each, the same database and "
+             "settings: cache on, prefix " + stacks.PREFIX
+             + (", DOMAIN_ENABLED" if domains else "") + "; each app on its own Redis "
+             "database, so no answer comes from the other app's cache entry). Pass "
+             "\"ours first\" asks our app first, \"theirs first\" pulpcore-content first; "
+             "the second pass meets each app's own warm cache. Compared: status, "
+             + ", ".join(COMPARED) + " by value, and the body bytes of every answer.", "",
+             f"**{len(rows)} requests: {same} identical, {len(rows) - same} different, "
+             f"{unexplained} unexplained differences.**", "",
+             "| Pass | Request | Method | asgi | legacy | X-PULP-CACHE asgi / legacy "
+             "| Differences → verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for name, probe, ours, theirs, diffs, texts in rows:
+        shown = "<br>".join(f"`{_escape(str(d))}` → {v}"
+                            for d, v in zip(diffs, texts, strict=True)) or "identical"
+        cache = " / ".join(a.headers.get("x-pulp-cache", "-") for a in (ours, theirs))
+        lines.append(f"| {name} | {_escape(probe.label)} `{_escape(probe.path[-40:])}` | "
+                     f"{probe.method} | {ours.status} | {theirs.status} | {cache} | {shown} |")
+    with open(path, "w") as out:
+        out.write("\n".join(lines) + "\n")
+    return unexplained
 
 
 def main() -> None:
@@ -288,40 +544,17 @@ def main() -> None:
                        if k in ("PULP_SETTINGS", "DJANGO_SETTINGS_MODULE")})
     try:
         probes, _ = corpus(args.domains)
-        time.sleep(1)
-        rows = []
-        with httpx.Client(timeout=60) as client:
-            for probe in probes:
-                ours = ask(client, f"http://127.0.0.1:{stack.asgi}", probe)
-                theirs = ask(client, f"http://127.0.0.1:{stack.legacy}", probe)
-                diffs = differences(ours, theirs)
-                rows.append((probe, ours, theirs, diffs, verdict(probe.label, diffs)
-                             if diffs else ""))
+        pair = start_pair(stack)
+        try:
+            rows = probe_all(probes, pair, f"127.0.0.1:{stack.nginx}")
+        finally:
+            stop_pair(pair)
     finally:
         if started:
             stacks.down(stack)
-    same = sum(1 for row in rows if not row[3])
-    unexplained = [row for row in rows if row[4] == "UNEXPLAINED"]
-    lines = ["# Differential parity with pulpcore-content", "",
-             f"Generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by "
-             "`make parity` (`conformance/parity.py`): each request sent to our app and to "
-             "pulpcore-content, both serving the same database with the same settings "
-             "(cache on, prefix " + stacks.PREFIX
-             + (", DOMAIN_ENABLED" if args.domains else "") + "). Compared: status, "
-             + ", ".join(COMPARED) + "; ETag and Last-Modified by presence; body bytes of "
-             "2xx answers.", "",
-             f"**{len(rows)} requests: {same} identical, {len(rows) - same} different, "
-             f"{len(unexplained)} unexplained.**", "",
-             "| Request | Method | asgi | legacy | Differences | Verdict |",
-             "|---|---|---|---|---|---|"]
-    for probe, ours, theirs, diffs, text in rows:
-        shown = "; ".join(diffs).replace("|", "\\|") or "identical"
-        lines.append(f"| {probe.label} | {probe.method} | {ours.status} | {theirs.status} | "
-                     f"{shown} | {text} |")
-    with open(args.report, "w") as out:
-        out.write("\n".join(lines) + "\n")
-    print(f"Parity: {len(rows)} requests, {same} identical, {len(unexplained)} unexplained; "
-          f"{args.report}")
+    unexplained = write_report(args.report, rows, args.domains)
+    print(f"Parity: {len(rows)} requests, {sum(1 for r in rows if not r[4])} identical, "
+          f"{unexplained} unexplained differences; {args.report}")
     sys.exit(1 if unexplained else 0)
 
 

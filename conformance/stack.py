@@ -2,12 +2,14 @@
 legacy pulpcore-content beside it, and nginx in front, laid out like Pulp's production
 reverse proxy (API and content on one origin).
 
-    python -m conformance.stack up [--domains] [--content asgi|legacy] [--fresh]
-    python -m conformance.stack switch --content legacy|asgi   # nginx's content upstream
+    python -m conformance.stack up [--domains] [--content asgi|legacy] [--proxy snippet|stock]
+                                   [--fresh]
+    python -m conformance.stack switch --content legacy|asgi [--proxy snippet|stock]
     python -m conformance.stack down [--domains]
 
 Ports start at ``PULP_STACK_PORT`` (24880: nginx; +1 API, +2 our app, +3 pulpcore-content;
-+100 for the domains stack); the database is named after the checkout.
++100 for the domains stack); the database is named after the checkout (and the port when
+it is not the default, so two stacks of one checkout can run side by side).
 
 Settings follow Pulp's own CI where they matter to the content app: ``CONTENT_ORIGIN``
 is nginx, ``CACHE_ENABLED``, a non-default ``CONTENT_PATH_PREFIX`` (/somewhere/else/), a
@@ -37,6 +39,9 @@ BIN = os.path.dirname(sys.executable)
 PREFIX = "/somewhere/else/"
 ADMIN = ("admin", "password")
 ASGI_NAME = "asgi-{pid}@{hostname}"  # tells our heartbeat rows from pulpcore-content's
+#: The variable and value pulpcore's EnvVarHeaderContentGuard test reads
+#: (test_contentguard.py, ENVVAR_HEADER_GUARD_ENV_VAR).
+ENVVAR_SECRET = ("ENVVAR_HEADER_GUARD_TEST_SECRET", "conformance-envvar-secret")
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,11 @@ class Layout:
 
 
 def layout(domains: bool = False) -> Layout:
-    base = int(os.environ.get("PULP_STACK_PORT", "24880")) + (100 if domains else 0)
+    port = int(os.environ.get("PULP_STACK_PORT", "24880"))
+    base = port + (100 if domains else 0)
     name = "pulp-domains" if domains else "pulp"
+    if port != 24880:  # another port is another stack: its own folder and database
+        name += f"-{port}"
     checkout = hashlib.sha1(ROOT.encode()).hexdigest()[:8]  # one database per checkout
     return Layout(root=os.path.join(ROOT, ".dev", name),
                   dbname=f"pulp_content_asgi_{name.replace('-', '_')}_{checkout}",
@@ -81,13 +89,17 @@ def settings_for(stack: Layout) -> dict[str, object]:
         "TELEMETRY": False,
         # The tests' fixture servers and file:// remotes live on this machine.
         "ALLOWED_HOSTS": ["*"],
+        # pulpcore's env-var header guard test runs only when its secret is set, in the
+        # test process and in every Pulp process (ENVVAR_SECRET, environment()).
+        "ENVVAR_HEADER_CONTENT_GUARD_ALLOWED_VARS": [ENVVAR_SECRET[0]],
     }
 
 
 def environment(stack: Layout) -> dict[str, str]:
     """What a process of this stack (server or test) needs to load its settings."""
     return {**os.environ, "PULP_SETTINGS": stack.path("settings.py"),
-            "DJANGO_SETTINGS_MODULE": "pulpcore.app.settings"}
+            "DJANGO_SETTINGS_MODULE": "pulpcore.app.settings",
+            ENVVAR_SECRET[0]: ENVVAR_SECRET[1]}
 
 
 NGINX = """\
@@ -129,12 +141,8 @@ http {{
             # certguard: TLS deployments set this from $ssl_client_escaped_cert; here the
             # tests send the header themselves and nginx forwards it unchanged.
             proxy_set_header X-CLIENT-CERT $http_x_client_cert;
-            # As the shipped snippet (docs/deployment): HTTP/1.1 to the content app, so
-            # a stream cut short stays visible in its chunked encoding.
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
             proxy_redirect off;
-            proxy_buffering off;
+{content_proxy}
         }}
         location / {{
             proxy_pass http://pulp-api;
@@ -148,6 +156,19 @@ http {{
 """
 
 
+#: How nginx talks to the content app. ``snippet``: our shipped snippet (docs/deployment):
+#: HTTP/1.1, so a stream cut short stays visible in its chunked encoding, and no
+#: buffering. ``stock``: Pulp's own images (pulp-oci-images, images/s6_assets/nginx.conf)
+#: set none of these, so nginx's defaults apply: HTTP/1.0 to the upstream, buffering on.
+PROXIES: dict[str, str] = {
+    "snippet": """\
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;""",
+    "stock": "            # nginx defaults: HTTP/1.0 to the upstream, proxy_buffering on.",
+}
+
+
 def nginx_binary() -> str:
     for candidate in (shutil.which("nginx"), "/usr/sbin/nginx"):
         if candidate and os.path.exists(candidate):
@@ -155,15 +176,17 @@ def nginx_binary() -> str:
     raise SystemExit("nginx is missing: dev/bench-tools.sh installs it")
 
 
-def write_nginx(stack: Layout, content: str) -> str:
+def write_nginx(stack: Layout, content: str, proxy: str = "snippet") -> str:
+    """nginx.conf with ``content`` (asgi|legacy) behind the ``proxy`` layout (PROXIES)."""
     os.makedirs(stack.path("nginx"), exist_ok=True)
     port = stack.asgi if content == "asgi" else stack.legacy
     path = stack.path("nginx.conf")
     with open(path, "w") as out:
         out.write(NGINX.format(root=stack.root, content=port, api=stack.api, nginx=stack.nginx,
-                               prefix=PREFIX, bare_prefix=PREFIX.rstrip("/")))
+                               prefix=PREFIX, bare_prefix=PREFIX.rstrip("/"),
+                               content_proxy=PROXIES[proxy]))
     with open(stack.path("content-upstream"), "w") as out:
-        out.write(content)
+        out.write(f"{content} {proxy}\n")
     return path
 
 
@@ -205,7 +228,8 @@ def manager(stack: Layout, *args: str) -> None:
                    check=True, stdout=subprocess.DEVNULL)
 
 
-def up(stack: Layout, content: str = "asgi", fresh: bool = False) -> None:
+def up(stack: Layout, content: str = "asgi", fresh: bool = False,
+       proxy: str = "snippet") -> None:
     sys.path.insert(0, ROOT)
     from pulp_content_asgi.devtools import settings as devsettings
 
@@ -228,18 +252,20 @@ def up(stack: Layout, content: str = "asgi", fresh: bool = False) -> None:
                                    "--access-logfile", stack.path("logs", "asgi-access.log")])
     _spawn(stack, "content-legacy", [os.path.join(BIN, "pulpcore-content"), "--bind",
                                      f"127.0.0.1:{stack.legacy}", "--workers", "2"])
-    conf = write_nginx(stack, content)
+    conf = write_nginx(stack, content, proxy)
     subprocess.run([nginx_binary(), "-c", conf, "-p", stack.root], check=True)
     status = wait_online(stack)
-    print(f"Pulp is up at {stack.origin} (content: {content}, prefix {PREFIX}, "
+    print(f"Pulp is up at {stack.origin} (content: {content} behind the {proxy} proxy, "
+          f"prefix {PREFIX}, "
           f"domains {'on' if stack.domains else 'off'}); "
           f"{len(status['online_workers'])} workers, content apps "
           f"{sorted(a['name'] for a in status['online_content_apps'])}")
 
 
-def switch(stack: Layout, content: str) -> None:
-    """Point nginx's content location at our app or at pulpcore-content (a reload)."""
-    conf = write_nginx(stack, content)
+def switch(stack: Layout, content: str, proxy: str = "snippet") -> None:
+    """Point nginx's content location at our app or at pulpcore-content, behind the
+    ``proxy`` layout (a reload)."""
+    conf = write_nginx(stack, content, proxy)
     subprocess.run([nginx_binary(), "-c", conf, "-p", stack.root, "-s", "reload"], check=True)
     time.sleep(1)  # old nginx workers finish; new ones use the new upstream
 
@@ -294,13 +320,16 @@ def main() -> None:
     parser.add_argument("--domains", action="store_true", help="the DOMAIN_ENABLED variant")
     parser.add_argument("--content", choices=("asgi", "legacy"), default="asgi",
                         help="which content app nginx serves (default: ours)")
+    parser.add_argument("--proxy", choices=sorted(PROXIES), default="snippet",
+                        help="nginx's content location: our shipped snippet (default) or "
+                             "Pulp's stock configuration (nginx defaults)")
     parser.add_argument("--fresh", action="store_true", help="a new database and folder")
     args = parser.parse_args()
     stack = layout(args.domains)
     if args.command == "up":
-        up(stack, args.content, args.fresh)
+        up(stack, args.content, args.fresh, args.proxy)
     elif args.command == "switch":
-        switch(stack, args.content)
+        switch(stack, args.content, args.proxy)
     else:
         down(stack)
 
