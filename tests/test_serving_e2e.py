@@ -96,9 +96,10 @@ def test_ranges(any_server, dist, range_header, status, content_range, body):
     if body is not None:
         assert response.content == body
         assert response.headers["content-length"] == str(len(body))
-    else:  # as pulpcore-content, a 416 still names the representation
+    else:  # as pulpcore-content, a 416 still names the representation and its policy
         assert response.headers["etag"] == f'"{hashlib.sha256(BODY).hexdigest()}"'
         assert response.headers["x-pulp-artifact-size"] == str(len(BODY))
+        assert response.headers["cache-control"] == "public, max-age=0, must-revalidate"
 
 
 def test_range_on_a_small_file(server, dist):

@@ -24,8 +24,9 @@ from pulp_content_asgi.serving.response import FileRange, Response, StreamRange,
 #: Last-Modified, which pulpcore-content's 304s carry too.
 NOT_MODIFIED_HEADERS = frozenset({"cache-control", "content-location", "date", "etag",
                                   "expires", "vary", "last-modified"})
-#: Headers a 416 keeps, as pulpcore-content's do: the validators and the artifact size.
-UNSATISFIABLE_HEADERS = frozenset({"etag", "last-modified", "x-pulp-artifact-size"})
+#: Headers a 416 keeps, as pulpcore-content's do: caching policy, validators, artifact size.
+UNSATISFIABLE_HEADERS = frozenset({"cache-control", "etag", "last-modified",
+                                   "x-pulp-artifact-size"})
 #: ``http_version`` of an HTTP/1.0 request (granian says "1", uvicorn "1.0").
 HTTP_10 = frozenset({"1", "1.0"})
 

@@ -102,8 +102,9 @@ def test_416_keeps_validators_and_artifact_size(kind):
     assert response.status == 416
     assert response.body == b"416: Range Not Satisfiable"
     assert dict(response.headers) == {
-        "ETag": ETAG, "Last-Modified": DATE, "X-PULP-ARTIFACT-SIZE": "1024",
-        "Content-Range": "bytes */1024", "Content-Type": "text/plain; charset=utf-8"}
+        "Cache-Control": "no-cache", "ETag": ETAG, "Last-Modified": DATE,
+        "X-PULP-ARTIFACT-SIZE": "1024", "Content-Range": "bytes */1024",
+        "Content-Type": "text/plain; charset=utf-8"}
 
 
 def test_412_is_a_plain_error():
