@@ -54,7 +54,9 @@ def representation_headers(rep: Representation) -> dict[str, str]:
         headers["Content-Type"] = "application/octet-stream"
     if rep.artifact_size is not None:
         headers["X-PULP-ARTIFACT-SIZE"] = str(rep.artifact_size)
-    if rep.ranges and rep.size is not None:
+    if rep.ranges and rep.size is not None and not rep.live:
+        # Downloads honour ranges too, but do not advertise them: pulpcore-content's
+        # streams do not, and clients then stay with what they did before.
         headers["Accept-Ranges"] = "bytes"
     return headers
 

@@ -138,6 +138,11 @@ def test_a_whole_live_stream_declares_its_length_only_to_http_10(version, length
     assert response.headers.get("Content-Length") == length
 
 
+def test_a_live_stream_does_not_advertise_ranges():
+    """As pulpcore-content's streams (make parity compares it); ranges still work."""
+    assert "Accept-Ranges" not in respond(live_rep(), Request("GET", {})).headers
+
+
 def test_a_live_range_always_declares_its_length():
     response = respond(live_rep(), Request("GET", {"Range": "bytes=0-9"}, "1.1"))
     assert response.headers["Content-Length"] == "10"
