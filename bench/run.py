@@ -21,10 +21,13 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from pulp_content_asgi.devtools import databases
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 STATE = os.path.join(ROOT, ".dev", "bench")
-DBNAME = "pulp_content_asgi_bench"
+#: This checkout's benchmark database (``make clean`` drops it with the others).
+DBNAME = databases.name("bench")
 PREFIX = "/pulp/content/"
 DEFAULT_CONTENDERS = ("asgi-granian,asgi-uvicorn,pulpcore-content,pulpcore-content-uvloop,"
                       "nginx,nginx-copy,asgi-granian-cache,pulpcore-content-cache,"

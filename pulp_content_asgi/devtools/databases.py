@@ -7,7 +7,8 @@ database would each find the other's rows and skip writing the files to their ow
 checkout creates is therefore named ``pulp_content_asgi_<kind>_<checkout id>``:
 
 - ``demo`` (``make demo``), ``test`` (``tests/conftest.py``),
-- ``pulp`` and ``pulp_domains`` (the conformance stacks, ``conformance/stack.py``).
+- ``pulp`` and ``pulp_domains`` (the conformance stacks, ``conformance/stack.py``),
+- ``bench`` (``make bench``, ``bench/run.py``).
 
 ``python -m pulp_content_asgi.devtools.databases name KIND`` prints one name;
 ``... drop`` drops every database of this checkout and prints what it dropped.

@@ -4,8 +4,9 @@ pulp-oci-images' ``readyz.py`` (``is_content_healthy``) calls ``requests.head()`
 content path prefix and treats any 4xx/5xx as "not ready". pulpcore-content answers it
 after its authentication middleware looked up the ``default`` Domain, so with the
 database unreachable it answers 500 and the pod leaves the load balancer. We answer from
-one ``SELECT 1`` through the same pooled ORM threads requests use (so a worker whose pool
-is exhausted is not ready either), and keep the result for :data:`TTL` seconds with at
+one ``SELECT 1`` through the same pooled ORM threads requests use (a busy pool makes the
+probe wait its turn, as requests do; only an unreachable database makes it fail), and
+keep the result for :data:`TTL` seconds with at
 most one check in flight per worker: a storm of probes costs at most one query per
 worker per :data:`TTL`.
 """
