@@ -3,53 +3,16 @@ is stopped and started under a stream of requests."""
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import httpx
 import pytest
 
-from pulp_content_asgi.devtools.processes import free_port
+from pulp_content_asgi.devtools.pgcluster import BINDIR, Cluster
 from tests.helpers import DEADLINE, content_app, stop_server, wait_for
-
-BINDIR = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin"))), None)
-
-
-class Cluster:
-    def __init__(self) -> None:
-        self.root = tempfile.mkdtemp(prefix="pg-outage-", dir="/tmp")
-        self.data = os.path.join(self.root, "data")
-        self.port = free_port()
-
-    def _run(self, *argv: str) -> None:
-        command = " ".join(argv)
-        if os.getuid() == 0:
-            subprocess.run(["su", "postgres", "-s", "/bin/sh", "-c", command], check=True,
-                           capture_output=True)
-        else:
-            subprocess.run(command, shell=True, check=True, capture_output=True)
-
-    def init(self) -> None:
-        os.makedirs(self.data)
-        if os.getuid() == 0:
-            shutil.chown(self.root, "postgres")
-            shutil.chown(self.data, "postgres")
-        self._run(f"{BINDIR}/initdb", "-D", self.data, "-U", "postgres", "--auth=trust")
-
-    def start(self) -> None:
-        self._run(f"{BINDIR}/pg_ctl", "-D", self.data, "-l", f"{self.root}/log", "-w", "-o",
-                  f"'-p {self.port} -k /tmp -c listen_addresses=127.0.0.1'", "start")
-
-    def stop(self) -> None:
-        self._run(f"{BINDIR}/pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
-
-    def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +41,7 @@ def cluster():
     subprocess.run([sys.executable, "-c", build], env=env, check=True, capture_output=True)
     yield pg, env
     pg.stop()
+    pg.remove()
     pg.remove()
 
 
