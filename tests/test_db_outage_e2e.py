@@ -42,7 +42,6 @@ def cluster():
     yield pg, env
     pg.stop()
     pg.remove()
-    pg.remove()
 
 
 def private_env(env: dict[str, str], **settings: str) -> dict[str, str]:
