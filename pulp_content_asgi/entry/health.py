@@ -1,30 +1,25 @@
-"""Readiness: whether this worker can serve content (database, and Redis when the cache is
-on). Liveness stays ``HEAD {CONTENT_PATH_PREFIX}``, which needs neither."""
+"""The health endpoint: whether this worker can serve content, per dependency (database,
+and Redis when the cache is on). ``HEAD {CONTENT_PATH_PREFIX}``, Pulp's readiness probe,
+checks the database only (:mod:`.readiness`)."""
 
 from __future__ import annotations
 
 import json
 import logging
 
-from django.db import connection
-
 from pulp_content_asgi import db
 from pulp_content_asgi.cache import store
+from pulp_content_asgi.entry import readiness
 from pulp_content_asgi.serving.response import Response
 
 log = logging.getLogger(__name__)
-
-
-def _database() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
 
 
 async def check() -> Response:
     """200 with each dependency's state, or 503 naming what is down."""
     states: dict[str, str] = {}
     try:
-        await db.run(_database)
+        await db.run(readiness.select_one)
         states["database"] = "ok"
     except Exception as exc:
         log.warning("Health check: database unavailable: %s", exc)

@@ -29,7 +29,8 @@ TTL = 1.0
 STATEMENT = "SELECT 1 /* pulp-content-asgi readiness */"
 
 
-def _select_one() -> None:
+def select_one() -> None:
+    """One round trip to the database (ORM thread); raises if it cannot be reached."""
     with connection.cursor() as cursor:
         cursor.execute(STATEMENT)
 
@@ -59,7 +60,7 @@ class DatabaseReadiness:
 
     async def _check(self) -> bool:
         try:
-            await db.run(_select_one)
+            await db.run(select_one)
             reachable = True
         except Exception as exc:  # any failure means "not ready"; the log says which
             log.warning("Readiness (HEAD on the content prefix): database unavailable: %s",
