@@ -12,9 +12,10 @@ DEV_ENV = set -a; source .dev/db.env; set +a
 	pulp-up pulp-down conformance conformance-ci parity parity-domains conformance-deps
 
 $(VENV)/.installed: pyproject.toml
+	dev/plugin-deps.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,plugins]"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -53,10 +54,10 @@ clean:
 ## missing first and says so: wrk, nginx, taskset (apt-get).
 ## BENCH_ARGS passes options to bench/run.py (e.g. --contenders, --fail-start, --repeats)
 bench: venv database bench-tools
-	@$(DEV_ENV); $(PY) -m pip install -q -e ".[bench]" && $(PY) -m bench.run $(BENCH_ARGS)
+	@$(DEV_ENV); $(PY) -m pip install -q -e ".[plugins,bench]" && $(PY) -m bench.run $(BENCH_ARGS)
 
 bench-quick: venv database bench-tools
-	@$(DEV_ENV); $(PY) -m pip install -q -e ".[bench]" && $(PY) -m bench.run --quick $(BENCH_ARGS)
+	@$(DEV_ENV); $(PY) -m pip install -q -e ".[plugins,bench]" && $(PY) -m bench.run --quick $(BENCH_ARGS)
 
 bench-tools:
 	dev/bench-tools.sh
@@ -89,4 +90,4 @@ parity-domains: venv database bench-tools conformance-deps
 	@$(DEV_ENV); $(PY) -m conformance.parity --domains
 
 conformance-deps: venv
-	@$(PY) -m pip install -q -e ".[test,conformance]"
+	@$(PY) -m pip install -q -e ".[test,plugins,conformance]"
