@@ -24,7 +24,8 @@ def default_bind() -> str:
     return "[::]:24816" if has_ipv6() else "0.0.0.0:24816"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             invoke_without_command=True)
 @click.option("--bind", "-b", "binds", multiple=True,
               help="Address to listen on, HOST:PORT or [IPV6]:PORT (repeatable; one with "
                    "granian). Default: [::]:24816, or 0.0.0.0:24816 without IPv6.")
@@ -41,10 +42,17 @@ def default_bind() -> str:
 @click.option("--reload/--no-reload", default=False, help="Restart when code changes.")
 @click.option("--name-template", default=None,
               help="Worker name template for the status API (WORKER_NAME_TEMPLATE).")
-def main(binds: tuple[str, ...], workers: int, timeout: int, server: str | None,
-         access_logfile: str | None, log_level: str, reload: bool,
+@click.pass_context
+def main(ctx: click.Context, binds: tuple[str, ...], workers: int, timeout: int,
+         server: str | None, access_logfile: str | None, log_level: str, reload: bool,
          name_template: str | None) -> None:
-    """Serve Pulp content (pulpcore-content's URLs and behaviour) over ASGI."""
+    """Serve Pulp content (pulpcore-content's URLs and behaviour) over ASGI.
+
+    Without a command, runs the server; `pulp-content-asgi plugins` shows how each
+    installed Pulp plugin is served.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     if name_template:
         os.environ["PULP_WORKER_NAME_TEMPLATE"] = name_template
     # Worker processes configure their logging from these (they may be spawned afresh).
@@ -69,6 +77,44 @@ def main(binds: tuple[str, ...], workers: int, timeout: int, server: str | None,
     finally:
         if shared is not None:
             prometheus.remove_directory(shared)
+
+
+_MODES = {
+    "native": "native (declared by the plugin)",
+    "builtin": "built-in handler (shipped here)",
+    "bridge": "generic bridge",
+    "legacy": "NEEDS THE LEGACY APP",
+}
+
+
+@main.command()
+def plugins() -> None:
+    """How each installed Pulp plugin is served; exits 1 if one needs the legacy app.
+
+    native: the plugin declares content_asgi_handlers / content_asgi_urls; built-in: a
+    port shipped with pulp-content-asgi; generic bridge: pulpcore's resolution order with
+    the plugin's model hooks; legacy: the plugin adds aiohttp routes to pulpcore-content
+    that nothing here serves (they need CONTENT_ASGI_LEGACY_ORIGIN).
+    """
+    from pulp_content_asgi import bootstrap
+
+    bootstrap.setup()
+    from pulp_content_asgi.plugin import registry
+
+    registry.discover()
+    found = registry.supported()
+    width = max(len(s.label) for s in found)
+    for support in found:
+        served = ", ".join(support.handlers) or "-"
+        routes = f"; live routes {support.urls}" if support.urls else ""
+        click.echo(f"{support.label:<{width}}  {support.version:<8}  {_MODES[support.mode]:<33}"
+                   f"  {served}{routes}")
+    legacy = [s for s in found if s.mode == "legacy"]
+    if legacy:
+        names = ", ".join(s.label for s in legacy)
+        click.echo(f"Routes of {names} are served only by pulpcore-content: keep it running "
+                   "and set CONTENT_ASGI_LEGACY_ORIGIN (docs/migration.md).", err=True)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover
