@@ -51,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
     "CONTENT_ASGI_LOG_FORMAT": "text",
     # Log level of the app's loggers ("" leaves pulpcore's LOGGING as it is).
     "CONTENT_ASGI_LOG_LEVEL": "",
+    # Django middleware (dotted paths) the plugins' live routes run through; not the API's
+    # MIDDLEWARE (pulp_content_asgi/routes/middleware.py has the default and why).
+    "CONTENT_ASGI_ROUTE_MIDDLEWARE": None,
 }
 
 
@@ -76,6 +79,7 @@ class AppSettings:
     prometheus_dir: str
     log_level: str
     log_format: str
+    route_middleware: tuple[str, ...]
 
 
 def _get(settings: Any, name: str) -> Any:
@@ -114,7 +118,16 @@ def load(settings: Any | None = None) -> AppSettings:
         prometheus_dir=str(_get(settings, "CONTENT_ASGI_PROMETHEUS_DIR") or ""),
         log_level=str(_get(settings, "CONTENT_ASGI_LOG_LEVEL") or ""),
         log_format=str(_get(settings, "CONTENT_ASGI_LOG_FORMAT") or "text"),
+        route_middleware=_route_middleware(_get(settings, "CONTENT_ASGI_ROUTE_MIDDLEWARE")),
     )
+
+
+def _route_middleware(value: Any) -> tuple[str, ...]:
+    if value is None:
+        from pulp_content_asgi.routes.middleware import DEFAULT
+
+        return DEFAULT
+    return tuple(str(name) for name in value)
 
 
 def apply_log_level() -> None:

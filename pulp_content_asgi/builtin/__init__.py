@@ -21,4 +21,5 @@ from __future__ import annotations
 #: Plugin label → module of its port.
 PORTS: dict[str, str] = {
     "file": "pulp_content_asgi.builtin.file",
+    "container": "pulp_content_asgi.builtin.container",
 }

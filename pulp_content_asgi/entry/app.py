@@ -33,10 +33,11 @@ from pulp_content_asgi.ondemand.inflight import inflight
 from pulp_content_asgi.ondemand.plan import RemotePlan
 from pulp_content_asgi.ondemand.respond import AnswerFromStorage
 from pulp_content_asgi.ondemand.respond import respond as ondemand_respond
-from pulp_content_asgi.plugin import results
+from pulp_content_asgi.plugin import registry, results
 from pulp_content_asgi.plugin.request import ContentRequest
 from pulp_content_asgi.protocol import listing, paths
 from pulp_content_asgi.resolution import dispatch
+from pulp_content_asgi.routes.handler import LiveRoutes
 from pulp_content_asgi.serving.prepare import redirect_for
 from pulp_content_asgi.serving.response import Response, text
 from pulp_content_asgi.serving.send import Receive, Send, Sending, send_response
@@ -81,6 +82,10 @@ class ContentApp:
         ours = conf.current()
         self.sending = Sending(ours.chunk_size, ours.pathsend)
         self._cached: CachedResolver | None = None
+        urlconfs = registry.live_urlconfs()
+        #: The plugins' live routes (outside the content prefix), if any plugin has some.
+        self.live = LiveRoutes(urlconfs, ours.route_middleware, self.sending) \
+            if urlconfs else None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -190,12 +195,28 @@ class ContentApp:
             raise RuntimeError("on-demand asked to wait for a save without a cache")
         return answered
 
+    def is_live_route(self, scope: dict[str, Any]) -> bool:
+        """Whether a plugin's live route serves this request (never the content prefix,
+        the health or the metrics path: those keep their own fast path)."""
+        if self.live is None:
+            return False
+        path: str = scope["path"]
+        if path.startswith(self.prefix):
+            return False
+        ours = conf.current()
+        if path in (ours.health_path, ours.metrics_path):
+            return False
+        return self.live.matches(path)
+
     async def http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         started = time.monotonic()
         if not self._lifespan_seen and self.heartbeat.status is None:
             # Servers without lifespan support (daphne) still get a heartbeat.
             self._lifespan_seen = True
             await self.startup()
+        if self.is_live_route(scope):
+            await self.live_route(scope, receive, send, started)
+            return
         response, labels = await self.respond(scope)
         guid = get_guid()
         extra = {CORRELATION_HEADER: guid} if guid is not None else {}
@@ -213,20 +234,48 @@ class ContentApp:
             if counted is not None:
                 _observe(recorder, scope["method"], response, labels, seconds, counted)
 
+    async def live_route(self, scope: dict[str, Any], receive: Receive, send: Send,
+                         started: float) -> None:
+        """Hand the request to Django (the plugin's view); log and count it like ours."""
+        assert self.live is not None
+        counted = _Counted(send)
+        try:
+            await self.live(scope, receive, counted)
+        finally:
+            seconds = time.monotonic() - started
+            response = Response(counted.status, counted.headers)
+            complete = counted.finished
+            access_log.record(scope, response, complete, seconds)
+            recorder = metrics.current()
+            if recorder.enabled:
+                _observe(recorder, scope["method"], response, Labels(metrics.ROUTE_LIVE),
+                         seconds, counted)
+
 
 class _Counted:
-    """``send`` that counts the body bytes handed to the server (metrics only)."""
+    """``send`` that counts the body bytes handed to the server (metrics, and the access
+    log of responses that are not ours) and notes the status it started with."""
 
     def __init__(self, send: Send) -> None:
         self.send = send
         self.sent = 0
         self.pathsend = False
+        self.status = 500  # what the server answers if nothing was started
+        self.headers: dict[str, str] = {}
+        self.finished = False
 
     async def __call__(self, message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.body":
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+            self.headers = {k.decode("latin-1"): v.decode("latin-1")
+                            for k, v in message.get("headers", ())}
+        elif kind == "http.response.body":
             self.sent += len(message.get("body", b""))
-        elif message["type"] == "http.response.pathsend":
+            self.finished = not message.get("more_body", False)
+        elif kind == "http.response.pathsend":
             self.pathsend = True
+            self.finished = True
         await self.send(message)
 
 

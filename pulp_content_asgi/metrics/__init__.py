@@ -22,6 +22,7 @@ ROUTE_LISTING = "list_distributions"
 ROUTE_CONTENT = "stream_content"
 ROUTE_HEALTH = "health"
 ROUTE_METRICS = "metrics"
+ROUTE_LIVE = "live_route"  # a plugin's Django route (pulp_container's blobs)
 ROUTE_UNKNOWN = "unknown"
 
 

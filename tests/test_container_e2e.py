@@ -1,0 +1,196 @@
+"""pulp_container's blob route (the built-in port, a Django live route) on a real server,
+compared with pulpcore-content serving the same rows.
+
+Image pulls fetch every layer from ``/pulp/container/<base_path>/blobs/sha256:<hex>``
+after the registry API's redirect; a wrong answer here breaks every pull.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.helpers import BIN, start_server, stop_server
+
+EMPTY = "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"
+
+
+def _digest(blob: bytes) -> str:
+    return f"sha256:{hashlib.sha256(blob).hexdigest()}"
+
+
+def _blob(data: bytes, remote=None, upstream_url: str | None = None):
+    """A Blob content unit whose artifact is stored, or (with a remote) only upstream."""
+    from pulp_container.app.models import Blob
+    from pulpcore.app.models import ContentArtifact, RemoteArtifact
+
+    from pulp_content_asgi.devtools import data as devdata
+
+    digest = _digest(data)
+    blob = Blob.objects.create(digest=digest)
+    if remote is None:
+        ContentArtifact.objects.create(content=blob, relative_path=digest,
+                                       artifact=devdata.artifact_from_bytes(data))
+    else:
+        ca = ContentArtifact.objects.create(content=blob, relative_path=digest, artifact=None)
+        RemoteArtifact.objects.create(content_artifact=ca, remote=remote, url=upstream_url,
+                                      size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    return blob
+
+
+class Registry:
+    """A container repository with stored, on-demand and pending blobs, distributed."""
+
+    def __init__(self, upstream, unique: str, guarded: bool = False) -> None:
+        from pulp_container.app.models import (
+            ContainerDistribution,
+            ContainerRemote,
+            ContainerRepository,
+        )
+        from pulpcore.app.models import Content, ContentRedirectContentGuard
+
+        self.stored = os.urandom(300_000)
+        self.remote_only = os.urandom(200_000)
+        self.pending = os.urandom(1000)
+        remote = ContainerRemote.objects.create(name=f"r-{unique}", url=upstream.url(""),
+                                                upstream_name="library/x", policy="on_demand")
+        upstream.files[f"{unique}/layer"] = self.remote_only
+        blobs = [_blob(self.stored), _blob(self.remote_only, remote,
+                                            upstream.url(f"{unique}/layer"))]
+        self.repository = ContainerRepository.objects.create(name=f"c-{unique}")
+        with self.repository.new_version() as version:
+            version.add_content(Content.objects.filter(pk__in=[b.pk for b in blobs]))
+        self.repository.pending_blobs.add(_blob(self.pending))
+        guard = (ContentRedirectContentGuard.objects.create(name=f"g-{unique}")
+                 if guarded else None)
+        self.guard = guard
+        self.distribution = ContainerDistribution.objects.create(
+            name=f"c-{unique}", base_path=f"ns-{unique}/image", repository=self.repository,
+            content_guard=guard)
+
+    def path(self, digest: str) -> str:
+        return f"/pulp/container/{self.distribution.base_path}/blobs/{digest}"
+
+
+@pytest.fixture(scope="module")
+def legacy() -> Iterator[object]:
+    """pulpcore-content with pulp_container's aiohttp route, on the same database."""
+    argv = [os.path.join(BIN, "pulpcore-content"), "--bind", "127.0.0.1:{port}",
+            "--workers", "1"]
+    started = start_server(argv)
+    yield started
+    stop_server(started)
+
+
+def _fetch(server, path: str, method: str = "GET", **headers: str) -> httpx.Response:
+    return httpx.request(method, server.url(path), headers=headers, timeout=60)
+
+
+def _same(ours: httpx.Response, theirs: httpx.Response) -> None:
+    assert ours.status_code == theirs.status_code
+    assert ours.content == theirs.content
+    for name in ("content-type", "docker-content-digest", "docker-distribution-api-version",
+                 "content-length", "content-range"):
+        assert ours.headers.get(name) == theirs.headers.get(name), name
+
+
+def test_stored_pending_and_empty_blobs_match_pulpcore_content(server, legacy, upstream,
+                                                               unique):
+    registry = Registry(upstream, unique)
+    cases = [(registry.stored, _digest(registry.stored)),
+             (registry.pending, _digest(registry.pending)),
+             (None, EMPTY)]
+    for data, digest in cases:
+        ours = _fetch(server, registry.path(digest))
+        theirs = _fetch(legacy, registry.path(digest))
+        assert ours.status_code == 200, ours.text
+        assert ours.headers["docker-content-digest"] == digest
+        assert ours.headers["docker-distribution-api-version"] == "registry/2.0"
+        assert ours.headers["content-type"] == "application/octet-stream"
+        assert _digest(ours.content) == digest
+        if data is not None:
+            assert ours.content == data
+        _same(ours, theirs)
+        head = _fetch(server, registry.path(digest), "HEAD")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == ours.headers["content-length"]
+        assert head.headers["docker-content-digest"] == digest
+
+
+def test_ranges_on_a_stored_blob(server, legacy, upstream, unique):
+    registry = Registry(upstream, unique)
+    path = registry.path(_digest(registry.stored))
+    ours = _fetch(server, path, Range="bytes=100-199")
+    assert ours.status_code == 206 and ours.content == registry.stored[100:200]
+    assert ours.headers["content-range"] == f"bytes 100-199/{len(registry.stored)}"
+    _same(ours, _fetch(legacy, path, Range="bytes=100-199"))
+
+
+def test_an_on_demand_blob_is_downloaded_verified_and_saved(server, legacy, upstream,
+                                                             unique):
+    from pulpcore.app.models import ContentArtifact
+
+    registry = Registry(upstream, unique)
+    digest = _digest(registry.remote_only)
+    first = _fetch(server, registry.path(digest))
+    assert first.status_code == 200 and first.content == registry.remote_only
+    assert first.headers["docker-content-digest"] == digest
+    saved = ContentArtifact.objects.get(relative_path=digest,
+                                        content__in=registry.repository.latest_version().content)
+    assert saved.artifact is not None and saved.artifact.sha256 == digest.split(":")[1]
+    requests_before = upstream.hits[f"{unique}/layer"]
+    again = _fetch(server, registry.path(digest))
+    assert again.content == registry.remote_only
+    assert upstream.hits[f"{unique}/layer"] == requests_before  # served from storage
+    _same(again, _fetch(legacy, registry.path(digest)))
+
+
+def test_unknown_blob_path_and_repository_answer_404_like_pulpcore_content(
+        server, legacy, upstream, unique):
+    registry = Registry(upstream, unique)
+    missing = _digest(b"not here")
+    paths = [registry.path(missing),
+             f"/pulp/container/ns-{unique}/other/blobs/{_digest(registry.stored)}"]
+    for path in paths:
+        ours, theirs = _fetch(server, path), _fetch(legacy, path)
+        assert ours.status_code == theirs.status_code == 404, path
+    # A prefix of a base path is no distribution: 404. pulpcore-content redirects such a
+    # blob URL to the content listing of that prefix (docs/differences.md).
+    prefix = f"/pulp/container/ns-{unique}/blobs/{_digest(registry.stored)}"
+    assert _fetch(server, prefix).status_code == 404
+    theirs = _fetch(legacy, prefix)
+    assert theirs.status_code == 301
+    assert theirs.headers["location"] == f"/pulp/content/ns-{unique}"
+
+
+def test_a_redirect_guard_needs_the_api_signature(server, legacy, upstream, unique):
+    """The registry API signs the redirect (ContentRedirectContentGuard): without the
+    signature 403, with it the blob."""
+    registry = Registry(upstream, unique, guarded=True)
+    path = registry.path(_digest(registry.stored))
+    refused = _fetch(server, path)
+    assert refused.status_code == 403 == _fetch(legacy, path).status_code
+    signed = registry.guard.preauthenticate_url(server.url(path))
+    allowed = httpx.get(signed, timeout=60)
+    assert allowed.status_code == 200 and allowed.content == registry.stored
+    assert allowed.headers["docker-content-digest"] == _digest(registry.stored)
+
+
+def test_other_methods_are_refused(server, upstream, unique):
+    registry = Registry(upstream, unique)
+    answer = _fetch(server, registry.path(_digest(registry.stored)), "POST")
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET, HEAD"
+
+
+def test_plugins_command_names_the_port(server):
+    import subprocess
+
+    found = subprocess.run([os.path.join(BIN, "pulp-content-asgi"), "plugins"],
+                           capture_output=True, text=True, check=False)
+    lines = {line.split()[0]: line for line in found.stdout.splitlines()}
+    assert "built-in handler" in lines["container"]
+    assert "pulp_content_asgi.builtin.container" in lines["container"]
