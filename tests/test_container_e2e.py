@@ -194,3 +194,28 @@ def test_plugins_command_names_the_port(server):
     lines = {line.split()[0]: line for line in found.stdout.splitlines()}
     assert "built-in handler" in lines["container"]
     assert "pulp_content_asgi.builtin.container" in lines["container"]
+
+
+def test_blobs_in_domains(domain_server, upstream, unique):
+    """DOMAIN_ENABLED: `/pulp/container/<domain>/<base_path>/blobs/…` finds the blob of
+    that domain's distribution, and no other domain's."""
+    from pulpcore.app.models import Domain
+    from pulpcore.app.util import set_domain
+
+    from pulp_content_asgi.devtools import data
+
+    default = Domain.objects.get(name="default")
+    other = data.filesystem_domain(f"cdom-{unique}")
+    set_domain(other)
+    try:
+        inside = Registry(upstream, unique)
+    finally:
+        set_domain(default)
+    digest = _digest(inside.stored)
+    base = inside.distribution.base_path
+    found = httpx.get(domain_server.url(f"/pulp/container/{other.name}/{base}/blobs/{digest}"))
+    assert found.status_code == 200 and found.content == inside.stored
+    assert found.headers["docker-content-digest"] == digest
+    for elsewhere in ("default", f"nodomain-{unique}"):
+        missing = httpx.get(domain_server.url(f"/pulp/container/{elsewhere}/{base}/blobs/{digest}"))
+        assert missing.status_code == 404, elsewhere
