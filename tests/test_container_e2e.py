@@ -19,7 +19,7 @@ from tests.helpers import BIN, start_server, stop_server
 EMPTY = "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"
 
 
-def _digest(blob: bytes) -> str:
+def blob_digest(blob: bytes) -> str:
     return f"sha256:{hashlib.sha256(blob).hexdigest()}"
 
 
@@ -30,7 +30,7 @@ def _blob(data: bytes, remote=None, upstream_url: str | None = None):
 
     from pulp_content_asgi.devtools import data as devdata
 
-    digest = _digest(data)
+    digest = blob_digest(data)
     blob = Blob.objects.create(digest=digest)
     if remote is None:
         ContentArtifact.objects.create(content=blob, relative_path=digest,
@@ -101,8 +101,8 @@ def _same(ours: httpx.Response, theirs: httpx.Response) -> None:
 def test_stored_pending_and_empty_blobs_match_pulpcore_content(server, legacy, upstream,
                                                                unique):
     registry = Registry(upstream, unique)
-    cases = [(registry.stored, _digest(registry.stored)),
-             (registry.pending, _digest(registry.pending)),
+    cases = [(registry.stored, blob_digest(registry.stored)),
+             (registry.pending, blob_digest(registry.pending)),
              (None, EMPTY)]
     for data, digest in cases:
         ours = _fetch(server, registry.path(digest))
@@ -111,7 +111,7 @@ def test_stored_pending_and_empty_blobs_match_pulpcore_content(server, legacy, u
         assert ours.headers["docker-content-digest"] == digest
         assert ours.headers["docker-distribution-api-version"] == "registry/2.0"
         assert ours.headers["content-type"] == "application/octet-stream"
-        assert _digest(ours.content) == digest
+        assert blob_digest(ours.content) == digest
         if data is not None:
             assert ours.content == data
         _same(ours, theirs)
@@ -123,7 +123,7 @@ def test_stored_pending_and_empty_blobs_match_pulpcore_content(server, legacy, u
 
 def test_ranges_on_a_stored_blob(server, legacy, upstream, unique):
     registry = Registry(upstream, unique)
-    path = registry.path(_digest(registry.stored))
+    path = registry.path(blob_digest(registry.stored))
     ours = _fetch(server, path, Range="bytes=100-199")
     assert ours.status_code == 206 and ours.content == registry.stored[100:200]
     assert ours.headers["content-range"] == f"bytes 100-199/{len(registry.stored)}"
@@ -135,7 +135,7 @@ def test_an_on_demand_blob_is_downloaded_verified_and_saved(server, legacy, upst
     from pulpcore.app.models import ContentArtifact
 
     registry = Registry(upstream, unique)
-    digest = _digest(registry.remote_only)
+    digest = blob_digest(registry.remote_only)
     first = _fetch(server, registry.path(digest))
     assert first.status_code == 200 and first.content == registry.remote_only
     assert first.headers["docker-content-digest"] == digest
@@ -152,15 +152,15 @@ def test_an_on_demand_blob_is_downloaded_verified_and_saved(server, legacy, upst
 def test_unknown_blob_path_and_repository_answer_404_like_pulpcore_content(
         server, legacy, upstream, unique):
     registry = Registry(upstream, unique)
-    missing = _digest(b"not here")
+    missing = blob_digest(b"not here")
     paths = [registry.path(missing),
-             f"/pulp/container/ns-{unique}/other/blobs/{_digest(registry.stored)}"]
+             f"/pulp/container/ns-{unique}/other/blobs/{blob_digest(registry.stored)}"]
     for path in paths:
         ours, theirs = _fetch(server, path), _fetch(legacy, path)
         assert ours.status_code == theirs.status_code == 404, path
     # A prefix of a base path is no distribution: 404. pulpcore-content redirects such a
     # blob URL to the content listing of that prefix (docs/differences.md).
-    prefix = f"/pulp/container/ns-{unique}/blobs/{_digest(registry.stored)}"
+    prefix = f"/pulp/container/ns-{unique}/blobs/{blob_digest(registry.stored)}"
     assert _fetch(server, prefix).status_code == 404
     theirs = _fetch(legacy, prefix)
     assert theirs.status_code == 301
@@ -171,18 +171,18 @@ def test_a_redirect_guard_needs_the_api_signature(server, legacy, upstream, uniq
     """The registry API signs the redirect (ContentRedirectContentGuard): without the
     signature 403, with it the blob."""
     registry = Registry(upstream, unique, guarded=True)
-    path = registry.path(_digest(registry.stored))
+    path = registry.path(blob_digest(registry.stored))
     refused = _fetch(server, path)
     assert refused.status_code == 403 == _fetch(legacy, path).status_code
     signed = registry.guard.preauthenticate_url(server.url(path))
     allowed = httpx.get(signed, timeout=60)
     assert allowed.status_code == 200 and allowed.content == registry.stored
-    assert allowed.headers["docker-content-digest"] == _digest(registry.stored)
+    assert allowed.headers["docker-content-digest"] == blob_digest(registry.stored)
 
 
 def test_other_methods_are_refused(server, upstream, unique):
     registry = Registry(upstream, unique)
-    answer = _fetch(server, registry.path(_digest(registry.stored)), "POST")
+    answer = _fetch(server, registry.path(blob_digest(registry.stored)), "POST")
     assert answer.status_code == 405 and answer.headers["allow"] == "GET, HEAD"
 
 
@@ -211,7 +211,7 @@ def test_blobs_in_domains(domain_server, upstream, unique):
         inside = Registry(upstream, unique)
     finally:
         set_domain(default)
-    digest = _digest(inside.stored)
+    digest = blob_digest(inside.stored)
     base = inside.distribution.base_path
     found = httpx.get(domain_server.url(f"/pulp/container/{other.name}/{base}/blobs/{digest}"))
     assert found.status_code == 200 and found.content == inside.stored

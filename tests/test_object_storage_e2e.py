@@ -113,3 +113,33 @@ def test_each_domain_uses_its_own_bucket(domain_server, s3):
         location = httpx.get(url).headers["location"]
         assert f"/{domain.storage_settings['bucket_name']}/" in location
         assert httpx.get(location).content == expected
+
+
+@pytest.mark.parametrize("redirect", [True, False], ids=["redirected", "proxied"])
+def test_container_blobs_on_object_storage(domain_server, s3, upstream, redirect):
+    """pulp_container's blob route on S3: a signed redirect, or the bytes proxied with the
+    registry headers."""
+    from pulpcore.app.util import set_domain
+
+    from tests.test_container_e2e import Registry, blob_digest
+
+    domain = s3_domain(s3, redirect=redirect)
+    default = Domain.objects.get(name="default")
+    set_domain(domain)
+    try:
+        registry = Registry(upstream, unique_name())
+    finally:
+        set_domain(default)
+    digest = blob_digest(registry.stored)
+    url = domain_server.url(
+        f"/pulp/container/{domain.name}/{registry.distribution.base_path}/blobs/{digest}")
+    answer = httpx.get(url)
+    if redirect:
+        assert answer.status_code == 302
+        location = answer.headers["location"]
+        assert location.startswith(s3) and signed_for(location, "GET")
+        answer = httpx.get(location)
+    else:
+        assert answer.headers["docker-content-digest"] == digest
+        assert answer.headers["docker-distribution-api-version"] == "registry/2.0"
+    assert answer.status_code == 200 and answer.content == registry.stored
