@@ -172,8 +172,8 @@ def discover() -> None:
                 "pulp-content-asgi does not serve: they answer 404 unless "
                 "CONTENT_ASGI_LEGACY_ORIGIN points at a running pulpcore-content "
                 "(docs/plugins.md).", support.label, support.name, support.name)
-        else:
-            log.debug("Plugin %s served: %s (%s)", support.label, support.mode, support.source)
+    log.info("Plugins served: %s", ", ".join(f"{s.label} {s.version} ({s.mode})"
+                                             for s in _support))
 
 
 def supported() -> list[PluginSupport]:
