@@ -43,8 +43,9 @@ test-fast: venv
 	$(VENV)/bin/pytest -q -m fast tests/http tests/unit $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check pulp_content_asgi tests bench conformance
+	$(VENV)/bin/ruff check pulp_content_asgi tests bench conformance docs/examples
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --disallow-untyped-defs docs/examples
 
 ## Drop this checkout's databases, stop its private PostgreSQL cluster, remove .dev/
 clean:

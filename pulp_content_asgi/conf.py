@@ -54,6 +54,13 @@ DEFAULTS: dict[str, Any] = {
     # Django middleware (dotted paths) the plugins' live routes run through; not the API's
     # MIDDLEWARE (pulp_content_asgi/routes/middleware.py has the default and why).
     "CONTENT_ASGI_ROUTE_MIDDLEWARE": None,
+    # A running pulpcore-content ("http://127.0.0.1:24817") that answers the paths nothing
+    # here serves (the legacy fallback, docs/migration.md); "" answers them 404.
+    "CONTENT_ASGI_LEGACY_ORIGIN": "",
+    # Seconds the legacy fallback waits to connect, and for each read, before 504.
+    "CONTENT_ASGI_LEGACY_TIMEOUT": 60.0,
+    # Dotted paths of ASGI middleware factories (app -> app), the first outermost.
+    "CONTENT_ASGI_MIDDLEWARE": [],
 }
 
 
@@ -80,6 +87,9 @@ class AppSettings:
     log_level: str
     log_format: str
     route_middleware: tuple[str, ...]
+    legacy_origin: str = ""
+    legacy_timeout: float = 60.0
+    middleware: tuple[str, ...] = ()
 
 
 def _get(settings: Any, name: str) -> Any:
@@ -91,6 +101,13 @@ def _flag(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A list setting; a plain environment string may also be comma-separated."""
+    if isinstance(value, str):
+        value = value.split(",")
+    return tuple(str(v).strip() for v in value or () if str(v).strip())
 
 
 def load(settings: Any | None = None) -> AppSettings:
@@ -119,6 +136,9 @@ def load(settings: Any | None = None) -> AppSettings:
         log_level=str(_get(settings, "CONTENT_ASGI_LOG_LEVEL") or ""),
         log_format=str(_get(settings, "CONTENT_ASGI_LOG_FORMAT") or "text"),
         route_middleware=_route_middleware(_get(settings, "CONTENT_ASGI_ROUTE_MIDDLEWARE")),
+        legacy_origin=str(_get(settings, "CONTENT_ASGI_LEGACY_ORIGIN") or ""),
+        legacy_timeout=float(_get(settings, "CONTENT_ASGI_LEGACY_TIMEOUT")),
+        middleware=_names(_get(settings, "CONTENT_ASGI_MIDDLEWARE")),
     )
 
 

@@ -76,6 +76,17 @@ def content_app(server: str = "granian", env: dict[str, str] | None = None,
     return start_server(argv, env, probe=probe)
 
 
+LEGACY_ROUTES = "/pulp/legacy-test/"
+
+
+def legacy_content_app(env: dict[str, str] | None = None) -> Any:
+    """pulpcore-content with a test plugin's aiohttp routes under ``LEGACY_ROUTES``
+    (tests/legacy_origin.py), one worker: its stream events live in that worker."""
+    argv = [sys.executable, "-m", "tests.legacy_origin", "--bind", "127.0.0.1:{port}",
+            "--workers", "1", "--no-control-socket"]
+    return start_server(argv, env, probe=LEGACY_ROUTES + "events")
+
+
 def metered_env(directory: str, **extra: str) -> dict[str, str]:
     """Environment of a server that shares its Prometheus counts in ``directory``."""
     return {"PULP_CONTENT_ASGI_PROMETHEUS_ENABLED": "true",

@@ -26,7 +26,9 @@ def _header(scope: dict[str, Any], name: bytes) -> str:
     return "-"
 
 
-def _size(response: Response, method: str) -> str:
+def _size(response: Response, method: str, sent: int | None) -> str:
+    if sent is not None:
+        return str(sent)
     if method == "HEAD" or response.body is None:
         return "0"
     if isinstance(response.body, bytes):
@@ -34,7 +36,9 @@ def _size(response: Response, method: str) -> str:
     return response.headers.get("Content-Length", "-")
 
 
-def record(scope: dict[str, Any], response: Response, complete: bool, seconds: float) -> None:
+def record(scope: dict[str, Any], response: Response, complete: bool, seconds: float,
+           sent: int | None = None) -> None:
+    """Log one line; ``sent`` is the body bytes sent when the response does not say."""
     if not log.isEnabledFor(logging.INFO):
         return
     client = scope.get("client") or ("-", 0)
@@ -42,7 +46,7 @@ def record(scope: dict[str, Any], response: Response, complete: bool, seconds: f
     if scope.get("query_string"):
         target += "?" + scope["query_string"].decode("latin-1")
     when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
-    size = _size(response, scope["method"])
+    size = _size(response, scope["method"], sent)
     fields = {"client": client[0], "method": scope["method"], "target": target,
               "status": response.status, "bytes": size, "seconds": round(seconds, 6),
               "referer": _header(scope, b"referer"), "agent": _header(scope, b"user-agent"),

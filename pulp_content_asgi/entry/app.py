@@ -24,6 +24,7 @@ from django_guid import get_guid, set_guid
 from django_guid.utils import generate_guid
 
 from pulp_content_asgi import conf, db, metrics
+from pulp_content_asgi.bridge.legacy import Forwarded, legacy_fallback
 from pulp_content_asgi.cache import store as cache_store
 from pulp_content_asgi.cache.lookup import CachedResolver
 from pulp_content_asgi.entry import access_log, health
@@ -86,6 +87,7 @@ class ContentApp:
         #: The plugins' live routes (outside the content prefix), if any plugin has some.
         self.live = LiveRoutes(urlconfs, ours.route_middleware, self.sending) \
             if urlconfs else None
+        self.legacy = legacy_fallback(ours)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -108,6 +110,8 @@ class ContentApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await inflight.shutdown()
+                if self.legacy is not None:
+                    await self.legacy.close()
                 await self.heartbeat.stop()
                 metrics.current().close()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -129,22 +133,26 @@ class ContentApp:
             self._cached = CachedResolver(cache, self.sending.pathsend)
         return self._cached
 
-    async def respond(self, scope: dict[str, Any]) -> tuple[Response, Labels]:
-        """Everything up to the response: validation, then one ORM hop."""
-        if scope["method"] not in _METHODS:
-            return text(405, "Method Not Allowed", {"Allow": "GET, HEAD"}), Labels()
+    async def respond(self, scope: dict[str, Any]) -> tuple[Response | None, Labels]:
+        """Everything up to the response: validation, then one ORM hop. None: a path
+        nothing here serves, whatever the method (:meth:`unserved` answers it)."""
         try:
             path = paths.decode_path(scope.get("raw_path") or scope["path"].encode())
         except paths.BadPath as bad:
             return text(bad.status, str(bad)), Labels()
         ours = conf.current()
+        own = path == ours.health_path or (path == ours.metrics_path
+                                           and ours.prometheus_enabled)
+        target = paths.locate(path, self.prefix, self.domains)
+        if isinstance(target, paths.Outside) and not own:
+            return None, Labels()
+        if scope["method"] not in _METHODS:
+            return text(405, "Method Not Allowed", {"Allow": "GET, HEAD"}), Labels()
         if path == ours.health_path:
             return await health.check(), Labels(metrics.ROUTE_HEALTH)
-        if path == ours.metrics_path and ours.prometheus_enabled:
+        if own:
             return await _scrape(), Labels(metrics.ROUTE_METRICS)
-        target = paths.locate(path, self.prefix, self.domains)
-        if isinstance(target, paths.Outside):
-            return text(404, "Not Found"), Labels()
+        assert not isinstance(target, paths.Outside)
         labels = Labels(metrics.ROUTE_LISTING if isinstance(target, paths.RootListing)
                         else metrics.ROUTE_CONTENT, getattr(target, "domain", None) or "default")
         if isinstance(target, paths.AddSlash):
@@ -218,6 +226,9 @@ class ContentApp:
             await self.live_route(scope, receive, send, started)
             return
         response, labels = await self.respond(scope)
+        if response is None:
+            await self.unserved(scope, receive, send, started)
+            return
         guid = get_guid()
         extra = {CORRELATION_HEADER: guid} if guid is not None else {}
         recorder = metrics.current()
@@ -250,6 +261,25 @@ class ContentApp:
             if recorder.enabled:
                 _observe(recorder, scope["method"], response, Labels(metrics.ROUTE_LIVE),
                          seconds, counted)
+
+    async def unserved(self, scope: dict[str, Any], receive: Receive, send: Send,
+                       started: float) -> None:
+        """A path nothing here serves: pulpcore-content answers it through the legacy
+        fallback (``CONTENT_ASGI_LEGACY_ORIGIN``, bridge/legacy.py), else 404."""
+        counted = _Counted(send)
+        if self.legacy is None:
+            forwarded = Forwarded(text(404, "Not Found"), True)
+            await send_response(forwarded.response, scope, receive, counted, self.sending)
+        else:
+            forwarded = await self.legacy(scope, receive, counted)
+        seconds = time.monotonic() - started
+        access_log.record(scope, forwarded.response, forwarded.complete, seconds,
+                          sent=counted.sent)
+        recorder = metrics.current()
+        if recorder.enabled:
+            route = metrics.ROUTE_UNKNOWN if self.legacy is None else metrics.ROUTE_LEGACY
+            _observe(recorder, scope["method"], forwarded.response, Labels(route), seconds,
+                     counted)
 
 
 class _Counted:

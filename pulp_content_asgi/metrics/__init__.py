@@ -24,6 +24,8 @@ ROUTE_HEALTH = "health"
 ROUTE_METRICS = "metrics"
 ROUTE_LIVE = "live_route"  # a plugin's Django route (pulp_container's blobs)
 ROUTE_UNKNOWN = "unknown"
+#: Requests the legacy fallback forwarded to pulpcore-content (bridge/legacy.py).
+ROUTE_LEGACY = "legacy"
 
 
 def normalized_status(status: int) -> str:

@@ -13,6 +13,7 @@ import os
 
 import click
 
+from pulp_content_asgi import conf
 from pulp_content_asgi.server import runners
 
 LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -22,6 +23,22 @@ def default_bind() -> str:
     from pulpcore.app.netutil import has_ipv6
 
     return "[::]:24816" if has_ipv6() else "0.0.0.0:24816"
+
+
+def check(app_settings: conf.AppSettings) -> None:
+    """Refuse to start, with one line naming the setting, when CONTENT_ASGI_MIDDLEWARE
+    names something that cannot be imported or CONTENT_ASGI_LEGACY_ORIGIN is no origin
+    (the workers would each fail with a traceback)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from pulp_content_asgi.bridge.legacy import legacy_fallback
+    from pulp_content_asgi.entry.middleware import factories
+
+    try:
+        factories(app_settings.middleware)
+        legacy_fallback(app_settings)
+    except ImproperlyConfigured as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
@@ -59,10 +76,11 @@ def main(ctx: click.Context, binds: tuple[str, ...], workers: int, timeout: int,
     if access_logfile:
         os.environ["PULP_CONTENT_ASGI_ACCESS_LOGFILE"] = access_logfile
     os.environ["PULP_CONTENT_ASGI_LOG_LEVEL"] = log_level
-    from pulp_content_asgi import bootstrap, conf
+    from pulp_content_asgi import bootstrap
 
     bootstrap.setup()
     app_settings = conf.load()
+    check(app_settings)
     chosen = server or app_settings.server
     addresses = [runners.parse_bind(b) for b in (binds or (default_bind(),))]
     shared = None
