@@ -64,9 +64,10 @@ class TrueClientIP:
 
 
 class OrgIdHeader:
-    """``X-RH-ORG-ID`` on every response to a request whose ``x-rh-identity`` header (the
-    base64 JSON identity Red Hat's gateway adds) names an ``identity.org_id``. A header
-    that cannot be decoded adds nothing (pulp-service's aiohttp version answers 500)."""
+    """``X-RH-ORG-ID`` on every response (content, errors, the legacy fallback's) to a
+    request whose ``x-rh-identity`` header (the base64 JSON identity Red Hat's gateway
+    adds) names an ``identity.org_id``. A header that cannot be decoded adds nothing
+    (pulp-service's aiohttp version answers 500)."""
 
     def __init__(self, app: App) -> None:
         self.app = app
@@ -79,8 +80,12 @@ class OrgIdHeader:
 
         async def send_with_org_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()),
-                                                  (b"x-rh-org-id", org_id.encode())]}
+                # Replaced, not added: behind the legacy fallback, pulpcore-content's own
+                # aiohttp middleware may have set it already.
+                headers = [(k, v) for k, v in message.get("headers", ())
+                           if k.lower() != b"x-rh-org-id"]
+                headers.append((b"x-rh-org-id", org_id.encode()))
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_org_id)

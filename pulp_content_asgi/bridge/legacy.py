@@ -186,18 +186,24 @@ class LegacyApp:
                 with contextlib.suppress(BaseException):
                     await fetch
             if upstream is not None:
-                upstream.close()  # a cut response must not go back to the pool
+                # A response read to its end went back to the pool by itself; one cut
+                # short must not: closing it closes its connection.
+                upstream.close()
 
     async def _relay(self, scope: dict[str, Any], upstream: aiohttp.ClientResponse,
                      send: Send, watch: asyncio.Future[None]) -> Forwarded:
         headers = forwarding.response_headers(upstream.raw_headers)
         sent = Response(upstream.status, {k.decode("latin-1"): v.decode("latin-1")
                                           for k, v in headers})
-        await send({"type": "http.response.start", "status": upstream.status,
-                    "headers": headers})
-        if scope["method"] == "HEAD" or upstream.status in _NO_BODY:
-            await send({"type": "http.response.body", "body": b""})
-            return Forwarded(sent, True)
+        try:
+            await send({"type": "http.response.start", "status": upstream.status,
+                        "headers": headers})
+            if scope["method"] == "HEAD" or upstream.status in _NO_BODY:
+                await send({"type": "http.response.body", "body": b""})
+                return Forwarded(sent, True)
+        except OSError as exc:  # the server could not write to the client
+            log.info("Client went away during %s: %s", scope.get("path"), exc)
+            return Forwarded(sent, False)
         copy = asyncio.ensure_future(self._copy(upstream, send))
         try:
             await asyncio.wait((copy, watch), return_when=asyncio.FIRST_COMPLETED)
