@@ -256,7 +256,10 @@ class ContentApp:
             seconds = time.monotonic() - started
             response = Response(counted.status, counted.headers)
             complete = counted.finished
-            access_log.record(scope, response, complete, seconds)
+            sent = counted.sent
+            if counted.pathsend:  # the server sends the file itself
+                sent += int(counted.headers.get("Content-Length", 0))
+            access_log.record(scope, response, complete, seconds, sent)
             recorder = metrics.current()
             if recorder.enabled:
                 _observe(recorder, scope["method"], response, Labels(metrics.ROUTE_LIVE),
@@ -298,7 +301,7 @@ class _Counted:
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
-            self.headers = {k.decode("latin-1"): v.decode("latin-1")
+            self.headers = {k.decode("latin-1").title(): v.decode("latin-1")
                             for k, v in message.get("headers", ())}
         elif kind == "http.response.body":
             self.sent += len(message.get("body", b""))
