@@ -82,6 +82,14 @@ def _pool_timeout(exc: BaseException) -> bool:
     return type(exc).__name__ == "PoolTimeout"
 
 
+def is_connection_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database could not be reached (not a bad query): what
+    :func:`run` retries or answers with 503, whoever's code raised it."""
+    if isinstance(exc, (DatabaseUnavailable, InterfaceError, OperationalError)):
+        return True
+    return isinstance(exc, DatabaseError) and _pool_timeout(exc.__cause__ or exc)
+
+
 def _run(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
     try:
         for attempt in (1, 2):

@@ -23,10 +23,13 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import (
+    BIN,
     DBNAME,
     TEST_ROOT,
+    PrivateRedis,
     content_app,
     metered_env,
+    start_server,
     stop_server,
     unique_name,
 )
@@ -141,5 +144,49 @@ def backup_upstream() -> Iterator[object]:
 def domain_server() -> Iterator[object]:
     """The app with DOMAIN_ENABLED (object-storage domains)."""
     running = content_app(env={"PULP_DOMAIN_ENABLED": "true"}, probe="/pulp/content/default/")
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cache_settings(redis_server):
+    """This process's pulpcore hooks invalidate in the same Redis as the servers."""
+    import pulpcore.app.redis_connection as connections
+    from django.test import override_settings
+
+    overrides = override_settings(CACHE_ENABLED=True, REDIS_HOST="127.0.0.1",
+                                  REDIS_PORT=redis_server.port, REDIS_URL=None)
+    overrides.enable()
+    connections._conn = connections._a_conn = None
+    yield {"PULP_CACHE_ENABLED": "true", "PULP_REDIS_HOST": "127.0.0.1",
+           "PULP_REDIS_PORT": str(redis_server.port)}
+    overrides.disable()
+    connections._conn = connections._a_conn = None
+
+
+@pytest.fixture(scope="module")
+def cached_server(cache_settings, tmp_path_factory):
+    """The app with the cache on (and Prometheus, whose counters tests wait on)."""
+    shared = str(tmp_path_factory.mktemp("prometheus"))
+    running = content_app("granian", env={**cache_settings, **metered_env(shared)})
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def legacy_server() -> Iterator[object]:
+    """pulpcore-content itself (aiohttp, the installed plugins' own hooks) on the test
+    database: the reference our answers are compared with."""
+    argv = [os.path.join(BIN, "pulpcore-content"), "--bind", "127.0.0.1:{port}",
+            "--workers", "1"]
+    running = start_server(argv)
     yield running
     stop_server(running)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -96,6 +97,35 @@ def metered_env(directory: str, **extra: str) -> dict[str, str]:
 def url(server: Any, distribution: Any, path: str = "") -> str:
     """The URL of ``path`` below ``distribution`` on ``server`` (no domains)."""
     return server.url(f"/pulp/content/{distribution.base_path}/{path}")
+
+
+# --- Redis ---------------------------------------------------------------------------
+
+class PrivateRedis:
+    """A redis-server on a free loopback port that the tests may stop and restart."""
+
+    def __init__(self) -> None:
+        from pulp_content_asgi.devtools.processes import free_port
+
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_for(lambda: self.cli("ping").strip() == "PONG", DEADLINE):
+            raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                              text=True).stdout
 
 
 # --- ASGI ----------------------------------------------------------------------------
@@ -277,3 +307,32 @@ def resolve(path: str, headers: dict[str, str] | None = None, query: str = "",
     content = target.path if isinstance(target, paths.ContentPath) else ""
     request = ContentRequest(scope(full, method, headers, query), full, content, target.domain)
     return dispatch.resolve(request, target)
+
+
+# --- plugin tasks ----------------------------------------------------------------------
+
+def run_task(function: Callable[..., Any], *args: Any, domain: Any = None,
+             **kwargs: Any) -> Any:
+    """Run a plugin's task function here, synchronously, as a Pulp worker would: inside a
+    Task's context (publications record it as their creator) and in a fresh directory
+    under WORKING_DIRECTORY (tasks write their files into the current directory)."""
+    from django.conf import settings
+    from pulpcore.app.contexts import with_task_context
+    from pulpcore.app.models import Domain, Task
+
+    domain = domain or Domain.objects.get(name="default")
+    task = Task.objects.create(name=f"{function.__module__}.{function.__name__}",
+                               state="running", logging_cid=uuid.uuid4().hex,
+                               pulp_domain=domain)
+    os.makedirs(settings.WORKING_DIRECTORY, exist_ok=True)
+    directory = tempfile.mkdtemp(dir=settings.WORKING_DIRECTORY, prefix="task-")
+    cwd = os.getcwd()
+    os.chdir(directory)
+    try:
+        with with_task_context(task):
+            result = function(*args, **kwargs)
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(directory, ignore_errors=True)
+    Task.objects.filter(pk=task.pk).update(state="completed")
+    return result

@@ -6,26 +6,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 from django.conf import settings
 from django.db import connection
-from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from pulpcore.app.models import HeaderContentGuard
 
 from pulp_content_asgi.devtools import data
-from pulp_content_asgi.devtools.processes import free_port
 from tests.helpers import (
     BIN,
     DEADLINE,
+    PrivateRedis,
     content_app,
     content_artifact,
-    metered_env,
     on_demand,
     scope,
     scrape,
@@ -37,63 +33,6 @@ from tests.helpers import (
 from tests.upstream import Behaviour
 
 JOINED = "pulp_content_ondemand_collapsed_requests_total"
-
-
-class PrivateRedis:
-    """A redis-server on a free loopback port that the tests may stop and restart."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_for(lambda: self.cli("ping").strip() == "PONG", DEADLINE):
-            raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-    def cli(self, *args: str) -> str:
-        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
-                              text=True).stdout
-
-
-@pytest.fixture(scope="module")
-def redis_server():
-    server = PrivateRedis()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def cache_settings(redis_server):
-    """This process's pulpcore hooks invalidate in the same Redis as the servers."""
-    import pulpcore.app.redis_connection as connections
-
-    overrides = override_settings(CACHE_ENABLED=True, REDIS_HOST="127.0.0.1",
-                                  REDIS_PORT=redis_server.port, REDIS_URL=None)
-    overrides.enable()
-    connections._conn = connections._a_conn = None
-    yield {"PULP_CACHE_ENABLED": "true", "PULP_REDIS_HOST": "127.0.0.1",
-           "PULP_REDIS_PORT": str(redis_server.port)}
-    overrides.disable()
-    connections._conn = connections._a_conn = None
-
-
-@pytest.fixture(scope="module")
-def cached_server(cache_settings, tmp_path_factory):
-    """The app with the cache on (and Prometheus, whose counters tests wait on)."""
-    shared = str(tmp_path_factory.mktemp("prometheus"))
-    running = content_app("granian", env={**cache_settings, **metered_env(shared)})
-    yield running
-    stop_server(running)
 
 
 def published(unique: str, files: dict[str, bytes], **distribution: object):

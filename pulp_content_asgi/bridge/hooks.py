@@ -81,8 +81,9 @@ def to_result(value: web.StreamResponse) -> results.Result:
             artifact = Artifact.objects.select_related("pulp_domain").get(
                 pk=value._artifact_pk
             )
+        # pulpcore sends an ArtifactResponse's bytes itself, whatever the storage.
         return results.ServeArtifact(artifact, relative_path=str(artifact.pk),
-                                     headers=_headers(value))
+                                     headers=_headers(value), inline=True)
     if isinstance(value, web.FileResponse):
         return results.ServeLocalFile(str(value._path), _headers(value))
     if isinstance(value, web.Response):

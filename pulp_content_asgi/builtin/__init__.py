@@ -22,4 +22,12 @@ from __future__ import annotations
 PORTS: dict[str, str] = {
     "file": "pulp_content_asgi.builtin.file",
     "container": "pulp_content_asgi.builtin.container",
+    "rpm": "pulp_content_asgi.builtin.rpm",
+    "python": "pulp_content_asgi.builtin.python",
+    "npm": "pulp_content_asgi.builtin.npm",
+    "deb": "pulp_content_asgi.builtin.deb",
+    "maven": "pulp_content_asgi.builtin.maven",
+    "gem": "pulp_content_asgi.builtin.gem",
+    "ansible": "pulp_content_asgi.builtin.ansible",
+    "ostree": "pulp_content_asgi.builtin.ostree",
 }

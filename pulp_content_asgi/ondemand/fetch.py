@@ -27,6 +27,7 @@ from pulp_content_asgi.ondemand import save
 from pulp_content_asgi.ondemand.coordination import spool_path
 from pulp_content_asgi.ondemand.plan import Candidate, RemotePlan
 from pulp_content_asgi.ondemand.spool import FollowedSpool, Spool, UpstreamError
+from pulp_content_asgi.plugin import hooks
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,9 @@ class SpoolingDownloader:
         self.asked = time.monotonic()
         self.answered = False
         remote_artifact = candidate.remote_artifact
-        self.downloader = remote_artifact.remote.get_downloader(
-            remote_artifact=remote_artifact, headers_ready_callback=self.on_headers)
+        self.downloader = hooks.call(remote_artifact.remote, "get_downloader",
+                                     remote_artifact=remote_artifact,
+                                     headers_ready_callback=self.on_headers)
         self._keep: Callable[[bytes], Awaitable[None]] = self.downloader.handle_data
         self.downloader.handle_data = self.on_data
         if not candidate.save:
@@ -202,7 +204,7 @@ class Fetch:
         ORM work; plugins implement the sync and async variants alike)."""
         repository = self.plan.repository
         if repository is not None and repository.PULL_THROUGH_SUPPORTED and self.saved:
-            await db.run(repository.pull_through_add_content, self.saved)
+            await db.run(hooks.call, repository, "pull_through_add_content", self.saved)
 
 
 class Follow:

@@ -17,6 +17,8 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, transaction
 from pulpcore.app.models import Artifact, ContentArtifact, RemoteArtifact
 
+from pulp_content_asgi.plugin import hooks
+
 log = logging.getLogger(__name__)
 
 
@@ -47,8 +49,9 @@ def _new_content(remote_artifact: RemoteArtifact, artifact: Artifact, request: A
     """First pull-through download: create the content, its artifacts and remote artifacts."""
     remote = remote_artifact.remote
     relative_path = remote_artifact.content_artifact.relative_path
-    content_type = remote.get_remote_artifact_content_type(relative_path)
-    built = content_type.init_from_artifact_and_relative_path(artifact, relative_path)
+    content_type = hooks.call(remote, "get_remote_artifact_content_type", relative_path)
+    built = hooks.call(content_type, "init_from_artifact_and_relative_path", artifact,
+                       relative_path)
     content, artifacts = built if isinstance(built, tuple) else (built, {relative_path: artifact})
     try:
         with transaction.atomic():
@@ -68,7 +71,7 @@ def _new_content(remote_artifact: RemoteArtifact, artifact: Artifact, request: A
             )
             created = list(content.contentartifact_set.select_related("artifact"))
     for ca in created:
-        url = remote.get_remote_artifact_url(ca.relative_path, request=request)
+        url = hooks.call(remote, "get_remote_artifact_url", ca.relative_path, request=request)
         if not url:
             continue
         try:

@@ -24,6 +24,7 @@ in :meth:`DistributionHandler.serve` is the behaviour contract of pulpcore-conte
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -39,7 +40,7 @@ from pulpcore.app.models import (
     RepositoryVersion,
 )
 
-from pulp_content_asgi.plugin import results
+from pulp_content_asgi.plugin import hooks, results
 from pulp_content_asgi.plugin.request import ContentRequest
 from pulp_content_asgi.resolution import checkpoints, content, sources
 from pulp_content_asgi.resolution.distributions import content_prefix
@@ -93,12 +94,23 @@ class ContentHandler:
         content_type = mime_types.get_type(path)
         if content_type:
             headers["Content-Type"] = content_type
-        for name, value in distribution.content_headers_for(path).items():
+        for name, value in self.plugin_headers(distribution, path).items():
             # The plugin's header replaces ours whatever its spelling.
             for ours in [k for k in headers if k.lower() == name.lower()]:
                 del headers[ours]
             headers[name] = value
         return headers
+
+    def plugin_headers(self, distribution: Distribution, path: str) -> Mapping[str, str]:
+        """The plugin's own headers for ``path`` (they replace ours): the model's
+        ``content_headers_for`` hook; a port computes them itself instead."""
+        return hooks.call(distribution, "content_headers_for", path)
+
+    def extra_names(self, distribution: Distribution, directory: str) -> frozenset[str]:
+        """Names the plugin adds to the listing of ``directory`` ("" or ending in "/"):
+        the model's ``content_handler_list_directory`` hook; a port lists them itself."""
+        return frozenset(hooks.call(distribution, "content_handler_list_directory",
+                                    directory))
 
     def serve_content_artifact(self, content_artifact: ContentArtifact,
                                headers: dict[str, str], version: RepositoryVersion | None,
@@ -123,7 +135,7 @@ class ContentHandler:
         distribution's ``content_handler_list_directory`` may add more.
         """
         directory = _directory(path)
-        extra = frozenset(distribution.content_handler_list_directory(directory))
+        extra = self.extra_names(distribution, directory)
         if not below and not extra:
             return None
         if not _is_directory_request(path):
@@ -179,7 +191,7 @@ class PublicationHandler(ContentHandler):
                            ) -> results.Result | None:
         if not distribution.SERVE_FROM_PUBLICATION:
             return None
-        fallback = distribution.get_fallback_ca(path)
+        fallback = hooks.call(distribution, "get_fallback_ca", path)
         if fallback is None:
             return None
         found, version = fallback
@@ -191,11 +203,16 @@ class RepositoryVersionHandler(ContentHandler):
 
     def serve(self, request: ContentRequest, distribution: Distribution, path: str
               ) -> results.Result:
-        version = sources.of(distribution).version
+        repository, version, _ = sources.of(distribution)
         found = None
         if version is not None:
             found = self.serve_repository_version(request, distribution, version, path)
-        return found or results.NotFound()
+        if found is not None:
+            return found
+        if repository is None and version is None:
+            return results.NotFound(NOT_POINTING)
+        # Cached like pulpcore's: a new version invalidates the response cache.
+        return results.NotFound(cacheable=True)
 
     def serve_repository_version(self, request: ContentRequest, distribution: Distribution,
                                  version: RepositoryVersion, path: str
@@ -254,12 +271,11 @@ class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
     def serve_content_handler(self, distribution: Distribution, path: str
                               ) -> results.Result | None:
         """Run the model's ``content_handler`` hook and convert what it gives back."""
-        from pulp_content_asgi.plugin import registry
-
         try:
-            value = distribution.content_handler(path)
-        except Exception as raised:
-            converted = registry.convert_hook_value(raised)
+            value = hooks.call(distribution, "content_handler", path)
+        except hooks.PluginHookFailed as failed:
+            # A raised aiohttp response (HTTPNotFound, a redirect) is an answer, not a fault.
+            converted = self.convert(distribution, failed.cause)
             if converted is not None:
                 return converted
             raise
@@ -271,12 +287,26 @@ class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
                                                version)
         if isinstance(value, _RESULT_TYPES):
             return value
-        converted = registry.convert_hook_value(value)
+        converted = self.convert(distribution, value)
         if converted is not None:
             return converted
-        raise TypeError(f"{type(distribution).__name__}.content_handler returned "
-                        f"{type(value).__name__}; expected None, a ContentArtifact, a "
-                        "pulp_content_asgi result or an aiohttp response.")
+        raise hooks.PluginHookFailed(distribution, "content_handler", TypeError(
+            f"it returned {type(value).__name__}; expected None, a ContentArtifact, a "
+            "pulp_content_asgi result or an aiohttp response"))
+
+    @staticmethod
+    def convert(distribution: Distribution, value: object) -> results.Result | None:
+        """What a bridge makes of a value ``content_handler`` returned or raised; a value
+        the bridge cannot convert is the plugin's fault."""
+        from pulp_content_asgi import db
+        from pulp_content_asgi.plugin import registry
+
+        try:
+            return registry.convert_hook_value(value)
+        except Exception as exc:  # e.g. a streaming response that cannot be converted
+            if db.is_connection_failure(exc):
+                raise
+            raise hooks.PluginHookFailed(distribution, "content_handler", exc) from exc
 
     def select_checkpoint(self, request: ContentRequest, distribution: Distribution,
                           path: str) -> results.Result | tuple[Publication, str]:
@@ -308,7 +338,8 @@ class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
         remote = distribution.remote.cast()
         from pulp_content_asgi.plugin import registry
 
-        url = remote.get_remote_artifact_url(path, request=registry.hook_request(request))
+        url = hooks.call(remote, "get_remote_artifact_url", path,
+                         request=registry.hook_request(request))
         if not url:
             return None
         if repository is not None:
@@ -318,9 +349,9 @@ class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
                  .filter(remote=remote, url=url).first())
         if known is not None:
             if repository is not None and repository.PULL_THROUGH_SUPPORTED:
-                repository.pull_through_add_content(known.content_artifact)
+                hooks.call(repository, "pull_through_add_content", known.content_artifact)
             return self.serve_content_artifact(known.content_artifact, headers, None)
-        save = (remote.get_remote_artifact_content_type(path) is not None
+        save = (hooks.call(remote, "get_remote_artifact_content_type", path) is not None
                 and remote.policy != Remote.STREAMED)
         content_artifact = ContentArtifact(relative_path=path)
         remote_artifact = RemoteArtifact(remote=remote, url=url, content_artifact=content_artifact)

@@ -22,12 +22,19 @@ Headers = Mapping[str, str]
 
 @dataclass(frozen=True)
 class ServeArtifact:
-    """Send a stored artifact (the relative path names it for the client)."""
+    """Send a stored artifact (the relative path names it for the client).
+
+    On a domain that redirects downloads to object storage the client is sent a signed
+    URL, unless ``inline``: then the bytes go through the content app, as pulpcore's
+    ``ArtifactResponse`` sends them (for documents whose relative links must resolve
+    against the content app, such as pulp_python's simple index).
+    """
 
     artifact: Artifact
     relative_path: str
     headers: Headers = field(default_factory=dict)
     last_modified: datetime | None = None
+    inline: bool = False
 
 
 @dataclass(frozen=True)

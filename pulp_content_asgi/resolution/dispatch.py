@@ -1,7 +1,9 @@
 """Dispatch: from a located path to the handler of its distribution, on the ORM thread.
 
 locate (domain, distribution) → admit (content guard, slash rules) → serve (the handler
-registered for the distribution's type) → prepare (the response). ``answer`` is the whole
+registered for the distribution's type) → prepare (the response). A plugin's model hook
+that raises on the way (:mod:`pulp_content_asgi.plugin.hooks`) is answered here, once: a
+logged error naming the plugin and the hook, and a 500 that says so. ``answer`` is the whole
 walk in the request's one thread hop; the response cache plugs in as the serve step
 (:mod:`pulp_content_asgi.cache.lookup`), so the walk is written once.
 """
@@ -15,7 +17,7 @@ from pulpcore.app.util import set_domain
 
 from pulp_content_asgi import conf
 from pulp_content_asgi.ondemand.plan import RemotePlan
-from pulp_content_asgi.plugin import registry, results
+from pulp_content_asgi.plugin import hooks, registry, results
 from pulp_content_asgi.plugin.request import ContentRequest
 from pulp_content_asgi.protocol import paths
 from pulp_content_asgi.resolution import distributions, guards
@@ -75,13 +77,24 @@ def _admitted(request: ContentRequest, target: paths.RootListing | paths.Content
     return located, relative
 
 
+def plugin_failed(failed: hooks.PluginHookFailed, request: ContentRequest
+                  ) -> results.Failure:
+    """A plugin hook raised: log it (naming the plugin and the hook) and answer 500 with a
+    body that says so, instead of pulpcore-content's bare 500."""
+    failed.log(f"{request.method} {request.path}")
+    return results.Failure(500, failed.client_message)
+
+
 def resolve(request: ContentRequest, target: paths.RootListing | paths.ContentPath
             ) -> results.Result:
     """Decide what answers ``request`` (runs on an ORM thread)."""
-    admitted = _admitted(request, target)
-    if not isinstance(admitted, tuple):
-        return admitted
-    return handle(request, *admitted)
+    try:
+        admitted = _admitted(request, target)
+        if not isinstance(admitted, tuple):
+            return admitted
+        return handle(request, *admitted)
+    except hooks.PluginHookFailed as failed:
+        return plugin_failed(failed, request)
 
 
 #: The step that serves an admitted request: the plain one, or the response cache's.
@@ -106,10 +119,13 @@ def answer(request: ContentRequest, target: paths.RootListing | paths.ContentPat
            serve: Serve = serve_uncached) -> Response | RemotePlan:
     """The request's whole unit of ORM work, in one thread hop: locate, admit, serve
     (through the response cache when ``serve`` is its step), prepare."""
-    admitted = _admitted(request, target)
-    if not isinstance(admitted, tuple):
-        return finish(admitted, request)
-    return serve(request, *admitted)
+    try:
+        admitted = _admitted(request, target)
+        if not isinstance(admitted, tuple):
+            return finish(admitted, request)
+        return serve(request, *admitted)
+    except hooks.PluginHookFailed as failed:
+        return finish(plugin_failed(failed, request), request)
 
 
 def _unmatched(domain_name: str, path: str) -> results.Result:

@@ -12,7 +12,7 @@ import logging
 
 from pulpcore.app.models import Distribution
 
-from pulp_content_asgi.plugin import registry
+from pulp_content_asgi.plugin import hooks, registry
 from pulp_content_asgi.plugin.request import ContentRequest
 from pulp_content_asgi.plugin.results import Denied
 
@@ -25,7 +25,7 @@ def check(request: ContentRequest, distribution: Distribution) -> Denied | None:
         return None
     guard = distribution.content_guard.cast()
     try:
-        guard.permit(registry.hook_request(request))
+        hooks.call(guard, "permit", registry.hook_request(request), allowed=(PermissionError,))
     except PermissionError as refusal:
         log.debug('Path %s not permitted by guard "%s": %s', request.path, guard.name, refusal)
         return Denied(str(refusal))

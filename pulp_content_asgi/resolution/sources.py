@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 from pulpcore.app.models import Distribution, Publication, Repository, RepositoryVersion
 
+from pulp_content_asgi.plugin import hooks
+
 _PULPCORE = Distribution.get_repository_publication_and_version
 
 
@@ -40,7 +42,7 @@ def _latest_of_repository(repository: Repository) -> Publication | None:
 def of(distribution: Distribution) -> Sources:
     """pulpcore's resolution (publication > repository version > repository)."""
     if type(distribution).get_repository_publication_and_version is not _PULPCORE:
-        return Sources(*distribution.get_repository_publication_and_version())
+        return Sources(*hooks.call(distribution, "get_repository_publication_and_version"))
     serve_publications = distribution.SERVE_FROM_PUBLICATION
     if distribution.publication_id is not None:
         publication = distribution.publication

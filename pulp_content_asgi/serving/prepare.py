@@ -56,7 +56,8 @@ def prepare(result: results.Result, request: Request, received_at: float | None 
         case results.ServeRemote():
             return plan.make(result, received_at, hook_request)
         case results.ServeArtifact():
-            redirected = artifacts.storage_redirect(result, request.method)
+            redirected = (None if result.inline
+                          else artifacts.storage_redirect(result, request.method))
             if redirected is not None:
                 return redirected
             try:
