@@ -25,6 +25,7 @@ import pytest
 from tests.helpers import (
     BIN,
     DBNAME,
+    MOTO,
     TEST_ROOT,
     PrivateRedis,
     content_app,
@@ -189,4 +190,13 @@ def legacy_server() -> Iterator[object]:
             "--workers", "1"]
     running = start_server(argv)
     yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[str]:
+    """moto's S3 server on loopback; its endpoint URL."""
+    assert os.path.exists(MOTO), "moto's server is missing: pip install -e '.[test]'"
+    running = start_server([MOTO, "-H", "127.0.0.1", "-p", "{port}"], probe="/")
+    yield running.base
     stop_server(running)

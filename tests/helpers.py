@@ -99,6 +99,28 @@ def url(server: Any, distribution: Any, path: str = "") -> str:
     return server.url(f"/pulp/content/{distribution.base_path}/{path}")
 
 
+# --- object storage ------------------------------------------------------------------
+
+MOTO = os.path.join(os.path.dirname(sys.executable), "moto_server")
+
+
+def s3_domain(endpoint: str, redirect: bool) -> Any:
+    """A Domain in a new bucket of the S3 server at ``endpoint`` (moto, test credentials)."""
+    import boto3
+    from pulpcore.app.models import Domain
+
+    bucket = f"pulp-{unique_name()}"
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
+                 aws_secret_access_key="test", region_name="us-east-1").create_bucket(
+        Bucket=bucket)
+    return Domain.objects.create(
+        name=f"s3-{bucket}", storage_class="storages.backends.s3boto3.S3Boto3Storage",
+        storage_settings={"access_key": "test", "secret_key": "test", "bucket_name": bucket,
+                          "endpoint_url": endpoint, "region_name": "us-east-1",
+                          "signature_version": "s3v4", "addressing_style": "path"},
+        redirect_to_object_storage=redirect)
+
+
 # --- Redis ---------------------------------------------------------------------------
 
 class PrivateRedis:

@@ -9,40 +9,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import sys
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
 from pulpcore.app.models import Domain
 
-from tests.helpers import distribution_in, start_server, stop_server, unique_name
+from tests.helpers import distribution_in, s3_domain, unique_name
 
-MOTO = os.path.join(os.path.dirname(sys.executable), "moto_server")
 BODY = os.urandom(512 * 1024)
-
-
-@pytest.fixture(scope="module")
-def s3():
-    assert os.path.exists(MOTO), "moto's server is missing: pip install -e '.[test]'"
-    running = start_server([MOTO, "-H", "127.0.0.1", "-p", "{port}"], probe="/")
-    yield running.base
-    stop_server(running)
-
-
-def s3_domain(endpoint: str, redirect: bool) -> Domain:
-    import boto3
-
-    bucket = f"pulp-{unique_name()}"
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
-                 aws_secret_access_key="test", region_name="us-east-1").create_bucket(
-        Bucket=bucket)
-    return Domain.objects.create(
-        name=f"s3-{bucket}", storage_class="storages.backends.s3boto3.S3Boto3Storage",
-        storage_settings={"access_key": "test", "secret_key": "test", "bucket_name": bucket,
-                          "endpoint_url": endpoint, "region_name": "us-east-1",
-                          "signature_version": "s3v4", "addressing_style": "path"},
-        redirect_to_object_storage=redirect)
 
 
 def signed_for(location: str, method: str) -> bool:
