@@ -4,7 +4,7 @@
 (pulp-api) redirects collection downloads to plain content URLs, and on-demand
 collections stream through ``CollectionRemote``'s downloader.
 :class:`~pulp_content_asgi.plugin.RepositoryVersionHandler` serves the distribution's
-repository version (or its repository's latest); tests/test_ports_e2e.py checks that
+repository version (or its repository's latest); tests/ports/test_generic_e2e.py checks that
 the installed plugin still overrides none of the hooks this skips.
 """
 

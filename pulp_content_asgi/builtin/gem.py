@@ -7,7 +7,7 @@ model hook. Pull-through comes from ``GemRemote.get_remote_artifact_content_type
 temporary file into the working directory: the app changes into ``WORKING_DIRECTORY`` at
 start-up, as pulpcore-content does, so that file lands there.
 :class:`~pulp_content_asgi.plugin.DistributionHandler` serves publications, their grace
-period and pull-through in pulpcore's order; tests/test_ports_e2e.py checks it against
+period and pull-through in pulpcore's order; tests/ports/test_generic_e2e.py checks it against
 the installed plugin.
 """
 

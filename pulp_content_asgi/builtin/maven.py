@@ -9,7 +9,7 @@ hooks: ``MavenRemote.get_remote_artifact_content_type`` names no type for
 upstream every time, never saved), and ``MavenArtifact`` for everything else, which is
 saved and added to the repository by ``MavenRepository.pull_through_add_content``.
 :class:`~pulp_content_asgi.plugin.DistributionHandler` runs all of these in pulpcore's
-order; tests/test_ports_e2e.py checks them against the installed plugin.
+order; tests/ports/test_generic_e2e.py checks them against the installed plugin.
 """
 
 HANDLERS = {"maven.MavenDistribution": "pulp_content_asgi.plugin.handlers.DistributionHandler"}
