@@ -204,7 +204,7 @@ class Fetch:
         ORM work; plugins implement the sync and async variants alike)."""
         repository = self.plan.repository
         if repository is not None and repository.PULL_THROUGH_SUPPORTED and self.saved:
-            await db.run(hooks.call, repository, "pull_through_add_content", self.saved)
+            await db.run(save.offer, repository, self.saved)
 
 
 class Follow:

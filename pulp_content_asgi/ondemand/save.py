@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import DatabaseError, IntegrityError, transaction
 from pulpcore.app.models import Artifact, ContentArtifact, RemoteArtifact
+from pulpcore.app.util import set_domain
 
 from pulp_content_asgi.plugin import hooks
 
@@ -84,7 +85,13 @@ def _new_content(remote_artifact: RemoteArtifact, artifact: Artifact, request: A
 
 def save(attributes: dict[str, Any], path: str, remote_artifact: RemoteArtifact,
          request: Any) -> ContentArtifact:
-    """Store the download; returns the content artifact that now has it."""
+    """Store the download; returns the content artifact that now has it.
+
+    Runs in the remote's domain, as pulpcore's request handler does: the artifact goes to
+    that domain's storage, and plugin constructors that call ``get_domain()`` (pulp_python,
+    pulp_maven) build content of that domain.
+    """
+    set_domain(remote_artifact.remote.pulp_domain)
     content_artifact = remote_artifact.content_artifact
     with transaction.atomic():
         artifact = _artifact(attributes, path)
@@ -95,6 +102,13 @@ def save(attributes: dict[str, Any], path: str, remote_artifact: RemoteArtifact,
         content_artifact.artifact = artifact
         content_artifact.save()
     return content_artifact
+
+
+def offer(repository: Any, content_artifact: ContentArtifact) -> None:
+    """Offer saved pull-through content to the repository (the plugin dispatches the task
+    that adds it, in the repository's domain)."""
+    set_domain(repository.pulp_domain)
+    hooks.call(repository, "pull_through_add_content", content_artifact)
 
 
 def mark_failed(remote_artifact: RemoteArtifact) -> None:

@@ -230,3 +230,43 @@ def test_simple_pages_are_inline_on_object_storage(domain_server, s3_python):
     package = get(domain_server, base, "Cloudy-3.0-py3-none-any.whl")
     assert package.status_code == 302
     assert httpx.get(package.headers["location"]).content == wheel("Cloudy", "3.0")[1]
+
+
+def test_pull_through_in_a_domain_saves_content_of_that_domain(domain_server, s3, upstream):
+    """The download is saved in the remote's domain (its storage; pulp_python's constructor
+    asks ``get_domain()``), and the task adding it to the repository runs there too."""
+    from pulp_python.app.models import (
+        PythonDistribution,
+        PythonPackageContent,
+        PythonRemote,
+        PythonRepository,
+    )
+
+    domain = s3_domain(s3, redirect=False)
+    u = unique_name()
+    filename, blob = wheel(f"domained{u}", "1.0")
+    upstream.files[f"{u}/{filename}"] = blob
+    source = upstream.url(f"{u}/{filename}")
+    default = Domain.objects.get(name="default")
+    set_domain(domain)
+    try:
+        remote = PythonRemote.objects.create(name=f"d-{u}", url=upstream.url(f"{u}/"),
+                                             policy="on_demand", pulp_domain=domain)
+        repo = PythonRepository.objects.create(name=f"d-{u}", pulp_domain=domain)
+        distribution = PythonDistribution.objects.create(
+            name=f"d-{u}", base_path=f"d-{u}", remote=remote, repository=repo,
+            pulp_domain=domain)
+    finally:
+        set_domain(default)
+    base = f"{domain.name}/{distribution.base_path}"
+    pulled = get(domain_server, base, f"{filename}?redirect={quote(source)}")
+    assert pulled.status_code == 200 and pulled.content == blob
+    assert wait_for(lambda: PythonPackageContent.objects.filter(filename=filename).exists())
+    unit = PythonPackageContent.objects.get(filename=filename)
+    assert unit._pulp_domain_id == domain.pk
+    stored = unit.contentartifact_set.get(relative_path=filename).artifact
+    assert stored.pulp_domain_id == domain.pk
+    assert wait_for(lambda: Task.objects.filter(name__endswith="add_and_remove",
+                                                pulp_domain=domain).exists())
+    again = get(domain_server, base, f"{filename}?redirect={quote(source)}")
+    assert again.content == blob and upstream.hits[f"{u}/{filename}"] == 1
