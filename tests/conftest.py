@@ -51,6 +51,13 @@ def pytest_configure(config: pytest.Config) -> None:
     from pulp_content_asgi import bootstrap
 
     bootstrap.setup()
+    from django.conf import settings
+
+    # As the app does at start-up (entry/app.py): plugin code run in process writes
+    # temporary files into the current directory (pulp_python's and pulp_gem's
+    # constructors), which must not be the checkout.
+    os.makedirs(settings.WORKING_DIRECTORY, exist_ok=True)
+    os.chdir(settings.WORKING_DIRECTORY)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
