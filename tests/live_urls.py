@@ -53,11 +53,25 @@ async def published(request, base_path, name):
     return await live.serve(request, lambda found: _published(found, base_path, name))
 
 
-def broken(request):
-    async def fail():
-        return await live.serve(request, lambda found: 1 / 0)
+class Broken:
+    """Stands in for a plugin model whose hook raises."""
 
-    return fail()
+    def permit(self, request):
+        raise ValueError("the plugin's data is broken")
+
+
+def _hook_fails(request):
+    from pulp_content_asgi.plugin import hooks
+
+    return hooks.call(Broken(), "permit", request)
+
+
+async def hook_fails(request):
+    return await live.serve(request, _hook_fails)
+
+
+async def decide_fails(request):
+    return await live.serve(request, lambda found: 1 / 0)
 
 
 urlpatterns = [
@@ -67,5 +81,7 @@ urlpatterns = [
     path("plugin/missing/", missing),
     path("plugin/whoami/", whoami),
     path("plugin/files/<str:base_path>/<path:name>", published),
+    path("plugin/hook-fails/", hook_fails),
+    path("plugin/decide-fails/", decide_fails),
     path("pulp/content/shadowed/", hello),  # the content prefix is never a live route
 ]

@@ -82,6 +82,16 @@ def test_exceptions_become_django_responses(app):
     assert status == 500 and b"Server Error" in body
 
 
+def test_failures_inside_live_serve_are_named(app, caplog):
+    status, _, body = call(app, "/plugin/hook-fails/")
+    assert status == 500
+    assert b"plugin failed in Broken.permit" in body
+    assert "Broken.permit" in caplog.text and "the plugin's data is broken" in caplog.text
+    status, _, body = call(app, "/plugin/decide-fails/")
+    assert status == 500 and b"a plugin's live route failed" in body
+    assert "ZeroDivisionError" in caplog.text
+
+
 def test_the_view_gets_a_user_and_a_correlation_id(app):
     offered = uuid.uuid4().hex  # django-guid keeps a client's id when it is a UUID
     status, headers, body = call(app, "/plugin/whoami/", headers={"Correlation-ID": offered})

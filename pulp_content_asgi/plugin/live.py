@@ -95,9 +95,13 @@ def permit(request: ContentRequest, found: Distribution) -> results.Denied | Non
 
 
 def _decide(decide: Decide, request: ContentRequest) -> Response | RemotePlan:
-    from pulp_content_asgi.resolution.dispatch import finish
+    from pulp_content_asgi.plugin import hooks
+    from pulp_content_asgi.resolution.dispatch import finish, plugin_failed
 
-    return finish(decide(request), request)
+    try:
+        return finish(decide(request), request)
+    except hooks.PluginHookFailed as failed:  # a model hook (a guard's permit, ...) raised
+        return finish(plugin_failed(failed, request), request)
 
 
 async def serve(request: HttpRequest, decide: Decide) -> HttpResponseBase:
