@@ -281,12 +281,13 @@ def _body_text(body: bytes) -> str:
     return body[:160].decode("latin-1") + ("…" if len(body) > 160 else "")
 
 
-def differences(ours: Answer, theirs: Answer) -> list[Difference]:
-    """Status, every COMPARED header and the body, whatever the status."""
+def differences(ours: Answer, theirs: Answer,
+                compared: tuple[str, ...] = COMPARED) -> list[Difference]:
+    """Status, every ``compared`` header and the body, whatever the status."""
     found = []
     if ours.status != theirs.status:
         found.append(Difference("status", str(ours.status), str(theirs.status)))
-    for name in COMPARED:
+    for name in compared:
         a, b = ours.headers.get(name, "<absent>"), theirs.headers.get(name, "<absent>")
         if a != b:
             found.append(Difference(name, a, b))
@@ -406,13 +407,14 @@ FOLLOWS_BODY = "follows from the body difference"
 
 
 
-def verdicts(probe: Probe, ours: Answer, theirs: Answer, diffs: list[Difference]
-             ) -> list[str]:
-    """One verdict per difference: the first rule that explains it, a rule that explains
-    the whole answer, a Content-Length that only measures a different body, else
-    UNEXPLAINED."""
+def verdicts(probe: Probe, ours: Answer, theirs: Answer, diffs: list[Difference],
+             rules: list[Rule] | None = None) -> list[str]:
+    """One verdict per difference: the first of ``rules`` (default RULES) that explains
+    it, a rule that explains the whole answer, a Content-Length that only measures a
+    different body, else UNEXPLAINED."""
     def rule_for(diff: Difference) -> Rule | None:
-        return next((r for r in RULES if r.explains(diff, probe, ours.status)), None)
+        return next((r for r in (RULES if rules is None else rules)
+                     if r.explains(diff, probe, ours.status)), None)
 
     whole = next((rule for rule in map(rule_for, diffs) if rule and rule.whole), None)
     bodies_differ = any(d.field == "body" for d in diffs)

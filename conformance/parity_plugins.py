@@ -1,0 +1,671 @@
+"""Plugin parity: content of the Pulp plugins, created through the real REST API of the
+stack and synced from local upstreams, asked of our app and of pulpcore-content.
+
+    python -m conformance.parity_plugins [--report conformance/parity-plugins.md]
+                                         [--plugins rpm,deb,python,npm,container]
+
+Runs on the stack of ``make pulp-up`` (started here if it is not up). For each plugin and
+each download policy (``immediate``, ``on_demand``) it builds a local upstream
+(conformance/fixtures/), then through pulpcore-api (HTTP, Basic auth; the client
+bindings are not installed) creates a remote and a repository, syncs, publishes where the
+plugin publishes (rpm, deb, python) and distributes. The requests of each distribution —
+listings, every published or served file, the package with HEAD, ranges and
+conditionals, the plugin's own routes (``config.repo``, the PyPI JSON API, the npm
+packument, container blobs reached through the registry API's redirect) — go to a pair
+of processes on the stack's database, our app and pulpcore-content, each with its own
+Redis database (conformance/parity.py: raw requests, the same ``Host``, independent
+answers), and are compared on status, the headers that matter and the body.
+
+Two passes: our app first, then pulpcore-content first. On-demand content is fetched
+from the upstream by whichever app asks first, so each app meets it cold: before each
+app's "cold" requests (HEAD, then a range, then a GET of every on-demand package or
+blob) the artifacts they download are dropped again as pulpcore's reclaim task drops
+them (``unsave``) and the pair's cache entries for those distributions forgotten;
+whether the app saved the artifact afterwards is compared too. The other requests
+then meet the content the second app saved.
+
+For container, the request set is the registry flow: a bearer token from ``/token/``,
+``GET /v2/<name>/blobs/<digest>`` on the API through nginx, and the redirect's target
+(``/pulp/container/<name>/blobs/sha256:<digest>?validate_token=…``) sent to both apps;
+each answer's body must hash to the digest and carry it in ``Docker-Content-Digest``.
+The same redirect is also followed through nginx, to the content app the stack's front
+door serves (section "Front door").
+
+Every difference needs a rule (conformance/parity.py ``RULES``, and ``PLUGIN_RULES``
+here); one that none explains is ``UNEXPLAINED`` and makes the command exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import hashlib
+import importlib.metadata
+import os
+import posixpath
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from conformance import fixtures
+from conformance import parity as base
+from conformance import stack as stacks
+
+PLUGINS = ("rpm", "deb", "python", "npm", "container")
+#: Headers compared by value: parity.py's, and the ones the plugins' clients act on.
+COMPARED = (*base.COMPARED, "docker-content-digest", "docker-distribution-api-version",
+            "x-pypi-last-serial")
+#: Ports after the parity pair (+4, +5): the static upstreams and the registry.
+FIXTURE_OFFSET = {"http": 6, "registry": 7}
+API = "/pulp/api/v3/"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A plugin's REST endpoints (``<kind>/<plugin>/<type>/``) and how it serves."""
+
+    repository: str
+    remote: str
+    distribution: str
+    #: the publication endpoint; None: the distribution serves the repository
+    publication: str | None = None
+    publication_fields: dict[str, object] = field(default_factory=dict)
+    distribution_fields: dict[str, object] = field(default_factory=dict)
+    #: the file a client downloads, by its path in the distribution
+    package: str = r".*"
+
+
+KINDS: dict[str, Kind] = {
+    "rpm": Kind("rpm/rpm", "rpm/rpm", "rpm/rpm", "rpm/rpm",
+                distribution_fields={"generate_repo_config": True}, package=r".*\.rpm"),
+    "deb": Kind("deb/apt", "deb/apt", "deb/apt", "deb/apt",
+                publication_fields={"structured": True}, package=r".*\.deb"),
+    "python": Kind("python/python", "python/python", "python/pypi", "python/pypi",
+                   package=r".*\.whl"),
+    "npm": Kind("npm/npm", "npm/npm", "npm/npm", package=r".*\.tgz"),
+    "container": Kind("container/container", "container/container",
+                      "container/container"),
+}
+
+
+class PulpApi:
+    """pulpcore-api through the stack's nginx, Basic auth; tasks waited for."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.client = httpx.Client(base_url=origin, auth=stacks.ADMIN, timeout=120)
+
+    def post(self, path: str, body: dict[str, object]) -> dict:
+        response = self.client.post(path if path.startswith("/") else API + path, json=body)
+        if response.status_code >= 400:
+            raise SystemExit(f"POST {path} {body}: {response.status_code} {response.text}")
+        return response.json()  # type: ignore[no-any-return]
+
+    def get(self, href: str) -> dict:
+        response = self.client.get(href)
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+    def wait(self, tasks: list[str], timeout: float = 300) -> list[dict]:
+        """Until every task has finished; the tasks in order, or exit naming a failed
+        one."""
+        pending, done = list(tasks), {}
+        deadline = time.monotonic() + timeout
+        while pending:
+            for href in list(pending):
+                task = self.get(href)
+                if task["state"] in ("completed", "failed", "canceled"):
+                    if task["state"] != "completed":
+                        raise SystemExit(f"task {task['name']} {task['state']}: "
+                                         f"{task.get('error')}")
+                    done[href] = task
+                    pending.remove(href)
+            if pending:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"tasks still running after {timeout}s: {pending}")
+                time.sleep(0.3)  # the task API has no way to wait for a state change
+        return [done[href] for href in tasks]
+
+
+@dataclass
+class Served:
+    """One distribution made through the API, and what it serves."""
+
+    plugin: str
+    policy: str
+    upstream: fixtures.Upstream
+    base_path: str = ""
+    repository: str = ""
+    remote: str = ""
+    publication: str | None = None
+    distribution: str = ""
+    #: relative paths the distribution serves (published or in the repository version)
+    files: list[str] = field(default_factory=list)
+    #: container: blob digests in the repository version
+    blobs: list[str] = field(default_factory=list)
+    #: served path (container: blob digest) -> its content artifact's pk
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+def create(api: PulpApi, upstreams: dict[tuple[str, str], fixtures.Upstream],
+           plugins: Iterable[str], unique: str) -> list[Served]:
+    """Remote, repository, sync, publication, distribution for every (plugin, policy),
+    each step dispatched for all of them at once (the workers take two at a time)."""
+    served = [Served(plugin, policy, upstreams[(plugin, policy)])
+              for plugin in plugins for policy in fixtures.POLICIES]
+    for one in served:
+        kind, name = KINDS[one.plugin], f"parity-{one.plugin}-{one.policy}-{unique}"
+        remote = {"name": name, "url": one.upstream.url, "policy": one.policy,
+                  **one.upstream.remote}
+        if one.plugin == "python":
+            remote["includes"] = [one.upstream.package]
+        one.remote = api.post(f"remotes/{kind.remote}/", remote)["pulp_href"]
+        one.repository = api.post(f"repositories/{kind.repository}/",
+                                  {"name": name})["pulp_href"]
+        one.base_path = f"parity-{unique}/{one.plugin}/{one.policy.replace('_', '-')}"
+    api.wait([api.post(f"{one.repository}sync/", {"remote": one.remote})["task"]
+              for one in served])
+    publishing = [one for one in served if KINDS[one.plugin].publication]
+    tasks = api.wait([api.post(f"publications/{KINDS[one.plugin].publication}/",
+                               {"repository": one.repository,
+                                **KINDS[one.plugin].publication_fields})["task"]
+                      for one in publishing])
+    for one, task in zip(publishing, tasks, strict=True):
+        one.publication = task["created_resources"][0]
+    tasks = api.wait([api.post(f"distributions/{KINDS[one.plugin].distribution}/", {
+        "name": f"parity-{one.plugin}-{one.policy}-{unique}", "base_path": one.base_path,
+        **({"publication": one.publication} if one.publication
+           else {"repository": one.repository}),
+        **KINDS[one.plugin].distribution_fields})["task"] for one in served])
+    for one, task in zip(served, tasks, strict=True):
+        one.distribution = next(href for href in task["created_resources"]
+                                if "/distributions/" in href)
+    return served
+
+
+def discover(served: list[Served]) -> None:
+    """What each distribution serves, from the database the apps read: the publication's
+    published paths (and the version's content when it passes through), or the
+    repository version's content paths; container blobs by digest. Each with its
+    content artifact (``Served.artifacts``), whose ``artifact`` tells whether it is
+    saved."""
+    import logging
+
+    import django
+
+    django.setup()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # pulpcore's logging says INFO
+    from pulpcore.app.models import ContentArtifact, Publication, PublishedArtifact, Repository
+
+    for one in served:
+        repository = Repository.objects.get(pk=one.repository.rstrip("/").split("/")[-1])
+        version = repository.latest_version()
+        in_version = ContentArtifact.objects.filter(content__in=version.content)
+        found: dict[str, str] = {}
+        if one.publication:
+            publication = Publication.objects.get(pk=one.publication.rstrip("/").split("/")[-1])
+            if publication.pass_through:
+                found.update((path, str(pk)) for path, pk in
+                             in_version.values_list("relative_path", "pk"))
+            found.update((path, str(pk)) for path, pk in
+                         PublishedArtifact.objects.filter(publication=publication)
+                         .values_list("relative_path", "content_artifact_id"))
+        elif one.plugin == "container":
+            from pulp_container.app.models import Blob
+
+            # The content app serves container content by digest only.
+            found.update((digest, str(pk)) for digest, pk in in_version.filter(
+                content__in=Blob.objects.filter(pk__in=version.content)
+            ).values_list("content__container_blob__digest", "pk"))
+            one.blobs = sorted(found)
+        else:
+            found.update((path, str(pk)) for path, pk in
+                         in_version.values_list("relative_path", "pk"))
+        one.artifacts = found
+        one.files = [] if one.plugin == "container" else sorted(found)
+
+
+def saved(content_artifacts: Iterable[str]) -> set[str]:
+    """Which of these content artifacts have their artifact saved."""
+    from pulpcore.app.models import ContentArtifact
+
+    return {str(pk) for pk in ContentArtifact.objects.filter(
+        pk__in=list(content_artifacts), artifact__isnull=False).values_list("pk", flat=True)}
+
+
+@dataclass
+class PluginProbe(base.Probe):
+    plugin: str = ""
+    policy: str = ""
+    #: container: the blob digest the answer must hash to and name in Docker-Content-Digest
+    digest: str | None = None
+    #: on-demand content not fetched yet: each app is asked right after ``unsave``, cold
+    #: probes of one group together (COLD_GROUPS)
+    cold: str | None = None
+    #: the content artifact a cold request is about (whether the app saved it is compared)
+    content_artifact: str | None = None
+
+
+#: The requests each app makes of on-demand content nobody has fetched, in this order
+#: (the GET saves the artifact; later requests meet it saved).
+COLD_GROUPS = ("HEAD", "range", "GET")
+
+
+def _directories(files: Iterable[str]) -> list[str]:
+    found = {posixpath.dirname(path) for path in files}
+    for path in list(found):
+        while path:
+            found.add(path)
+            path = posixpath.dirname(path)
+    return sorted(path + "/" for path in found if path)
+
+
+def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[PluginProbe]:
+    """The requests of one distribution; ``registry(served, digest)`` is the registry
+    API's redirect target for a blob."""
+    base_url = f"{stacks.PREFIX}{one.base_path}"
+    kind = KINDS[one.plugin]
+
+    def probe(label: str, path: str, method: str = "GET", **headers: str) -> PluginProbe:
+        return PluginProbe(f"{one.plugin} {one.policy}: {label}", path, method,
+                           {k.replace("_", "-"): v for k, v in headers.items()},
+                           plugin=one.plugin, policy=one.policy)
+
+    def cold(label: str, path: str, digest: str | None = None) -> list[PluginProbe]:
+        """HEAD, a range and a GET of on-demand content before anything fetched it."""
+        if one.policy != "on_demand":
+            return []
+        return [PluginProbe(f"{one.plugin} {one.policy}: cold {group} {label}", path,
+                            "HEAD" if group == "HEAD" else "GET",
+                            {"Range": "bytes=0-99"} if group == "range" else {},
+                            plugin=one.plugin, policy=one.policy, cold=group,
+                            digest=digest if group == "GET" else None,
+                            content_artifact=one.artifacts[digest or label])
+                for group in COLD_GROUPS]
+
+    found: list[PluginProbe] = []
+    if one.plugin == "container":
+        for digest in one.blobs:
+            target = registry(one, digest)
+            short = digest[7:19]
+            found += cold(f"blob {short} (registry redirect)", target, digest)
+            for label, method, headers in (("blob", "GET", {}), ("blob HEAD", "HEAD", {}),
+                                           ("blob range", "GET", {"Range": "bytes=0-99"})):
+                found.append(PluginProbe(f"container {one.policy}: {label} {short} "
+                                         "(registry redirect)", target, method, headers,
+                                         plugin="container", policy=one.policy,
+                                         digest=digest if method == "GET" and not headers
+                                         else None))
+            found.append(probe(f"blob {short} without the redirect's signature",
+                               urlsplit(target).path))
+        found.append(probe("unknown blob (unsigned)",
+                           f"/pulp/container/{one.base_path}/blobs/sha256:{'0' * 64}"))
+        return found
+    found += [probe("distribution without slash", base_url),
+              probe("listing", f"{base_url}/"), probe("listing HEAD", f"{base_url}/", "HEAD"),
+              probe("missing file", f"{base_url}/missing-{one.plugin}.bin")]
+    for directory in _directories(one.files):
+        found.append(probe(f"listing {directory}", f"{base_url}/{quote(directory)}"))
+    found.append(probe("sub listing without slash",
+                       f"{base_url}/{quote(_directories(one.files)[0].rstrip('/'))}")
+                 if _directories(one.files) else probe("no sub listing", f"{base_url}/x/"))
+    for path in one.files:
+        url = f"{base_url}/{quote(path)}"
+        found.append(probe(f"file {path}", url))
+        if re.fullmatch(kind.package, path):
+            found += cold(path, url)
+            found += [
+                probe(f"HEAD {path}", url, "HEAD"),
+                probe(f"range {path}", url, Range="bytes=0-99"),
+                probe(f"suffix range {path}", url, Range="bytes=-100"),
+                probe(f"unsatisfiable range {path}", url, Range="bytes=99999999-"),
+                probe(f"If-None-Match * {path}", url, If_None_Match="*"),
+                probe(f"If-Modified-Since future {path}", url,
+                      If_Modified_Since="Fri, 01 Jan 2100 00:00:00 GMT"),
+                probe(f"If-Modified-Since past {path}", url,
+                      If_Modified_Since="Mon, 01 Jan 2001 00:00:00 GMT"),
+            ]
+    name, version = one.upstream.package, one.upstream.version
+    extra = {
+        "rpm": [("config.repo", "config.repo"), ("config.repo HEAD", "config.repo"),
+                ("repomd.xml.asc (unsigned)", "repodata/repomd.xml.asc"),
+                ("repomd.xml.key (unsigned)", "repodata/repomd.xml.key")],
+        "deb": [("InRelease (unsigned)", "dists/stable/InRelease"),
+                ("Release.gpg (unsigned)", "dists/stable/Release.gpg")],
+        "python": [("PyPI JSON", f"pypi/{name}/json"),
+                   ("PyPI JSON of a version", f"pypi/{name}/{version}/json"),
+                   ("PyPI JSON of an unknown version", f"pypi/{name}/9.9/json"),
+                   ("PyPI JSON of an unknown project", "pypi/nope/json"),
+                   ("simple index without index.html", "simple/"),
+                   ("simple page without index.html", f"simple/{name}/")],
+        "npm": [("packument", name), ("packument HEAD", name),
+                ("packument of an unknown package", "nope"),
+                ("package folder", f"{name}/")],
+    }[one.plugin]
+    for label, path in extra:
+        found.append(probe(label, f"{base_url}/{path}", "HEAD" if "HEAD" in label else "GET"))
+    return found
+
+
+class Registry:
+    """The registry API's blob redirect through nginx, as a client meets it."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.client = httpx.Client(base_url=origin, timeout=60, follow_redirects=False)
+        #: (base path, digest) -> (status, Location) of the API's answer
+        self.seen: dict[tuple[str, str], tuple[int, str]] = {}
+
+    def token(self, name: str) -> str:
+        response = self.client.get("/token/", auth=stacks.ADMIN, params={
+            "service": urlsplit(self.origin).netloc, "scope": f"repository:{name}:pull"})
+        response.raise_for_status()
+        return response.json()["token"]  # type: ignore[no-any-return]
+
+    def redirect(self, one: Served, digest: str) -> str:
+        """The path and query of the API's redirect for the blob (fails loudly when the
+        API does not redirect)."""
+        response = self.client.get(f"/v2/{one.base_path}/blobs/{digest}", headers={
+            "Authorization": f"Bearer {self.token(one.base_path)}"})
+        location = response.headers.get("location", "")
+        self.seen[(one.base_path, digest)] = (response.status_code, location)
+        if response.status_code not in (301, 302, 307, 308) or not location:
+            raise SystemExit(f"GET /v2/{one.base_path}/blobs/{digest}: "
+                             f"{response.status_code} {response.text[:300]}")
+        parts = urlsplit(location)
+        return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+    def front_door(self, target: str) -> base.Answer:
+        response = self.client.get(target)
+        return base.Answer(response.status_code, {k.lower(): v for k, v in
+                                                  response.headers.items()}, response.content)
+
+
+def blob_check(answer: base.Answer, digest: str) -> str | None:
+    """Why the answer is not the blob, or None."""
+    if answer.status != 200:
+        return f"status {answer.status}"
+    got = "sha256:" + hashlib.sha256(answer.body).hexdigest()
+    if got != digest:
+        return f"body hashes to {got}"
+    if answer.headers.get("docker-content-digest") != digest:
+        return f"Docker-Content-Digest {answer.headers.get('docker-content-digest')!r}"
+    return None
+
+
+#: Differences of the plugins' content, keyed as parity.py's RULES are.
+PLUGIN_RULES: list[base.Rule] = []
+
+
+def forget(served: list[Served], pair_dbs: Iterable[int]) -> None:
+    """Drop the pair's cache entries for the on-demand distributions, as pulpcore's
+    ``Repository.invalidate_cache`` does when content is reclaimed."""
+    import redis
+    from pulpcore.app.util import cache_key
+
+    base_paths = [one.base_path for one in served if one.policy == "on_demand"]
+    for db in pair_dbs:
+        redis.Redis(host="127.0.0.1", port=6379, db=db).delete(*cache_key(base_paths))
+
+
+def unsave(content_artifacts: Iterable[str]) -> None:
+    """Make on-demand content on-demand again: what pulpcore's reclaim task does to each
+    content artifact (``pulpcore/app/tasks/reclaim_space.py``: unlink the artifact, delete
+    it with its file). Done here, not through ``POST repositories/reclaim_space/``,
+    because pulp_deb's and pulp_npm's packages are ``PROTECTED_FROM_RECLAIM`` (the
+    default of ``Content``), so that task would leave them saved."""
+    from django.db.models.deletion import ProtectedError
+    from pulpcore.app.models import ContentArtifact
+
+    for content_artifact in ContentArtifact.objects.filter(
+            pk__in=list(content_artifacts), artifact__isnull=False).select_related("artifact"):
+        artifact = content_artifact.artifact
+        content_artifact.artifact = None
+        content_artifact.save(update_fields=["artifact"])
+        # Shared with other content: kept, as the task keeps it.
+        with contextlib.suppress(ProtectedError):
+            artifact.delete()
+
+
+def compare(probe: PluginProbe, got: dict[str, base.Answer],
+            kept: dict[str, bool]) -> tuple[list[base.Difference], list[str]]:
+    diffs = base.differences(got["asgi"], got["legacy"], COMPARED)
+    found = base.verdicts(probe, got["asgi"], got["legacy"], diffs, base.RULES + PLUGIN_RULES)
+    if kept and kept["asgi"] != kept["legacy"]:
+        diffs.append(base.Difference("artifact saved afterwards", str(kept["asgi"]),
+                                     str(kept["legacy"])))
+        found.append("UNEXPLAINED")
+    if probe.digest:
+        for side, answer in got.items():
+            wrong = blob_check(answer, probe.digest)
+            if wrong:
+                diffs.append(base.Difference(f"{side}: the blob", wrong, probe.digest))
+                found.append("UNEXPLAINED" if side == "asgi" else
+                             "pulpcore-content's answer is not the blob (reported)")
+    return diffs, found
+
+
+Row = tuple[str, PluginProbe, base.Answer, base.Answer, list[base.Difference], list[str]]
+
+#: How long an app may take to save an on-demand artifact after its answer (our app
+#: finishes the download after the response; pulpcore-content before it).
+SAVE_WAIT = 10.0
+
+
+def settle(content_artifacts: set[str], timeout: float = SAVE_WAIT) -> set[str]:
+    """The content artifacts saved once all are, or when ``timeout`` has passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = saved(content_artifacts)
+        if done == content_artifacts or time.monotonic() > deadline:
+            return done
+        time.sleep(0.2)  # a row written by another process: nothing to wait on but the row
+
+
+def probe_all(probes: list[PluginProbe], pair: dict, host: str,
+              forget: Callable[[], None]) -> list[Row]:
+    """Both passes (ours first, theirs first). In each, every cold group goes to the
+    first app with its content unsaved (``unsave``, cache entries forgotten), then,
+    once the app's downloads are saved (or SAVE_WAIT has passed), to the second the
+    same way. Then both apps' cache entries for the on-demand distributions are
+    forgotten again and the rest of the requests go to both apps in the pass's
+    order."""
+    rows: list[Row] = []
+    for name, order in (("ours first", ("asgi", "legacy")), ("theirs first", ("legacy", "asgi"))):
+        got: dict[int, dict[str, base.Answer]] = {id(p): {} for p in probes}
+        kept: dict[int, dict[str, bool]] = {id(p): {} for p in probes}
+        for group in COLD_GROUPS:
+            members = [p for p in probes if p.cold == group]
+            wanted = {p.content_artifact for p in members if p.content_artifact}
+            for side in order if members else ():
+                unsave(wanted)
+                forget()
+                for probe in members:
+                    got[id(probe)][side] = base.ask(pair[side][0], host, probe)
+                done = settle(wanted)
+                for probe in members:
+                    kept[id(probe)][side] = probe.content_artifact in done
+        if any(p.cold for p in probes):
+            forget()
+        for probe in probes:
+            if probe.cold is None:
+                for side in order:
+                    got[id(probe)][side] = base.ask(pair[side][0], host, probe)
+        for probe in probes:
+            diffs, found = compare(probe, got[id(probe)], kept[id(probe)])
+            rows.append((name, probe, got[id(probe)]["asgi"], got[id(probe)]["legacy"],
+                         diffs, found))
+    return rows
+
+
+def _versions() -> str:
+    names = ["pulpcore", *(f"pulp-{p}" for p in PLUGINS)]
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return ", ".join(found)
+
+
+def write_report(path: str, rows: list[Row], served: list[Served], registry: Registry,
+                 doors: list[tuple[str, str, str, str | None]], timings: dict[str, float],
+                 front: str) -> int:
+    """The markdown report; returns the number of unexplained differences (front-door
+    failures of our app included)."""
+    commit = subprocess.run(["git", "-C", stacks.ROOT, "rev-parse", "HEAD"],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    dirty = subprocess.run(["git", "-C", stacks.ROOT, "status", "--porcelain", "--", "conformance",
+                            "pulp_content_asgi"], capture_output=True, text=True,
+                           check=False).stdout.strip()
+    unexplained = sum(v == "UNEXPLAINED" for row in rows for v in row[5])
+    door_failures = sum(1 for _, _, side, why in doors if why and side == "asgi")
+    lines = ["# Plugin parity with pulpcore-content", "",
+             f"Generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC at commit "
+             f"`{commit}`" + (" (with uncommitted changes)" if dirty else "")
+             + " by `conformance/parity_plugins.py` (`make parity-plugins`); "
+             + _versions() + ".", "",
+             "Each plugin's content was created through the stack's REST API: a remote on "
+             "a local upstream built at run time (conformance/fixtures/), a repository "
+             "synced with the `immediate` and with the `on_demand` policy, a publication "
+             "where the plugin publishes (rpm, deb, python), a distribution. Each request "
+             "went byte for byte to our app and to pulpcore-content (one process each, the "
+             "stack's database and settings, each on its own Redis database). Pass \"ours "
+             "first\" asks our app first, \"theirs first\" pulpcore-content first. "
+             "Requests marked *cold* meet on-demand content nothing has fetched: before "
+             "each app's cold requests their artifacts were dropped as pulpcore's reclaim "
+             "task drops them (and the pair's cache entries forgotten), so each app "
+             "streams from the upstream itself; whether it saved the artifact afterwards "
+             "is compared too. The other requests meet the artifact the second app saved. "
+             "Compared: status, "
+             + ", ".join(COMPARED) + " by value, and the body bytes; container blobs must "
+             "also hash to their digest and name it in Docker-Content-Digest.", "",
+             "Time: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in
+                                  timings.items()) + ".", "",
+             f"**{len(rows)} requests: {sum(1 for r in rows if not r[4])} identical, "
+             f"{sum(1 for r in rows if r[4])} different, {unexplained} unexplained "
+             f"differences; front door: {len(doors)} blob pulls, {door_failures} failed "
+             "through our app.**", "",
+             "| Plugin | Requests | Identical | Different | Unexplained |", "|---|---|---|---|---|"]
+    for plugin in dict.fromkeys(one.plugin for one in served):
+        mine = [row for row in rows if row[1].plugin == plugin]
+        lines.append(f"| {plugin} | {len(mine)} | {sum(1 for r in mine if not r[4])} | "
+                     f"{sum(1 for r in mine if r[4])} | "
+                     f"{sum(v == 'UNEXPLAINED' for r in mine for v in r[5])} |")
+    lines += ["", "## Distributions", "",
+              "| Plugin | Policy | Base path | Upstream | Served paths |", "|---|---|---|---|---|"]
+    for one in served:
+        shown = "<br>".join(f"`{p}`" for p in (one.files or one.blobs))
+        lines.append(f"| {one.plugin} | {one.policy} | `{one.base_path}` | "
+                     f"`{one.upstream.url}` | {shown} |")
+    if doors:
+        lines += ["", "## Front door: the registry flow through nginx", "",
+                  f"`GET /v2/<name>/blobs/<digest>` on pulpcore-api through the stack's nginx "
+                  f"(bearer token from `/token/`), then the redirect followed through nginx, "
+                  f"whose `/pulp/container/` location (pulp_container's snippet) goes to "
+                  f"**{front}**.", "",
+                  "| Blob | API answer | Content app answer |", "|---|---|---|"]
+        for label, api_answer, _side, why in doors:
+            lines.append(f"| {label} | {api_answer} | "
+                         f"{why or 'exact bytes, Docker-Content-Digest'} |")
+    for plugin in dict.fromkeys(one.plugin for one in served):
+        lines += ["", f"## {plugin}", "",
+                  "| Pass | Request | Method | asgi | legacy | X-PULP-CACHE asgi / legacy "
+                  "| Differences → verdict |", "|---|---|---|---|---|---|---|"]
+        for name, probe, ours, theirs, diffs, texts in rows:
+            if probe.plugin != plugin:
+                continue
+            shown = "<br>".join(f"`{base._escape(str(d))}` → {v}"
+                                for d, v in zip(diffs, texts, strict=True)) or "identical"
+            cache = " / ".join(a.headers.get("x-pulp-cache", "-") for a in (ours, theirs))
+            label = probe.label.split(": ", 1)[-1]
+            lines.append(f"| {name} | {probe.policy}: {base._escape(label)} "
+                         f"`{base._escape(probe.path[-48:])}` | {probe.method} | {ours.status} "
+                         f"| {theirs.status} | {cache} | {shown} |")
+    with open(path, "w") as out:
+        out.write("\n".join(lines) + "\n")
+    return unexplained + door_failures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--report", default=os.path.join(stacks.ROOT, "conformance",
+                                                         "parity-plugins.md"))
+    parser.add_argument("--plugins", default=",".join(PLUGINS),
+                        help=f"a comma-separated subset of {','.join(PLUGINS)}")
+    args = parser.parse_args()
+    plugins = [p for p in args.plugins.split(",") if p]
+    if unknown := set(plugins) - set(PLUGINS):
+        raise SystemExit(f"unknown plugins: {sorted(unknown)}")
+    stack = stacks.layout()
+    timings: dict[str, float] = {}
+    began = time.monotonic()
+    started = False
+    if stacks._get(f"{stack.origin}/pulp/api/v3/status/") is None:
+        stacks.up(stack)
+        started = True
+    os.environ.update({k: v for k, v in stacks.environment(stack).items()
+                       if k in ("PULP_SETTINGS", "DJANGO_SETTINGS_MODULE")})
+    timings["stack"] = time.monotonic() - began
+    unique = uuid.uuid4().hex[:6]
+    try:
+        with open(stack.path("content-upstream")) as source:
+            front = source.read().split()[0]
+        phase = time.monotonic()
+        with fixtures.serve(stack.path("fixtures"), stack.nginx + FIXTURE_OFFSET["http"],
+                            stack.nginx + FIXTURE_OFFSET["registry"], unique) as upstreams:
+            timings["fixtures"] = time.monotonic() - phase
+            phase = time.monotonic()
+            api = PulpApi(stack.origin)
+            served = create(api, upstreams, plugins, unique)
+            timings["REST API: remotes, syncs, publications, distributions"] = (
+                time.monotonic() - phase)
+            discover(served)
+            registry = Registry(stack.origin)
+            probes = [p for one in served for p in probes_for(one, registry.redirect)]
+            phase = time.monotonic()
+            pair = base.start_pair(stack)
+            try:
+                rows = probe_all(probes, pair, f"127.0.0.1:{stack.nginx}",
+                                 lambda: forget(served, base.REDIS_DBS))
+            finally:
+                base.stop_pair(pair)
+            doors = []
+            for one in served:
+                for digest in one.blobs:
+                    # A fresh redirect (the API answers for the blob as it is now).
+                    target = registry.redirect(one, digest)
+                    status, location = registry.seen[(one.base_path, digest)]
+                    answer = registry.front_door(target)
+                    doors.append((f"{one.policy} `{digest[:19]}…`",
+                                  f"{status} → `{urlsplit(location).path}`", front,
+                                  blob_check(answer, digest)))
+            timings["requests"] = time.monotonic() - phase
+    finally:
+        if started:
+            stacks.down(stack)
+    timings["total"] = time.monotonic() - began
+    failures = write_report(args.report, rows, served, registry, doors, timings, front)
+    for name, probe, _ours, _theirs, diffs, texts in rows:
+        for diff, text in zip(diffs, texts, strict=True):
+            if text == "UNEXPLAINED":
+                print(f"UNEXPLAINED {name}: {probe.label} {probe.method} {probe.path[:90]}: "
+                      f"{str(diff)[:200]}")
+    print(f"Plugin parity: {len(rows)} requests, {sum(1 for r in rows if not r[4])} identical, "
+          f"{failures} unexplained differences or failed pulls; {args.report} "
+          f"({timings['total']:.0f} s)")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
