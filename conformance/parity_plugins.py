@@ -59,7 +59,7 @@ from conformance import fixtures
 from conformance import parity as base
 from conformance import stack as stacks
 
-PLUGINS = ("rpm", "deb", "python", "npm", "container")
+PLUGINS = ("rpm", "deb", "python", "npm", "ostree", "maven", "container")
 #: Headers compared by value: parity.py's, and the ones the plugins' clients act on.
 COMPARED = (*base.COMPARED, "docker-content-digest", "docker-distribution-api-version",
             "x-pypi-last-serial")
@@ -91,6 +91,10 @@ KINDS: dict[str, Kind] = {
     "python": Kind("python/python", "python/python", "python/pypi", "python/pypi",
                    package=r".*\.whl"),
     "npm": Kind("npm/npm", "npm/npm", "npm/npm", package=r".*\.tgz"),
+    "ostree": Kind("ostree/ostree", "ostree/ostree", "ostree/ostree",
+                   package=r"objects/.*\.filez"),
+    # No repository, no sync: the distribution pulls through its remote.
+    "maven": Kind("", "maven/maven", "maven/maven", package=r".*\.(jar|pom)"),
     "container": Kind("container/container", "container/container",
                       "container/container"),
 }
@@ -159,20 +163,22 @@ def create(api: PulpApi, upstreams: dict[tuple[str, str], fixtures.Upstream],
            plugins: Iterable[str], unique: str) -> list[Served]:
     """Remote, repository, sync, publication, distribution for every (plugin, policy),
     each step dispatched for all of them at once (the workers take two at a time)."""
-    served = [Served(plugin, policy, upstreams[(plugin, policy)])
-              for plugin in plugins for policy in fixtures.POLICIES]
+    served = [Served(plugin, policy, upstream) for (plugin, policy), upstream
+              in upstreams.items() if plugin in plugins]
+    served.sort(key=lambda one: plugins.index(one.plugin))
     for one in served:
         kind, name = KINDS[one.plugin], f"parity-{one.plugin}-{one.policy}-{unique}"
-        remote = {"name": name, "url": one.upstream.url, "policy": one.policy,
-                  **one.upstream.remote}
+        remote = {"name": name, "url": one.upstream.url, **one.upstream.remote,
+                  "policy": "immediate" if one.policy == "pull_through" else one.policy}
         if one.plugin == "python":
             remote["includes"] = [one.upstream.package]
         one.remote = api.post(f"remotes/{kind.remote}/", remote)["pulp_href"]
-        one.repository = api.post(f"repositories/{kind.repository}/",
-                                  {"name": name})["pulp_href"]
+        if kind.repository:
+            one.repository = api.post(f"repositories/{kind.repository}/",
+                                      {"name": name})["pulp_href"]
         one.base_path = f"parity-{unique}/{one.plugin}/{one.policy.replace('_', '-')}"
     api.wait([api.post(f"{one.repository}sync/", {"remote": one.remote})["task"]
-              for one in served])
+              for one in served if one.repository])
     publishing = [one for one in served if KINDS[one.plugin].publication]
     tasks = api.wait([api.post(f"publications/{KINDS[one.plugin].publication}/",
                                {"repository": one.repository,
@@ -183,7 +189,8 @@ def create(api: PulpApi, upstreams: dict[tuple[str, str], fixtures.Upstream],
     tasks = api.wait([api.post(f"distributions/{KINDS[one.plugin].distribution}/", {
         "name": f"parity-{one.plugin}-{one.policy}-{unique}", "base_path": one.base_path,
         **({"publication": one.publication} if one.publication
-           else {"repository": one.repository}),
+           else {"repository": one.repository} if one.repository
+           else {"remote": one.remote}),
         **KINDS[one.plugin].distribution_fields})["task"] for one in served])
     for one, task in zip(served, tasks, strict=True):
         one.distribution = next(href for href in task["created_resources"]
@@ -206,6 +213,11 @@ def discover(served: list[Served]) -> None:
     from pulpcore.app.models import ContentArtifact, Publication, PublishedArtifact, Repository
 
     for one in served:
+        if one.policy == "pull_through":  # nothing until a client asks
+            from conformance.fixtures import maven
+
+            one.files = maven.paths(one.upstream)
+            continue
         repository = Repository.objects.get(pk=one.repository.rstrip("/").split("/")[-1])
         version = repository.latest_version()
         in_version = ContentArtifact.objects.filter(content__in=version.content)
@@ -234,11 +246,18 @@ def discover(served: list[Served]) -> None:
 
 
 def saved(content_artifacts: Iterable[str]) -> set[str]:
-    """Which of these content artifacts have their artifact saved."""
+    """Which of these content artifacts have their artifact saved: a content artifact's
+    pk, or ``url:<upstream url>`` for pull-through content (a content artifact with a
+    remote artifact of that url)."""
     from pulpcore.app.models import ContentArtifact
 
-    return {str(pk) for pk in ContentArtifact.objects.filter(
-        pk__in=list(content_artifacts), artifact__isnull=False).values_list("pk", flat=True)}
+    wanted = list(content_artifacts)
+    found = {str(pk) for pk in ContentArtifact.objects.filter(
+        pk__in=[w for w in wanted if not w.startswith("url:")], artifact__isnull=False
+    ).values_list("pk", flat=True)}
+    found.update(w for w in wanted if w.startswith("url:") and ContentArtifact.objects.filter(
+        remoteartifact__url=w[4:], artifact__isnull=False).exists())
+    return found
 
 
 @dataclass
@@ -291,6 +310,16 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
                             content_artifact=one.artifacts[digest or label])
                 for group in COLD_GROUPS]
 
+    def pulled(path: str) -> list[PluginProbe]:
+        """HEAD, a range and a GET through a pull-through distribution before anything
+        pulled the file."""
+        return [PluginProbe(f"{one.plugin} {one.policy}: cold {group} {path}",
+                            f"{base_url}/{quote(path)}", "HEAD" if group == "HEAD" else "GET",
+                            {"Range": "bytes=0-99"} if group == "range" else {},
+                            plugin=one.plugin, policy=one.policy, cold=group,
+                            content_artifact=f"url:{one.upstream.url}{path}")
+                for group in COLD_GROUPS]
+
     found: list[PluginProbe] = []
     if one.plugin == "container":
         for digest in one.blobs:
@@ -321,7 +350,7 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
         url = f"{base_url}/{quote(path)}"
         found.append(probe(f"file {path}", url))
         if re.fullmatch(kind.package, path):
-            found += cold(path, url)
+            found += pulled(path) if one.policy == "pull_through" else cold(path, url)
             found += [
                 probe(f"HEAD {path}", url, "HEAD"),
                 probe(f"range {path}", url, Range="bytes=0-99"),
@@ -349,6 +378,8 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
         "npm": [("packument", name), ("packument HEAD", name),
                 ("packument of an unknown package", "nope"),
                 ("package folder", f"{name}/")],
+        "ostree": [("missing delta index", "delta-indexes/xx/nope.index")],
+        "maven": [("missing upstream file", f"org/example/parity/{name}/9.9/nope.jar")],
     }[one.plugin]
     for label, path in extra:
         found.append(probe(label, f"{base_url}/{path}", "HEAD" if "HEAD" in label else "GET"))
@@ -411,9 +442,15 @@ def forget(served: list[Served], pair_dbs: Iterable[int]) -> None:
     import redis
     from pulpcore.app.util import cache_key
 
-    base_paths = [one.base_path for one in served if one.policy == "on_demand"]
+    base_paths = [one.base_path for one in served if one.policy != "immediate"]
     for db in pair_dbs:
         redis.Redis(host="127.0.0.1", port=6379, db=db).delete(*cache_key(base_paths))
+
+
+def forget_pulled(api: PulpApi) -> None:
+    """Delete what pull-through distributions created (content in no repository): the
+    orphan cleanup, without its protection time."""
+    api.wait([api.post("orphans/cleanup/", {"orphan_protection_time": 0})["task"]])
 
 
 def unsave(content_artifacts: Iterable[str]) -> None:
@@ -425,8 +462,9 @@ def unsave(content_artifacts: Iterable[str]) -> None:
     from django.db.models.deletion import ProtectedError
     from pulpcore.app.models import ContentArtifact
 
+    wanted = [pk for pk in content_artifacts if not pk.startswith("url:")]
     for content_artifact in ContentArtifact.objects.filter(
-            pk__in=list(content_artifacts), artifact__isnull=False).select_related("artifact"):
+            pk__in=wanted, artifact__isnull=False).select_related("artifact"):
         artifact = content_artifact.artifact
         content_artifact.artifact = None
         content_artifact.save(update_fields=["artifact"])
@@ -471,7 +509,7 @@ def settle(content_artifacts: set[str], timeout: float = SAVE_WAIT) -> set[str]:
 
 
 def probe_all(probes: list[PluginProbe], pair: dict, host: str,
-              forget: Callable[[], None]) -> list[Row]:
+              forget: Callable[[], None], forget_pulled: Callable[[], None]) -> list[Row]:
     """Both passes (ours first, theirs first). In each, every cold group goes to the
     first app with its content unsaved (``unsave``, cache entries forgotten), then,
     once the app's downloads are saved (or SAVE_WAIT has passed), to the second the
@@ -487,6 +525,8 @@ def probe_all(probes: list[PluginProbe], pair: dict, host: str,
             wanted = {p.content_artifact for p in members if p.content_artifact}
             for side in order if members else ():
                 unsave(wanted)
+                if any(w.startswith("url:") for w in wanted):
+                    forget_pulled()
                 forget()
                 for probe in members:
                     got[id(probe)][side] = base.ask(pair[side][0], host, probe)
@@ -637,7 +677,8 @@ def main() -> None:
             pair = base.start_pair(stack)
             try:
                 rows = probe_all(probes, pair, f"127.0.0.1:{stack.nginx}",
-                                 lambda: forget(served, base.REDIS_DBS))
+                                 lambda: forget(served, base.REDIS_DBS),
+                                 lambda: forget_pulled(api))
             finally:
                 base.stop_pair(pair)
             doors = []
