@@ -446,6 +446,9 @@ def blob_check(answer: base.Answer, digest: str) -> str | None:
     return None
 
 
+#: pulp_container's blob route, as the registry API redirects to it.
+CONTAINER_BLOB = r"/pulp/container/.+/blobs/sha256:[0-9a-f]{64}(\?.*)?"
+
 #: Differences of the plugins' content, keyed as parity.py's RULES are.
 PLUGIN_RULES: list[base.Rule] = [
     base.Rule("content-type", r"text/plain; charset=utf-8", r".+",
@@ -463,6 +466,15 @@ PLUGIN_RULES: list[base.Rule] = [
     base.Rule("content-length", r"\d{1,2}", "100",
               "old-app bug: as the Content-Range above (the 100 bytes promised are not "
               "there)", (206,)),
+    base.Rule("x-pulp-cache", base.ABSENT, r"MISS|HIT",
+              "deliberate: pulp_container blobs are not cached here; pulpcore-content keeps "
+              "them in Redis per path, method and Accept (docs/differences.md, "
+              "pulp_container blobs: response cache)", target=CONTAINER_BLOB),
+    base.Rule("x-pulp-artifact-size", r"\d+", base.ABSENT,
+              "old-app slip: pulpcore-content's blob range answered from its cache (HIT) "
+              "lacks the X-PULP-ARTIFACT-SIZE its uncached answers carry; ours are never "
+              "cached (docs/differences.md, pulp_container blobs: response cache)", (206,),
+              target=CONTAINER_BLOB),
     base.Rule("transport", base.ABSENT, r"cut short after \d+ body bytes, \d+ more expected",
               "old-app bug: as the Content-Range above (pulpcore-content closes the "
               "connection after the bytes there are)", (206,)),
