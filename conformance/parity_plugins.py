@@ -60,7 +60,7 @@ from conformance import parity as base
 from conformance import stack as stacks
 from conformance.fixtures import maven
 
-PLUGINS = ("rpm", "deb", "python", "npm", "ostree", "maven", "container")
+PLUGINS = ("rpm", "deb", "python", "npm", "ostree", "maven", "ansible", "container")
 #: Headers compared by value: parity.py's, and the ones the plugins' clients act on.
 COMPARED = (*base.COMPARED, "docker-content-digest", "docker-distribution-api-version",
             "x-pypi-last-serial")
@@ -96,6 +96,8 @@ KINDS: dict[str, Kind] = {
                    package=r"objects/.*\.filez"),
     # No repository, no sync: the distribution pulls through its remote.
     "maven": Kind("", "maven/maven", "maven/maven", package=r".*\.(jar|pom)"),
+    # No remote: a collection uploaded through the API.
+    "ansible": Kind("ansible/ansible", "", "ansible/ansible", package=r".*\.tar\.gz"),
     "container": Kind("container/container", "container/container",
                       "container/container"),
 }
@@ -113,6 +115,16 @@ class PulpApi:
         if response.status_code >= 400:
             raise SystemExit(f"POST {path} {body}: {response.status_code} {response.text}")
         return response.json()  # type: ignore[no-any-return]
+
+    def upload(self, path: str, repository: str) -> str:
+        """Upload an Ansible collection into the repository; the task's href."""
+        with open(path, "rb") as source:
+            response = self.client.post(f"{API}content/ansible/collection_versions/",
+                                        data={"repository": repository},
+                                        files={"file": (os.path.basename(path), source)})
+        if response.status_code >= 400:
+            raise SystemExit(f"upload {path}: {response.status_code} {response.text}")
+        return response.json()["task"]  # type: ignore[no-any-return]
 
     def get(self, href: str) -> dict:
         response = self.client.get(href)
@@ -162,6 +174,9 @@ class Served:
     #: every file of a pull-through distribution): served path or digest -> its state
     #: key for ``saved`` (a content artifact's pk, or ``url:<upstream url>``)
     cold: dict[str, str] = field(default_factory=dict)
+    #: what a client fetches through an API's redirect (container: blob digest; ansible:
+    #: the collection's file name) -> the sha256 its bytes must have ("sha256:<hex>")
+    downloads: dict[str, str] = field(default_factory=dict)
     #: the state keys an app is expected to save after fetching (pull-through: the
     #: remote's ``get_remote_artifact_content_type`` names a content type)
     saves: set[str] = field(default_factory=set)
@@ -180,13 +195,16 @@ def create(api: PulpApi, upstreams: dict[tuple[str, str], fixtures.Upstream],
                   "policy": "immediate" if one.policy == "pull_through" else one.policy}
         if one.plugin == "python":
             remote["includes"] = [one.upstream.package]
-        one.remote = api.post(f"remotes/{kind.remote}/", remote)["pulp_href"]
+        if kind.remote:
+            one.remote = api.post(f"remotes/{kind.remote}/", remote)["pulp_href"]
         if kind.repository:
             one.repository = api.post(f"repositories/{kind.repository}/",
                                       {"name": name})["pulp_href"]
         one.base_path = f"parity-{unique}/{one.plugin}/{one.policy.replace('_', '-')}"
     api.wait([api.post(f"{one.repository}sync/", {"remote": one.remote})["task"]
-              for one in served if one.repository])
+              for one in served if one.repository and one.remote]
+             + [api.upload(one.upstream.upload, one.repository) for one in served
+                if one.upstream.upload])
     publishing = [one for one in served if KINDS[one.plugin].publication]
     tasks = api.wait([api.post(f"publications/{KINDS[one.plugin].publication}/",
                                {"repository": one.repository,
@@ -259,6 +277,12 @@ def discover(served: list[Served]) -> None:
                          in_version.values_list("relative_path", "pk"))
         one.artifacts = found
         one.files = [] if one.plugin == "container" else sorted(found)
+        if one.plugin == "container":
+            one.downloads = {digest: digest for digest in one.blobs}
+        elif one.upstream.upload:
+            with open(one.upstream.upload, "rb") as source:
+                one.downloads = {os.path.basename(one.upstream.upload):
+                                 "sha256:" + hashlib.sha256(source.read()).hexdigest()}
         if one.policy == "on_demand":
             fetched = {str(pk) for pk in ContentArtifact.objects.filter(
                 pk__in=list(found.values()), remoteartifact__isnull=False
@@ -352,6 +376,11 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
         found.append(probe("unknown blob (unsigned)",
                            f"/pulp/container/{one.base_path}/blobs/sha256:{'0' * 64}"))
         return found
+    for filename, digest in one.downloads.items():  # ansible: the Galaxy API's redirect
+        target = registry(one, filename)
+        found.append(PluginProbe(f"{one.plugin} {one.policy}: {filename} (Galaxy API "
+                                 "redirect)", target, plugin=one.plugin, policy=one.policy,
+                                 digest=digest))
     found += [probe("distribution without slash", base_url),
               probe("listing", f"{base_url}/"), probe("listing HEAD", f"{base_url}/", "HEAD"),
               probe("missing file", f"{base_url}/missing-{one.plugin}.bin")]
@@ -394,6 +423,7 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
                 ("package folder", f"{name}/")],
         "ostree": [("missing delta index", "delta-indexes/xx/nope.index")],
         "maven": [("missing upstream file", f"org/example/parity/{name}/9.9/nope.jar")],
+        "ansible": [("unknown collection", "parity-nope-1.0.0.tar.gz")],
     }[one.plugin]
     for label, path in extra:
         found.append(probe(label, f"{base_url}/{path}", "HEAD" if "HEAD" in label else "GET"))
@@ -401,7 +431,9 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
 
 
 class Registry:
-    """The registry API's blob redirect through nginx, as a client meets it."""
+    """The APIs' redirects to the content app through nginx, as a client meets them:
+    pulp_container's registry API for a blob, pulp_ansible's Galaxy API for a
+    collection."""
 
     def __init__(self, origin: str) -> None:
         self.origin = origin
@@ -415,16 +447,25 @@ class Registry:
         response.raise_for_status()
         return response.json()["token"]  # type: ignore[no-any-return]
 
-    def redirect(self, one: Served, digest: str) -> str:
-        """The path and query of the API's redirect for the blob (fails loudly when the
-        API does not redirect)."""
-        response = self.client.get(f"/v2/{one.base_path}/blobs/{digest}", headers={
-            "Authorization": f"Bearer {self.token(one.base_path)}"})
+    def api_url(self, one: Served, key: str) -> str:
+        if one.plugin == "container":
+            return f"/v2/{one.base_path}/blobs/{key}"
+        return (f"/pulp_ansible/galaxy/{one.base_path}/api/v3/plugin/ansible/content/"
+                f"{one.base_path}/collections/artifacts/{key}")
+
+    def redirect(self, one: Served, key: str) -> str:
+        """The path and query of the API's redirect for a blob digest or a collection
+        file (fails loudly when the API does not redirect)."""
+        url = self.api_url(one, key)
+        if one.plugin == "container":
+            response = self.client.get(url, headers={
+                "Authorization": f"Bearer {self.token(one.base_path)}"})
+        else:
+            response = self.client.get(url, auth=stacks.ADMIN)
         location = response.headers.get("location", "")
-        self.seen[(one.base_path, digest)] = (response.status_code, location)
+        self.seen[(one.base_path, key)] = (response.status_code, location)
         if response.status_code not in (301, 302, 307, 308) or not location:
-            raise SystemExit(f"GET /v2/{one.base_path}/blobs/{digest}: "
-                             f"{response.status_code} {response.text[:300]}")
+            raise SystemExit(f"GET {url}: {response.status_code} {response.text[:300]}")
         parts = urlsplit(location)
         return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
@@ -434,14 +475,15 @@ class Registry:
                                                   response.headers.items()}, response.content)
 
 
-def blob_check(answer: base.Answer, digest: str) -> str | None:
-    """Why the answer is not the blob, or None."""
+def blob_check(answer: base.Answer, digest: str, registry: bool = True) -> str | None:
+    """Why the answer is not the file of this digest (a registry's blob also names it in
+    Docker-Content-Digest), or None."""
     if answer.status != 200:
         return f"status {answer.status}"
     got = "sha256:" + hashlib.sha256(answer.body).hexdigest()
     if got != digest:
         return f"body hashes to {got}"
-    if answer.headers.get("docker-content-digest") != digest:
+    if registry and answer.headers.get("docker-content-digest") != digest:
         return f"Docker-Content-Digest {answer.headers.get('docker-content-digest')!r}"
     return None
 
@@ -528,7 +570,7 @@ def compare(probe: PluginProbe, got: dict[str, base.Answer],
         found.append("UNEXPLAINED")
     if probe.digest:
         for side, answer in got.items():
-            wrong = blob_check(answer, probe.digest)
+            wrong = blob_check(answer, probe.digest, probe.plugin == "container")
             if wrong:
                 diffs.append(base.Difference(f"{side}: the blob", wrong, probe.digest))
                 found.append("UNEXPLAINED" if side == "asgi" else
@@ -640,7 +682,7 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
                                   timings.items()) + ".", "",
              f"**{len(rows)} requests: {sum(1 for r in rows if not r[4])} identical, "
              f"{sum(1 for r in rows if r[4])} different, {unexplained} unexplained "
-             f"differences; front door: {len(doors)} blob pulls, {door_failures} failed "
+             f"differences; front door: {len(doors)} downloads, {door_failures} failed "
              "through our app.**", "",
              "| Plugin | Requests | Identical | Different | Unexplained |", "|---|---|---|---|---|"]
     for plugin in dict.fromkeys(one.plugin for one in served):
@@ -655,15 +697,19 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
         lines.append(f"| {one.plugin} | {one.policy} | `{one.base_path}` | "
                      f"`{one.upstream.url}` | {shown} |")
     if doors:
-        lines += ["", "## Front door: the registry flow through nginx", "",
-                  f"`GET /v2/<name>/blobs/<digest>` on pulpcore-api through the stack's nginx "
-                  f"(bearer token from `/token/`), then the redirect followed through nginx, "
-                  f"whose `/pulp/container/` location (pulp_container's snippet) goes to "
+        lines += ["", "## Front door: the APIs' redirects through nginx", "",
+                  "`GET /v2/<name>/blobs/<digest>` on pulpcore-api (bearer token from "
+                  "`/token/`) and the Galaxy API's collection download "
+                  "(`/pulp_ansible/galaxy/<base path>/api/v3/plugin/ansible/content/<base "
+                  "path>/collections/artifacts/<file>`, Basic auth) through the stack's "
+                  "nginx, then each redirect followed through nginx, whose content locations "
+                  f"(`{stacks.PREFIX}`, pulp_container's `/pulp/container/`) go to "
                   f"**{front}**.", "",
-                  "| Blob | API answer | Content app answer |", "|---|---|---|"]
+                  "| File | API answer | Content app answer |", "|---|---|---|"]
         for label, api_answer, _side, why in doors:
-            lines.append(f"| {label} | {api_answer} | "
-                         f"{why or 'exact bytes, Docker-Content-Digest'} |")
+            lines.append(f"| {label} | {api_answer} | {why or 'exact bytes'}"
+                         + (", Docker-Content-Digest" if "container" in label and not why
+                            else "") + " |")
     for plugin in dict.fromkeys(one.plugin for one in served):
         lines += ["", f"## {plugin}", "",
                   "| Pass | Request | Method | asgi | legacy | X-PULP-CACHE asgi / legacy "
@@ -731,14 +777,14 @@ def main() -> None:
                 base.stop_pair(pair)
             doors = []
             for one in served:
-                for digest in one.blobs:
-                    # A fresh redirect (the API answers for the blob as it is now).
-                    target = registry.redirect(one, digest)
-                    status, location = registry.seen[(one.base_path, digest)]
+                for key, digest in one.downloads.items():
+                    # A fresh redirect (the API answers for the file as it is now).
+                    target = registry.redirect(one, key)
+                    status, location = registry.seen[(one.base_path, key)]
                     answer = registry.front_door(target)
-                    doors.append((f"{one.policy} `{digest[:19]}…`",
+                    doors.append((f"{one.plugin} {one.policy} `{key[:26]}…`",
                                   f"{status} → `{urlsplit(location).path}`", front,
-                                  blob_check(answer, digest)))
+                                  blob_check(answer, digest, one.plugin == "container")))
             timings["requests"] = time.monotonic() - phase
     finally:
         if started:
