@@ -1,35 +1,41 @@
 """Plugin parity: content of the Pulp plugins, created through the real REST API of the
-stack and synced from local upstreams, asked of our app and of pulpcore-content.
+stack from local upstreams, asked of our app and of pulpcore-content.
 
     python -m conformance.parity_plugins [--report conformance/parity-plugins.md]
-                                         [--plugins rpm,deb,python,npm,container]
+                                         [--plugins rpm,deb,python,npm,ostree,maven,
+                                                    ansible,container]
 
-Runs on the stack of ``make pulp-up`` (started here if it is not up). For each plugin and
-each download policy (``immediate``, ``on_demand``) it builds a local upstream
-(conformance/fixtures/), then through pulpcore-api (HTTP, Basic auth; the client
-bindings are not installed) creates a remote and a repository, syncs, publishes where the
-plugin publishes (rpm, deb, python) and distributes. The requests of each distribution —
-listings, every published or served file, the package with HEAD, ranges and
-conditionals, the plugin's own routes (``config.repo``, the PyPI JSON API, the npm
-packument, container blobs reached through the registry API's redirect) — go to a pair
-of processes on the stack's database, our app and pulpcore-content, each with its own
-Redis database (conformance/parity.py: raw requests, the same ``Host``, independent
-answers), and are compared on status, the headers that matter and the body.
+Runs on the stack of ``make pulp-up`` (started here if it is not up). For each plugin it
+builds local upstreams (conformance/fixtures/), then through pulpcore-api (HTTP, Basic
+auth; the client bindings are not installed) creates what a user would: rpm, deb,
+python, npm, ostree and container a remote and a repository synced with the
+``immediate`` and with the ``on_demand`` policy; maven a pull-through distribution on a
+remote (it has no sync); ansible a collection uploaded into a repository (a sync needs a
+Galaxy upstream). It publishes where the plugin publishes (rpm, deb, python) and
+distributes. The requests of each distribution — listings, every file it serves, the
+package with HEAD, ranges and conditionals, the plugin's own paths (``config.repo``, the
+PyPI JSON API, the npm packument, …) — go to a pair of processes on the stack's
+database, our app and pulpcore-content, each with its own Redis database
+(conformance/parity.py: raw requests, the same ``Host``, independent answers), and are
+compared on status, the headers that matter and the body.
 
-Two passes: our app first, then pulpcore-content first. On-demand content is fetched
-from the upstream by whichever app asks first, so each app meets it cold: before each
-app's "cold" requests (HEAD, then a range, then a GET of every on-demand package or
-blob) the artifacts they download are dropped again as pulpcore's reclaim task drops
-them (``unsave``) and the pair's cache entries for those distributions forgotten;
-whether the app saved the artifact afterwards is compared too. The other requests
-then meet the content the second app saved.
+Two passes: our app first, then pulpcore-content first. What the apps fetch from an
+upstream (on-demand content, pull-through files) is fetched by whichever app asks
+first, so each app meets it cold: before each app's "cold" requests (HEAD, then a
+range, then a GET of every such file) the artifacts are dropped again as pulpcore's
+reclaim task drops them (``unsave``; pull-through content by the orphan cleanup) and
+the pair's cache entries for those distributions forgotten; whether the app saved the
+artifact afterwards is compared too. The other requests then meet what the second app
+saved.
 
-For container, the request set is the registry flow: a bearer token from ``/token/``,
-``GET /v2/<name>/blobs/<digest>`` on the API through nginx, and the redirect's target
-(``/pulp/container/<name>/blobs/sha256:<digest>?validate_token=…``) sent to both apps;
-each answer's body must hash to the digest and carry it in ``Docker-Content-Digest``.
-The same redirect is also followed through nginx, to the content app the stack's front
-door serves (section "Front door").
+Files clients reach through an API's redirect are asked that way: container blobs
+through the registry API (a bearer token from ``/token/``, ``GET
+/v2/<name>/blobs/<digest>``, the redirect's target ``/pulp/container/<name>/blobs/
+sha256:<digest>?validate_token=…`` sent to both apps; every GET's body must hash to the
+digest and name it in ``Docker-Content-Digest``), collections through the Galaxy API's
+download URL. The same redirects are followed through nginx to the content app the
+stack's front door serves (section "Front door"), and ``pulp-content-asgi plugins`` on
+the stack must name no plugin that needs the legacy app.
 
 Every difference needs a rule (conformance/parity.py ``RULES``, and ``PLUGIN_RULES``
 here); one that none explains is ``UNEXPLAINED`` and makes the command exit 1.
@@ -61,6 +67,8 @@ from conformance import stack as stacks
 from conformance.fixtures import maven
 
 PLUGINS = ("rpm", "deb", "python", "npm", "ostree", "maven", "ansible", "container")
+#: Not here yet: pulp_gem (its sync downloads Ruby-Marshal gemspecs, quick/Marshal.4.8/
+#: *.gemspec.rz, which only Ruby's `gem generate_index` writes).
 #: Headers compared by value: parity.py's, and the ones the plugins' clients act on.
 COMPARED = (*base.COMPARED, "docker-content-digest", "docker-distribution-api-version",
             "x-pypi-last-serial")
@@ -646,11 +654,20 @@ def _versions() -> str:
     return ", ".join(found)
 
 
+def plugins_served(stack: stacks.Layout) -> tuple[int, str]:
+    """``pulp-content-asgi plugins`` with the stack's settings: its exit status (1 when a
+    plugin needs the legacy app) and its table."""
+    done = subprocess.run([os.path.join(stacks.BIN, "pulp-content-asgi"), "plugins"],
+                          env=stacks.environment(stack), capture_output=True, text=True,
+                          check=False)
+    return done.returncode, done.stdout.strip()
+
+
 def write_report(path: str, rows: list[Row], served: list[Served], registry: Registry,
                  doors: list[tuple[str, str, str, str | None]], timings: dict[str, float],
-                 front: str) -> int:
+                 front: str, plugins: tuple[int, str]) -> int:
     """The markdown report; returns the number of unexplained differences (front-door
-    failures of our app included)."""
+    failures of our app and a plugin needing the legacy app included)."""
     commit = subprocess.run(["git", "-C", stacks.ROOT, "rev-parse", "HEAD"],
                             capture_output=True, text=True, check=False).stdout.strip()
     dirty = subprocess.run(["git", "-C", stacks.ROOT, "status", "--porcelain", "--", "conformance",
@@ -665,14 +682,17 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
              + _versions() + ".", "",
              "Each plugin's content was created through the stack's REST API: a remote on "
              "a local upstream built at run time (conformance/fixtures/), a repository "
-             "synced with the `immediate` and with the `on_demand` policy, a publication "
-             "where the plugin publishes (rpm, deb, python), a distribution. Each request "
+             "synced with the `immediate` and with the `on_demand` policy (maven: a "
+             "pull-through distribution, it has no sync; ansible: a collection uploaded), "
+             "a publication where the plugin publishes (rpm, deb, python), a "
+             "distribution. Each request "
              "went byte for byte to our app and to pulpcore-content (one process each, the "
              "stack's database and settings, each on its own Redis database). Pass \"ours "
              "first\" asks our app first, \"theirs first\" pulpcore-content first. "
-             "Requests marked *cold* meet on-demand content nothing has fetched: before "
-             "each app's cold requests their artifacts were dropped as pulpcore's reclaim "
-             "task drops them (and the pair's cache entries forgotten), so each app "
+             "Requests marked *cold* meet on-demand or pull-through content nothing has "
+             "fetched: before each app's cold requests their artifacts were dropped as "
+             "pulpcore's reclaim task (pull-through: the orphan cleanup) drops them (and "
+             "the pair's cache entries forgotten), so each app "
              "streams from the upstream itself; whether it saved the artifact afterwards "
              "is compared too. The other requests meet the artifact the second app saved. "
              "Compared: status, "
@@ -690,6 +710,9 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
         lines.append(f"| {plugin} | {len(mine)} | {sum(1 for r in mine if not r[4])} | "
                      f"{sum(1 for r in mine if r[4])} | "
                      f"{sum(v == 'UNEXPLAINED' for r in mine for v in r[5])} |")
+    lines += ["", f"`pulp-content-asgi plugins` on the stack (exit {plugins[0]}"
+              + ("; 1: a plugin needs the legacy app" if plugins[0] else "") + "):", "",
+              "```", plugins[1], "```"]
     lines += ["", "## Distributions", "",
               "| Plugin | Policy | Base path | Upstream | Served paths |", "|---|---|---|---|---|"]
     for one in served:
@@ -726,7 +749,7 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
                          f"| {theirs.status} | {cache} | {shown} |")
     with open(path, "w") as out:
         out.write("\n".join(lines) + "\n")
-    return unexplained + door_failures
+    return unexplained + door_failures + (1 if plugins[0] else 0)
 
 
 def main() -> None:
@@ -754,6 +777,7 @@ def main() -> None:
     try:
         with open(stack.path("content-upstream")) as source:
             front = source.read().split()[0]
+        plugins = plugins_served(stack)
         phase = time.monotonic()
         with fixtures.serve(stack.path("fixtures"), stack.nginx + FIXTURE_OFFSET["http"],
                             stack.nginx + FIXTURE_OFFSET["registry"], unique) as upstreams:
@@ -790,7 +814,8 @@ def main() -> None:
         if started:
             stacks.down(stack)
     timings["total"] = time.monotonic() - began
-    failures = write_report(args.report, rows, served, registry, doors, timings, front)
+    failures = write_report(args.report, rows, served, registry, doors, timings, front,
+                            plugins)
     for name, probe, _ours, _theirs, diffs, texts in rows:
         for diff, text in zip(diffs, texts, strict=True):
             if text == "UNEXPLAINED":

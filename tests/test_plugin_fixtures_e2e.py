@@ -17,7 +17,8 @@ import pytest
 
 from conformance import fixtures
 
-TOOLS = ("rpmbuild", "apt-ftparchive", "dpkg-deb", "docker-registry", "skopeo", "npm", "nginx")
+TOOLS = ("rpmbuild", "apt-ftparchive", "dpkg-deb", "docker-registry", "skopeo", "npm", "nginx",
+         "ostree")
 
 
 def _free_port() -> int:
@@ -108,3 +109,32 @@ def test_registry_serves_the_pushed_image(upstreams: dict) -> None:
     theirs = _get(f"{other.url}/v2/{other.package}/manifests/1",
                   Accept="application/vnd.oci.image.manifest.v1+json")
     assert json.loads(theirs.content)["layers"] != layers  # different content per policy
+
+
+def test_ostree_summary_names_the_branch(upstreams: dict) -> None:
+    upstream = upstreams[("ostree", "on_demand")]
+    commit = _get(f"{upstream.url}refs/heads/{upstream.version}").text.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", commit)
+    assert _get(f"{upstream.url}objects/{commit[:2]}/{commit[2:]}.commit").content
+    assert upstream.version.encode() in _get(f"{upstream.url}summary").content
+    assert b"mode=archive" in _get(f"{upstream.url}config").content
+
+
+def test_maven_sidecars_match_what_they_describe(upstreams: dict) -> None:
+    from conformance.fixtures import maven
+
+    upstream = upstreams[("maven", "pull_through")]
+    for path in maven.paths(upstream):
+        if path.endswith(".sha1"):
+            described = _get(f"{upstream.url}{path[:-5]}").content
+            assert _get(f"{upstream.url}{path}").text == hashlib.sha1(described).hexdigest()
+
+
+def test_ansible_collection_is_built_for_upload(upstreams: dict) -> None:
+    import tarfile
+
+    upstream = upstreams[("ansible", "upload")]
+    assert upstream.upload
+    with tarfile.open(upstream.upload) as collection:
+        manifest = json.load(collection.extractfile("MANIFEST.json"))  # type: ignore[arg-type]
+    assert manifest["collection_info"]["name"] == "hello_upload"
