@@ -5,7 +5,8 @@
 # would upgrade apt itself) for an APT repository, `docker-registry` (CNCF distribution)
 # as the container upstream and `skopeo` to push an OCI image into it, `ostree` for an
 # OSTree repository. dpkg-deb (dpkg), npm (nodejs) and nginx (dev/bench-tools.sh) are
-# already there; createrepo_c and ansible-galaxy come with the plugins into the virtualenv. Says what it installs before installing it (apt-get).
+# already there; createrepo_c and ansible-galaxy come into the virtualenv with the plugins.
+# Says what it installs before installing it (apt-get).
 set -euo pipefail
 missing=()
 command -v rpmbuild >/dev/null || missing+=(rpm)
