@@ -191,7 +191,7 @@ class Served:
 
 
 def create(api: PulpApi, upstreams: dict[tuple[str, str], fixtures.Upstream],
-           plugins: Iterable[str], unique: str) -> list[Served]:
+           plugins: list[str], unique: str) -> list[Served]:
     """Remote, repository, sync, publication, distribution for every (plugin, policy),
     each step dispatched for all of them at once (the workers take two at a time)."""
     served = [Served(plugin, policy, upstream) for (plugin, policy), upstream
@@ -777,7 +777,7 @@ def main() -> None:
     try:
         with open(stack.path("content-upstream")) as source:
             front = source.read().split()[0]
-        plugins = plugins_served(stack)
+        how_served = plugins_served(stack)
         phase = time.monotonic()
         with fixtures.serve(stack.path("fixtures"), stack.nginx + FIXTURE_OFFSET["http"],
                             stack.nginx + FIXTURE_OFFSET["registry"], unique) as upstreams:
@@ -815,7 +815,7 @@ def main() -> None:
             stacks.down(stack)
     timings["total"] = time.monotonic() - began
     failures = write_report(args.report, rows, served, registry, doors, timings, front,
-                            plugins)
+                            how_served)
     for name, probe, _ours, _theirs, diffs, texts in rows:
         for diff, text in zip(diffs, texts, strict=True):
             if text == "UNEXPLAINED":
