@@ -9,7 +9,8 @@ BIND ?= 127.0.0.1:24816
 DEV_ENV = set -a; source .dev/db.env; set +a
 
 .PHONY: demo test test-fast lint venv database clean bench bench-quick bench-tools test-tools \
-	pulp-up pulp-down conformance conformance-ci parity parity-domains conformance-deps
+	pulp-up pulp-down conformance conformance-ci parity parity-domains parity-plugins \
+	conformance-deps fixture-tools
 
 $(VENV)/.installed: pyproject.toml
 	dev/plugin-deps.sh
@@ -89,6 +90,14 @@ parity: venv database bench-tools conformance-deps
 ## The same on the DOMAIN_ENABLED stack → conformance/parity-domains.md
 parity-domains: venv database bench-tools conformance-deps
 	@$(DEV_ENV); $(PY) -m conformance.parity --domains
+
+## Every plugin's content through the REST API from local upstreams, both apps compared →
+## conformance/parity-plugins.md (~4 min); installs the fixtures' build tools first (apt-get)
+parity-plugins: venv database bench-tools conformance-deps fixture-tools
+	@$(DEV_ENV); $(PY) -m conformance.parity_plugins $(PARITY_PLUGINS_ARGS)
+
+fixture-tools:
+	dev/fixture-tools.sh
 
 conformance-deps: venv
 	@$(PY) -m pip install -q -e ".[test,plugins,conformance]"

@@ -35,10 +35,11 @@ from conformance import stack as stacks
 from pulp_content_asgi.devtools.databases import checkout_id
 
 #: Headers compared by value: everything a client or a proxy acts on.
+#: ``transport`` is not a header: how an answer that was not whole ended (``ask``).
 COMPARED = ("content-type", "content-length", "content-range", "content-encoding",
             "content-disposition", "accept-ranges", "etag", "last-modified",
             "cache-control", "vary", "allow", "retry-after", "location",
-            "x-pulp-artifact-size", "x-pulp-cache")
+            "x-pulp-artifact-size", "x-pulp-cache", "transport")
 #: Redis databases of the parity pair (ours, pulpcore-content): this tool's own, emptied
 #: before each run; the stack's apps use database 0.
 #: Redis databases of the two apps: a pair of this checkout's own (1-14), so that two
@@ -246,7 +247,8 @@ def corpus(domains: bool = False) -> tuple[list[Probe], dict[str, str]]:
 
 def ask(port: int, host: str, probe: Probe) -> Answer:
     """Write the request to the socket byte for byte (no client normalizes the target)
-    and parse the answer with http.client (chunked and HEAD bodies handled there)."""
+    and parse the answer with http.client (chunked and HEAD bodies handled there). A body
+    cut short is kept, with a ``transport`` field saying so."""
     lines = [f"{probe.method} {probe.path} HTTP/1.1", f"Host: {host}",
              "Connection: close", "Accept-Encoding: identity",
              *(f"{name}: {value}" for name, value in probe.headers.items())]
@@ -256,11 +258,16 @@ def ask(port: int, host: str, probe: Probe) -> Answer:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         response = http.client.HTTPResponse(sock, method=probe.method)
         response.begin()
-        body = response.read()
         headers: dict[str, str] = {}
         for name, value in response.getheaders():
             key = name.lower()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        try:
+            body = response.read()
+        except http.client.IncompleteRead as cut:  # kept: a difference, not a crash
+            body = cut.partial
+            headers["transport"] = (f"cut short after {len(cut.partial)} body bytes, "
+                                    f"{cut.expected} more expected")
         return Answer(response.status, headers, body)
 
 
@@ -281,12 +288,13 @@ def _body_text(body: bytes) -> str:
     return body[:160].decode("latin-1") + ("…" if len(body) > 160 else "")
 
 
-def differences(ours: Answer, theirs: Answer) -> list[Difference]:
-    """Status, every COMPARED header and the body, whatever the status."""
+def differences(ours: Answer, theirs: Answer,
+                compared: tuple[str, ...] = COMPARED) -> list[Difference]:
+    """Status, every ``compared`` header and the body, whatever the status."""
     found = []
     if ours.status != theirs.status:
         found.append(Difference("status", str(ours.status), str(theirs.status)))
-    for name in COMPARED:
+    for name in compared:
         a, b = ours.headers.get(name, "<absent>"), theirs.headers.get(name, "<absent>")
         if a != b:
             found.append(Difference(name, a, b))
@@ -406,13 +414,14 @@ FOLLOWS_BODY = "follows from the body difference"
 
 
 
-def verdicts(probe: Probe, ours: Answer, theirs: Answer, diffs: list[Difference]
-             ) -> list[str]:
-    """One verdict per difference: the first rule that explains it, a rule that explains
-    the whole answer, a Content-Length that only measures a different body, else
-    UNEXPLAINED."""
+def verdicts(probe: Probe, ours: Answer, theirs: Answer, diffs: list[Difference],
+             rules: list[Rule] | None = None) -> list[str]:
+    """One verdict per difference: the first of ``rules`` (default RULES) that explains
+    it, a rule that explains the whole answer, a Content-Length that only measures a
+    different body, else UNEXPLAINED."""
     def rule_for(diff: Difference) -> Rule | None:
-        return next((r for r in RULES if r.explains(diff, probe, ours.status)), None)
+        return next((r for r in (RULES if rules is None else rules)
+                     if r.explains(diff, probe, ours.status)), None)
 
     whole = next((rule for rule in map(rule_for, diffs) if rule and rule.whole), None)
     bodies_differ = any(d.field == "body" for d in diffs)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import json
 import os
 import re
@@ -177,8 +178,21 @@ def _site() -> str:
     return os.path.dirname(os.path.dirname(pulpcore.__file__))
 
 
+#: The pytest plugins these tests need; the other Pulp plugins' (pulp_rpm, pulp_python, …)
+#: import their REST client bindings, which the conformance extra does not install.
+NEEDED_PLUGINS = ("pulpcore", "pulp_file", "pulp_certguard")
+
+
+def _blocked_plugins() -> list[str]:
+    """``-p no:<name>`` for every installed Pulp plugin's pytest plugin not needed here."""
+    names = {ep.name for ep in importlib.metadata.entry_points(group="pytest11")}
+    return [arg for name in sorted(names)
+            if name.startswith("pulp_") and name not in NEEDED_PLUGINS
+            for arg in ("-p", f"no:{name}")]
+
+
 def _pytest(xml: str, args: list[str]) -> list[str]:
-    plugins = ["-p", "conformance.allowances"]
+    plugins = ["-p", "conformance.allowances", *_blocked_plugins()]
     return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *plugins, "-q",
             "-rfEs", "--timeout", "600", f"--rootdir={_site()}", *args,
             f"--junitxml={xml}"]

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -92,7 +94,33 @@ def settings_for(stack: Layout) -> dict[str, object]:
         # pulpcore's env-var header guard test runs only when its secret is set, in the
         # test process and in every Pulp process (ENVVAR_SECRET, environment()).
         "ENVVAR_HEADER_CONTENT_GUARD_ALLOWED_VARS": [ENVVAR_SECRET[0]],
+        # pulp_container's registry API with token authentication, as Pulp's images and
+        # pulp_container's CI configure it (keys: token_keys()); without these settings
+        # every /v2/ answer is a 500 (AttributeError: TOKEN_SERVER).
+        "TOKEN_SERVER": f"{stack.origin}/token/",
+        "TOKEN_SIGNATURE_ALGORITHM": "ES256",
+        "PUBLIC_KEY_PATH": stack.path("token", "public.pem"),
+        "PRIVATE_KEY_PATH": stack.path("token", "private.pem"),
     }
+
+
+def token_keys(stack: Layout) -> None:
+    """The registry token server's EC P-256 key pair (ES256), made once per stack."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private_path = stack.path("token", "private.pem")
+    if os.path.exists(private_path):
+        return
+    os.makedirs(stack.path("token"), exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    with open(private_path, "wb") as out:
+        out.write(key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))
+    with open(stack.path("token", "public.pem"), "wb") as out:
+        out.write(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 def environment(stack: Layout) -> dict[str, str]:
@@ -144,6 +172,9 @@ http {{
             proxy_redirect off;
 {content_proxy}
         }}
+        # Every installed plugin's webserver_snippets/nginx.conf, as Pulp's images include
+        # them (/etc/nginx/pulp/*.conf in the server block): plugin_snippets().
+        include {root}/nginx/pulp/*.conf;
         location / {{
             proxy_pass http://pulp-api;
             proxy_set_header Host $http_host;
@@ -169,6 +200,48 @@ PROXIES: dict[str, str] = {
 }
 
 
+def plugin_snippets() -> dict[str, str]:
+    """Plugin label -> path of its ``app/webserver_snippets/nginx.conf``, for every
+    installed Pulp plugin (``pulpcore.plugin`` entry points) that ships one; found in the
+    distributions' file lists, so nothing is imported."""
+    found = {}
+    for dist in importlib.metadata.distributions():
+        labels = [ep.name for ep in dist.entry_points if ep.group == "pulpcore.plugin"]
+        for label in labels:
+            wanted = f"{label}/app/webserver_snippets/nginx.conf"
+            for name in dist.files or ():
+                if str(name).replace(os.sep, "/").endswith(wanted):
+                    found[label] = str(dist.locate_file(name))
+    return dict(sorted(found.items()))
+
+
+#: The line of a plugin snippet's location that sends it to the content app.
+CONTENT_PASS = "proxy_pass http://pulp-content;"
+
+
+def write_plugin_snippets(stack: Layout, proxy: str) -> list[str]:
+    """Each plugin's snippet under ``nginx/pulp/<label>.conf``, where nginx.conf includes
+    them. ``stock``: verbatim, as Pulp's images link them. ``snippet``: the locations that
+    go to the content app also get our snippet's directives (PROXIES), as the content
+    prefix does; the API's locations are unchanged. Returns the labels written."""
+    folder = stack.path("nginx", "pulp")
+    os.makedirs(folder, exist_ok=True)
+    for old in glob.glob(os.path.join(folder, "*.conf")):
+        os.unlink(old)
+    snippets = plugin_snippets()
+    for label, source in snippets.items():
+        with open(source) as original:
+            text = original.read()
+        if proxy != "stock":
+            if text.count(CONTENT_PASS) != text.count("proxy_pass http://pulp-content"):
+                raise SystemExit(f"{source}: a content location this stack cannot adapt")
+            ours = "".join(f"{line.strip()}\n    " for line in PROXIES[proxy].splitlines())
+            text = text.replace(CONTENT_PASS, ours + CONTENT_PASS)
+        with open(os.path.join(folder, f"{label}.conf"), "w") as out:
+            out.write(f"# {source} ({proxy} layout), written by conformance/stack.py\n{text}")
+    return list(snippets)
+
+
 def nginx_binary() -> str:
     for candidate in (shutil.which("nginx"), "/usr/sbin/nginx"):
         if candidate and os.path.exists(candidate):
@@ -185,6 +258,7 @@ def write_nginx(stack: Layout, content: str, proxy: str = "snippet") -> str:
         out.write(NGINX.format(root=stack.root, content=port, api=stack.api, nginx=stack.nginx,
                                prefix=PREFIX, bare_prefix=PREFIX.rstrip("/"),
                                content_proxy=PROXIES[proxy]))
+    write_plugin_snippets(stack, proxy)
     with open(stack.path("content-upstream"), "w") as out:
         out.write(f"{content} {proxy}\n")
     return path
@@ -239,6 +313,7 @@ def up(stack: Layout, content: str = "asgi", fresh: bool = False,
     for sub in ("logs", "pids"):
         os.makedirs(stack.path(sub), exist_ok=True)
     devsettings.ensure_database(stack.dbname, fresh=fresh)
+    token_keys(stack)
     devsettings.write(stack.root, stack.dbname, settings_for(stack))
     manager(stack, "migrate", "--noinput")
     manager(stack, "reset-admin-password", "--password", ADMIN[1])
@@ -256,7 +331,7 @@ def up(stack: Layout, content: str = "asgi", fresh: bool = False,
     subprocess.run([nginx_binary(), "-c", conf, "-p", stack.root], check=True)
     status = wait_online(stack)
     print(f"Pulp is up at {stack.origin} (content: {content} behind the {proxy} proxy, "
-          f"prefix {PREFIX}, "
+          f"prefix {PREFIX}, plugin locations from {', '.join(plugin_snippets()) or 'none'}, "
           f"domains {'on' if stack.domains else 'off'}); "
           f"{len(status['online_workers'])} workers, content apps "
           f"{sorted(a['name'] for a in status['online_content_apps'])}")

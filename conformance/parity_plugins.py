@@ -1,0 +1,831 @@
+"""Plugin parity: content of the Pulp plugins, created through the real REST API of the
+stack from local upstreams, asked of our app and of pulpcore-content.
+
+    python -m conformance.parity_plugins [--report conformance/parity-plugins.md]
+                                         [--plugins rpm,deb,python,npm,ostree,maven,
+                                                    ansible,container]
+
+Runs on the stack of ``make pulp-up`` (started here if it is not up). For each plugin it
+builds local upstreams (conformance/fixtures/), then through pulpcore-api (HTTP, Basic
+auth; the client bindings are not installed) creates what a user would: rpm, deb,
+python, npm, ostree and container a remote and a repository synced with the
+``immediate`` and with the ``on_demand`` policy; maven a pull-through distribution on a
+remote (it has no sync); ansible a collection uploaded into a repository (a sync needs a
+Galaxy upstream). It publishes where the plugin publishes (rpm, deb, python) and
+distributes. The requests of each distribution — listings, every file it serves, the
+package with HEAD, ranges and conditionals, the plugin's own paths (``config.repo``, the
+PyPI JSON API, the npm packument, …) — go to a pair of processes on the stack's
+database, our app and pulpcore-content, each with its own Redis database
+(conformance/parity.py: raw requests, the same ``Host``, independent answers), and are
+compared on status, the headers that matter and the body.
+
+Two passes: our app first, then pulpcore-content first. What the apps fetch from an
+upstream (on-demand content, pull-through files) is fetched by whichever app asks
+first, so each app meets it cold: before each app's "cold" requests (HEAD, then a
+range, then a GET of every such file) the artifacts are dropped again as pulpcore's
+reclaim task drops them (``unsave``; pull-through content by the orphan cleanup) and
+the pair's cache entries for those distributions forgotten; whether the app saved the
+artifact afterwards is compared too. The other requests then meet what the second app
+saved.
+
+Files clients reach through an API's redirect are asked that way: container blobs
+through the registry API (a bearer token from ``/token/``, ``GET
+/v2/<name>/blobs/<digest>``, the redirect's target ``/pulp/container/<name>/blobs/
+sha256:<digest>?validate_token=…`` sent to both apps; every GET's body must hash to the
+digest and name it in ``Docker-Content-Digest``), collections through the Galaxy API's
+download URL. The same redirects are followed through nginx to the content app the
+stack's front door serves (section "Front door"), and ``pulp-content-asgi plugins`` on
+the stack must name no plugin that needs the legacy app.
+
+Every difference needs a rule (conformance/parity.py ``RULES``, and ``PLUGIN_RULES``
+here); one that none explains is ``UNEXPLAINED`` and makes the command exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import hashlib
+import importlib.metadata
+import os
+import posixpath
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from conformance import fixtures
+from conformance import parity as base
+from conformance import stack as stacks
+from conformance.fixtures import maven
+
+PLUGINS = ("rpm", "deb", "python", "npm", "ostree", "maven", "ansible", "container")
+#: Not here yet: pulp_gem (its sync downloads Ruby-Marshal gemspecs, quick/Marshal.4.8/
+#: *.gemspec.rz, which only Ruby's `gem generate_index` writes).
+#: Headers compared by value: parity.py's, and the ones the plugins' clients act on.
+COMPARED = (*base.COMPARED, "docker-content-digest", "docker-distribution-api-version",
+            "x-pypi-last-serial")
+#: Ports after the parity pair (+4, +5): the static upstreams and the registry.
+FIXTURE_OFFSET = {"http": 6, "registry": 7}
+API = "/pulp/api/v3/"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A plugin's REST endpoints (``<kind>/<plugin>/<type>/``) and how it serves."""
+
+    repository: str
+    remote: str
+    distribution: str
+    #: the publication endpoint; None: the distribution serves the repository
+    publication: str | None = None
+    publication_fields: dict[str, object] = field(default_factory=dict)
+    distribution_fields: dict[str, object] = field(default_factory=dict)
+    #: the file a client downloads, by its path in the distribution
+    package: str = r".*"
+
+
+KINDS: dict[str, Kind] = {
+    "rpm": Kind("rpm/rpm", "rpm/rpm", "rpm/rpm", "rpm/rpm",
+                distribution_fields={"generate_repo_config": True}, package=r".*\.rpm"),
+    "deb": Kind("deb/apt", "deb/apt", "deb/apt", "deb/apt",
+                publication_fields={"structured": True}, package=r".*\.deb"),
+    "python": Kind("python/python", "python/python", "python/pypi", "python/pypi",
+                   package=r".*\.whl"),
+    "npm": Kind("npm/npm", "npm/npm", "npm/npm", package=r".*\.tgz"),
+    "ostree": Kind("ostree/ostree", "ostree/ostree", "ostree/ostree",
+                   package=r"objects/.*\.filez"),
+    # No repository, no sync: the distribution pulls through its remote.
+    "maven": Kind("", "maven/maven", "maven/maven", package=r".*\.(jar|pom)"),
+    # No remote: a collection uploaded through the API.
+    "ansible": Kind("ansible/ansible", "", "ansible/ansible", package=r".*\.tar\.gz"),
+    "container": Kind("container/container", "container/container",
+                      "container/container"),
+}
+
+
+class PulpApi:
+    """pulpcore-api through the stack's nginx, Basic auth; tasks waited for."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.client = httpx.Client(base_url=origin, auth=stacks.ADMIN, timeout=120)
+
+    def post(self, path: str, body: dict[str, object]) -> dict:
+        response = self.client.post(path if path.startswith("/") else API + path, json=body)
+        if response.status_code >= 400:
+            raise SystemExit(f"POST {path} {body}: {response.status_code} {response.text}")
+        return response.json()  # type: ignore[no-any-return]
+
+    def upload(self, path: str, repository: str) -> str:
+        """Upload an Ansible collection into the repository; the task's href."""
+        with open(path, "rb") as source:
+            response = self.client.post(f"{API}content/ansible/collection_versions/",
+                                        data={"repository": repository},
+                                        files={"file": (os.path.basename(path), source)})
+        if response.status_code >= 400:
+            raise SystemExit(f"upload {path}: {response.status_code} {response.text}")
+        return response.json()["task"]  # type: ignore[no-any-return]
+
+    def get(self, href: str) -> dict:
+        response = self.client.get(href)
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+    def wait(self, tasks: list[str], timeout: float = 300) -> list[dict]:
+        """Until every task has finished; the tasks in order, or exit naming a failed
+        one."""
+        pending, done = list(tasks), {}
+        deadline = time.monotonic() + timeout
+        while pending:
+            for href in list(pending):
+                task = self.get(href)
+                if task["state"] in ("completed", "failed", "canceled"):
+                    if task["state"] != "completed":
+                        raise SystemExit(f"task {task['name']} {task['state']}: "
+                                         f"{task.get('error')}")
+                    done[href] = task
+                    pending.remove(href)
+            if pending:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"tasks still running after {timeout}s: {pending}")
+                time.sleep(0.3)  # the task API has no way to wait for a state change
+        return [done[href] for href in tasks]
+
+
+@dataclass
+class Served:
+    """One distribution made through the API, and what it serves."""
+
+    plugin: str
+    policy: str
+    upstream: fixtures.Upstream
+    base_path: str = ""
+    repository: str = ""
+    remote: str = ""
+    publication: str | None = None
+    distribution: str = ""
+    #: relative paths the distribution serves (published or in the repository version)
+    files: list[str] = field(default_factory=list)
+    #: container: blob digests in the repository version
+    blobs: list[str] = field(default_factory=list)
+    #: served path (container: blob digest) -> its content artifact's pk
+    artifacts: dict[str, str] = field(default_factory=dict)
+    #: what the apps fetch from the upstream (on-demand content with a remote artifact,
+    #: every file of a pull-through distribution): served path or digest -> its state
+    #: key for ``saved`` (a content artifact's pk, or ``url:<upstream url>``)
+    cold: dict[str, str] = field(default_factory=dict)
+    #: what a client fetches through an API's redirect (container: blob digest; ansible:
+    #: the collection's file name) -> the sha256 its bytes must have ("sha256:<hex>")
+    downloads: dict[str, str] = field(default_factory=dict)
+    #: the state keys an app is expected to save after fetching (pull-through: the
+    #: remote's ``get_remote_artifact_content_type`` names a content type)
+    saves: set[str] = field(default_factory=set)
+
+
+def create(api: PulpApi, upstreams: dict[tuple[str, str], fixtures.Upstream],
+           plugins: list[str], unique: str) -> list[Served]:
+    """Remote, repository, sync, publication, distribution for every (plugin, policy),
+    each step dispatched for all of them at once (the workers take two at a time)."""
+    served = [Served(plugin, policy, upstream) for (plugin, policy), upstream
+              in upstreams.items() if plugin in plugins]
+    served.sort(key=lambda one: plugins.index(one.plugin))
+    for one in served:
+        kind, name = KINDS[one.plugin], f"parity-{one.plugin}-{one.policy}-{unique}"
+        remote = {"name": name, "url": one.upstream.url, **one.upstream.remote,
+                  "policy": "immediate" if one.policy == "pull_through" else one.policy}
+        if one.plugin == "python":
+            remote["includes"] = [one.upstream.package]
+        if kind.remote:
+            one.remote = api.post(f"remotes/{kind.remote}/", remote)["pulp_href"]
+        if kind.repository:
+            one.repository = api.post(f"repositories/{kind.repository}/",
+                                      {"name": name})["pulp_href"]
+        one.base_path = f"parity-{unique}/{one.plugin}/{one.policy.replace('_', '-')}"
+    api.wait([api.post(f"{one.repository}sync/", {"remote": one.remote})["task"]
+              for one in served if one.repository and one.remote]
+             + [api.upload(one.upstream.upload, one.repository) for one in served
+                if one.upstream.upload])
+    publishing = [one for one in served if KINDS[one.plugin].publication]
+    tasks = api.wait([api.post(f"publications/{KINDS[one.plugin].publication}/",
+                               {"repository": one.repository,
+                                **KINDS[one.plugin].publication_fields})["task"]
+                      for one in publishing])
+    for one, task in zip(publishing, tasks, strict=True):
+        one.publication = task["created_resources"][0]
+    tasks = api.wait([api.post(f"distributions/{KINDS[one.plugin].distribution}/", {
+        "name": f"parity-{one.plugin}-{one.policy}-{unique}", "base_path": one.base_path,
+        **({"publication": one.publication} if one.publication
+           else {"repository": one.repository} if one.repository
+           else {"remote": one.remote}),
+        **KINDS[one.plugin].distribution_fields})["task"] for one in served])
+    for one, task in zip(served, tasks, strict=True):
+        one.distribution = next(href for href in task["created_resources"]
+                                if "/distributions/" in href)
+    return served
+
+
+def discover(served: list[Served]) -> None:
+    """What each distribution serves, from the database the apps read: the publication's
+    published paths (and the version's content when it passes through), or the
+    repository version's content paths; container blobs by digest. Each with its
+    content artifact (``Served.artifacts``), whose ``artifact`` tells whether it is
+    saved."""
+    import logging
+
+    import django
+
+    django.setup()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # pulpcore's logging says INFO
+    from pulpcore.app.models import (
+        ContentArtifact,
+        Publication,
+        PublishedArtifact,
+        Remote,
+        Repository,
+    )
+
+    for one in served:
+        if one.policy == "pull_through":  # nothing until a client asks
+            remote = Remote.objects.get(pk=one.remote.rstrip("/").split("/")[-1]).cast()
+            one.files = maven.paths(one.upstream)
+            one.cold = {path: f"url:{one.upstream.url}{path}" for path in one.files}
+            one.saves = {key for path, key in one.cold.items()
+                         if remote.get_remote_artifact_content_type(path) is not None}
+            continue
+        repository = Repository.objects.get(pk=one.repository.rstrip("/").split("/")[-1])
+        version = repository.latest_version()
+        in_version = ContentArtifact.objects.filter(content__in=version.content)
+        found: dict[str, str] = {}
+        if one.publication:
+            publication = Publication.objects.get(pk=one.publication.rstrip("/").split("/")[-1])
+            if publication.pass_through:
+                found.update((path, str(pk)) for path, pk in
+                             in_version.values_list("relative_path", "pk"))
+            found.update((path, str(pk)) for path, pk in
+                         PublishedArtifact.objects.filter(publication=publication)
+                         .values_list("relative_path", "content_artifact_id"))
+        elif one.plugin == "container":
+            from pulp_container.app.models import Blob
+
+            # The content app serves container content by digest only.
+            found.update((digest, str(pk)) for digest, pk in in_version.filter(
+                content__in=Blob.objects.filter(pk__in=version.content)
+            ).values_list("content__container_blob__digest", "pk"))
+            one.blobs = sorted(found)
+        else:
+            found.update((path, str(pk)) for path, pk in
+                         in_version.values_list("relative_path", "pk"))
+        one.artifacts = found
+        one.files = [] if one.plugin == "container" else sorted(found)
+        if one.plugin == "container":
+            one.downloads = {digest: digest for digest in one.blobs}
+        elif one.upstream.upload:
+            with open(one.upstream.upload, "rb") as source:
+                one.downloads = {os.path.basename(one.upstream.upload):
+                                 "sha256:" + hashlib.sha256(source.read()).hexdigest()}
+        if one.policy == "on_demand":
+            fetched = {str(pk) for pk in ContentArtifact.objects.filter(
+                pk__in=list(found.values()), remoteartifact__isnull=False
+            ).values_list("pk", flat=True)}
+            one.cold = {path: pk for path, pk in sorted(found.items()) if pk in fetched}
+            one.saves = set(one.cold.values())
+
+
+def saved(content_artifacts: Iterable[str]) -> set[str]:
+    """Which of these content artifacts have their artifact saved: a content artifact's
+    pk, or ``url:<upstream url>`` for pull-through content (a content artifact with a
+    remote artifact of that url)."""
+    from pulpcore.app.models import ContentArtifact
+
+    wanted = list(content_artifacts)
+    found = {str(pk) for pk in ContentArtifact.objects.filter(
+        pk__in=[w for w in wanted if not w.startswith("url:")], artifact__isnull=False
+    ).values_list("pk", flat=True)}
+    found.update(w for w in wanted if w.startswith("url:") and ContentArtifact.objects.filter(
+        remoteartifact__url=w[4:], artifact__isnull=False).exists())
+    return found
+
+
+@dataclass
+class PluginProbe(base.Probe):
+    plugin: str = ""
+    policy: str = ""
+    #: container: the blob digest the answer must hash to and name in Docker-Content-Digest
+    digest: str | None = None
+    #: on-demand content not fetched yet: each app is asked right after ``unsave``, cold
+    #: probes of one group together (COLD_GROUPS)
+    cold: str | None = None
+    #: the content artifact a cold request is about (whether the app saved it is compared)
+    content_artifact: str | None = None
+
+
+#: The requests each app makes of on-demand content nobody has fetched, in this order
+#: (the GET saves the artifact; later requests meet it saved).
+COLD_GROUPS = ("HEAD", "range", "GET")
+
+
+def _directories(files: Iterable[str]) -> list[str]:
+    found = {posixpath.dirname(path) for path in files}
+    for path in list(found):
+        while path:
+            found.add(path)
+            path = posixpath.dirname(path)
+    return sorted(path + "/" for path in found if path)
+
+
+def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[PluginProbe]:
+    """The requests of one distribution; ``registry(served, digest)`` is the registry
+    API's redirect target for a blob."""
+    base_url = f"{stacks.PREFIX}{one.base_path}"
+    kind = KINDS[one.plugin]
+
+    def probe(label: str, path: str, method: str = "GET", **headers: str) -> PluginProbe:
+        return PluginProbe(f"{one.plugin} {one.policy}: {label}", path, method,
+                           {k.replace("_", "-"): v for k, v in headers.items()},
+                           plugin=one.plugin, policy=one.policy)
+
+    def cold(key: str, label: str, path: str, digest: str | None = None
+             ) -> list[PluginProbe]:
+        """HEAD, a range and a GET of content the apps fetch from the upstream, before
+        anything fetched it (``key``: the path or digest in ``Served.cold``)."""
+        if key not in one.cold:
+            return []
+        return [PluginProbe(f"{one.plugin} {one.policy}: cold {group} {label}", path,
+                            "HEAD" if group == "HEAD" else "GET",
+                            {"Range": "bytes=0-99"} if group == "range" else {},
+                            plugin=one.plugin, policy=one.policy, cold=group,
+                            digest=digest if group == "GET" else None,
+                            content_artifact=one.cold[key])
+                for group in COLD_GROUPS]
+
+    found: list[PluginProbe] = []
+    if one.plugin == "container":
+        for digest in one.blobs:
+            target = registry(one, digest)
+            short = digest[7:19]
+            found += cold(digest, f"blob {short} (registry redirect)", target, digest)
+            for label, method, headers in (("blob", "GET", {}), ("blob HEAD", "HEAD", {}),
+                                           ("blob range", "GET", {"Range": "bytes=0-99"})):
+                found.append(PluginProbe(f"container {one.policy}: {label} {short} "
+                                         "(registry redirect)", target, method, headers,
+                                         plugin="container", policy=one.policy,
+                                         digest=digest if method == "GET" and not headers
+                                         else None))
+            found.append(probe(f"blob {short} without the redirect's signature",
+                               urlsplit(target).path))
+        found.append(probe("unknown blob (unsigned)",
+                           f"/pulp/container/{one.base_path}/blobs/sha256:{'0' * 64}"))
+        return found
+    for filename, digest in one.downloads.items():  # ansible: the Galaxy API's redirect
+        target = registry(one, filename)
+        found.append(PluginProbe(f"{one.plugin} {one.policy}: {filename} (Galaxy API "
+                                 "redirect)", target, plugin=one.plugin, policy=one.policy,
+                                 digest=digest))
+    found += [probe("distribution without slash", base_url),
+              probe("listing", f"{base_url}/"), probe("listing HEAD", f"{base_url}/", "HEAD"),
+              probe("missing file", f"{base_url}/missing-{one.plugin}.bin")]
+    for directory in _directories(one.files):
+        found.append(probe(f"listing {directory}", f"{base_url}/{quote(directory)}"))
+    found.append(probe("sub listing without slash",
+                       f"{base_url}/{quote(_directories(one.files)[0].rstrip('/'))}")
+                 if _directories(one.files) else probe("no sub listing", f"{base_url}/x/"))
+    for path in one.files:
+        url = f"{base_url}/{quote(path)}"
+        found += cold(path, path, url)
+        found.append(probe(f"file {path}", url))
+        if re.fullmatch(kind.package, path):
+            found += [
+                probe(f"HEAD {path}", url, "HEAD"),
+                probe(f"range {path}", url, Range="bytes=0-99"),
+                probe(f"suffix range {path}", url, Range="bytes=-100"),
+                probe(f"unsatisfiable range {path}", url, Range="bytes=99999999-"),
+                probe(f"If-None-Match * {path}", url, If_None_Match="*"),
+                probe(f"If-Modified-Since future {path}", url,
+                      If_Modified_Since="Fri, 01 Jan 2100 00:00:00 GMT"),
+                probe(f"If-Modified-Since past {path}", url,
+                      If_Modified_Since="Mon, 01 Jan 2001 00:00:00 GMT"),
+            ]
+    name, version = one.upstream.package, one.upstream.version
+    extra = {
+        "rpm": [("config.repo", "config.repo"), ("config.repo HEAD", "config.repo"),
+                ("repomd.xml.asc (unsigned)", "repodata/repomd.xml.asc"),
+                ("repomd.xml.key (unsigned)", "repodata/repomd.xml.key")],
+        "deb": [("InRelease (unsigned)", "dists/stable/InRelease"),
+                ("Release.gpg (unsigned)", "dists/stable/Release.gpg")],
+        "python": [("PyPI JSON", f"pypi/{name}/json"),
+                   ("PyPI JSON of a version", f"pypi/{name}/{version}/json"),
+                   ("PyPI JSON of an unknown version", f"pypi/{name}/9.9/json"),
+                   ("PyPI JSON of an unknown project", "pypi/nope/json"),
+                   ("simple index without index.html", "simple/"),
+                   ("simple page without index.html", f"simple/{name}/")],
+        "npm": [("packument", name), ("packument HEAD", name),
+                ("packument of an unknown package", "nope"),
+                ("package folder", f"{name}/")],
+        "ostree": [("missing delta index", "delta-indexes/xx/nope.index")],
+        "maven": [("missing upstream file", f"org/example/parity/{name}/9.9/nope.jar")],
+        "ansible": [("unknown collection", "parity-nope-1.0.0.tar.gz")],
+    }[one.plugin]
+    for label, path in extra:
+        found.append(probe(label, f"{base_url}/{path}", "HEAD" if "HEAD" in label else "GET"))
+    return found
+
+
+class Registry:
+    """The APIs' redirects to the content app through nginx, as a client meets them:
+    pulp_container's registry API for a blob, pulp_ansible's Galaxy API for a
+    collection."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.client = httpx.Client(base_url=origin, timeout=60, follow_redirects=False)
+        #: (base path, digest) -> (status, Location) of the API's answer
+        self.seen: dict[tuple[str, str], tuple[int, str]] = {}
+
+    def token(self, name: str) -> str:
+        response = self.client.get("/token/", auth=stacks.ADMIN, params={
+            "service": urlsplit(self.origin).netloc, "scope": f"repository:{name}:pull"})
+        response.raise_for_status()
+        return response.json()["token"]  # type: ignore[no-any-return]
+
+    def api_url(self, one: Served, key: str) -> str:
+        if one.plugin == "container":
+            return f"/v2/{one.base_path}/blobs/{key}"
+        return (f"/pulp_ansible/galaxy/{one.base_path}/api/v3/plugin/ansible/content/"
+                f"{one.base_path}/collections/artifacts/{key}")
+
+    def redirect(self, one: Served, key: str) -> str:
+        """The path and query of the API's redirect for a blob digest or a collection
+        file (fails loudly when the API does not redirect)."""
+        url = self.api_url(one, key)
+        if one.plugin == "container":
+            response = self.client.get(url, headers={
+                "Authorization": f"Bearer {self.token(one.base_path)}"})
+        else:
+            response = self.client.get(url, auth=stacks.ADMIN)
+        location = response.headers.get("location", "")
+        self.seen[(one.base_path, key)] = (response.status_code, location)
+        if response.status_code not in (301, 302, 307, 308) or not location:
+            raise SystemExit(f"GET {url}: {response.status_code} {response.text[:300]}")
+        parts = urlsplit(location)
+        return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+    def front_door(self, target: str) -> base.Answer:
+        response = self.client.get(target)
+        return base.Answer(response.status_code, {k.lower(): v for k, v in
+                                                  response.headers.items()}, response.content)
+
+
+def blob_check(answer: base.Answer, digest: str, registry: bool = True) -> str | None:
+    """Why the answer is not the file of this digest (a registry's blob also names it in
+    Docker-Content-Digest), or None."""
+    if answer.status != 200:
+        return f"status {answer.status}"
+    got = "sha256:" + hashlib.sha256(answer.body).hexdigest()
+    if got != digest:
+        return f"body hashes to {got}"
+    if registry and answer.headers.get("docker-content-digest") != digest:
+        return f"Docker-Content-Digest {answer.headers.get('docker-content-digest')!r}"
+    return None
+
+
+#: pulp_container's blob route, as the registry API redirects to it.
+CONTAINER_BLOB = r"/pulp/container/.+/blobs/sha256:[0-9a-f]{64}(\?.*)?"
+
+#: Differences of the plugins' content, keyed as parity.py's RULES are.
+PLUGIN_RULES: list[base.Rule] = [
+    base.Rule("content-type", r"text/plain; charset=utf-8", r".+",
+              "deliberate: our 416 is a text error; pulpcore-content's carries the file's "
+              "type when it answers from its cache (docs/differences.md, 416 responses)",
+              (416,)),
+    base.Rule("last-modified", base.HTTP_DATE, base.ABSENT,
+              "deliberate: our 416 keeps the file's validators; pulpcore-content's from its "
+              "cache has no Last-Modified (docs/differences.md, 416 responses)", (416,)),
+    base.Rule("content-range", r"bytes 0-\d+/(\d+)", r"bytes 0-99/\d+",
+              "old-app bug: a range past the end of a file whose size Pulp has not "
+              "recorded: pulpcore-content promises bytes 0-99 of a shorter file and cuts the "
+              "answer short; ours ends the range at the last byte (RFC 9110 §14.1.1; "
+              "docs/differences.md, on-demand content)", (206,)),
+    base.Rule("content-length", r"\d{1,2}", "100",
+              "old-app bug: as the Content-Range above (the 100 bytes promised are not "
+              "there)", (206,)),
+    base.Rule("x-pulp-cache", base.ABSENT, r"MISS|HIT",
+              "deliberate: pulp_container blobs are not cached here; pulpcore-content keeps "
+              "them in Redis per path, method and Accept (docs/differences.md, "
+              "pulp_container blobs: response cache)", target=CONTAINER_BLOB),
+    base.Rule("x-pulp-artifact-size", r"\d+", base.ABSENT,
+              "old-app slip: pulpcore-content's blob range answered from its cache (HIT) "
+              "lacks the X-PULP-ARTIFACT-SIZE its uncached answers carry; ours are never "
+              "cached (docs/differences.md, pulp_container blobs: response cache)", (206,),
+              target=CONTAINER_BLOB),
+    base.Rule("transport", base.ABSENT, r"cut short after \d+ body bytes, \d+ more expected",
+              "old-app bug: as the Content-Range above (pulpcore-content closes the "
+              "connection after the bytes there are)", (206,)),
+]
+
+
+def forget(served: list[Served], pair_dbs: Iterable[int]) -> None:
+    """Drop the pair's cache entries for the on-demand distributions, as pulpcore's
+    ``Repository.invalidate_cache`` does when content is reclaimed."""
+    import redis
+    from pulpcore.app.util import cache_key
+
+    base_paths = [one.base_path for one in served if one.policy != "immediate"]
+    for db in pair_dbs:
+        redis.Redis(host="127.0.0.1", port=6379, db=db).delete(*cache_key(base_paths))
+
+
+def forget_pulled(api: PulpApi) -> None:
+    """Delete what pull-through distributions created (content in no repository): the
+    orphan cleanup, without its protection time."""
+    api.wait([api.post("orphans/cleanup/", {"orphan_protection_time": 0})["task"]])
+
+
+def unsave(content_artifacts: Iterable[str]) -> None:
+    """Make on-demand content on-demand again: what pulpcore's reclaim task does to each
+    content artifact (``pulpcore/app/tasks/reclaim_space.py``: unlink the artifact, delete
+    it with its file). Done here, not through ``POST repositories/reclaim_space/``,
+    because pulp_deb's and pulp_npm's packages are ``PROTECTED_FROM_RECLAIM`` (the
+    default of ``Content``), so that task would leave them saved."""
+    from django.db.models.deletion import ProtectedError
+    from pulpcore.app.models import ContentArtifact
+
+    wanted = [pk for pk in content_artifacts if not pk.startswith("url:")]
+    for content_artifact in ContentArtifact.objects.filter(
+            pk__in=wanted, artifact__isnull=False).select_related("artifact"):
+        artifact = content_artifact.artifact
+        content_artifact.artifact = None
+        content_artifact.save(update_fields=["artifact"])
+        # Shared with other content: kept, as the task keeps it.
+        with contextlib.suppress(ProtectedError):
+            artifact.delete()
+
+
+def compare(probe: PluginProbe, got: dict[str, base.Answer],
+            kept: dict[str, bool]) -> tuple[list[base.Difference], list[str]]:
+    diffs = base.differences(got["asgi"], got["legacy"], COMPARED)
+    found = base.verdicts(probe, got["asgi"], got["legacy"], diffs, base.RULES + PLUGIN_RULES)
+    if kept and kept["asgi"] != kept["legacy"]:
+        diffs.append(base.Difference("artifact saved afterwards", str(kept["asgi"]),
+                                     str(kept["legacy"])))
+        found.append("UNEXPLAINED")
+    if probe.digest:
+        for side, answer in got.items():
+            wrong = blob_check(answer, probe.digest, probe.plugin == "container")
+            if wrong:
+                diffs.append(base.Difference(f"{side}: the blob", wrong, probe.digest))
+                found.append("UNEXPLAINED" if side == "asgi" else
+                             "pulpcore-content's answer is not the blob (reported)")
+    return diffs, found
+
+
+Row = tuple[str, PluginProbe, base.Answer, base.Answer, list[base.Difference], list[str]]
+
+
+#: How long an app may take to save an on-demand artifact after its answer (our app
+#: finishes the download after the response; pulpcore-content before it).
+SAVE_WAIT = 10.0
+
+
+def settle(content_artifacts: set[str], timeout: float = SAVE_WAIT) -> set[str]:
+    """The content artifacts saved once all are, or when ``timeout`` has passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = saved(content_artifacts)
+        if done == content_artifacts or time.monotonic() > deadline:
+            return done
+        time.sleep(0.2)  # a row written by another process: nothing to wait on but the row
+
+
+def probe_all(probes: list[PluginProbe], pair: dict, host: str, expected: set[str],
+              forget: Callable[[], None], forget_pulled: Callable[[], None]) -> list[Row]:
+    """Both passes (ours first, theirs first). In each, every cold group goes to the
+    first app with its content unsaved (``unsave``, cache entries forgotten), then,
+    once the downloads it is ``expected`` to save are saved (or SAVE_WAIT has passed),
+    to the second the same way. Then both apps' cache entries for the on-demand distributions are
+    forgotten again and the rest of the requests go to both apps in the pass's
+    order."""
+    rows: list[Row] = []
+    for name, order in (("ours first", ("asgi", "legacy")), ("theirs first", ("legacy", "asgi"))):
+        got: dict[int, dict[str, base.Answer]] = {id(p): {} for p in probes}
+        kept: dict[int, dict[str, bool]] = {id(p): {} for p in probes}
+        for group in COLD_GROUPS:
+            members = [p for p in probes if p.cold == group]
+            keys = {p.content_artifact for p in members if p.content_artifact}
+            for side in order if members else ():
+                unsave(keys)
+                if any(key.startswith("url:") for key in keys):
+                    forget_pulled()
+                forget()
+                for probe in members:
+                    got[id(probe)][side] = base.ask(pair[side][0], host, probe)
+                settle(keys & expected)
+                done = saved(keys)
+                for probe in members:
+                    kept[id(probe)][side] = probe.content_artifact in done
+        if any(p.cold for p in probes):
+            forget()
+        for probe in probes:
+            if probe.cold is None:
+                for side in order:
+                    got[id(probe)][side] = base.ask(pair[side][0], host, probe)
+        for probe in probes:
+            diffs, found = compare(probe, got[id(probe)], kept[id(probe)])
+            rows.append((name, probe, got[id(probe)]["asgi"], got[id(probe)]["legacy"],
+                         diffs, found))
+    return rows
+
+
+def _versions() -> str:
+    names = ["pulpcore", *(f"pulp-{p}" for p in PLUGINS)]
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return ", ".join(found)
+
+
+def plugins_served(stack: stacks.Layout) -> tuple[int, str]:
+    """``pulp-content-asgi plugins`` with the stack's settings: its exit status (1 when a
+    plugin needs the legacy app) and its table."""
+    done = subprocess.run([os.path.join(stacks.BIN, "pulp-content-asgi"), "plugins"],
+                          env=stacks.environment(stack), capture_output=True, text=True,
+                          check=False)
+    return done.returncode, done.stdout.strip()
+
+
+def write_report(path: str, rows: list[Row], served: list[Served], registry: Registry,
+                 doors: list[tuple[str, str, str, str | None]], timings: dict[str, float],
+                 front: str, plugins: tuple[int, str]) -> int:
+    """The markdown report; returns the number of unexplained differences (front-door
+    failures of our app and a plugin needing the legacy app included)."""
+    commit = subprocess.run(["git", "-C", stacks.ROOT, "rev-parse", "HEAD"],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    dirty = subprocess.run(["git", "-C", stacks.ROOT, "status", "--porcelain", "--", "conformance",
+                            "pulp_content_asgi"], capture_output=True, text=True,
+                           check=False).stdout.strip()
+    unexplained = sum(v == "UNEXPLAINED" for row in rows for v in row[5])
+    door_failures = sum(1 for _, _, side, why in doors if why and side == "asgi")
+    lines = ["# Plugin parity with pulpcore-content", "",
+             f"Generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC at commit "
+             f"`{commit}`" + (" (with uncommitted changes)" if dirty else "")
+             + " by `conformance/parity_plugins.py` (`make parity-plugins`); "
+             + _versions() + ".", "",
+             "Each plugin's content was created through the stack's REST API: a remote on "
+             "a local upstream built at run time (conformance/fixtures/), a repository "
+             "synced with the `immediate` and with the `on_demand` policy (maven: a "
+             "pull-through distribution, it has no sync; ansible: a collection uploaded), "
+             "a publication where the plugin publishes (rpm, deb, python), a "
+             "distribution. Each request "
+             "went byte for byte to our app and to pulpcore-content (one process each, the "
+             "stack's database and settings, each on its own Redis database). Pass \"ours "
+             "first\" asks our app first, \"theirs first\" pulpcore-content first. "
+             "Requests marked *cold* meet on-demand or pull-through content nothing has "
+             "fetched: before each app's cold requests their artifacts were dropped as "
+             "pulpcore's reclaim task (pull-through: the orphan cleanup) drops them (and "
+             "the pair's cache entries forgotten), so each app "
+             "streams from the upstream itself; whether it saved the artifact afterwards "
+             "is compared too. The other requests meet the artifact the second app saved. "
+             "Compared: status, "
+             + ", ".join(COMPARED) + " by value, and the body bytes; container blobs must "
+             "also hash to their digest and name it in Docker-Content-Digest.", "",
+             "Time: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in
+                                  timings.items()) + ".", "",
+             f"**{len(rows)} requests: {sum(1 for r in rows if not r[4])} identical, "
+             f"{sum(1 for r in rows if r[4])} different, {unexplained} unexplained "
+             f"differences; front door: {len(doors)} downloads, {door_failures} failed "
+             "through our app.**", "",
+             "| Plugin | Requests | Identical | Different | Unexplained |", "|---|---|---|---|---|"]
+    for plugin in dict.fromkeys(one.plugin for one in served):
+        mine = [row for row in rows if row[1].plugin == plugin]
+        lines.append(f"| {plugin} | {len(mine)} | {sum(1 for r in mine if not r[4])} | "
+                     f"{sum(1 for r in mine if r[4])} | "
+                     f"{sum(v == 'UNEXPLAINED' for r in mine for v in r[5])} |")
+    lines += ["", f"`pulp-content-asgi plugins` on the stack (exit {plugins[0]}"
+              + ("; 1: a plugin needs the legacy app" if plugins[0] else "") + "):", "",
+              "```", plugins[1], "```"]
+    lines += ["", "## Distributions", "",
+              "| Plugin | Policy | Base path | Upstream | Served paths |", "|---|---|---|---|---|"]
+    for one in served:
+        shown = "<br>".join(f"`{p}`" for p in (one.files or one.blobs))
+        lines.append(f"| {one.plugin} | {one.policy} | `{one.base_path}` | "
+                     f"`{one.upstream.url}` | {shown} |")
+    if doors:
+        lines += ["", "## Front door: the APIs' redirects through nginx", "",
+                  "`GET /v2/<name>/blobs/<digest>` on pulpcore-api (bearer token from "
+                  "`/token/`) and the Galaxy API's collection download "
+                  "(`/pulp_ansible/galaxy/<base path>/api/v3/plugin/ansible/content/<base "
+                  "path>/collections/artifacts/<file>`, Basic auth) through the stack's "
+                  "nginx, then each redirect followed through nginx, whose content locations "
+                  f"(`{stacks.PREFIX}`, pulp_container's `/pulp/container/`) go to "
+                  f"**{front}**.", "",
+                  "| File | API answer | Content app answer |", "|---|---|---|"]
+        for label, api_answer, _side, why in doors:
+            lines.append(f"| {label} | {api_answer} | {why or 'exact bytes'}"
+                         + (", Docker-Content-Digest" if "container" in label and not why
+                            else "") + " |")
+    for plugin in dict.fromkeys(one.plugin for one in served):
+        lines += ["", f"## {plugin}", "",
+                  "| Pass | Request | Method | asgi | legacy | X-PULP-CACHE asgi / legacy "
+                  "| Differences → verdict |", "|---|---|---|---|---|---|---|"]
+        for name, probe, ours, theirs, diffs, texts in rows:
+            if probe.plugin != plugin:
+                continue
+            shown = "<br>".join(f"`{base._escape(str(d))}` → {v}"
+                                for d, v in zip(diffs, texts, strict=True)) or "identical"
+            cache = " / ".join(a.headers.get("x-pulp-cache", "-") for a in (ours, theirs))
+            label = probe.label.split(": ", 1)[-1]
+            lines.append(f"| {name} | {probe.policy}: {base._escape(label)} "
+                         f"`{base._escape(probe.path[-48:])}` | {probe.method} | {ours.status} "
+                         f"| {theirs.status} | {cache} | {shown} |")
+    with open(path, "w") as out:
+        out.write("\n".join(lines) + "\n")
+    return unexplained + door_failures + (1 if plugins[0] else 0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--report", default=os.path.join(stacks.ROOT, "conformance",
+                                                         "parity-plugins.md"))
+    parser.add_argument("--plugins", default=",".join(PLUGINS),
+                        help=f"a comma-separated subset of {','.join(PLUGINS)}")
+    args = parser.parse_args()
+    plugins = [p for p in args.plugins.split(",") if p]
+    if unknown := set(plugins) - set(PLUGINS):
+        raise SystemExit(f"unknown plugins: {sorted(unknown)}")
+    stack = stacks.layout()
+    timings: dict[str, float] = {}
+    began = time.monotonic()
+    started = False
+    if stacks._get(f"{stack.origin}/pulp/api/v3/status/") is None:
+        stacks.up(stack)
+        started = True
+    os.environ.update({k: v for k, v in stacks.environment(stack).items()
+                       if k in ("PULP_SETTINGS", "DJANGO_SETTINGS_MODULE")})
+    timings["stack"] = time.monotonic() - began
+    unique = uuid.uuid4().hex[:6]
+    try:
+        with open(stack.path("content-upstream")) as source:
+            front = source.read().split()[0]
+        how_served = plugins_served(stack)
+        phase = time.monotonic()
+        with fixtures.serve(stack.path("fixtures"), stack.nginx + FIXTURE_OFFSET["http"],
+                            stack.nginx + FIXTURE_OFFSET["registry"], unique) as upstreams:
+            timings["fixtures"] = time.monotonic() - phase
+            phase = time.monotonic()
+            api = PulpApi(stack.origin)
+            served = create(api, upstreams, plugins, unique)
+            timings["REST API: remotes, syncs, publications, distributions"] = (
+                time.monotonic() - phase)
+            discover(served)
+            registry = Registry(stack.origin)
+            probes = [p for one in served for p in probes_for(one, registry.redirect)]
+            phase = time.monotonic()
+            pair = base.start_pair(stack)
+            try:
+                rows = probe_all(probes, pair, f"127.0.0.1:{stack.nginx}",
+                                 {key for one in served for key in one.saves},
+                                 lambda: forget(served, base.REDIS_DBS),
+                                 lambda: forget_pulled(api))
+            finally:
+                base.stop_pair(pair)
+            doors = []
+            for one in served:
+                for key, digest in one.downloads.items():
+                    # A fresh redirect (the API answers for the file as it is now).
+                    target = registry.redirect(one, key)
+                    status, location = registry.seen[(one.base_path, key)]
+                    answer = registry.front_door(target)
+                    doors.append((f"{one.plugin} {one.policy} `{key[:26]}…`",
+                                  f"{status} → `{urlsplit(location).path}`", front,
+                                  blob_check(answer, digest, one.plugin == "container")))
+            timings["requests"] = time.monotonic() - phase
+    finally:
+        if started:
+            stacks.down(stack)
+    timings["total"] = time.monotonic() - began
+    failures = write_report(args.report, rows, served, registry, doors, timings, front,
+                            how_served)
+    for name, probe, _ours, _theirs, diffs, texts in rows:
+        for diff, text in zip(diffs, texts, strict=True):
+            if text == "UNEXPLAINED":
+                print(f"UNEXPLAINED {name}: {probe.label} {probe.method} {probe.path[:90]}: "
+                      f"{str(diff)[:200]}")
+    print(f"Plugin parity: {len(rows)} requests, {sum(1 for r in rows if not r[4])} identical, "
+          f"{failures} unexplained differences or failed pulls; {args.report} "
+          f"({timings['total']:.0f} s)")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
