@@ -9,7 +9,7 @@ BIND ?= 127.0.0.1:24816
 DEV_ENV = set -a; source .dev/db.env; set +a
 
 .PHONY: demo test test-fast lint venv database clean bench bench-quick bench-tools test-tools \
-	pulp-up pulp-down conformance conformance-ci parity parity-domains parity-plugins \
+	pulp-up pulp-down conformance conformance-ci parity parity-domains parity-plugins clients client-tools \
 	conformance-deps fixture-tools
 
 $(VENV)/.installed: pyproject.toml
@@ -44,7 +44,7 @@ test-fast: venv
 	$(VENV)/bin/pytest -q -m fast tests/http tests/unit $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check pulp_content_asgi tests bench conformance docs/examples
+	$(VENV)/bin/ruff check pulp_content_asgi tests bench conformance clients docs/examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --disallow-untyped-defs docs/examples
 
@@ -98,6 +98,14 @@ parity-plugins: venv database bench-tools conformance-deps fixture-tools
 
 fixture-tools:
 	dev/fixture-tools.sh
+
+## Real package clients (dnf, apt, pip, npm, skopeo) through the stack's nginx against both
+## apps → clients/report.md (clients/README.md); CLIENTS_ARGS="--slice ci" for CI's slice
+clients: venv database bench-tools conformance-deps fixture-tools client-tools
+	@$(DEV_ENV); $(PY) -m clients.run $(CLIENTS_ARGS)
+
+client-tools:
+	dev/client-tools.sh
 
 conformance-deps: venv
 	@$(PY) -m pip install -q -e ".[test,plugins,conformance]"

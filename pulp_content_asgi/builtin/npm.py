@@ -10,10 +10,14 @@ latest)::
     {"name": ..., "versions": {"<v>": {"_id": "<name>@<v>", "dist": {"tarball": <url>}}},
      "dist-tags": {"latest": <newest stable semver, else newest semver>}}
 
-with tarball URLs under ``CONTENT_ORIGIN``. Two differences (docs/differences.md): the
+with tarball URLs under ``CONTENT_ORIGIN``. Three differences (docs/differences.md): the
 plugin's aiohttp ``Response(body=str)`` goes out as ``text/plain; charset=utf-8``, this
-as ``application/json``; and when no version is a valid semver the plugin fails
-(``max()`` of nothing, a 500) where this leaves ``latest`` out.
+as ``application/json``; when no version is a valid semver the plugin fails (``max()``
+of nothing, a 500) where this leaves ``latest`` out; and each version entry also carries
+``name``, ``version`` and, when Pulp knows the tarball's sha512, ``dist.integrity`` (the
+npm registry format): npm 11 refuses pulp_npm's entries (``EINCOMPLETEMANIFEST``,
+``missing version``), and with ``integrity`` it verifies the tarball it downloads
+(clients/report.md).
 
 ``NpmRemote.get_remote_artifact_content_type`` and ``Package.init_from_artifact_and_
 relative_path`` keep serving pull-through (tarballs saved, upstream packuments streamed).
@@ -23,8 +27,9 @@ pulp_npm takes this port over by declaring
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -58,13 +63,47 @@ def latest(versions: Iterable[str]) -> str | None:
     return max(candidates, key=parsed.__getitem__) if candidates else None
 
 
-def packument(name: str, packages: Iterable[Any], prefix: str) -> dict[str, Any]:
-    """The package document of ``name`` for these ``Package`` rows."""
+def integrity(sha512_hex: str | None) -> str | None:
+    """npm's Subresource Integrity string (``sha512-<base64>``) for a hex sha512."""
+    if not sha512_hex:
+        return None
+    return "sha512-" + base64.b64encode(bytes.fromhex(sha512_hex)).decode("ascii")
+
+
+def tarball_digests(packages: Iterable[Any]) -> dict[Any, str]:
+    """Package pk → the sha512 (hex) of its tarball: the stored artifact's, else the one
+    its remote artifacts promise (on-demand content). Two queries at most."""
+    from pulpcore.app.models import ContentArtifact, RemoteArtifact
+
+    pks = [p.pk for p in packages]
+    found: dict[Any, str] = {}
+    for content, sha512 in ContentArtifact.objects.filter(
+            content__in=pks, artifact__isnull=False).values_list("content", "artifact__sha512"):
+        if sha512:
+            found[content] = sha512
+    missing = [pk for pk in pks if pk not in found]
+    if missing:
+        for content, sha512 in RemoteArtifact.objects.filter(
+                content_artifact__content__in=missing, sha512__isnull=False
+        ).values_list("content_artifact__content", "sha512"):
+            found.setdefault(content, sha512)
+    return found
+
+
+def packument(name: str, packages: Iterable[Any], prefix: str,
+              digests: Mapping[Any, str] | None = None) -> dict[str, Any]:
+    """The package document of ``name`` for these ``Package`` rows; ``digests`` maps a
+    package's pk to its tarball's sha512 (hex), for ``dist.integrity``."""
     versions: dict[str, Any] = {}
     for package in packages:
         filename = package.relative_path.rsplit("/", 1)[-1]
+        dist: dict[str, str] = {"tarball": f"{prefix}{package.name}/-/{filename}"}
+        checked = integrity((digests or {}).get(package.pk))
+        if checked is not None:
+            dist["integrity"] = checked
         versions[package.version] = {"_id": f"{package.name}@{package.version}",
-                                     "dist": {"tarball": f"{prefix}{package.name}/-/{filename}"}}
+                                     "name": package.name, "version": package.version,
+                                     "dist": dist}
     document: dict[str, Any] = {"name": name, "versions": versions}
     newest = latest(versions)
     document["dist-tags"] = {"latest": newest} if newest is not None else {}
@@ -88,7 +127,8 @@ class NpmHandler(DistributionHandler):
                         .order_by("pulp_created"))
         if not packages:
             return None
-        body = json.dumps(packument(name, packages, tarball_prefix(distribution)))
+        body = json.dumps(packument(name, packages, tarball_prefix(distribution),
+                                    tarball_digests(packages)))
         return ServeBody(body.encode(), headers={"Content-Type": PACKUMENT_TYPE})
 
 

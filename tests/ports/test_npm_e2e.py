@@ -4,6 +4,8 @@ with pulpcore-content running pulp_npm's aiohttp hook."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 
 import httpx
@@ -63,6 +65,15 @@ def test_packument_is_json_with_pulp_npms_document(server, legacy_server, npm):
         # pulp_npm's aiohttp Response(body=str) says text/plain (docs/differences.md).
         assert theirs.headers["content-type"] == "text/plain; charset=utf-8"
         document = json.loads(ours.content)
+        # Each entry also names itself and its tarball's digest, as npm needs
+        # (docs/differences.md); the rest is pulp_npm's document.
+        for entry in document["versions"].values():
+            version = entry.pop("version")
+            assert entry.pop("name") == name and entry["_id"] == f"{name}@{version}"
+            tarball = get(server, dist, entry["dist"]["tarball"].split(
+                f"{dist.base_path}/", 1)[1]).content
+            assert entry["dist"].pop("integrity") == "sha512-" + base64.b64encode(
+                hashlib.sha512(tarball).digest()).decode()
         assert document == json.loads(theirs.content)
         assert document["dist-tags"] == {"latest": latest}
         for number, entry in document["versions"].items():

@@ -1,0 +1,326 @@
+"""``make clients``: real package clients against Pulp's content through the front door.
+
+For every plugin with a client (rpm: dnf and dnf with ``config.repo``; deb: apt-get; python:
+pip; npm: npm; container: skopeo) and each download policy (``immediate``, ``on_demand``):
+the local upstream is built offline (``conformance/fixtures``), Pulp syncs it through its
+REST API, publishes and distributes it (``conformance/parity_plugins.create``), and the
+client fetches the package through the stack's nginx — once with nginx sending content
+to our app, once to pulpcore-content (the baseline column). What each client got is
+checked byte for byte against the upstream's package. On-demand content must be saved by
+the first fetch and then served from storage; between the columns it is made on-demand
+again (reclaimed) and the response cache is emptied, so each app answers on its own.
+
+Integrity oracles: with on-demand content reclaimed and the upstream package tampered
+(same size, one byte flipped), the client must reject what it gets and nothing may be
+saved. Ranges: ``curl -C -`` and ``aria2c -x4`` on a published and on an on-demand 8 MiB
+file (pulp_file).
+
+The report (``clients/report.md``, or ``--report``) is generated: commit, date, client
+versions, pass/fail per client, policy and app, the failure text. Exit status 1 when a
+row fails against our app, or a baseline failure is not explained in ``EXPLAINED``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from clients import drivers
+from conformance import fixtures
+from conformance import parity_plugins as plugins
+from conformance import stack as stacks
+
+#: Plugins with a client here, in report order.
+PLUGINS = ("rpm", "deb", "python", "npm", "container")
+#: The CI slice.
+CI_PLUGINS = ("rpm", "deb", "python", "container")
+APPS = ("asgi", "legacy")
+APP_NAMES = {"asgi": "pulp-content-asgi", "legacy": "pulpcore-content"}
+FILE_SIZE = 8 * 1024 * 1024
+#: Baseline (pulpcore-content) failures that are the old app's, by (check, policy) →
+#: why. Anything failing against our app is never explained away.
+_NPM = ("pulp_npm's packument has no `version` in its version entries, which npm 11 "
+        "refuses (EINCOMPLETEMANIFEST); our port adds `name`, `version` and `integrity`")
+EXPLAINED: dict[tuple[str, str], str] = {
+    ("npm: npm", "immediate"): _NPM,
+    ("npm: npm", "on_demand"): _NPM,
+}
+
+
+@dataclass
+class Row:
+    check: str  # e.g. "rpm: dnf"
+    policy: str
+    app: str
+    outcome: drivers.Outcome
+    note: str = ""
+
+
+def _content(stack: stacks.Layout, base_path: str) -> str:
+    return f"{stack.origin}{stacks.PREFIX}{base_path}/"
+
+
+def _expected(one: plugins.Served, root: str) -> dict[str, str]:
+    """The upstream's package files (name → sha256), what a client must end up with."""
+    folder = os.path.join(root, "www", one.plugin, one.policy)
+    patterns = {"rpm": "*.rpm", "deb": "pool/*/*.deb", "python": "**/*.whl",
+                "npm": "**/*.tgz"}
+    found: dict[str, str] = {}
+    for path in glob.glob(os.path.join(folder, patterns.get(one.plugin, "-")), recursive=True):
+        found[os.path.basename(path)] = drivers.sha256(path)
+    return found
+
+
+def _npm_integrity(expected: dict[str, str], root: str, one: plugins.Served) -> dict[str, str]:
+    import base64
+
+    out = {}
+    for path in glob.glob(os.path.join(root, "www", "npm", one.policy, "**", "*.tgz"),
+                          recursive=True):
+        with open(path, "rb") as handle:
+            digest = hashlib.sha512(handle.read()).digest()
+        out[os.path.basename(path)] = "sha512-" + base64.b64encode(digest).decode()
+    return out
+
+
+Client = Callable[[plugins.Served, stacks.Layout, str], list[drivers.Outcome]]
+
+
+def run_clients(one: plugins.Served, stack: stacks.Layout, work: str) -> list[drivers.Outcome]:
+    """Every client of ``one``'s plugin against its distribution."""
+    package = one.upstream.package
+    if one.plugin == "rpm":
+        return [drivers.dnf(_content(stack, one.base_path), package, work),
+                drivers.dnf(_content(stack, one.base_path), package, work, config_repo=True)]
+    if one.plugin == "deb":
+        from conformance.fixtures import deb
+
+        return [drivers.apt(_content(stack, one.base_path), deb.DISTRIBUTION, deb.COMPONENT,
+                            package, work)]
+    if one.plugin == "python":
+        return [drivers.pip(f"{stack.origin}/pypi/{one.base_path}/simple/", package, work)]
+    if one.plugin == "npm":
+        return [drivers.npm(_content(stack, one.base_path), package, work)]
+    if one.plugin == "container":
+        host = stack.origin.removeprefix("http://")
+        return [drivers.skopeo(f"{host}/{one.base_path}:{one.upstream.version}", work)]
+    return []
+
+
+def check_files(outcome: drivers.Outcome, one: plugins.Served, root: str) -> drivers.Outcome:
+    """A passing client must have got exactly the upstream's package bytes."""
+    if not outcome.ok or one.plugin == "container":
+        return outcome  # skopeo checked every blob against its digest itself
+    expected = (_npm_integrity({}, root, one) if one.plugin == "npm"
+                else _expected(one, root))
+    wrong = {name: got for name, got in outcome.files.items() if expected.get(name) != got}
+    if not outcome.files or wrong:
+        outcome.ok = False
+        outcome.detail = (f"got {outcome.files or 'no file'}, upstream has {expected}")
+    else:
+        outcome.detail += "; bytes = upstream's"
+    return outcome
+
+
+@contextlib.contextmanager
+def tampered(one: plugins.Served, root: str) -> Iterator[bool]:
+    """The upstream's package files with one byte flipped (same size), restored after.
+    Yields False when the plugin has no static package file to tamper."""
+    files = [p for p in glob.glob(os.path.join(root, "www", one.plugin, one.policy, "**", "*"),
+                                  recursive=True)
+             if os.path.isfile(p) and p.endswith((".rpm", ".deb", ".whl", ".tgz"))]
+    saved = {}
+    for path in files:
+        with open(path, "rb") as handle:
+            saved[path] = handle.read()
+        data = bytearray(saved[path])
+        data[len(data) // 2] ^= 0xFF
+        with open(path, "wb") as handle:
+            handle.write(bytes(data))
+    try:
+        yield bool(files)
+    finally:
+        for path, data in saved.items():
+            with open(path, "wb") as handle:
+                handle.write(data)
+
+
+def _versions() -> dict[str, str]:
+    def first_line(*argv: str) -> str:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                                  check=False)
+        except OSError:
+            return "missing"
+        return (done.stdout.strip() or done.stderr.strip()).splitlines()[0] if (
+            done.stdout.strip() or done.stderr.strip()) else "?"
+
+    return {"dnf": first_line("dnf", "--version"), "rpm": first_line("rpm", "--version"),
+            "apt": first_line("apt-get", "--version"),
+            "pip": first_line("/usr/bin/python3", "-m", "pip", "--version"),
+            "skopeo": first_line("skopeo", "--version"), "npm": first_line("npm", "--version"),
+            "curl": first_line("curl", "--version"), "aria2c": first_line("aria2c", "--version")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--report", default=os.path.join(stacks.ROOT, "clients", "report.md"))
+    parser.add_argument("--slice", choices=("full", "ci"), default="full")
+    args = parser.parse_args()
+    chosen = CI_PLUGINS if args.slice == "ci" else PLUGINS
+    stack = stacks.layout()
+    began = time.monotonic()
+    started = False
+    if stacks._get(f"{stack.origin}/pulp/api/v3/status/") is None:
+        stacks.up(stack)
+        started = True
+    os.environ.update({k: v for k, v in stacks.environment(stack).items()
+                       if k in ("PULP_SETTINGS", "DJANGO_SETTINGS_MODULE")})
+    unique = uuid.uuid4().hex[:6]
+    work = stack.path("clients")
+    shutil.rmtree(work, ignore_errors=True)
+    rows: list[Row] = []
+    root = stack.path("fixtures")
+    try:
+        with fixtures.serve(root, stack.nginx + plugins.FIXTURE_OFFSET["http"],
+                            stack.nginx + plugins.FIXTURE_OFFSET["registry"],
+                            unique) as upstreams:
+            api = plugins.PulpApi(stack.origin)
+            served = plugins.create(api, upstreams, list(chosen), unique)
+            plugins.discover(served)
+            for app in APPS:
+                stacks.switch(stack, app)
+                # Each app answers on its own: on-demand content on-demand again, no
+                # cache entries from the other app.
+                plugins.unsave(key for one in served for key in one.saves)
+                _forget_cache(served)
+                for one in served:
+                    folder = os.path.join(work, app, one.plugin, one.policy)
+                    os.makedirs(folder, exist_ok=True)
+                    note = ""
+                    for outcome in run_clients(one, stack, folder):
+                        outcome = check_files(outcome, one, root)
+                        if one.policy == "on_demand" and outcome.ok and one.saves:
+                            # What the client fetched must now be stored (the next
+                            # client is served from storage).
+                            kept = plugins.settle(set(one.saves))
+                            note = (f"saved by the first fetch ({len(kept)} of "
+                                    f"{len(one.saves)})")
+                            if kept != one.saves:
+                                outcome.ok = False
+                                note = "NOT " + note
+                        rows.append(Row(f"{one.plugin}: {outcome.client}", one.policy, app,
+                                        outcome, note))
+                        note = ""
+                # Integrity: reclaimed on-demand content, the upstream tampered.
+                plugins.unsave(key for one in served for key in one.saves)
+                _forget_cache(served)
+                for one in served:
+                    if one.policy != "on_demand":
+                        continue
+                    with tampered(one, root) as done:
+                        if not done:
+                            continue
+                        folder = os.path.join(work, app, one.plugin, "tampered")
+                        os.makedirs(folder, exist_ok=True)
+                        for outcome in run_clients(one, stack, folder)[:1]:
+                            kept = plugins.saved(one.saves)
+                            rejected = not outcome.ok
+                            outcome.ok = rejected and not kept
+                            outcome.detail = (
+                                ("rejected by the client: " if rejected
+                                 else "ACCEPTED tampered bytes: ") + outcome.detail
+                                + ("" if not kept else f"; SAVED {sorted(kept)}"))
+                            rows.append(Row(f"{one.plugin}: {outcome.client} (tampered "
+                                            "upstream)", "on_demand", app, outcome))
+                    _forget_cache(served)
+                    _cool_down(one)
+    finally:
+        if started:
+            stacks.down(stack)
+    seconds = time.monotonic() - began
+    failures = write_report(args.report, rows, seconds, args.slice)
+    print(f"clients: {len(rows)} rows, {failures} failing; report {args.report}")
+    raise SystemExit(1 if failures else 0)
+
+
+def _cool_down(one: plugins.Served) -> None:
+    """Forget the failed downloads the tampered run caused: both apps refuse a remote
+    artifact during ``REMOTE_CONTENT_FETCH_FAILURE_COOLDOWN`` after a failure, and the
+    next column must not inherit that (an operator would wait it out)."""
+    from pulpcore.app.models import RemoteArtifact
+
+    RemoteArtifact.objects.filter(remote_id=one.remote.rstrip("/").split("/")[-1]).update(
+        failed_at=None)
+
+
+def _forget_cache(served: list[plugins.Served]) -> None:
+    import redis
+    from django.conf import settings
+    from pulpcore.app.util import cache_key
+
+    client = redis.Redis(host=settings.REDIS_HOST, port=settings.REDIS_PORT,
+                         db=settings.REDIS_DB)
+    client.delete(*cache_key([one.base_path for one in served]))
+
+
+def write_report(path: str, rows: list[Row], seconds: float, slice_: str) -> int:
+    """Write the report; the number of failures that count (ours, or unexplained)."""
+    commit = subprocess.run(["git", "-C", stacks.ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    dirty = subprocess.run(["git", "-C", stacks.ROOT, "status", "--porcelain",
+                            "--untracked-files=no"], capture_output=True, text=True,
+                           check=False).stdout.strip()
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    failures = 0
+    table: dict[tuple[str, str], dict[str, Row]] = {}
+    for row in rows:
+        table.setdefault((row.check, row.policy), {})[row.app] = row
+    lines = ["# Real package clients against Pulp's content",
+             "",
+             f"Generated by `make clients` (`python -m clients.run --slice {slice_}`) at "
+             f"commit `{commit}`{' (with uncommitted changes)' if dirty else ''} on {now}, "
+             f"in {seconds:.0f} s. Every client fetched through the stack's nginx (Pulp's "
+             "proxy layout), content routed to the app of the column. Source and method: "
+             "`clients/run.py`.", "",
+             "| Check | Policy | pulp-content-asgi | pulpcore-content | Detail (ours / theirs) |",
+             "|---|---|---|---|---|"]
+    for (check, policy), by_app in table.items():
+        cells = []
+        for app in APPS:
+            row = by_app.get(app)
+            if row is None:
+                cells.append("—")
+                continue
+            mark = "pass" if row.outcome.ok else "**FAIL**"
+            if not row.outcome.ok:
+                why = EXPLAINED.get((check, policy))
+                if app == "asgi" or why is None:
+                    failures += 1
+                else:
+                    mark = f"fail (explained: {why})"
+            cells.append(f"{mark} ({row.outcome.seconds:.1f} s)")
+        details = " / ".join(
+            (f"{r.outcome.detail}{'; ' + r.note if r.note else ''}".replace("|", "\\|")
+             if (r := by_app.get(app)) else "—") for app in APPS)
+        lines.append(f"| {check} | {policy} | {cells[0]} | {cells[1]} | {details} |")
+    lines += ["", "## Client versions", ""]
+    lines += [f"- {name}: {version}" for name, version in _versions().items()]
+    with open(path, "w") as out:
+        out.write("\n".join(lines) + "\n")
+    return failures
+
+
+if __name__ == "__main__":
+    main()
