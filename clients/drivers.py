@@ -203,8 +203,10 @@ def npm(registry: str, package: str, workdir: str) -> Outcome:
         return _timed("npm", started, False, f"{manifest} missing after install")
     with open(os.path.join(project, "package-lock.json")) as lock:
         entry = json.load(lock)["packages"][f"node_modules/{package}"]
-    return _timed("npm", started, True, f"installed {entry['version']} ({entry['integrity']})",
-                  {os.path.basename(entry["resolved"]): entry["integrity"]})
+    # npm leaves "resolved" out for tarballs under the registry's own URL.
+    tarball = os.path.basename(entry.get("resolved") or f"{package}-{entry['version']}.tgz")
+    return _timed("npm", started, True, f"installed {entry['version']}, integrity checked",
+                  {tarball: entry.get("integrity", "none")})
 
 
 # --- curl and aria2c (resumable and parallel ranges) ----------------------------------------

@@ -108,6 +108,8 @@ KINDS: dict[str, Kind] = {
     "ansible": Kind("ansible/ansible", "", "ansible/ansible", package=r".*\.tar\.gz"),
     "container": Kind("container/container", "container/container",
                       "container/container"),
+    # make clients: the range-heavy clients' 8 MiB file (not in the parity corpus).
+    "file": Kind("file/file", "file/file", "file/file", "file/file"),
 }
 
 
