@@ -48,6 +48,7 @@ import contextlib
 import datetime
 import hashlib
 import importlib.metadata
+import json
 import os
 import posixpath
 import re
@@ -501,8 +502,18 @@ def blob_check(answer: base.Answer, digest: str, registry: bool = True) -> str |
 #: pulp_container's blob route, as the registry API redirects to it.
 CONTAINER_BLOB = r"/pulp/container/.+/blobs/sha256:[0-9a-f]{64}(\?.*)?"
 
+#: pulp_npm's packument: a package name right under an npm distribution of this corpus.
+NPM_PACKUMENT = re.escape(stacks.PREFIX) + r"parity-[0-9a-f]+/npm/[a-z-]+/[^/]+"
+
 #: Differences of the plugins' content, keyed as parity.py's RULES are.
 PLUGIN_RULES: list[base.Rule] = [
+    base.Rule("content-type", r"application/json", r"text/plain; charset=utf-8",
+              "deliberate: the packument is JSON; pulpcore-content sends aiohttp's default "
+              "type (docs/differences.md, pulp_npm packument Content-Type)",
+              (200,), target=NPM_PACKUMENT),
+    base.Rule("content-length", r"\d+", r"\d+",
+              "deliberate: the longer packument above (a HEAD carries its length, not the "
+              "body)", (200,), target=NPM_PACKUMENT, method="HEAD"),
     base.Rule("content-type", r"text/plain; charset=utf-8", r".+",
               "deliberate: our 416 is a text error; pulpcore-content's carries the file's "
               "type when it answers from its cache (docs/differences.md, 416 responses)",
@@ -570,10 +581,45 @@ def unsave(content_artifacts: Iterable[str]) -> None:
             artifact.delete()
 
 
+#: The verdict of a packument that is pulpcore-content's plus the fields npm requires.
+NPM_ENTRIES = ("deliberate: version entries also carry name, version and dist.integrity, "
+               "without which npm 11 refuses the packument; the rest is the same "
+               "(docs/differences.md, pulp_npm packument: version entries)")
+
+
+def npm_packument_extends(ours: bytes, theirs: bytes) -> bool:
+    """Whether our packument is pulpcore-content's with ``name``, ``version`` and
+    ``dist.integrity`` (``sha512-…``) added to each version entry, nothing else."""
+    try:
+        mine, old = json.loads(ours), json.loads(theirs)
+    except ValueError:
+        return False
+    versions = mine.get("versions", {})
+    if ({k: v for k, v in mine.items() if k != "versions"}
+            != {k: v for k, v in old.items() if k != "versions"}
+            or set(versions) != set(old.get("versions", {}))):
+        return False
+    for number, entry in versions.items():
+        dist = dict(entry.get("dist", {}))
+        if not str(dist.pop("integrity", "")).startswith("sha512-"):
+            return False
+        trimmed = {k: v for k, v in entry.items() if k not in ("name", "version", "dist")}
+        if (entry.get("name") != mine.get("name") or entry.get("version") != number
+                or {**trimmed, "dist": dist} != old["versions"][number]):
+            return False
+    return True
+
+
 def compare(probe: PluginProbe, got: dict[str, base.Answer],
             kept: dict[str, bool]) -> tuple[list[base.Difference], list[str]]:
     diffs = base.differences(got["asgi"], got["legacy"], COMPARED)
     found = base.verdicts(probe, got["asgi"], got["legacy"], diffs, base.RULES + PLUGIN_RULES)
+    if (re.fullmatch(NPM_PACKUMENT, probe.path) and got["asgi"].status == 200
+            and npm_packument_extends(got["asgi"].body, got["legacy"].body)):
+        found = [NPM_ENTRIES if diff.field == "body" else verdict
+                 for diff, verdict in zip(diffs, found, strict=True)]
+        found = [base.FOLLOWS_BODY if diff.field == "content-length" and verdict ==
+                 "UNEXPLAINED" else verdict for diff, verdict in zip(diffs, found, strict=True)]
     if kept and kept["asgi"] != kept["legacy"]:
         diffs.append(base.Difference("artifact saved afterwards", str(kept["asgi"]),
                                      str(kept["legacy"])))
