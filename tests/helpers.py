@@ -239,6 +239,20 @@ def content_artifact(repo: Any, name: str) -> Any:
         relative_path=name, content__in=repo.latest_version().content)
 
 
+def overlapping_distribution(base_path: str, **fields: object) -> Any:
+    """A distribution whose base path overlaps an existing one, as an installation upgraded
+    from before pulpcore's overlap trigger (migration core.0157) can hold: the trigger
+    checks new rows only, so it is bypassed here for this one insert."""
+    from django.db import connection, transaction
+
+    from pulp_content_asgi.devtools import data
+
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL session_replication_role = replica")
+        return data.distribute(base_path, **fields)
+
+
 def distribution_in(domain: Any, files: dict[str, bytes]) -> Any:
     """A published distribution of ``files`` inside ``domain``."""
     from pulpcore.app.models import Domain

@@ -23,6 +23,7 @@ from tests.helpers import (
     content_app,
     content_artifact,
     on_demand,
+    overlapping_distribution,
     scope,
     scrape,
     start_server,
@@ -129,6 +130,36 @@ def test_invalidated_when_the_guard_goes(cached_server, unique):
     assert get(cached_server, distribution, "a.txt").status_code == 403
     guard.delete()
     assert get(cached_server, distribution, "a.txt").status_code == 200
+
+
+def test_overlapping_base_paths_the_longest_distributions_hash_is_used(cached_server,
+                                                                      redis_server, unique):
+    """With both hashes in Redis, the event-loop lookup takes the longer base path's (as the
+    database lookup does): pulpcore's single EXISTS sums the two and names neither. The
+    longer one's guard is checked even while the shorter one's hash says "no guard"."""
+    parent = data.repository(f"cache-p7-{unique}", {"parent.txt": b"parent",
+                                                    "c/x.txt": b"the parent's"})
+    child = data.repository(f"cache-p7c-{unique}", {"x.txt": b"the child's"})
+    older = data.distribute(f"cache-p7-{unique}",
+                            publication=data.publish(parent.latest_version()))
+    newer = overlapping_distribution(f"cache-p7-{unique}/c",
+                                     publication=data.publish(child.latest_version()))
+    hit_after_miss(cached_server, older, "parent.txt", b"parent")
+    hit_after_miss(cached_server, newer, "x.txt", b"the child's")
+    assert redis_server.cli("hexists", newer.base_path, f"/pulp/content/{newer.base_path}"
+                            "/x.txt:GET").strip() == "1"
+    guard = HeaderContentGuard.objects.create(name=f"g-{unique}", header_name="x-key",
+                                              header_value="k")
+    newer.content_guard = guard
+    newer.save()  # pulpcore's hook drops the newer hash; the older one's stays
+    assert get(cached_server, older, "parent.txt").headers["x-pulp-cache"] == "HIT"
+    for _ in range(2):
+        assert get(cached_server, newer, "x.txt").status_code == 403
+    key = {"X-Key": base64.b64encode(b"k").decode()}
+    allowed = [get(cached_server, newer, "x.txt", headers=key) for _ in range(2)]
+    assert [(r.status_code, r.headers["x-pulp-cache"], r.content) for r in allowed] == [
+        (200, "MISS", b"the child's"), (200, "HIT", b"the child's")]
+    assert get(cached_server, newer, "x.txt").status_code == 403
 
 
 def test_unguarded_hits_need_no_database(cached_server, redis_server, unique):

@@ -12,7 +12,7 @@ from pulp_file.app.models import FileDistribution
 from pulp_content_asgi.devtools import data
 from pulp_content_asgi.plugin import results
 from pulp_content_asgi.plugin.handlers import NOT_POINTING
-from tests.helpers import resolve, unique_name
+from tests.helpers import overlapping_distribution, resolve, unique_name
 
 FILES = {
     "a.txt": b"alpha",
@@ -179,3 +179,51 @@ class TestRepositoryVersionServing:
 
     def test_publication_wins_when_set_explicitly(self, world):
         assert isinstance(resolve(f"{_base(world, 'pub')}/unpublished.txt"), results.NotFound)
+
+
+@pytest.fixture(scope="module")
+def overlap():
+    """``p7`` (the older row: ``parent.txt`` and its own ``c/x.txt``) and ``p7/c`` (its
+    ``x.txt``), as an upgraded installation can hold them."""
+    u = unique_name()
+    parent = data.repository(f"res-p7-{u}", {"parent.txt": b"parent",
+                                             "c/x.txt": b"the parent's c/x.txt"})
+    child = data.repository(f"res-p7c-{u}", {"x.txt": b"the child's x.txt"})
+    older = data.distribute(f"p7-{u}", publication=data.publish(parent.latest_version()))
+    newer = overlapping_distribution(f"p7-{u}/c",
+                                     publication=data.publish(child.latest_version()))
+    return older, newer
+
+
+def test_overlapping_base_paths_the_longest_wins(overlap):
+    """pulpcore-content answers 500; the older row used to win here (404, or its own
+    c/x.txt: the wrong file)."""
+    older, newer = overlap
+    found = resolve(f"{newer.base_path}/x.txt")
+    assert served_path(found) == "x.txt"
+    assert found.artifact.file.read() == b"the child's x.txt"
+    assert resolve(f"{newer.base_path}/x.txt").artifact.sha256 == found.artifact.sha256
+    assert served_path(resolve(f"{older.base_path}/parent.txt")) == "parent.txt"
+    listing = resolve(f"{newer.base_path}/")
+    assert isinstance(listing, results.ServeListing) and listing.listing.names == {"x.txt"}
+    assert resolve(newer.base_path).location == f"/pulp/content/{newer.base_path}/"
+    assert isinstance(resolve(f"{newer.base_path}/parent.txt"), results.NotFound)
+
+
+def test_overlapping_base_paths_the_longest_ones_guard_decides(overlap):
+    from pulpcore.app.models import HeaderContentGuard
+
+    older, newer = overlap
+    guard = HeaderContentGuard.objects.create(name=f"g-{unique_name()}",
+                                              header_name="x-key", header_value="k")
+    try:
+        FileDistribution.objects.filter(pk=newer.pk).update(content_guard=guard)
+        assert isinstance(resolve(f"{newer.base_path}/x.txt"), results.Denied)
+        assert served_path(resolve(f"{older.base_path}/parent.txt")) == "parent.txt"
+        FileDistribution.objects.filter(pk=newer.pk).update(content_guard=None)
+        FileDistribution.objects.filter(pk=older.pk).update(content_guard=guard)
+        assert served_path(resolve(f"{newer.base_path}/x.txt")) == "x.txt"
+        assert isinstance(resolve(f"{older.base_path}/parent.txt"), results.Denied)
+    finally:
+        FileDistribution.objects.filter(pk__in=[older.pk, newer.pk]).update(content_guard=None)
+        guard.delete()

@@ -31,11 +31,13 @@ def ancestors(path: str) -> list[str]:
         found.append(path)
 
 
-def exists_probe(keys: list[str]) -> list[str]:
-    """One EXISTS for all candidates: candidate *i* repeated *i + 1* times, so the count
-    of existing keys says which one exists (base paths never overlap)."""
-    return [key for i, key in enumerate(keys) for _ in range(i + 1)]
+def longest_existing(candidates: list[str], exists: list[int | bool]) -> str | None:
+    """The first candidate (the longest base path) whose hash exists.
 
-
-def from_count(count: int, keys: list[str]) -> str | None:
-    return keys[count - 1] if 0 < count <= len(keys) else None
+    ``exists`` holds one EXISTS answer per candidate, in order. pulpcore asks with one
+    EXISTS that repeats candidate *i* *i + 1* times and reads the sum, which names the
+    candidate only while at most one exists; installations upgraded from before pulpcore
+    refused overlapping base paths can hold ``p7`` and ``p7/c`` together, and the sum then
+    names the wrong one (or none). Per-candidate answers never do.
+    """
+    return next((key for key, found in zip(candidates, exists, strict=True) if found), None)

@@ -1,9 +1,9 @@
 """The response cache around the request walk, following pulpcore's ``AsyncContentCache``.
 
-1. On the event loop (:meth:`CachedResolver.on_loop`): find the distribution's hash with
-   one EXISTS over the path's ancestors and read its guard flag; an unguarded
-   distribution's entry is answered right there: no database query, and no thread hop
-   for files the server sends itself.
+1. On the event loop (:meth:`CachedResolver.on_loop`): find the distribution's hash (the
+   longest of the path's ancestors that has one, in one pipelined round trip) and read
+   its guard flag; an unguarded distribution's entry is answered right there: no
+   database query, and no thread hop for files the server sends itself.
 2. Otherwise the ordinary walk runs on the ORM thread (:func:`dispatch.answer`) with
    :meth:`CachedResolver.serve` as its serve step: the distribution was matched and its
    guard checked (guards are never skipped), so the step records whether it has a guard,

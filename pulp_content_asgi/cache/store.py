@@ -97,11 +97,20 @@ class RedisCache:
         return bool(await self._ask(lambda r: r.ping(), False, always=True))
 
     async def find_base(self, candidates: list[str]) -> str | None:
-        """Which candidate distribution hash exists (one EXISTS, pulpcore's trick)."""
+        """The longest candidate distribution hash that exists: one EXISTS per candidate,
+        pipelined, so one round trip (:func:`keys.longest_existing` says why not pulpcore's
+        single EXISTS)."""
         if not candidates:
             return None
-        count = await self._ask(lambda r: r.exists(*keys.exists_probe(candidates)), None)
-        return None if count is None else keys.from_count(int(count), candidates)
+
+        async def ask(client: Any) -> list[int]:
+            async with client.pipeline(transaction=False) as pipe:
+                for key in candidates:
+                    pipe.exists(key)
+                return list(await pipe.execute())
+
+        found = await self._ask(ask, None)
+        return None if found is None else keys.longest_existing(candidates, found)
 
     async def get(self, base: str, field: str) -> bytes | None:
         return _as_bytes(await self._ask(lambda r: r.hget(base, field), None))

@@ -25,13 +25,14 @@ def test_candidate_base_paths_are_pulpcores(path, ancestors):
     assert keys.ancestors(path) == ancestors
 
 
-def test_one_exists_call_identifies_the_candidate():
-    candidates = ["a/b", "a"]
-    probe = keys.exists_probe(candidates)
-    assert probe == ["a/b", "a", "a"]
-    assert keys.from_count(1, candidates) == "a/b"
-    assert keys.from_count(2, candidates) == "a"
-    assert keys.from_count(0, candidates) is None
+@pytest.mark.parametrize(("exists", "found"), [
+    ([1, 0, 0], "a/b/c"), ([0, 1, 0], "a/b"), ([0, 0, 1], "a"), ([0, 0, 0], None),
+    # Overlapping base paths (an installation upgraded from before pulpcore refused them):
+    # the longest one wins, as in the database lookup.
+    ([0, 1, 1], "a/b"), ([1, 1, 1], "a/b/c"), ([1, 0, 1], "a/b/c"),
+])
+def test_the_longest_existing_distribution_hash_is_the_key(exists, found):
+    assert keys.longest_existing(["a/b/c", "a/b", "a"], exists) == found
 
 
 def test_file_entries_round_trip_in_pulpcores_shape():
