@@ -94,6 +94,26 @@ def metered_env(directory: str, **extra: str) -> dict[str, str]:
             "PULP_CONTENT_ASGI_PROMETHEUS_DIR": directory, **extra}
 
 
+def raw_get(server: Any, target: str, headers: dict[str, str] | None = None
+            ) -> tuple[int, dict[str, str], bytes]:
+    """GET ``target`` (path and query; characters above 0x7f go as single latin-1 bytes)
+    sent exactly as given, byte for byte (httpx and curl normalise some of it): status,
+    lower-cased headers, body."""
+    import http.client
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(server.base)
+    lines = [f"GET {target} HTTP/1.1", f"Host: {where.netloc}", "Connection: close",
+             *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    with socket.create_connection((where.hostname, where.port), timeout=60) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                response.read())
+
+
 def url(server: Any, distribution: Any, path: str = "") -> str:
     """The URL of ``path`` below ``distribution`` on ``server`` (no domains)."""
     return server.url(f"/pulp/content/{distribution.base_path}/{path}")

@@ -10,7 +10,7 @@ import pytest
 from pulpcore.constants import CHECKPOINT_TS_FORMAT
 
 from pulp_content_asgi.devtools import data
-from tests.helpers import unique_name, url
+from tests.helpers import raw_get, unique_name, url
 
 
 def ts(moment: datetime) -> str:
@@ -71,6 +71,18 @@ def test_timestamp_without_slash_redirects(server, checkpoints):
     response = httpx.get(url(server, distribution, stamp))
     assert response.status_code == 301
     assert response.headers["location"].endswith(f"/{stamp}/")
+
+
+def test_checkpoint_redirects_keep_the_query_string(server, checkpoints):
+    distribution, first, second = checkpoints
+    base = f"/pulp/content/{distribution.base_path}"
+    after = ts(second.pulp_created + timedelta(seconds=1))
+    query = "a=1&b=%2F&c"
+    for path, location in [
+            (f"{base}/{after}/g.txt", f"{base}/{ts(second.pulp_created)}/g.txt"),
+            (f"{base}/{ts(first.pulp_created)}", f"{base}/{ts(first.pulp_created)}/")]:
+        status, headers, _ = raw_get(server, f"{path}?{query}")
+        assert (status, headers["location"]) == (301, f"{location}?{query}")
 
 
 def test_superseded_publication_serves_during_its_grace_period(server, unique):

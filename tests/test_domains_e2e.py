@@ -9,7 +9,7 @@ from pulpcore.app.models import Domain
 from pulpcore.app.util import set_domain
 
 from pulp_content_asgi.devtools import data
-from tests.helpers import content_app, stop_server, unique_name
+from tests.helpers import content_app, raw_get, stop_server, unique_name
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,16 @@ def test_domain_root_listing_and_redirects(domain_server, domain_world):
     assert bare.headers["location"] == f"/pulp/content/{other.name}/"
     root = httpx.get(domain_server.url(f"/pulp/content/{other.name}/shared-{u}"))
     assert root.headers["location"] == f"/pulp/content/{other.name}/shared-{u}/"
+
+
+def test_domain_redirects_keep_the_query_string(domain_server, domain_world):
+    u, other = domain_world
+    for path, location in [
+            (f"/pulp/content/{other.name}", f"/pulp/content/{other.name}/"),
+            (f"/pulp/content/{other.name}/shared-{u}",
+             f"/pulp/content/{other.name}/shared-{u}/")]:
+        status, headers, _ = raw_get(domain_server, f"{path}?x=1&y=%2F")
+        assert (status, headers["location"]) == (301, f"{location}?x=1&y=%2F")
 
 
 def test_unknown_domain_and_missing_domain_segment_are_404(domain_server, domain_world):

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from pulp_content_asgi.devtools import data
-from tests.helpers import unique_name, url
+from tests.helpers import raw_get, unique_name, url
 
 BODY = bytes(range(256)) * 2048  # 512 KiB: streamed, not inlined
 SMALL = b"hello, pulp\n"
@@ -174,6 +174,28 @@ def test_trailing_slash_redirects(any_server, dist):
         response = httpx.get(target)
         assert response.status_code == 301, path
         assert response.headers["location"] == location
+
+
+#: A query with what a redirect must not touch: encoded slashes, an invalid escape, quotes,
+#: "+" and ";", empty pairs, UTF-8 (percent-encoded). A raw non-ASCII byte never reaches
+#: the app: granian and uvicorn refuse the request line with 400.
+QUERY = "x=1&y=%2F&e=%zz&q='a'+b;c&&=&u=%C3%A9&p=%2e%2e/"
+
+
+def test_every_redirect_keeps_the_query_string_byte_for_byte(any_server, dist, unique):
+    """pulpcore-content drops it (``…/dir?x=1`` → ``Location: …/dir/``)."""
+    data.distribute(f"grp-{unique}/a")
+    base = f"/pulp/content/{dist.base_path}"
+    for path, location in [
+            (base, f"{base}/"),  # the distribution root
+            (f"{base}/pkgs", f"{base}/pkgs/"),  # a directory listing
+            (f"{base}/site", f"{base}/site/"),  # a directory with index.html
+            ("/pulp/content", "/pulp/content/"),  # the bare prefix
+            (f"/pulp/content/grp-{unique}", f"/pulp/content/grp-{unique}/")]:  # partial
+        status, headers, _ = raw_get(any_server, f"{path}?{QUERY}")
+        assert status == 301, path
+        assert headers["location"] == f"{location}?{QUERY}", path
+        assert raw_get(any_server, path)[1]["location"] == location  # no "?" added
 
 
 def test_index_html_in_a_subfolder(server, dist):

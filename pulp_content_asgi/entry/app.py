@@ -156,7 +156,9 @@ class ContentApp:
         labels = Labels(metrics.ROUTE_LISTING if isinstance(target, paths.RootListing)
                         else metrics.ROUTE_CONTENT, getattr(target, "domain", None) or "default")
         if isinstance(target, paths.AddSlash):
-            return redirect_for(results.Redirect(target.location)), labels
+            query = scope.get("query_string", b"").decode("latin-1")
+            return redirect_for(results.Redirect(target.location, keep_query=True),
+                                query), labels
         if isinstance(target, paths.RootListing) and scope["method"] == "HEAD" \
                 and not self.domains:
             # Pulp's container readiness probe: ready only while the database answers.

@@ -72,7 +72,7 @@ def _is_directory_request(path: str) -> bool:
 
 
 def _add_slash(request: ContentRequest) -> results.Redirect:
-    return results.Redirect(f"{request.path}/")
+    return results.Redirect(f"{request.path}/", keep_query=True)
 
 
 class ContentHandler:
@@ -323,7 +323,8 @@ class DistributionHandler(PublicationHandler, RepositoryVersionHandler):
         canonical = checkpoints.format_timestamp(publication.pulp_created)
         if canonical != checkpoints.format_timestamp(parsed.at):
             prefix = content_prefix(distribution.pulp_domain)
-            return results.Redirect(f"{prefix}{distribution.base_path}/{canonical}/{parsed.rest}")
+            return results.Redirect(
+                f"{prefix}{distribution.base_path}/{canonical}/{parsed.rest}", keep_query=True)
         return publication, parsed.rest
 
     def serve_pull_through(self, request: ContentRequest, distribution: Distribution,

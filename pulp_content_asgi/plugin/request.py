@@ -96,8 +96,9 @@ class ContentRequest:
 
     @property
     def http(self) -> Request:
-        """What the responder needs: method, headers, HTTP version."""
-        return Request(self.method, self.headers, str(self.scope.get("http_version", "1.1")))
+        """What the responder needs: method, headers, HTTP version, raw query."""
+        return Request(self.method, self.headers, str(self.scope.get("http_version", "1.1")),
+                       self.query_string)
 
     @property
     def scheme(self) -> str:

@@ -80,11 +80,17 @@ class ServeBody:
 
 @dataclass(frozen=True)
 class Redirect:
-    """Send the client elsewhere (301 for canonical paths, 302 for storage URLs)."""
+    """Send the client elsewhere (301 for canonical paths, 302 for storage URLs).
+
+    ``keep_query`` appends the request's query string to ``location`` byte for byte:
+    for redirects to the same resource under its canonical path (a missing slash, a
+    checkpoint timestamp), where the query still means what the client meant.
+    """
 
     location: str
     status: int = 301
     headers: Headers = field(default_factory=dict)
+    keep_query: bool = False
 
 
 @dataclass(frozen=True)

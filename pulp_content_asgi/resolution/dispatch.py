@@ -55,7 +55,7 @@ def admit(request: ContentRequest, distribution: Distribution, target: paths.Con
     if not target.path.endswith("/") and (
         relative == "" or (distribution.checkpoint and "/" not in relative)
     ):
-        return results.Redirect(f"{request.path}/")
+        return results.Redirect(f"{request.path}/", keep_query=True)
     return relative
 
 
@@ -138,4 +138,5 @@ def _unmatched(domain_name: str, path: str) -> results.Result:
         return results.NotFound()
     if path.endswith("/"):
         return results.ServeListing(distributions.listing(domain, partial.path))
-    return results.Redirect(f"{distributions.content_prefix(domain)}{partial.path}")
+    return results.Redirect(f"{distributions.content_prefix(domain)}{partial.path}",
+                            keep_query=True)

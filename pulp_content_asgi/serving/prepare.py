@@ -23,11 +23,14 @@ from pulp_content_asgi.serving.responder import Request, respond
 from pulp_content_asgi.serving.response import FileRange, Response, redirect, text
 
 
-def redirect_for(result: results.Redirect) -> Response:
-    """A redirect result; local paths are percent-encoded."""
+def redirect_for(result: results.Redirect, query: str = "") -> Response:
+    """A redirect result; local paths are percent-encoded, and ``query`` (the raw query
+    string) follows unchanged when the result keeps it."""
     location = result.location
     if result.status == 301 and location.startswith("/"):
         location = quote_location(location)
+    if result.keep_query and query:
+        location = f"{location}?{query}"
     return redirect(location, result.status, result.headers)
 
 
@@ -78,7 +81,7 @@ def prepare(result: results.Result, request: Request, received_at: float | None 
                                 None if request.method == "HEAD" else result.body)
             return respond(body(result), request)
         case results.Redirect():
-            return redirect_for(result)
+            return redirect_for(result, request.query)
         case results.NotFound():
             return text(404, result.reason)
         case results.Denied():

@@ -36,11 +36,14 @@ class Request:
     """What the responder needs to know about the request, and nothing more.
 
     ``headers`` must look names up case-insensitively (the ASGI request's mapping does).
+    ``query`` is the raw query string as received (latin-1, so every byte survives), for
+    redirects that keep it.
     """
 
     method: str
     headers: Mapping[str, str]
     http_version: str = "1.1"
+    query: str = ""
 
 
 def representation_headers(rep: Representation) -> dict[str, str]:
