@@ -114,6 +114,39 @@ def raw_get(server: Any, target: str, headers: dict[str, str] | None = None
                 response.read())
 
 
+def follow_listing(client_get: Callable[[str], Any], page_url: str) -> dict[str, bytes]:
+    """Every entry of a listing, fetched through its href as a browser resolves it; a
+    directory is listed in turn. Name (relative to ``page_url``) -> body."""
+    from html.parser import HTMLParser
+    from urllib.parse import urljoin
+
+    class Links(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.hrefs: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            href = dict(attrs).get("href")
+            if tag == "a" and href is not None and href != "../":
+                self.hrefs.append(href)
+
+    page = client_get(page_url)
+    assert page.status_code == 200, page_url
+    links = Links()
+    links.feed(page.text)
+    found: dict[str, bytes] = {}
+    for link in links.hrefs:
+        target = urljoin(page_url, link)
+        if target.endswith("/"):
+            below = follow_listing(client_get, target)
+            found.update({f"{link[2:]}{k}": v for k, v in below.items()})
+        else:
+            response = client_get(target)
+            assert response.status_code == 200, target
+            found[link[2:]] = response.content
+    return found
+
+
 def url(server: Any, distribution: Any, path: str = "") -> str:
     """The URL of ``path`` below ``distribution`` on ``server`` (no domains)."""
     return server.url(f"/pulp/content/{distribution.base_path}/{path}")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from urllib.parse import unquote
 
 import httpx
 import pytest
 
 from pulp_content_asgi.devtools import data
 from pulp_content_asgi.devtools.processes import free_port, start, stop
-from tests.helpers import ROOT, TEST_ROOT
+from tests.helpers import ROOT, TEST_ROOT, follow_listing
 
 SNIPPET = os.path.join(ROOT, "docs", "deployment", "nginx-pulp-content.conf")
 
@@ -50,3 +51,15 @@ def test_downloads_ranges_redirects_and_large_headers_pass(nginx, unique):
     assert redirect.headers["location"] == f"/pulp/content/{distribution.base_path}/"
     big_header = {"X-CLIENT-CERT": "x" * 12 * 1024}
     assert httpx.get(f"{base}/f.bin", headers=big_header).status_code == 200
+
+
+def test_every_listing_link_works_through_nginx(nginx, unique):
+    """nginx refuses a bare ``%`` in a path with 400: pulpcore's ``./100%.txt`` link broke
+    behind it. Every href of a listing, followed through nginx, fetches its entry."""
+    files = {"100%.txt": b"hundred", "%41.txt": b"percent-41", "d%25r/in.txt": b"in",
+             "\u00fcn\u00ef.txt": b"unicode", "a&b;c.txt": b"amp"}
+    repo = data.repository(f"behind-list-{unique}", files)
+    distribution = data.distribute(f"behind-list-{unique}",
+                                   publication=data.publish(repo.latest_version()))
+    found = follow_listing(httpx.get, nginx.url(f"/pulp/content/{distribution.base_path}/"))
+    assert {unquote(name): body for name, body in found.items()} == files

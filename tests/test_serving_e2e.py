@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from pulp_content_asgi.devtools import data
-from tests.helpers import raw_get, unique_name, url
+from tests.helpers import follow_listing, raw_get, unique_name, url
 
 BODY = bytes(range(256)) * 2048  # 512 KiB: streamed, not inlined
 SMALL = b"hello, pulp\n"
@@ -159,10 +159,58 @@ def test_listing(any_server, dist):
     page = response.text
     assert f"<h1>Index of /pulp/content/{dist.base_path}/</h1>" in page
     assert '<a href="../">../</a>' in page
-    for name in ("small.txt", "big.bin", "pkgs/", "site/", "odd name: 100%.txt"):
+    for name in ("small.txt", "big.bin", "pkgs/", "site/"):
         assert f'<a href="./{name}">{name}</a>' in page
+    assert '<a href="./odd%20name:%20100%25.txt">odd name: 100%.txt</a>' in page
     assert "0 Bytes" in page
     assert "524.3 kB" in page
+
+
+#: Names whose links broke in pulpcore's listings (and in ours before #16): a browser
+#: decodes %41 to A, stops at # and ?, and nginx refuses a bare % with 400; the last one
+#: was live markup on the content origin.
+TRICKY = {"%41.txt": b"percent-41", "d%25r/in.txt": b"in d%25r", "a#b.txt": b"hash",
+          "q?x=1.txt": b"question", "100%.txt": b"hundred", "sp ace.txt": b"space",
+          "\u00fcn\u00ef.txt": b"unicode", "a&b;c.txt": b"amp",
+          "<svg onload=alert(1)>/f.txt": b"markup"}
+
+
+@pytest.fixture(scope="module")
+def tricky():
+    u = unique_name()
+    repo = data.repository(f"tricky-{u}", TRICKY)
+    return data.distribute(f"tricky-{u}", publication=data.publish(repo.latest_version()))
+
+
+def test_every_listing_link_fetches_its_entry(any_server, tricky):
+    """Follow every href of the listing (and of the listings it links to): each one is the
+    entry it names. The page title is text, never markup."""
+    from urllib.parse import unquote
+
+    found = follow_listing(httpx.get, url(any_server, tricky))
+    assert {unquote(name): body for name, body in found.items()} == TRICKY
+    page = httpx.get(url(any_server, tricky, "%3Csvg%20onload=alert(1)%3E/")).text
+    assert "<svg" not in page
+    assert ("<h1>Index of /pulp/content/"
+            f"{tricky.base_path}/&lt;svg onload=alert(1)&gt;/</h1>") in page
+
+
+def test_distribution_listing_links_fetch_their_distribution(server, unique):
+    """Base paths with characters a URL must encode (pulpcore's database refuses spaces,
+    ``?`` and ``#`` in base paths, not these): the partial-path listing links to each
+    distribution's own listing."""
+    from urllib.parse import unquote
+
+    segments = ("%41", "<b>", "100%", "\u00fc&x")
+    for segment in segments:
+        repo = data.repository(f"grp-{unique}-{segment}", {"f.txt": segment.encode()})
+        data.distribute(f"grp-{unique}/{segment}",
+                        publication=data.publish(repo.latest_version()))
+    found = follow_listing(httpx.get, server.url(f"/pulp/content/grp-{unique}/"))
+    assert {unquote(name): body for name, body in found.items()} == {
+        f"{segment}/f.txt": segment.encode() for segment in segments}
+    root = httpx.get(server.url("/pulp/content/")).text
+    assert f'<a href="./grp-{unique}/">' in root
 
 
 def test_trailing_slash_redirects(any_server, dist):
