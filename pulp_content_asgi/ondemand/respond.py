@@ -14,7 +14,7 @@ from pulp_content_asgi.protocol import ranges
 from pulp_content_asgi.serving.representation import from_headers
 from pulp_content_asgi.serving.responder import Request, unsatisfiable
 from pulp_content_asgi.serving.responder import respond as respond_to
-from pulp_content_asgi.serving.response import Response, StreamRange, text
+from pulp_content_asgi.serving.response import Response, reads_live, text
 
 #: Upstream headers never forwarded (pulpcore's list): hop-by-hop, and the length and
 #: encoding of a body the downloader may have decoded.
@@ -87,9 +87,7 @@ def _early_refusal(plan: RemotePlan, request: Request) -> Response | None:
     if plan.size is None or any(request.headers.get(h) is not None for h in PRECONDITIONS):
         return None
     try:
-        spec = ranges.parse_range_header(request.headers.get("Range"))
-        if spec and spec.first is not None and spec.first >= plan.size:
-            raise ranges.RangeNotSatisfiable("start beyond the size")
+        ranges.select(request.headers.get("Range"), plan.size)
     except ranges.RangeNotSatisfiable:
         return unsatisfiable(plan.size, {"X-PULP-ARTIFACT-SIZE": str(plan.size)})
     return None
@@ -123,7 +121,7 @@ async def _join(plan: RemotePlan) -> tuple[Fetch | Follow, bool, Mapping[str, st
 
 async def respond(plan: RemotePlan, request: Request, cached: bool = False
                   ) -> Response | AnswerFromStorage:
-    """The response for one client; a body is a :class:`StreamRange` of the spool.
+    """The response for one client; a body reads the spool (one range or several).
 
     :class:`AnswerFromStorage` when the file is small and this request joined someone
     else's download while the response cache is on: all of its bytes wait for
@@ -148,6 +146,6 @@ async def respond(plan: RemotePlan, request: Request, cached: bool = False
         headers["X-PULP-ARTIFACT-SIZE"] = str(total)
     rep = from_headers(SpoolSource(fetch, total), total, headers, live=True)
     response = respond_to(rep, request)
-    if not isinstance(response.body, StreamRange):
+    if not reads_live(response.body):
         inflight.leave(fetch)  # HEAD, 304, 412, 416: the download goes on without us
     return response

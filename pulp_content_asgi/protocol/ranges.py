@@ -1,32 +1,44 @@
-"""Single byte ranges (RFC 9110 §14): parsing, resolution against a size, and headers.
+"""Byte ranges (RFC 9110 §14): which ranges of a representation a Range header selects.
 
-Byte positions are inclusive, as in the RFC. What pulpcore-content answers is kept where it
-is stricter than the RFC: a Range header it cannot parse (``bytes=-1-11``, several ranges,
-another unit) gets 416 with ``Content-Range: bytes */<size>`` rather than being ignored,
-because Pulp's functional tests and existing clients rely on it (pulpcore #3052, #3054).
+The rules are nginx's (``ngx_http_range_filter_module``, checked against nginx 1.22 by
+``tests/test_ranges_nginx_e2e.py``), so a Pulp behind nginx or serving files next to it
+answers every Range header the way nginx answers it for a static file:
+
+* a header that does not start with ``bytes=`` (another unit, ``bytes = 0-1``, an empty
+  ``bytes=``) is ignored: 200 with the whole representation (RFC 9110 §14.2);
+* a syntax error anywhere in the ranges (``bytes=abc``, ``bytes=-1-11``, ``bytes=0-1;``), a
+  position beyond 2**63 - 1, or no satisfiable range at all (``bytes=5-1``, ``bytes=-0``,
+  ``bytes=5000-`` of 1000 bytes) is 416 with ``Content-Range: bytes */<size>``: nginx rejects
+  invalid range sets, as §14.2 permits, and pulpcore's functional tests expect 416 for
+  ``bytes=-1-11``;
+* ranges that select nothing are dropped from a set that has others (``bytes=1-2,5-1`` is
+  ``1-2``);
+* ranges that together ask for more bytes than there are (``bytes=0-9,0-9`` of 10 bytes;
+  overlapping ranges, §15.5.17) are ignored: 200 with the whole representation;
+* one range is a 206; several are a 206 ``multipart/byteranges`` (RFC 9110 §14.6), in the
+  order asked, as nginx serves static files.
+
+Byte positions are inclusive, as in the RFC.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.utils.http import parse_http_date_safe
 
-_SPEC = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+#: The largest position nginx accepts (``NGX_MAX_OFF_T_VALUE``); more is a 416.
+MAX_POSITION = 2**63 - 1
+#: One range of the set, as nginx's parser reads it: spaces around the numbers and the
+#: dash, ``first-``, ``first-last`` or ``-suffix``.
+_RANGE = re.compile(r" *(?:([0-9]+) *- *([0-9]*)|-([0-9]+)) *")
 
 
 class RangeNotSatisfiable(Exception):
-    """The Range header is malformed or selects no byte of the representation (→ 416)."""
-
-
-@dataclass(frozen=True)
-class RangeSpec:
-    """A syntactically valid single range: ``first-last``, ``first-`` or ``-suffix``."""
-
-    first: int | None
-    last: int | None
+    """The Range header is invalid or selects no byte of the representation (→ 416)."""
 
 
 @dataclass(frozen=True)
@@ -44,44 +56,54 @@ class ByteRange:
         return f"bytes {self.start}-{self.end}/{size}"
 
 
-#: Positions longer than this many digits are beyond any file (2**63 has 19 digits); they
-#: are read as "past the end" instead of being converted (Python refuses integers of more
-#: than 4300 digits, and would otherwise turn a hostile header into a 500).
-MAX_DIGITS = 19
-BEYOND = 2**63
+def _position(digits: str) -> int:
+    """A position; more than nginx's off_t holds is an invalid range set."""
+    if len(digits.lstrip("0")) > len(str(MAX_POSITION)) or int(digits) > MAX_POSITION:
+        # Length first: Python refuses to convert integers of more than 4300 digits.
+        raise RangeNotSatisfiable("range position beyond 2**63 - 1")
+    return int(digits)
 
 
-def _position(digits: str) -> int | None:
-    if not digits:
+def _pin(first: str | None, last: str | None, suffix: str | None, size: int
+         ) -> tuple[int, int]:
+    """One range pinned to ``size`` bytes: its first and last position, which select
+    nothing when the first is after the last."""
+    if suffix is not None:
+        return max(size - _position(suffix), 0), size - 1
+    assert first is not None
+    return _position(first), size - 1 if not last else min(_position(last), size - 1)
+
+
+def _ignored(value: str) -> bool:
+    """Not a byte-range set nginx acts on: another unit, or nothing after ``bytes=``."""
+    return len(value) < 7 or value[:6].lower() != "bytes="
+
+
+def select(value: str | None, size: int) -> list[ByteRange] | None:
+    """The ranges of a ``size``-byte representation that ``value`` (a Range header) asks
+    for: None for the whole representation (no header, or one to ignore), else one or more
+    ranges in the order asked. Raises :class:`RangeNotSatisfiable` for a 416.
+    """
+    if value is None or _ignored(value):
         return None
-    return int(digits) if len(digits) <= MAX_DIGITS else BEYOND
-
-
-def parse_range_header(value: str | None) -> RangeSpec | None:
-    """Parse a Range header; ``None`` means "no range asked", errors mean 416."""
-    if value is None:
-        return None
-    match = _SPEC.match(value)
-    if not match or (not match.group(1) and not match.group(2)):
-        raise RangeNotSatisfiable(f"unsupported Range header {value!r}")
-    first = _position(match.group(1))
-    last = _position(match.group(2))
-    if first is not None and last is not None and first > last:
-        raise RangeNotSatisfiable(f"range start after its end in {value!r}")
-    return RangeSpec(first, last)
-
-
-def resolve_range(spec: RangeSpec, size: int) -> ByteRange:
-    """Pin a range to a representation of ``size`` bytes; an end past the size is truncated."""
-    if spec.first is None:
-        suffix = spec.last or 0
-        if suffix == 0 or size == 0:
-            raise RangeNotSatisfiable("empty suffix range")
-        return ByteRange(max(size - suffix, 0), size - 1)
-    if spec.first >= size:
-        raise RangeNotSatisfiable(f"range starts at {spec.first}, beyond {size} bytes")
-    end = size - 1 if spec.last is None else min(spec.last, size - 1)
-    return ByteRange(spec.first, end)
+    selected: list[ByteRange] = []
+    for spec in value[6:].split(","):
+        parsed = _RANGE.fullmatch(spec)
+        if parsed is None:
+            raise RangeNotSatisfiable(f"invalid Range header {value!r}")
+        first, last, suffix = parsed.groups()
+        start, end = _pin(first, last, suffix, size)
+        if start <= end:
+            selected.append(ByteRange(start, end))
+        elif start == 0:
+            # nginx: a range from byte 0 that selects nothing (the representation is
+            # empty) means "send it all".
+            return None
+    if not selected:
+        raise RangeNotSatisfiable(f"no satisfiable range in {value!r} of {size} bytes")
+    if sum(r.length for r in selected) > size:
+        return None  # more bytes than the representation has: overlapping ranges
+    return selected
 
 
 def unsatisfied_content_range(size: int | None) -> str:
@@ -104,3 +126,24 @@ def if_range_allows(value: str | None, etag: str | None, last_modified: datetime
     if parsed is None or last_modified is None:
         return False
     return parsed == int(last_modified.timestamp())
+
+
+#: The Content-Type of a response with several ranges (RFC 9110 §14.6).
+MULTIPART = "multipart/byteranges"
+
+
+def boundary() -> str:
+    """A fresh multipart boundary: 20 characters like nginx's, but random, so no file can
+    contain it by design (nginx counts up)."""
+    return secrets.token_hex(10)
+
+
+def part_header(boundary: str, content_type: str, byte_range: ByteRange, size: int) -> bytes:
+    """What precedes one range in a ``multipart/byteranges`` body (nginx's layout)."""
+    return (f"\r\n--{boundary}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Range: {byte_range.content_range(size)}\r\n\r\n").encode("latin-1")
+
+
+def closing(boundary: str) -> bytes:
+    """What follows the last range of a ``multipart/byteranges`` body."""
+    return f"\r\n--{boundary}--\r\n".encode("latin-1")

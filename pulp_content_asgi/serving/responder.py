@@ -6,7 +6,9 @@ If-Range, 304, 412 and 416 behave identically everywhere. It is pure: no I/O, no
 models, no settings; the body it returns says which bytes to send, not how.
 
 Order (RFC 9110 §13.2.2): preconditions (If-Match, If-Unmodified-Since, If-None-Match,
-If-Modified-Since), then Range (§14.2) under If-Range (§13.1.5), then the body.
+If-Modified-Since), then Range (§14.2, read as nginx reads it: :mod:`..protocol.ranges`)
+under If-Range (§13.1.5), then the body: whole (200), one range (206) or several
+(206 ``multipart/byteranges``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from dataclasses import dataclass
 from django.utils.http import http_date
 
 from pulp_content_asgi.protocol import conditional, ranges
-from pulp_content_asgi.serving.representation import FileSource, Representation
-from pulp_content_asgi.serving.response import FileRange, Response, StreamRange, text
+from pulp_content_asgi.serving.representation import FileSource, Representation, header
+from pulp_content_asgi.serving.response import FileRange, Parts, Response, StreamRange, text
 
 #: Headers a 304 repeats from the 200 it stands for (RFC 9110 §15.4.5), plus
 #: Last-Modified, which pulpcore-content's 304s carry too.
@@ -95,15 +97,15 @@ def _preconditions(rep: Representation, request: Request, headers: Mapping[str, 
     return None
 
 
-def _wanted(rep: Representation, request: Request) -> ranges.ByteRange | None:
-    """The range to send, None for the whole representation; raises RangeNotSatisfiable."""
+def _wanted(rep: Representation, request: Request) -> list[ranges.ByteRange] | None:
+    """The ranges to send, None for the whole representation; raises RangeNotSatisfiable."""
     if not rep.ranges or rep.size is None:
         return None
-    spec = ranges.parse_range_header(request.headers.get("Range"))
-    if spec is None or not ranges.if_range_allows(request.headers.get("If-Range"), rep.etag,
-                                                  rep.last_modified):
+    value = request.headers.get("Range")
+    if value is None or not ranges.if_range_allows(request.headers.get("If-Range"), rep.etag,
+                                                   rep.last_modified):
         return None
-    return ranges.resolve_range(spec, rep.size)
+    return ranges.select(value, rep.size)
 
 
 def respond(rep: Representation, request: Request) -> Response:
@@ -121,16 +123,42 @@ def respond(rep: Representation, request: Request) -> Response:
         wanted = _wanted(rep, request)
     except ranges.RangeNotSatisfiable:
         return unsatisfiable(rep.size, headers)
+    if wanted is not None and len(wanted) > 1:
+        return _multipart(rep, request, headers, wanted)
     status, offset, length = 200, 0, rep.size
     if wanted is not None:
         assert rep.size is not None  # _wanted only resolves ranges of a known size
-        status, offset, length = 206, wanted.start, wanted.length
-        headers["Content-Range"] = wanted.content_range(rep.size)
+        status, offset, length = 206, wanted[0].start, wanted[0].length
+        headers["Content-Range"] = wanted[0].content_range(rep.size)
     if length is not None and (status == 206 or not rep.live
                                or request.http_version in HTTP_10):
         headers["Content-Length"] = str(length)
     body = None if request.method == "HEAD" else _body(rep, offset, length)
     return Response(status, headers, body, artifact_size=rep.artifact_size)
+
+
+def _multipart(rep: Representation, request: Request, headers: dict[str, str],
+               wanted: list[ranges.ByteRange]) -> Response:
+    """206 ``multipart/byteranges`` with the ranges in the order asked, laid out as nginx
+    lays them out; its length is always declared (it is known, even for a live source)."""
+    assert rep.size is not None
+    content_type = header(headers, "Content-Type") or "application/octet-stream"
+    boundary = ranges.boundary()
+    pieces: list[bytes | FileRange | StreamRange] = []
+    for wanted_range in wanted:
+        pieces.append(ranges.part_header(boundary, content_type, wanted_range, rep.size))
+        pieces.append(_body(rep, wanted_range.start, wanted_range.length))
+    pieces.append(ranges.closing(boundary))
+    length = sum(len(p) if isinstance(p, bytes) else p.length or 0 for p in pieces)
+    headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+    headers["Content-Type"] = f"{ranges.MULTIPART}; boundary={boundary}"
+    headers["Content-Length"] = str(length)
+    body: Parts | bytes | None = None
+    if request.method != "HEAD":
+        body = Parts(tuple(pieces))
+        if all(isinstance(p, bytes) for p in pieces):
+            body = b"".join(p for p in pieces if isinstance(p, bytes))
+    return Response(206, headers, body, artifact_size=rep.artifact_size)
 
 
 def _body(rep: Representation, offset: int, length: int | None

@@ -56,7 +56,25 @@ class StreamRange:
     length: int | None
 
 
-Body = bytes | FileRange | StreamRange | None
+@dataclass(frozen=True)
+class Parts:
+    """A ``multipart/byteranges`` body (RFC 9110 §14.6): part headers and closing as bytes,
+    between ranges of one file or one live source, sent in order."""
+
+    pieces: tuple[bytes | FileRange | StreamRange, ...]
+
+    @property
+    def live(self) -> LiveSource | None:
+        """The live source the ranges are read from, if they are."""
+        return next((p.source for p in self.pieces if isinstance(p, StreamRange)), None)
+
+
+Body = bytes | FileRange | StreamRange | Parts | None
+
+
+def reads_live(body: Body) -> bool:
+    """Whether sending ``body`` reads a live source (which the sender then releases)."""
+    return isinstance(body, StreamRange) or (isinstance(body, Parts) and body.live is not None)
 
 
 @dataclass(frozen=True)

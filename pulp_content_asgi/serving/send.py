@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-from pulp_content_asgi.serving.response import FileRange, Response, StreamRange, text
+from pulp_content_asgi.serving.response import FileRange, Parts, Response, StreamRange, text
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,9 @@ def _start(response: Response, extra: Mapping[str, str]) -> dict[str, Any]:
     return {"type": "http.response.start", "status": response.status, "headers": headers}
 
 
-async def _copy_file(handle: IO[bytes], body: FileRange, chunk_size: int, send: Send) -> None:
+async def _copy_file(handle: IO[bytes], body: FileRange, chunk_size: int, send: Send,
+                     more: bool = False) -> None:
+    """Send the range; ``more`` says whether other body messages follow it."""
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, handle.seek, body.offset)
     remaining = body.length
@@ -63,7 +65,8 @@ async def _copy_file(handle: IO[bytes], body: FileRange, chunk_size: int, send: 
         if not chunk:
             raise OSError(f"file ended {remaining} bytes early")
         remaining -= len(chunk)
-        await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+        await send({"type": "http.response.body", "body": chunk,
+                    "more_body": more or remaining > 0})
 
 
 async def _copy_stream(body: StreamRange, chunk_size: int, send: Send) -> None:
@@ -72,6 +75,21 @@ async def _copy_stream(body: StreamRange, chunk_size: int, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"", "more_body": True})
     async for chunk in body.source.chunks(body.offset, body.length, chunk_size):
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _copy_parts(body: Parts, handle: IO[bytes] | None, chunk_size: int, send: Send
+                      ) -> None:
+    """A multipart body: each piece in turn, every range of a file read from ``handle``."""
+    for piece in body.pieces:
+        if isinstance(piece, bytes):
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        elif isinstance(piece, FileRange):
+            assert handle is not None
+            await _copy_file(handle, piece, chunk_size, send, more=True)
+        else:
+            async for chunk in piece.source.chunks(piece.offset, piece.length, STREAM_STEP):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
@@ -115,10 +133,35 @@ async def send_response(response: Response, scope: Mapping[str, Any], receive: R
         await send(_start(response, extra))
         return await _stream(_copy_stream(body, STREAM_STEP, send),
                              body.source.release, receive)
+    if isinstance(body, Parts):
+        return await _send_parts(response, body, scope, receive, send, how, extra)
     await send(_start(response, extra))
     head = scope.get("method") == "HEAD"
     await send({"type": "http.response.body", "body": b"" if head or body is None else body})
     return True
+
+
+async def _send_parts(response: Response, body: Parts, scope: Mapping[str, Any],
+                      receive: Receive, send: Send, how: Sending, extra: Mapping[str, str]
+                      ) -> bool:
+    """A multipart body: the file is opened once, before the headers (so a file that
+    cannot be opened is still a clean 500), and released once at the end."""
+    files = [p for p in body.pieces if isinstance(p, FileRange)]
+    handle = await _open(files[0]) if files else None
+    if files and handle is None:
+        return await send_response(
+            text(500, "The file could not be read from storage; the server log has "
+                      "the details."), scope, receive, send, how, extra)
+    live = body.live
+
+    def cleanup() -> None:
+        if handle is not None:
+            handle.close()
+        if live is not None:
+            live.release()
+
+    await send(_start(response, extra))
+    return await _stream(_copy_parts(body, handle, how.chunk_size, send), cleanup, receive)
 
 
 async def _stream(copying: Awaitable[None], cleanup: Callable[[], None], receive: Receive

@@ -1,5 +1,6 @@
 """The single responder, table-driven: headers in → status, headers, body out. No
-database, no server (RFC 9110 §13.2.2 order, §14 ranges, §15.4.5 304 headers)."""
+database, no server (RFC 9110 §13.2.2 order, §14 ranges as nginx reads them, §15.4.5 304
+headers). Every row runs for a stored file and for a live download alike."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from django.utils.http import http_date
 
 from pulp_content_asgi.serving.representation import FileSource, Representation
 from pulp_content_asgi.serving.responder import Request, respond
-from pulp_content_asgi.serving.response import FileRange, StreamRange
+from pulp_content_asgi.serving.response import FileRange, Parts, StreamRange
 
 DATA = bytes(range(256)) * 4  # 1024 bytes
 ETAG = '"abc"'
@@ -49,9 +50,13 @@ def body_rep() -> Representation:
 KINDS = {"file": file_rep, "live": live_rep}
 
 
-def selected(body) -> tuple[int, int | None] | bytes | None:
+def selected(body) -> tuple[int, int | None] | list | bytes | None:
+    """The bytes a body selects: (offset, length) of a range, a list of ranges for a
+    multipart body (its part headers left out), or the bytes themselves."""
     if isinstance(body, (FileRange, StreamRange)):
         return (body.offset, body.length)
+    if isinstance(body, Parts):
+        return [selected(p) for p in body.pieces if not isinstance(p, bytes)]
     return body
 
 
@@ -69,6 +74,18 @@ def selected(body) -> tuple[int, int | None] | bytes | None:
         ({"Range": "bytes=0-9", "If-Range": "W/" + ETAG}, 200, (0, 1024), None),
         ({"Range": "bytes=5000-"}, 416, b"416: Range Not Satisfiable", "bytes */1024"),
         ({"Range": "bytes=abc"}, 416, b"416: Range Not Satisfiable", "bytes */1024"),
+        # nginx's reading of Range (protocol/ranges.py): invalid sets and sets with no
+        # satisfiable range are 416; other units and overlaps beyond the size are ignored;
+        # several ranges are a multipart 206, in the order asked.
+        ({"Range": "bytes=5-1"}, 416, b"416: Range Not Satisfiable", "bytes */1024"),
+        ({"Range": "bytes=-1-11"}, 416, b"416: Range Not Satisfiable", "bytes */1024"),
+        ({"Range": "items=0-9"}, 200, (0, 1024), None),
+        ({"Range": "bytes=0-1023,0-9"}, 200, (0, 1024), None),
+        ({"Range": "bytes=1-2,5-1"}, 206, (1, 2), "bytes 1-2/1024"),
+        ({"Range": "bytes=10-19,0-1"}, 206, [(10, 10), (0, 2)], None),
+        ({"Range": "bytes=0-1,-2", "If-Range": ETAG}, 206, [(0, 2), (1022, 2)], None),
+        ({"Range": "bytes=0-1,5-6", "If-Range": '"other"'}, 200, (0, 1024), None),
+        ({"Range": "bytes=0-1,5-6", "If-Range": DATE}, 206, [(0, 2), (5, 2)], None),
         ({"If-None-Match": ETAG}, 304, None, None),
         ({"If-None-Match": "*"}, 304, None, None),
         ({"If-None-Match": '"other"', "If-Modified-Since": DATE}, 200, (0, 1024), None),
@@ -167,3 +184,42 @@ def test_without_validators_preconditions_do_not_apply():
     rep = Representation(b"<html/>", 7, {"Content-Type": "text/html"}, ranges=False)
     response = respond(rep, Request("GET", {"If-Match": '"x"', "If-None-Match": "*"}))
     assert (response.status, response.body) == (200, b"<html/>")
+
+
+@pytest.mark.parametrize("kind", ["file", "live"])
+def test_several_ranges_are_one_multipart_body_laid_out_as_nginx_does(kind):
+    """RFC 9110 §14.6: part headers name the type and range, the boundary is in the
+    Content-Type, the length counts every byte; the validators stay."""
+    response = respond(KINDS[kind](), Request("GET", {"Range": "bytes=5-6,0-1"}))
+    assert response.status == 206
+    content_type = response.headers["Content-Type"]
+    assert content_type.startswith("multipart/byteranges; boundary=")
+    boundary = content_type.rsplit("=", 1)[1]
+    assert len(boundary) == 20
+    pieces = response.body.pieces
+    assert pieces[0] == (f"\r\n--{boundary}\r\nContent-Type: application/x-rpm\r\n"
+                         "Content-Range: bytes 5-6/1024\r\n\r\n").encode()
+    assert selected(pieces[1]) == (5, 2)
+    assert pieces[2] == (f"\r\n--{boundary}\r\nContent-Type: application/x-rpm\r\n"
+                         "Content-Range: bytes 0-1/1024\r\n\r\n").encode()
+    assert selected(pieces[3]) == (0, 2)
+    assert pieces[4] == f"\r\n--{boundary}--\r\n".encode()
+    length = sum(len(p) if isinstance(p, bytes) else p.length for p in pieces)
+    assert response.headers["Content-Length"] == str(length)
+    assert "Content-Range" not in response.headers
+    assert response.headers["ETag"] == ETAG and response.headers["Last-Modified"] == DATE
+    head = respond(KINDS[kind](), Request("HEAD", {"Range": "bytes=5-6,0-1"}))
+    assert head.status == 206 and head.body is None
+    assert head.headers["Content-Length"] == str(length)
+
+
+def test_several_ranges_of_bytes_in_memory_are_one_body():
+    rep = Representation(DATA, len(DATA), {"Content-Type": "text/plain"}, ETAG, None)
+    response = respond(rep, Request("GET", {"Range": "bytes=0-1,4-5"}))
+    boundary = response.headers["Content-Type"].rsplit("=", 1)[1]
+    assert response.body == (
+        f"\r\n--{boundary}\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-1/1024"
+        f"\r\n\r\n".encode() + DATA[0:2]
+        + f"\r\n--{boundary}\r\nContent-Type: text/plain\r\nContent-Range: bytes 4-5/1024"
+        f"\r\n\r\n".encode() + DATA[4:6] + f"\r\n--{boundary}--\r\n".encode())
+    assert response.headers["Content-Length"] == str(len(response.body))

@@ -10,7 +10,7 @@ import tempfile
 
 import pytest
 
-from pulp_content_asgi.serving.response import FileRange, Response, StreamRange
+from pulp_content_asgi.serving.response import FileRange, Parts, Response, StreamRange
 from pulp_content_asgi.serving.send import Sending, send_response
 
 DATA = os.urandom(100_000)
@@ -149,3 +149,50 @@ def test_a_client_that_leaves_stops_the_stream_and_releases_it():
 
     assert asyncio.run(main()) is False
     assert live.released == 1
+
+
+class Slices:
+    """A live source that serves slices of DATA (reads may come in any order)."""
+
+    def __init__(self) -> None:
+        self.released = 0
+
+    async def chunks(self, offset, length, step):
+        yield DATA[offset:offset + length]
+
+    def release(self) -> None:
+        self.released += 1
+
+
+def test_a_multipart_body_from_a_file_opens_it_once_and_sends_every_piece(local_file):
+    opened = []
+
+    def open_once():
+        opened.append(1)
+        return open(local_file, "rb")
+
+    pieces = (b"[head 1]", FileRange(open_once, 70_000, 20_000, len(DATA), local_file),
+              b"[head 2]", FileRange(open_once, 5, 3, len(DATA), local_file), b"[end]")
+    complete, sent = run(Response(206, {}, Parts(pieces)), PATHSEND)
+    assert complete and len(opened) == 1
+    assert body_of(sent) == b"[head 1]" + DATA[70_000:90_000] + b"[head 2]" + DATA[5:8] + b"[end]"
+    assert all(m["type"] != "http.response.pathsend" for m in sent)
+    assert [m["more_body"] for m in sent[1:]][-1] is False
+    assert all(m["more_body"] for m in sent[1:-1])
+
+
+def test_a_multipart_body_from_a_live_source_is_sent_and_released_once():
+    live = Slices()
+    pieces = (b"<1>", StreamRange(live, 9, 4), b"<2>", StreamRange(live, 0, 2), b"<end>")
+    complete, sent = run(Response(206, {}, Parts(pieces)), {})
+    assert complete and body_of(sent) == b"<1>" + DATA[9:13] + b"<2>" + DATA[0:2] + b"<end>"
+    assert live.released == 1
+
+
+def test_a_multipart_body_whose_file_cannot_be_opened_is_a_500_before_any_header():
+    def missing():
+        raise FileNotFoundError("/nonexistent/x")
+
+    body = Parts((b"h", FileRange(missing, 0, 1, 10, None), b"e"))
+    _, sent = run(Response(206, {}, body), {})
+    assert sent[0]["status"] == 500 and b"could not be read" in body_of(sent)
