@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import gzip
 import hashlib
 import os
 import subprocess
@@ -70,11 +71,86 @@ def test_streamed_policy_saves_nothing(metered_server, upstream):
     assert content_artifact(repo, "s.bin").artifact_id is None
 
 
-def test_upstream_content_type_wins(server, upstream):
-    distribution, prefix, _ = on_demand(upstream, {"x.txt": b"text"})
-    upstream.behaviour[prefix + "x.txt"] = Behaviour(content_type="text/x-upstream")
-    response = httpx.get(url(server, distribution, "x.txt"))
-    assert response.headers["content-type"].startswith("text/x-upstream")
+#: What an upstream (a CDN, an S3 bucket) adds that says nothing about the content.
+UPSTREAM_HEADERS = {"Set-Cookie": "session=upstream-secret", "Server": "upstream/1.0",
+                    "ETag": '"upstream-etag"', "Last-Modified": "Mon, 01 Jan 2001 00:00:00 GMT",
+                    "X-Amz-Request-Id": "abc", "Via": "1.1 cdn", "Age": "100",
+                    "Cache-Control": "public, max-age=31536000", "Content-Language": "de",
+                    "Content-Disposition": "attachment; filename=upstream.bin"}
+#: What a response says about the content: the same before and after the save.
+DESCRIBED = ("content-type", "etag", "last-modified", "cache-control", "x-pulp-artifact-size")
+
+
+def test_a_response_describes_the_content_not_the_upstream(any_server, upstream):
+    """pulpcore-content forwards the upstream's headers: its cookie, server, ETag and type,
+    and the ETag and type change once the file is stored (x.xml.gz: octet-stream first,
+    application/gzip after). Ours are the stored file's from the first byte."""
+    blob = gzip.compress(b"<metadata/>" * 1000)
+    distribution, prefix, repo = on_demand(upstream, {"x.xml.gz": blob})
+    upstream.behaviour[prefix + "x.xml.gz"] = Behaviour(
+        content_type="application/octet-stream", headers=UPSTREAM_HEADERS)
+    first = httpx.get(url(any_server, distribution, "x.xml.gz"), timeout=60)
+    assert first.status_code == 200 and first.content == blob
+    assert wait_for(lambda: content_artifact(repo, "x.xml.gz").artifact_id is not None)
+    stored = httpx.get(url(any_server, distribution, "x.xml.gz"), timeout=60)
+    assert "content-length" in stored.headers  # served from storage now
+    for name in DESCRIBED:
+        assert first.headers.get(name) == stored.headers.get(name), name
+    assert first.headers["content-type"] == "application/gzip"  # pulpcore's mime map
+    assert first.headers["etag"] == f'"{hashlib.sha256(blob).hexdigest()}"'
+    assert first.headers["cache-control"] == "public, max-age=0, must-revalidate"
+    for name in ("set-cookie", "x-amz-request-id", "via", "age", "content-language",
+                 "content-disposition"):
+        assert name not in first.headers, name
+    assert first.headers.get("server") != "upstream/1.0"
+    assert "upstream" not in first.headers.get("last-modified", "")
+
+
+def test_a_streamed_response_claims_no_digest_it_does_not_check(server, upstream):
+    """Streamed downloads are never verified, so they carry no ETag from the digest; the
+    type and Last-Modified are the repository's, the same on every request."""
+    distribution, prefix, _ = on_demand(upstream, {"s.xml.gz": b"x" * 100},
+                                        policy="streamed")
+    upstream.behaviour[prefix + "s.xml.gz"] = Behaviour(headers=UPSTREAM_HEADERS)
+    answers = [httpx.get(url(server, distribution, "s.xml.gz"), timeout=60)
+               for _ in range(2)]
+    assert [r.content for r in answers] == [b"x" * 100] * 2
+    assert "etag" not in answers[0].headers and "set-cookie" not in answers[0].headers
+    assert answers[0].headers["content-type"] == "application/gzip"
+    assert answers[0].headers["last-modified"] == answers[1].headers["last-modified"]
+    assert answers[0].headers["last-modified"] != UPSTREAM_HEADERS["Last-Modified"]
+
+
+@pytest.mark.parametrize("policy", ["on_demand", "streamed"])
+def test_an_upstream_gzip_coding_is_kept_as_the_files_bytes(any_server, upstream, policy):
+    """A ``.gz`` whose upstream labels it ``Content-Encoding: gzip`` (misconfigured S3 or
+    CDN origins send ``Packages.gz`` so): its digest is of the gzip bytes, so those are
+    fetched (``Accept-Encoding: identity``, nothing inflated), stored and served, without
+    a Content-Encoding that would make clients inflate it. pulpcore-content inflated it,
+    failed the digest and answered 404 for the whole failure cool-down."""
+    blob = gzip.compress(b"Package: pulp\n" * 20_000)
+    distribution, prefix, repo = on_demand(upstream, {"Packages.gz": blob}, policy=policy)
+    upstream.behaviour[prefix + "Packages.gz"] = Behaviour(
+        headers={"Content-Encoding": "gzip"}, content_type="text/plain")
+    for _ in range(2):
+        response = httpx.get(url(any_server, distribution, "Packages.gz"), timeout=60)
+        assert response.status_code == 200
+        assert "content-encoding" not in response.headers
+        assert response.content == blob  # httpx would have inflated a coded body
+        assert response.headers["content-type"] == "application/gzip"
+        if policy == "on_demand":
+            assert wait_for(lambda: content_artifact(repo, "Packages.gz").artifact_id)
+    assert upstream.asked[prefix + "Packages.gz"].get("Accept-Encoding") == "identity"
+    if policy == "on_demand":
+        artifact = content_artifact(repo, "Packages.gz").artifact
+        assert artifact.sha256 == hashlib.sha256(blob).hexdigest()
+        with open(artifact.file.path, "rb") as stored:
+            assert stored.read() == blob
+        assert upstream.hits[prefix + "Packages.gz"] == 1
+        assert RemoteArtifact.objects.get(url=upstream.url(prefix + "Packages.gz")
+                                          ).failed_at is None
+    else:
+        assert upstream.hits[prefix + "Packages.gz"] == 2
 
 
 def test_range_is_served_and_the_artifact_still_saved(any_server, upstream):
@@ -98,15 +174,18 @@ def test_range_beyond_known_size_is_416(server, upstream):
 
 
 @pytest.mark.parametrize(("headers", "status"), [
-    ({"If-None-Match": '"up-1"', "Range": "bytes=10-"}, 304),
+    ({"If-None-Match": "{etag}", "Range": "bytes=10-"}, 304),
     ({"If-Match": '"other"', "Range": "bytes=10-"}, 412),
 ])
 def test_preconditions_come_before_an_unsatisfiable_range(server, upstream, headers, status):
     """RFC 9110 §13.2.2 on a download not stored yet, as on a stored file: a 304 or 412
-    outranks the 416 a known size would give."""
-    distribution, prefix, _ = on_demand(upstream, {"v.bin": os.urandom(5)})
+    outranks the 416 a known size would give. The ETag is the stored file's."""
+    blob = os.urandom(5)
+    distribution, prefix, _ = on_demand(upstream, {"v.bin": blob})
     upstream.behaviour[prefix + "v.bin"] = Behaviour(headers={"ETag": '"up-1"'})
-    response = httpx.get(url(server, distribution, "v.bin"), headers=headers)
+    etag = f'"{hashlib.sha256(blob).hexdigest()}"'
+    asked = {k: v.replace("{etag}", etag) for k, v in headers.items()}
+    response = httpx.get(url(server, distribution, "v.bin"), headers=asked)
     assert response.status_code == status
     assert upstream.hits[prefix + "v.bin"] == 1  # answered from the download's validators
 

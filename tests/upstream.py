@@ -27,7 +27,8 @@ class Behaviour:
     gate: threading.Event | None = None
     # Held after this many body bytes until set.
     gate_after: int | None = None
-    # Extra response headers (validators, for instance).
+    # Extra response headers (validators, a Content-Encoding, cookies...): sent as they
+    # are, the body is never encoded by this server.
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -42,6 +43,8 @@ class Upstream:
     files: dict[str, bytes] = field(default_factory=dict)
     behaviour: dict[str, Behaviour] = field(default_factory=dict)
     hits: collections.Counter = field(default_factory=collections.Counter)
+    #: The headers of the last request for each path.
+    asked: dict[str, dict[str, str]] = field(default_factory=dict)
     base: str = ""
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
@@ -52,6 +55,7 @@ class Upstream:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
         self.hits[path] += 1
+        self.asked[path] = dict(request.headers)
         how = self.behaviour.get(path, Behaviour())
         if how.delay:
             await asyncio.sleep(how.delay)

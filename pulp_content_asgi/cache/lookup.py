@@ -14,6 +14,7 @@ On-demand downloads store the saved artifact's entry once the save is done.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from pulpcore.app.models import ContentArtifact, Distribution
@@ -120,9 +121,9 @@ class CachedResolver:
             return hit
         response = dispatch.finish(result, request)
         if isinstance(response, RemotePlan):
-            headers = dict(response.headers)
+            headers, modified = dict(response.headers), response.last_modified
             response.after_save.append(
-                lambda saved: self._store_saved(base, field, saved, headers))
+                lambda saved: self._store_saved(base, field, saved, headers, modified))
             return response
         stored = entry_for(result, response)
         if stored is not None and self.cache.set_sync(
@@ -131,11 +132,13 @@ class CachedResolver:
         return response
 
     def _store_saved(self, base: str, field: str, saved: ContentArtifact,
-                     headers: dict[str, str]) -> None:
-        """After an on-demand save: the next request is a hit on the stored artifact."""
+                     headers: dict[str, str], last_modified: datetime | None) -> None:
+        """After an on-demand save: the next request is a hit on the stored artifact, with
+        the Last-Modified the stream had (and an uncached request would have)."""
         if saved.artifact_id is None:
             return
         saved = ContentArtifact.objects.select_related("artifact__pulp_domain").get(pk=saved.pk)
-        entry = entry_for(results.ServeArtifact(saved.artifact, saved.relative_path, headers))
+        entry = entry_for(results.ServeArtifact(saved.artifact, saved.relative_path, headers,
+                                                last_modified))
         if entry is not None:
             self.cache.set_sync(base, field, entries.encode(entry, self.cache.ttl))

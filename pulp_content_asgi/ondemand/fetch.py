@@ -1,9 +1,12 @@
 """The download behind a spool: remotes tried in order, bytes published once, then saved.
 
 Uses each remote's own ``get_downloader()`` so plugin downloaders (token auth, ULN, SLES
-tokens, client certificates, proxies) keep working. A remote that fails before the first
-byte reached any client is skipped for the next one, as in pulpcore; after that the
-failure can only be reported by cutting the responses short.
+tokens, client certificates, proxies) keep working; the artifact itself is fetched without
+content decoding (:class:`~pulp_content_asgi.bridge.downloads.RawSession`), so a file an
+upstream labels ``Content-Encoding: gzip`` arrives as the bytes its digest describes. A
+remote that fails before the first byte reached any client is skipped for the next one,
+as in pulpcore; after that the failure can only be reported by cutting the responses
+short.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class SpoolingDownloader:
         self.downloader = hooks.call(remote_artifact.remote, "get_downloader",
                                      remote_artifact=remote_artifact,
                                      headers_ready_callback=self.on_headers)
+        downloads.fetch_raw(self.downloader)  # the bytes the digests describe, undecoded
         self._keep: Callable[[bytes], Awaitable[None]] = self.downloader.handle_data
         self.downloader.handle_data = self.on_data
         if not candidate.save:

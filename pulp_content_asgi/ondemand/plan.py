@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -44,6 +44,12 @@ class RemotePlan:
     #: The request handed to plugin hooks when the download is saved
     #: (``Remote.get_remote_artifact_url(path, request=...)``; pulp_python reads its query).
     hook_request: Any = None
+    #: The validators the stored file will have, known before the download: its strong
+    #: ETag (``"<sha256>"``, when every remote artifact promises that digest and the
+    #: download is verified against it) and Last-Modified (when the content joined the
+    #: repository). Upstream validators describe the upstream, and are not used.
+    etag: str | None = None
+    last_modified: datetime | None = None
 
 
 def _candidates(result: ServeRemote) -> list[Candidate]:
@@ -67,6 +73,16 @@ def _candidates(result: ServeRemote) -> list[Candidate]:
     return candidates
 
 
+def _etag(candidates: list[Candidate]) -> str | None:
+    """``"<sha256>"`` when every candidate promises the same sha256 and is verified against
+    it (saved downloads are; streamed ones are not checked, so they claim nothing)."""
+    digests = {c.remote_artifact.sha256 for c in candidates}
+    if len(digests) != 1 or not all(c.save for c in candidates):
+        return None
+    digest = digests.pop()
+    return f'"{digest}"' if digest else None
+
+
 def make(result: ServeRemote, received_at: float | None = None, hook_request: Any = None
          ) -> RemotePlan:
     candidates = _candidates(result)
@@ -84,4 +100,5 @@ def make(result: ServeRemote, received_at: float | None = None, hook_request: An
                       relative_path=ca.relative_path, size=sizes[0] if sizes else None,
                       repository=result.repository, pull_through_url=url,
                       resolved_at=received_at if received_at is not None else time.time(),
-                      hook_request=hook_request)
+                      hook_request=hook_request, etag=_etag(candidates),
+                      last_modified=result.last_modified)

@@ -11,17 +11,20 @@ from pulp_content_asgi.ondemand.inflight import inflight
 from pulp_content_asgi.ondemand.plan import RemotePlan
 from pulp_content_asgi.ondemand.spool import LeaderGone, Stale, UpstreamError
 from pulp_content_asgi.protocol import ranges
-from pulp_content_asgi.serving.representation import from_headers
+from pulp_content_asgi.serving.representation import Representation
 from pulp_content_asgi.serving.responder import Request, unsatisfiable
 from pulp_content_asgi.serving.responder import respond as respond_to
 from pulp_content_asgi.serving.response import Response, reads_live, text
 
-#: Upstream headers never forwarded (pulpcore's list): hop-by-hop, and the length and
-#: encoding of a body the downloader may have decoded.
-HOP_BY_HOP = frozenset({"connection", "content-encoding", "content-length", "keep-alive",
-                        "public", "proxy-authenticate", "transfer-encoding", "upgrade",
-                        # The server dates its own response (uvicorn would send two).
-                        "date"})
+#: Upstream headers a response forwards: none. A response describes the content, not the
+#: upstream it happens to come from: its type comes from pulpcore's mime map (and the
+#: distribution's ``content_headers_for``), its validators from the digest and the
+#: repository (:class:`~pulp_content_asgi.ondemand.plan.RemotePlan`), its caching policy
+#: from the distribution, exactly as for the stored file, so nothing changes once the
+#: download is saved. pulpcore-content forwards everything but hop-by-hop headers, which
+#: leaked the upstream's ``Set-Cookie``, ``Server``, ``ETag`` and ``Content-Type`` (and the
+#: latter two changed after the save). Name a header here to forward it.
+FORWARDED: frozenset[str] = frozenset()
 #: Bytes at the end of a response withheld until the download is verified: a corrupt
 #: artifact never reaches a client whole (a small one not at all); the response is cut
 #: instead.
@@ -56,10 +59,11 @@ class SpoolSource:
 
 
 def _merge(base: Mapping[str, str], upstream: Mapping[str, str]) -> dict[str, str]:
+    """Our headers, plus the upstream's that :data:`FORWARDED` names (theirs win)."""
     headers = dict(base)
     lowered = {k.lower(): k for k in headers}
     for name, value in upstream.items():
-        if name.lower() in HOP_BY_HOP:
+        if name.lower() not in FORWARDED:
             continue
         headers.pop(lowered.get(name.lower(), name), None)
         headers[name] = value
@@ -67,6 +71,9 @@ def _merge(base: Mapping[str, str], upstream: Mapping[str, str]) -> dict[str, st
 
 
 def _total(upstream: Mapping[str, str], known: int | None) -> int | None:
+    """The artifact's size: the upstream's Content-Length (the download is not decoded, so
+    it counts the bytes we get; ignored should a coding be decoded all the same), else the
+    size the remote artifact promised."""
     lowered = {k.lower(): v for k, v in upstream.items()}
     if "content-length" in lowered and "content-encoding" not in lowered:
         return int(lowered["content-length"])
@@ -142,9 +149,8 @@ async def respond(plan: RemotePlan, request: Request, cached: bool = False
             and plan.candidates[0].save and await fetch.spool.wait_done():
         inflight.leave(fetch)
         return AnswerFromStorage()
-    if total is not None:
-        headers["X-PULP-ARTIFACT-SIZE"] = str(total)
-    rep = from_headers(SpoolSource(fetch, total), total, headers, live=True)
+    rep = Representation(SpoolSource(fetch, total), total, headers, plan.etag,
+                         plan.last_modified, artifact_size=total, live=True)
     response = respond_to(rep, request)
     if not reads_live(response.body):
         inflight.leave(fetch)  # HEAD, 304, 412, 416: the download goes on without us

@@ -115,14 +115,15 @@ class ContentHandler:
     def serve_content_artifact(self, content_artifact: ContentArtifact,
                                headers: dict[str, str], version: RepositoryVersion | None,
                                last_modified: Any = None) -> results.Result:
-        """Send a content artifact's file, or stream it from a remote if not stored."""
-        if content_artifact.artifact_id is None:
-            return results.ServeRemote(content_artifact, headers)
+        """Send a content artifact's file, or stream it from a remote if not stored; either
+        way with the same Last-Modified (when the content joined ``version``)."""
         if last_modified is None and version is not None:
             if hasattr(content_artifact, "added_at"):  # annotated by a probe: no query
                 last_modified = content_artifact.added_at or version.pulp_created
             else:
                 last_modified = content.added_at(version, content_artifact)
+        if content_artifact.artifact_id is None:
+            return results.ServeRemote(content_artifact, headers, last_modified=last_modified)
         return results.ServeArtifact(content_artifact.artifact, content_artifact.relative_path,
                                      headers, last_modified)
 

@@ -52,6 +52,8 @@ class ServeRemote:
     For the first request of pull-through content the content artifact is unsaved and
     ``remote_artifact`` is the (unsaved) one to fetch; ``save`` says whether the download
     becomes content, and ``repository`` receives it when it supports pull-through.
+    ``last_modified`` is what the stored file will say (when the content joined the
+    repository), so the response says the same before and after the save.
     """
 
     content_artifact: ContentArtifact
@@ -59,6 +61,7 @@ class ServeRemote:
     remote_artifact: RemoteArtifact | None = None
     save: bool = True
     repository: Repository | None = None
+    last_modified: datetime | None = None
 
 
 @dataclass(frozen=True)
