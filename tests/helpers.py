@@ -306,6 +306,41 @@ def overlapping_distribution(base_path: str, **fields: object) -> Any:
         return data.distribute(base_path, **fields)
 
 
+def unit_at(model: Any, relative_path: str, blob: bytes, **fields: object) -> Any:
+    """A stored content unit of ``model`` whose one file is ``blob`` at ``relative_path``
+    (``fields`` completes the unit: ``digest`` or ``sha256`` are filled in)."""
+    from pulpcore.app.models import ContentArtifact
+
+    from pulp_content_asgi.devtools import data
+
+    artifact = data.artifact_from_bytes(blob)
+    names = {f.name for f in model._meta.get_fields()}
+    digest = {k: artifact.sha256 for k in ("digest", "sha256") if k in names}
+    unit = model.objects.create(relative_path=relative_path, **digest, **fields)
+    ContentArtifact.objects.create(content=unit, artifact=artifact, relative_path=relative_path)
+    return unit
+
+
+def also_in(version: Any, unit: Any, added_before: Any = None) -> None:
+    """Put ``unit`` into ``version`` beside a unit at the same relative path, as a
+    pulp_ostree re-sync leaves two ``summary`` files in one version (a version's own
+    finalize would have removed one). ``added_before``: another unit of the version that
+    this one joined the repository before (default: it joined last)."""
+    from datetime import timedelta
+
+    from pulpcore.app.models import RepositoryContent, RepositoryVersion
+
+    joined = RepositoryContent.objects.create(repository=version.repository, content=unit,
+                                              version_added=version)
+    if added_before is not None:
+        other = RepositoryContent.objects.get(repository=version.repository,
+                                              content=added_before)
+        RepositoryContent.objects.filter(pk=joined.pk).update(
+            pulp_created=other.pulp_created - timedelta(seconds=1))
+    current = RepositoryVersion.objects.get(pk=version.pk).content_ids
+    RepositoryVersion.objects.filter(pk=version.pk).update(content_ids=[*current, unit.pk])
+
+
 def distribution_in(domain: Any, files: dict[str, bytes]) -> Any:
     """A published distribution of ``files`` inside ``domain``."""
     from pulpcore.app.models import Domain

@@ -12,7 +12,7 @@ from pulp_file.app.models import FileDistribution
 from pulp_content_asgi.devtools import data
 from pulp_content_asgi.plugin import results
 from pulp_content_asgi.plugin.handlers import NOT_POINTING
-from tests.helpers import overlapping_distribution, resolve, unique_name
+from tests.helpers import also_in, overlapping_distribution, resolve, unique_name, unit_at
 
 FILES = {
     "a.txt": b"alpha",
@@ -227,3 +227,95 @@ def test_overlapping_base_paths_the_longest_ones_guard_decides(overlap):
     finally:
         FileDistribution.objects.filter(pk__in=[older.pk, newer.pk]).update(content_guard=None)
         guard.delete()
+
+
+@pytest.fixture(scope="module")
+def twice():
+    """A pass-through publication whose version holds two units at ``dup.txt`` (the second
+    joined last) and two at ``early.txt`` (the second joined before the first). Versions
+    are validated when published today, so the second units are put in afterwards."""
+    from pulp_file.app.models import FileContent
+
+    u = unique_name()
+    repo = data.repository(f"res-dup-{u}", {"dup.txt": b"first unit", "early.txt": b"later",
+                                            "dir/x.txt": b"x"})
+    version = repo.latest_version()
+    passed = data.distribute(f"res-dup-{u}", publication=data.publish(version,
+                                                                      pass_through=True))
+    first = FileContent.objects.get(pk__in=version.content, relative_path="early.txt")
+    also_in(version, unit_at(FileContent, "dup.txt", b"second unit, added last"))
+    also_in(version, unit_at(FileContent, "early.txt", b"added before"), added_before=first)
+    return version, passed
+
+
+@pytest.mark.parametrize(("path", "body"), [("dup.txt", b"second unit, added last"),
+                                            ("early.txt", b"later")])
+def test_two_units_at_one_path_the_one_added_last_is_served(twice, path, body):
+    """pulpcore-content answers 500 for such a path, every time; a warning names both."""
+    _, passed = twice
+    found = resolve(f"{passed.base_path}/{path}")
+    assert isinstance(found, results.ServeArtifact), found
+    assert found.artifact.file.read() == body
+    assert [served_path(resolve(f"{passed.base_path}/{path}")) for _ in range(3)] == [path] * 3
+
+
+def test_two_units_at_one_path_are_named_in_one_warning(twice, caplog):
+    """Every unit is named, once per process (not on every request)."""
+    from pulp_file.app.models import FileContent
+
+    from pulp_content_asgi.resolution import content
+
+    version, passed = twice
+    content._WARNED.discard((version.pk, "dup.txt"))
+    with caplog.at_level("WARNING", logger="pulp_content_asgi.resolution.content"):
+        for _ in range(3):
+            resolve(f"{passed.base_path}/dup.txt")
+    warnings = [r.getMessage() for r in caplog.records if "'dup.txt'" in r.getMessage()]
+    assert len(warnings) == 1
+    units = FileContent.objects.filter(pk__in=version.content, relative_path="dup.txt")
+    assert len(units) == 2 and all(str(unit.pk) in warnings[0] for unit in units)
+    assert "the one added last" in warnings[0]
+
+
+def test_two_units_at_one_path_are_listed_once_with_the_served_size(twice):
+    _, passed = twice
+    listing = resolve(f"{passed.base_path}/").listing
+    assert listing.names == {"dup.txt", "early.txt", "dir/"}
+    assert listing.sizes["dup.txt"] == len(b"second unit, added last")
+    assert listing.sizes["early.txt"] == len(b"later")
+
+
+def test_two_units_at_one_path_in_a_served_repository_version(unique):
+    """pulp_ostree's case: distributions that serve repository versions (no publication),
+    two ``summary`` units after a re-sync."""
+    from pulp_ostree.app.models import OstreeDistribution, OstreeRepository, OstreeSummary
+
+    repo = OstreeRepository.objects.create(name=f"res-ostree-{unique}")
+    older = unit_at(OstreeSummary, "summary", b"summary of the first sync")
+    with repo.new_version() as version:
+        version.add_content(OstreeSummary.objects.filter(pk=older.pk))
+    also_in(version, unit_at(OstreeSummary, "summary", b"summary of the re-sync"))
+    distribution = OstreeDistribution.objects.create(name=f"res-ostree-{unique}",
+                                                     base_path=f"res-ostree-{unique}",
+                                                     repository=repo)
+    found = resolve(f"{distribution.base_path}/summary")
+    assert isinstance(found, results.ServeArtifact), found
+    assert found.artifact.file.read() == b"summary of the re-sync"
+    assert resolve(f"{distribution.base_path}/").listing.names == {"summary"}
+
+
+def test_two_units_at_one_path_in_a_superseded_pass_through_publication(unique):
+    """The grace period of a superseded publication answers like the current one."""
+    from django.test import override_settings
+    from pulp_file.app.models import FileContent
+
+    with override_settings(DISTRIBUTED_PUBLICATION_RETENTION_PERIOD=3600):
+        repo = data.repository(f"res-grace-{unique}", {"gone.txt": b"first unit"})
+        version = repo.latest_version()
+        distribution = data.distribute(f"res-grace-{unique}", repository=repo)
+        data.publish(version, pass_through=True)
+        also_in(version, unit_at(FileContent, "gone.txt", b"second unit, added last"))
+        data.publish(data.remove_files(repo, ["gone.txt"]), pass_through=True)
+        found = resolve(f"{distribution.base_path}/gone.txt")
+    assert isinstance(found, results.ServeArtifact), found
+    assert found.artifact.file.read() == b"second unit, added last"

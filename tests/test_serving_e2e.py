@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from pulp_content_asgi.devtools import data
-from tests.helpers import follow_listing, raw_get, unique_name, url
+from tests.helpers import also_in, follow_listing, raw_get, unique_name, unit_at, url
 
 BODY = bytes(range(256)) * 2048  # 512 KiB: streamed, not inlined
 SMALL = b"hello, pulp\n"
@@ -358,3 +358,25 @@ def test_missing_file_in_storage_is_a_logged_500_naming_the_artifact(server, uni
     assert response.status_code == 500
     assert "missing from storage" in response.text
     assert str(artifact.pk) in server.log()
+
+
+def test_two_units_at_one_path_answer_the_one_added_last(any_server, unique):
+    """A pulp_ostree re-sync leaves two ``summary`` units in one version: pulpcore-content
+    answers 500 for it, every time. The unit added last is served and listed once."""
+    from pulp_ostree.app.models import OstreeDistribution, OstreeRepository, OstreeSummary
+
+    repo = OstreeRepository.objects.create(name=f"ostree-{unique}")
+    first = unit_at(OstreeSummary, "summary", f"first sync {unique}".encode())
+    with repo.new_version() as version:
+        version.add_content(OstreeSummary.objects.filter(pk=first.pk))
+    resynced = f"summary of the re-sync {unique}".encode()  # 33 bytes
+    also_in(version, unit_at(OstreeSummary, "summary", resynced))
+    distribution = OstreeDistribution.objects.create(name=f"ostree-{unique}",
+                                                     base_path=f"ostree-{unique}",
+                                                     repository=repo)
+    for _ in range(2):
+        response = httpx.get(url(any_server, distribution, "summary"))
+        assert (response.status_code, response.content) == (200, resynced)
+    page = httpx.get(url(any_server, distribution)).text
+    assert page.count('<a href="./summary">summary</a>') == 1
+    assert f"{len(resynced)} Bytes" in page  # the served unit's size

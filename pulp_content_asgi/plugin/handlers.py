@@ -13,7 +13,7 @@ in :meth:`DistributionHandler.serve` is the behaviour contract of pulpcore-conte
 3. A publication: ``dir/index.html`` (301 without the slash), a directory listing (301
    without the slash), the published artifact, then pass-through content.
 4. With ``SERVE_FROM_PUBLICATION``: files of superseded publications still in their grace
-   period (``Distribution.get_fallback_ca``).
+   period (``Distribution.get_fallback_ca``'s walk, :func:`content.grace_period_fallback`).
 5. A repository version when there is no publication and the type does not require one:
    ``dir/index.html``, a listing, the content artifact.
 6. Pull-through from ``distribution.remote``: a known remote artifact for the URL, or a
@@ -23,12 +23,10 @@ in :meth:`DistributionHandler.serve` is the behaviour contract of pulpcore-conte
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from django.core.exceptions import MultipleObjectsReturned
 from pulpcore.app import mime_types
 from pulpcore.app.models import (
     ContentArtifact,
@@ -44,8 +42,6 @@ from pulp_content_asgi.plugin import hooks, results
 from pulp_content_asgi.plugin.request import ContentRequest
 from pulp_content_asgi.resolution import checkpoints, content, sources
 from pulp_content_asgi.resolution.distributions import content_prefix
-
-log = logging.getLogger(__name__)
 
 #: Shared caches (CDNs) must revalidate with Pulp before reusing a response (pulpcore's).
 EDGE_CACHE_CONTROL = "public, max-age=0, must-revalidate"
@@ -146,10 +142,10 @@ class ContentHandler:
 
     def exact(self, probe: content.Probe, distribution: Distribution, path: str
               ) -> ContentArtifact | None:
-        """The probe's content artifact for ``path``; two claiming it is a broken version."""
-        if probe.duplicated:
-            log.error("Multiple (pass-through) matches for %s/%s", distribution.base_path, path)
-            raise MultipleObjectsReturned(f"several content artifacts at {path!r}")
+        """The probe's content artifact for ``path``. Several claiming it (pulp_ostree
+        re-syncs leave two ``summary``) gives the one added to the repository last, and a
+        warning naming them all (:func:`content.probe_version`); pulpcore-content answers
+        500 for such a path."""
         return probe.exact
 
 
@@ -192,7 +188,12 @@ class PublicationHandler(ContentHandler):
                            ) -> results.Result | None:
         if not distribution.SERVE_FROM_PUBLICATION:
             return None
-        fallback = hooks.call(distribution, "get_fallback_ca", path)
+        if type(distribution).get_fallback_ca is Distribution.get_fallback_ca:
+            # pulpcore's own walk, with duplicated pass-through paths answered as
+            # everywhere else (the unit added last); a plugin's override is its hook.
+            fallback = content.grace_period_fallback(distribution, path)
+        else:
+            fallback = hooks.call(distribution, "get_fallback_ca", path)
         if fallback is None:
             return None
         found, version = fallback

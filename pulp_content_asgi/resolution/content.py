@@ -2,6 +2,13 @@
 
 Each function is one small query (or two) with the joins the response needs, so a
 handler's decisions read as pulpcore's resolution order and nothing is fetched twice.
+
+Two content units at one relative path in one repository version (pulp_ostree re-syncs
+leave two ``summary`` files) made pulpcore-content answer 500 for that path, every time.
+Here the unit added to the repository last is served (pass-through publications,
+repository versions, the grace period of superseded pass-through publications), a
+warning names every unit (once per process, version and path), and listings show the
+name once, with the served unit's size. Only such a path costs a second query.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -18,11 +25,14 @@ from django.db import connection
 from django.db.models import Case, OuterRef, Q, QuerySet, Subquery, Value, When
 from pulpcore.app.models import (
     ContentArtifact,
+    DistributedPublication,
+    Distribution,
     Publication,
     PublishedArtifact,
     RemoteArtifact,
     RepositoryVersion,
 )
+from pulpcore.app.util import retain_distributed_pub_enabled
 
 from pulp_content_asgi.protocol.listing import Listing
 
@@ -36,10 +46,11 @@ BYTEWISE_COLLATIONS = frozenset({"C", "POSIX", "C.UTF-8", "C.utf8", "ucs_basic"}
 class Probe:
     """What one query found for a request path among published or version paths.
 
-    ``index`` is ``<dir>/index.html`` (when asked for), ``exact`` the path itself, ``below``
-    whether anything lives under ``<dir>/`` (a listing), ``duplicated`` whether two content
-    artifacts claim the exact path. Found content artifacts carry ``added_at``: when their
-    content joined the repository version (pulpcore's Last-Modified heuristic).
+    ``index`` is ``<dir>/index.html`` (when asked for), ``exact`` the path itself (the one
+    added last when several content artifacts claim it), ``below`` whether anything lives
+    under ``<dir>/`` (a listing), ``duplicated`` whether several content artifacts claim
+    the exact path. Found content artifacts carry ``added_at``: when their content joined
+    the repository version (pulpcore's Last-Modified heuristic).
     """
 
     index: ContentArtifact | None
@@ -108,15 +119,91 @@ def probe_published(publication: Publication, path: str) -> Probe:
     return _probe(rows, lambda row: row.content_artifact)
 
 
-def probe_version(version: RepositoryVersion, path: str, with_index: bool) -> Probe:
-    """The same among the content artifacts of a repository version."""
-    queryset = (
+def _in_version(version: RepositoryVersion) -> QuerySet:
+    return (
         ContentArtifact.objects.filter(content__in=version.content)
         .select_related("artifact__pulp_domain")
         .annotate(added_at=_added_at(version, "content_id"))
     )
+
+
+def probe_version(version: RepositoryVersion, path: str, with_index: bool) -> Probe:
+    """The same among the content artifacts of a repository version."""
+    queryset = _in_version(version)
     index = f"{_directory(path)}index.html" if with_index else None
-    return _probe(_ranked(queryset, path, index), lambda row: row)
+    rows = _ranked(queryset, path, index)
+    probe = _probe(rows, lambda row: row)
+    if not probe.duplicated:
+        return probe
+    # Several claim the path (the LIMIT may have hidden what lies below it, too).
+    claimants = list(queryset.filter(relative_path=path).select_related("content")
+                     .order_by("-added_at", "-pk"))
+    _warn_duplicates(version, path, claimants)
+    hidden = len(rows) == 3 and not probe.below  # three claimants filled the LIMIT
+    below = probe.below or (hidden and queryset.filter(
+        _under("relative_path", _directory(path))).exists())
+    return replace(probe, exact=claimants[0], below=below)
+
+
+#: (version, path) pairs already warned about in this process: the warning names the
+#: units once, not on every request for the path.
+_WARNED: set[tuple[object, str]] = set()
+
+
+def _warn_duplicates(version: RepositoryVersion, path: str,
+                     claimants: list[ContentArtifact]) -> None:
+    if (version.pk, path) in _WARNED:
+        return
+    if len(_WARNED) > 10_000:
+        _WARNED.clear()
+    _WARNED.add((version.pk, path))
+    served, *others = claimants
+    log.warning(
+        "%d content units claim %r in repository version %s: serving %s, the one added "
+        "last (%s), instead of %s. Remove the extra units from the repository (a new "
+        "version) to make the path unambiguous.",
+        len(claimants), path, version.pk, _unit(served), served.added_at,
+        ", ".join(f"{_unit(ca)} (added {ca.added_at})" for ca in others))
+
+
+def _unit(content_artifact: ContentArtifact) -> str:
+    return f"{content_artifact.content.pulp_type} {content_artifact.content_id}"
+
+
+def exact_in_version(version: RepositoryVersion, path: str) -> ContentArtifact | None:
+    """The content artifact at ``path`` in ``version``, the one added last if several."""
+    return probe_version(version, path, with_index=False).exact
+
+
+def grace_period_fallback(distribution: Distribution, path: str
+                          ) -> tuple[ContentArtifact, RepositoryVersion] | None:
+    """pulpcore's ``Distribution.get_fallback_ca``: the file at ``path`` in the newest
+    superseded publication of the distribution still within its retention period, and
+    its version; a pass-through publication's path claimed by several units answers as
+    everywhere else (the one added last, where pulpcore takes the first by primary key).
+    """
+    if not retain_distributed_pub_enabled():
+        return None
+    recent = (
+        DistributedPublication.get_non_expired()
+        .filter(distribution=distribution)
+        .order_by("-pulp_created")
+        .select_related("publication__repository_version")
+        .defer("publication__repository_version__content_ids")
+    )
+    for distributed in recent.iterator():
+        publication = distributed.publication
+        version = publication.repository_version
+        if publication.pass_through:
+            found = exact_in_version(version, path)
+        else:
+            published = (publication.published_artifact
+                         .select_related("content_artifact__artifact__pulp_domain")
+                         .filter(relative_path=path).first())
+            found = published.content_artifact if published is not None else None
+        if found is not None:
+            return found, version
+    return None
 
 
 def added_at(version: RepositoryVersion, content_artifact: ContentArtifact) -> datetime:
@@ -146,36 +233,33 @@ def list_directory(directory: str, version: RepositoryVersion,
     """The entries below ``directory`` ("" or ending in "/") with dates and sizes.
 
     Names come from published artifacts and, for pass-through publications or plain
-    versions, from the version's content artifacts. Dates are when the content joined the
-    repository (newest one for a directory); sizes come from the artifact, or from the
-    remote artifact for on-demand content.
+    versions, from the version's content artifacts; each name once. Dates are when the
+    content joined the repository (newest one for a directory); sizes come from the file
+    that is served (a published one first, else the unit added last), from its artifact
+    or, for on-demand content, its remote artifact.
     """
-    rows: list[tuple[str, datetime, object, int | None, object]] = []
+    rows: list[tuple[str, datetime, object, int | None, object, bool]] = []
     if publication is not None:
-        rows += PublishedArtifact.objects.filter(
+        rows += [(*row, True) for row in PublishedArtifact.objects.filter(
             publication=publication, relative_path__startswith=directory
         ).values_list("relative_path", "pulp_created", "content_artifact__content_id",
-                      "content_artifact__artifact__size", "content_artifact_id")
+                      "content_artifact__artifact__size", "content_artifact_id")]
     if publication is None or publication.pass_through:
-        rows += ContentArtifact.objects.filter(
+        rows += [(*row, False) for row in ContentArtifact.objects.filter(
             content__in=version.content, relative_path__startswith=directory
-        ).values_list("relative_path", "pulp_created", "content_id", "artifact__size", "pk")
+        ).values_list("relative_path", "pulp_created", "content_id", "artifact__size", "pk")]
     if not rows:
         return Listing(title=title, names=frozenset())
     names_of: dict[object, set[str]] = defaultdict(set)
     content_dates: dict[object, datetime] = {}
-    sizes: dict[str, int] = {}
-    missing: dict[object, str] = {}
-    for relative_path, created, content_id, size, ca_id in rows:
+    files: dict[str, list[tuple[bool, object, int | None, Any]]] = defaultdict(list)
+    for relative_path, created, content_id, size, ca_id, published in rows:
         name = _entry(directory, relative_path)
         names_of[content_id].add(name)
         if content_id not in content_dates or content_dates[content_id] < created:
             content_dates[content_id] = created
         if not name.endswith("/"):
-            if size is not None:
-                sizes[name] = size
-            else:
-                missing[ca_id] = name
+            files[name].append((published, content_id, size, ca_id))
     joined = (
         version._content_relationships()
         .filter(content_id__in=list(names_of))
@@ -187,6 +271,15 @@ def list_directory(directory: str, version: RepositoryVersion,
         for name in names:
             if name not in dates or dates[name] < content_dates[content_id]:
                 dates[name] = content_dates[content_id]
+    sizes: dict[str, int] = {}
+    missing: dict[object, str] = {}
+    for name, claimants in files.items():
+        # The one served: published first, then the unit added last (as probe_version).
+        _, _, size, ca_id = max(claimants, key=lambda c: (c[0], content_dates[c[1]], c[3]))
+        if size is not None:
+            sizes[name] = size
+        else:
+            missing[ca_id] = name
     if missing:
         remote_sizes = RemoteArtifact.objects.filter(
             content_artifact__in=list(missing), size__isnull=False
