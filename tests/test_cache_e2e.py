@@ -61,6 +61,11 @@ def test_miss_then_hit(cached_server, unique):
     assert big[1].content == big[0].content
     ranged = get(cached_server, distribution, "dir/b.bin", headers={"Range": "bytes=0-9"})
     assert ranged.status_code == 206 and ranged.content == big[0].content[:10]
+    several = get(cached_server, distribution, "dir/b.bin",
+                  headers={"Range": "bytes=5-6,0-1"})  # a hit, answered as nginx would
+    assert several.status_code == 206 and several.headers["x-pulp-cache"] == "HIT"
+    assert several.headers["content-type"].startswith("multipart/byteranges; boundary=")
+    assert several.content.count(b"Content-Range: bytes ") == 2
     listing = [get(cached_server, distribution, "dir/") for _ in range(2)]
     assert [(r.status_code, r.headers["x-pulp-cache"]) for r in listing] == [(200, "MISS"),
                                                                             (200, "HIT")]
