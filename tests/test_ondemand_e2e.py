@@ -28,6 +28,7 @@ from tests.helpers import (
     per_worker,
     scrape,
     stop_server,
+    unique_name,
     url,
     value,
     wait_for,
@@ -85,12 +86,15 @@ def test_a_response_describes_the_content_not_the_upstream(any_server, upstream)
     """pulpcore-content forwards the upstream's headers: its cookie, server, ETag and type,
     and the ETag and type change once the file is stored (x.xml.gz: octet-stream first,
     application/gzip after). Ours are the stored file's from the first byte."""
-    blob = gzip.compress(b"<metadata/>" * 1000)
+    # Unique bytes: content is unique by path and digest, and a unit saved by an earlier
+    # run of this test would be served from storage.
+    blob = gzip.compress(f"<metadata id='{unique_name()}'/>".encode() * 1000)
     distribution, prefix, repo = on_demand(upstream, {"x.xml.gz": blob})
     upstream.behaviour[prefix + "x.xml.gz"] = Behaviour(
         content_type="application/octet-stream", headers=UPSTREAM_HEADERS)
     first = httpx.get(url(any_server, distribution, "x.xml.gz"), timeout=60)
     assert first.status_code == 200 and first.content == blob
+    assert "content-length" not in first.headers  # a live download, not storage
     assert wait_for(lambda: content_artifact(repo, "x.xml.gz").artifact_id is not None)
     stored = httpx.get(url(any_server, distribution, "x.xml.gz"), timeout=60)
     assert "content-length" in stored.headers  # served from storage now
@@ -109,12 +113,13 @@ def test_a_response_describes_the_content_not_the_upstream(any_server, upstream)
 def test_a_streamed_response_claims_no_digest_it_does_not_check(server, upstream):
     """Streamed downloads are never verified, so they carry no ETag from the digest; the
     type and Last-Modified are the repository's, the same on every request."""
-    distribution, prefix, _ = on_demand(upstream, {"s.xml.gz": b"x" * 100},
-                                        policy="streamed")
+    blob = unique_name().encode() * 10
+    distribution, prefix, _ = on_demand(upstream, {"s.xml.gz": blob}, policy="streamed")
     upstream.behaviour[prefix + "s.xml.gz"] = Behaviour(headers=UPSTREAM_HEADERS)
     answers = [httpx.get(url(server, distribution, "s.xml.gz"), timeout=60)
                for _ in range(2)]
-    assert [r.content for r in answers] == [b"x" * 100] * 2
+    assert [r.content for r in answers] == [blob] * 2
+    assert upstream.hits[prefix + "s.xml.gz"] == 2
     assert "etag" not in answers[0].headers and "set-cookie" not in answers[0].headers
     assert answers[0].headers["content-type"] == "application/gzip"
     assert answers[0].headers["last-modified"] == answers[1].headers["last-modified"]
@@ -128,7 +133,7 @@ def test_an_upstream_gzip_coding_is_kept_as_the_files_bytes(any_server, upstream
     fetched (``Accept-Encoding: identity``, nothing inflated), stored and served, without
     a Content-Encoding that would make clients inflate it. pulpcore-content inflated it,
     failed the digest and answered 404 for the whole failure cool-down."""
-    blob = gzip.compress(b"Package: pulp\n" * 20_000)
+    blob = gzip.compress(f"Package: pulp-{unique_name()}\n".encode() * 20_000)
     distribution, prefix, repo = on_demand(upstream, {"Packages.gz": blob}, policy=policy)
     upstream.behaviour[prefix + "Packages.gz"] = Behaviour(
         headers={"Content-Encoding": "gzip"}, content_type="text/plain")
