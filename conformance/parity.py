@@ -414,6 +414,26 @@ FOLLOWS_BODY = "follows from the body difference"
 
 
 
+_HREF = re.compile(rb'href="([^"]*)"')
+LISTING_HREFS = ("deliberate: listing links are the names percent-encoded, then HTML-escaped "
+                 "(they resolve back to their entry); the pages are otherwise identical "
+                 "(docs/differences.md, listing links)")
+
+
+def same_listing_but_hrefs(ours: bytes, theirs: bytes) -> bool:
+    """Whether two listing pages differ only in how their links are encoded: every link
+    of ours, HTML-unescaped and percent-decoded, is theirs HTML-unescaped, and nothing
+    else differs."""
+    import html
+    from urllib.parse import unquote
+
+    mine, other = _HREF.findall(ours), _HREF.findall(theirs)
+    if len(mine) != len(other) or _HREF.sub(b"", ours) != _HREF.sub(b"", theirs):
+        return False
+    return all(unquote(html.unescape(a.decode())) == html.unescape(b.decode())
+               for a, b in zip(mine, other, strict=True))
+
+
 def verdicts(probe: Probe, ours: Answer, theirs: Answer, diffs: list[Difference],
              rules: list[Rule] | None = None) -> list[str]:
     """One verdict per difference: the first of ``rules`` (default RULES) that explains
@@ -430,6 +450,8 @@ def verdicts(probe: Probe, ours: Answer, theirs: Answer, diffs: list[Difference]
         rule = rule_for(diff)
         if rule is not None:
             found.append(rule.why)
+        elif diff.field == "body" and same_listing_but_hrefs(ours.body, theirs.body):
+            found.append(LISTING_HREFS)
         elif whole is not None:
             found.append(f"follows from the {whole.field} difference")
         elif diff.field == "content-length" and bodies_differ and all(

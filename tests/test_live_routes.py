@@ -123,6 +123,15 @@ def test_a_view_serves_an_artifact_with_ranges_and_guards(app, unique):
     assert call(app, path, headers={"X-Key": key})[2] == b"0123456789"
 
 
+def test_bad_paths_get_the_content_paths_4xx(app):
+    """What /pulp/content/ refuses, a live route refuses the same way (never a 500)."""
+    assert call(app, "/plugin/files/a/../b.txt")[0] == 400
+    assert call(app, "/plugin/files/a/%2e%2e/b.txt")[0] == 400
+    assert call(app, "/plugin/files/a/b%00.txt")[0] == 400
+    status, _, body = call(app, "/plugin/files/a/" + "x" * 5000)
+    assert status == 414 and b"414" in body
+
+
 def test_the_content_prefix_and_unknown_paths_stay_ours(app):
     status, _, body = call(app, "/pulp/content/shadowed/")
     assert status == 404 and body != b"hello"

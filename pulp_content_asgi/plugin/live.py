@@ -117,7 +117,10 @@ async def serve(request: HttpRequest, decide: Decide) -> HttpResponseBase:
     if request.method not in _METHODS:
         return ContentResponse(text(405, "Method Not Allowed", {"Allow": "GET, HEAD"}),
                                request.scope)  # type: ignore[attr-defined]
-    found = content_request(request)
+    try:
+        found = content_request(request)
+    except paths.BadPath as bad:  # "..", control characters, too long: as on /pulp/content/
+        return ContentResponse(text(bad.status, str(bad)), request.scope)  # type: ignore[attr-defined]
     try:
         outcome = await db.run(_decide, decide, found)
         if isinstance(outcome, RemotePlan):

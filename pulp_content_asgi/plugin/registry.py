@@ -145,8 +145,9 @@ def _support_for(config: Any) -> tuple[PluginSupport, Mapping[str, object]]:
         mode, source = "builtin", port.__name__
     else:
         mode, source = "bridge", "pulp_content_asgi.plugin.handlers"
-    if mode != "native" and urls is None and _has_aiohttp_routes(config.name):
-        # Its handlers (if any) serve the content prefix; its own routes have no server.
+    if urls is None and _has_aiohttp_routes(config.name):
+        # Its handlers (if any, even its own) serve the content prefix; its aiohttp
+        # routes have no server here.
         mode = "legacy"
     support = PluginSupport(config.label, config.name, str(getattr(config, "version", "")),
                             mode, tuple(handlers), urls, source)

@@ -18,6 +18,12 @@ def test_a_declaration_makes_the_plugin_native():
     assert handlers == {}
 
 
+def test_own_handlers_without_live_routes_leave_aiohttp_routes_unserved():
+    support, _ = registry._support_for(config(
+        "container", "pulp_container.app", content_asgi_handlers={"a.B": object}))
+    assert support.mode == "legacy"
+
+
 def test_a_shipped_port_is_used_when_the_plugin_declares_nothing():
     support, _ = registry._support_for(config("container", "pulp_container.app"))
     assert support.mode == "builtin"
