@@ -41,7 +41,7 @@ from conformance import parity_plugins as plugins
 from conformance import stack as stacks
 
 #: Plugins with a client here, in report order.
-PLUGINS = ("rpm", "deb", "python", "npm", "container", "file")
+PLUGINS = ("rpm", "deb", "python", "npm", "gem", "container", "file")
 #: The CI slice.
 CI_PLUGINS = ("rpm", "deb", "python", "container", "file")
 APPS = ("asgi", "legacy")
@@ -83,7 +83,7 @@ def _expected(one: plugins.Served, root: str) -> dict[str, str]:
     """The upstream's package files (name → sha256), what a client must end up with."""
     folder = os.path.join(root, "www", one.plugin, one.policy)
     patterns = {"rpm": "*.rpm", "deb": "pool/*/*.deb", "python": "**/*.whl",
-                "npm": "**/*.tgz", "file": "big.bin"}
+                "npm": "**/*.tgz", "gem": "gems/*.gem", "file": "big.bin"}
     found: dict[str, str] = {}
     for path in glob.glob(os.path.join(folder, patterns.get(one.plugin, "-")), recursive=True):
         found[os.path.basename(path)] = drivers.sha256(path)
@@ -119,6 +119,8 @@ def run_clients(one: plugins.Served, stack: stacks.Layout, work: str, root: str
         return [drivers.pip(f"{stack.origin}/pypi/{one.base_path}/simple/", package, work)]
     if one.plugin == "npm":
         return [drivers.npm(_content(stack, one.base_path), package, work)]
+    if one.plugin == "gem":
+        return [drivers.gem(_content(stack, one.base_path), package, work)]
     if one.plugin == "container":
         host = stack.origin.removeprefix("http://")
         return [drivers.skopeo(f"{host}/{one.base_path}:{one.upstream.version}", work)]
@@ -150,7 +152,7 @@ def tampered(one: plugins.Served, root: str) -> Iterator[bool]:
     Yields False when the plugin has no static package file to tamper."""
     files = [p for p in glob.glob(os.path.join(root, "www", one.plugin, one.policy, "**", "*"),
                                   recursive=True)
-             if os.path.isfile(p) and p.endswith((".rpm", ".deb", ".whl", ".tgz"))]
+             if os.path.isfile(p) and p.endswith((".rpm", ".deb", ".whl", ".tgz", ".gem"))]
     saved = {}
     for path in files:
         with open(path, "rb") as handle:
@@ -181,6 +183,7 @@ def _versions() -> dict[str, str]:
             "apt": first_line("apt-get", "--version"),
             "pip": first_line("/usr/bin/python3", "-m", "pip", "--version"),
             "skopeo": first_line("skopeo", "--version"), "npm": first_line("npm", "--version"),
+            "gem": first_line("gem", "--version"),
             "curl": first_line("curl", "--version"), "aria2c": first_line("aria2c", "--version")}
 
 
