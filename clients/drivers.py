@@ -219,7 +219,7 @@ def gem(source: str, package: str, workdir: str) -> Outcome:
     home = _fresh(workdir, "home")
     install = _fresh(workdir, "gems")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GEM_", "BUNDLE_"))}
-    env.update(HOME=home, GEM_HOME=install, GEM_PATH=install, GEMRC=os.devnull)
+    env.update(HOME=home, GEM_HOME=install, GEM_PATH=install)
     done = _run(["gem", "install", "--norc", "--clear-sources", "--source", source,
                  "--install-dir", install, "--no-document", "--ignore-dependencies",
                  package], env=env)

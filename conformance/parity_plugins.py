@@ -734,7 +734,7 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
              "a local upstream built at run time (conformance/fixtures/), a repository "
              "synced with the `immediate` and with the `on_demand` policy (maven: a "
              "pull-through distribution, it has no sync; ansible: a collection uploaded), "
-             "a publication where the plugin publishes (rpm, deb, python), a "
+             "a publication where the plugin publishes (rpm, deb, python, gem), a "
              "distribution. Each request "
              "went byte for byte to our app and to pulpcore-content (one process each, the "
              "stack's database and settings, each on its own Redis database). Pass \"ours "
