@@ -209,6 +209,28 @@ def npm(registry: str, package: str, workdir: str) -> Outcome:
                   {tarball: entry.get("integrity", "none")})
 
 
+# --- gem --------------------------------------------------------------------------------
+
+def gem(source: str, package: str, workdir: str) -> Outcome:
+    """``gem install --clear-sources --source <distribution>`` into a private install
+    dir, with HOME, GEM_HOME and GEM_PATH isolated (no ~/.gemrc, no gems of the machine);
+    the files are the ``.gem`` files it fetched into its cache."""
+    started = time.monotonic()
+    home = _fresh(workdir, "home")
+    install = _fresh(workdir, "gems")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GEM_", "BUNDLE_"))}
+    env.update(HOME=home, GEM_HOME=install, GEM_PATH=install)
+    done = _run(["gem", "install", "--norc", "--clear-sources", "--source", source,
+                 "--install-dir", install, "--no-document", "--ignore-dependencies",
+                 package], env=env)
+    if done.returncode:
+        return _timed("gem", started, False, "install: " + _tail(done))
+    if not glob.glob(os.path.join(install, "gems", f"{package}-*")):
+        return _timed("gem", started, False, f"{package} not installed in {install}")
+    return _timed("gem", started, True, "installed", _digests(os.path.join(install, "cache"),
+                                                               "*.gem"))
+
+
 # --- curl and aria2c (resumable and parallel ranges) ----------------------------------------
 
 def curl_resume(url: str, workdir: str, expected: str) -> Outcome:

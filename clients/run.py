@@ -41,10 +41,12 @@ from conformance import parity_plugins as plugins
 from conformance import stack as stacks
 
 #: Plugins with a client here, in report order.
-PLUGINS = ("rpm", "deb", "python", "npm", "container", "file")
+PLUGINS = ("rpm", "deb", "python", "npm", "gem", "container", "file")
 #: The CI slice.
 CI_PLUGINS = ("rpm", "deb", "python", "container", "file")
 APPS = ("asgi", "legacy")
+#: The package files the integrity oracle tampers (one byte flipped, same size).
+TAMPERED = (".rpm", ".deb", ".whl", ".tgz", ".gem")
 APP_NAMES = {"asgi": "pulp-content-asgi", "legacy": "pulpcore-content"}
 #: Baseline (pulpcore-content) failures that are the old app's, by (check, policy) →
 #: why. Anything failing against our app is never explained away.
@@ -83,7 +85,7 @@ def _expected(one: plugins.Served, root: str) -> dict[str, str]:
     """The upstream's package files (name → sha256), what a client must end up with."""
     folder = os.path.join(root, "www", one.plugin, one.policy)
     patterns = {"rpm": "*.rpm", "deb": "pool/*/*.deb", "python": "**/*.whl",
-                "npm": "**/*.tgz", "file": "big.bin"}
+                "npm": "**/*.tgz", "gem": "gems/*.gem", "file": "big.bin"}
     found: dict[str, str] = {}
     for path in glob.glob(os.path.join(folder, patterns.get(one.plugin, "-")), recursive=True):
         found[os.path.basename(path)] = drivers.sha256(path)
@@ -119,6 +121,8 @@ def run_clients(one: plugins.Served, stack: stacks.Layout, work: str, root: str
         return [drivers.pip(f"{stack.origin}/pypi/{one.base_path}/simple/", package, work)]
     if one.plugin == "npm":
         return [drivers.npm(_content(stack, one.base_path), package, work)]
+    if one.plugin == "gem":
+        return [drivers.gem(_content(stack, one.base_path), package, work)]
     if one.plugin == "container":
         host = stack.origin.removeprefix("http://")
         return [drivers.skopeo(f"{host}/{one.base_path}:{one.upstream.version}", work)]
@@ -150,7 +154,7 @@ def tampered(one: plugins.Served, root: str) -> Iterator[bool]:
     Yields False when the plugin has no static package file to tamper."""
     files = [p for p in glob.glob(os.path.join(root, "www", one.plugin, one.policy, "**", "*"),
                                   recursive=True)
-             if os.path.isfile(p) and p.endswith((".rpm", ".deb", ".whl", ".tgz"))]
+             if os.path.isfile(p) and p.endswith(TAMPERED)]
     saved = {}
     for path in files:
         with open(path, "rb") as handle:
@@ -181,6 +185,7 @@ def _versions() -> dict[str, str]:
             "apt": first_line("apt-get", "--version"),
             "pip": first_line("/usr/bin/python3", "-m", "pip", "--version"),
             "skopeo": first_line("skopeo", "--version"), "npm": first_line("npm", "--version"),
+            "gem": first_line("gem", "--version"),
             "curl": first_line("curl", "--version"), "aria2c": first_line("aria2c", "--version")}
 
 
@@ -189,8 +194,14 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--report", default=os.path.join(stacks.ROOT, "clients", "report.md"))
     parser.add_argument("--slice", choices=("full", "ci"), default="full")
+    parser.add_argument("--plugins", help=f"a comma-separated subset of {','.join(PLUGINS)} "
+                        "(instead of the slice)")
     args = parser.parse_args()
     chosen = CI_PLUGINS if args.slice == "ci" else PLUGINS
+    if args.plugins:
+        chosen = tuple(args.plugins.split(","))
+        if unknown := set(chosen) - set(PLUGINS):
+            parser.error(f"unknown plugins: {', '.join(sorted(unknown))}")
     stack = stacks.layout()
     began = time.monotonic()
     started = False
@@ -247,7 +258,10 @@ def main() -> None:
                         folder = os.path.join(work, app, one.plugin, "tampered")
                         os.makedirs(folder, exist_ok=True)
                         for outcome in run_clients(one, stack, folder, root)[:1]:
-                            kept = plugins.saved(one.saves)
+                            # Only the tampered files must not be saved: what else the
+                            # client fetched (gem: the untouched gemspec) is genuine.
+                            kept = plugins.saved(key for path, key in one.cold.items()
+                                                 if path.endswith(TAMPERED))
                             rejected = not outcome.ok
                             outcome.ok = rejected and not kept
                             outcome.detail = (
@@ -262,7 +276,8 @@ def main() -> None:
         if started:
             stacks.down(stack)
     seconds = time.monotonic() - began
-    failures = write_report(args.report, rows, seconds, args.slice)
+    chosen_by = f"--plugins {args.plugins}" if args.plugins else f"--slice {args.slice}"
+    failures = write_report(args.report, rows, seconds, chosen_by)
     print(f"clients: {len(rows)} rows, {failures} failing; report {args.report}")
     raise SystemExit(1 if failures else 0)
 
@@ -287,7 +302,7 @@ def _forget_cache(served: list[plugins.Served]) -> None:
     client.delete(*cache_key([one.base_path for one in served]))
 
 
-def write_report(path: str, rows: list[Row], seconds: float, slice_: str) -> int:
+def write_report(path: str, rows: list[Row], seconds: float, chosen_by: str) -> int:
     """Write the report; the number of failures that count (ours, or unexplained)."""
     commit = subprocess.run(["git", "-C", stacks.ROOT, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True, check=False).stdout.strip()
@@ -301,7 +316,7 @@ def write_report(path: str, rows: list[Row], seconds: float, slice_: str) -> int
         table.setdefault((row.check, row.policy), {})[row.app] = row
     lines = ["# Real package clients against Pulp's content",
              "",
-             f"Generated by `make clients` (`python -m clients.run --slice {slice_}`) at "
+             f"Generated by `make clients` (`python -m clients.run {chosen_by}`) at "
              f"commit `{commit}`{' (with uncommitted changes)' if dirty else ''} on {now}, "
              f"in {seconds:.0f} s. Every client fetched through the stack's nginx (Pulp's "
              "proxy layout), content routed to the app of the column. Source and method: "

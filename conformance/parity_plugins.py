@@ -3,15 +3,15 @@ stack from local upstreams, asked of our app and of pulpcore-content.
 
     python -m conformance.parity_plugins [--report conformance/parity-plugins.md]
                                          [--plugins rpm,deb,python,npm,ostree,maven,
-                                                    ansible,container]
+                                                    ansible,gem,container]
 
 Runs on the stack of ``make pulp-up`` (started here if it is not up). For each plugin it
 builds local upstreams (conformance/fixtures/), then through pulpcore-api (HTTP, Basic
 auth; the client bindings are not installed) creates what a user would: rpm, deb,
-python, npm, ostree and container a remote and a repository synced with the
+python, npm, ostree, gem and container a remote and a repository synced with the
 ``immediate`` and with the ``on_demand`` policy; maven a pull-through distribution on a
 remote (it has no sync); ansible a collection uploaded into a repository (a sync needs a
-Galaxy upstream). It publishes where the plugin publishes (rpm, deb, python) and
+Galaxy upstream). It publishes where the plugin publishes (rpm, deb, python, gem) and
 distributes. The requests of each distribution — listings, every file it serves, the
 package with HEAD, ranges and conditionals, the plugin's own paths (``config.repo``, the
 PyPI JSON API, the npm packument, …) — go to a pair of processes on the stack's
@@ -67,9 +67,7 @@ from conformance import parity as base
 from conformance import stack as stacks
 from conformance.fixtures import maven
 
-PLUGINS = ("rpm", "deb", "python", "npm", "ostree", "maven", "ansible", "container")
-#: Not here yet: pulp_gem (its sync downloads Ruby-Marshal gemspecs, quick/Marshal.4.8/
-#: *.gemspec.rz, which only Ruby's `gem generate_index` writes).
+PLUGINS = ("rpm", "deb", "python", "npm", "ostree", "maven", "ansible", "gem", "container")
 #: Headers compared by value: parity.py's, and the ones the plugins' clients act on.
 COMPARED = (*base.COMPARED, "docker-content-digest", "docker-distribution-api-version",
             "x-pypi-last-serial")
@@ -107,6 +105,8 @@ KINDS: dict[str, Kind] = {
     "maven": Kind("", "maven/maven", "maven/maven", package=r".*\.(jar|pom)"),
     # No remote: a collection uploaded through the API.
     "ansible": Kind("ansible/ansible", "", "ansible/ansible", package=r".*\.tar\.gz"),
+    # The publication serves the Marshal and compact indexes; gems pass through.
+    "gem": Kind("gem/gem", "gem/gem", "gem/gem", "gem/gem", package=r"gems/.*\.gem"),
     "container": Kind("container/container", "container/container",
                       "container/container"),
     # make clients: the range-heavy clients' 8 MiB file (not in the parity corpus).
@@ -435,6 +435,8 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
         "ostree": [("missing delta index", "delta-indexes/xx/nope.index")],
         "maven": [("missing upstream file", f"org/example/parity/{name}/9.9/nope.jar")],
         "ansible": [("unknown collection", "parity-nope-1.0.0.tar.gz")],
+        "gem": [("unknown gem", "gems/nope-1.0.0.gem"), ("unknown info", "info/nope"),
+                ("dependency API (not served)", f"api/v1/dependencies?gems={name}")],
     }[one.plugin]
     for label, path in extra:
         found.append(probe(label, f"{base_url}/{path}", "HEAD" if "HEAD" in label else "GET"))
@@ -732,7 +734,7 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
              "a local upstream built at run time (conformance/fixtures/), a repository "
              "synced with the `immediate` and with the `on_demand` policy (maven: a "
              "pull-through distribution, it has no sync; ansible: a collection uploaded), "
-             "a publication where the plugin publishes (rpm, deb, python), a "
+             "a publication where the plugin publishes (rpm, deb, python, gem), a "
              "distribution. Each request "
              "went byte for byte to our app and to pulpcore-content (one process each, the "
              "stack's database and settings, each on its own Redis database). Pass \"ours "

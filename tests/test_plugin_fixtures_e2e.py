@@ -18,7 +18,7 @@ import pytest
 from conformance import fixtures
 
 TOOLS = ("rpmbuild", "apt-ftparchive", "dpkg-deb", "docker-registry", "skopeo", "npm", "nginx",
-         "ostree")
+         "ostree", "gem")
 
 
 def _free_port() -> int:
@@ -45,7 +45,7 @@ def _get(url: str, **headers: str) -> httpx.Response:
 
 
 def test_every_plugin_has_both_policies_with_different_packages(upstreams: dict) -> None:
-    for plugin in ("rpm", "deb", "python", "npm", "container"):
+    for plugin in ("rpm", "deb", "python", "npm", "gem", "container"):
         names = {upstreams[(plugin, policy)].package for policy in fixtures.POLICIES}
         assert names == {"hello-immediate", "hello-on-demand"}
 
@@ -138,3 +138,18 @@ def test_ansible_collection_is_built_for_upload(upstreams: dict) -> None:
     with tarfile.open(upstream.upload) as collection:
         manifest = json.load(collection.extractfile("MANIFEST.json"))  # type: ignore[arg-type]
     assert manifest["collection_info"]["name"] == "hello_upload"
+
+
+def test_gem_compact_index_names_the_gem_by_its_digest(upstreams: dict) -> None:
+    """What pulp_gem's sync reads: ``versions`` (with the md5 of ``info/<name>``), the
+    info line's sha256 of the gem, the gem and its Marshal gemspec."""
+    upstream = upstreams[("gem", "on_demand")]
+    versions = _get(f"{upstream.url}versions").text
+    info = _get(f"{upstream.url}info/hello-on-demand").content
+    line = f"hello-on-demand 1.0.0 {hashlib.md5(info).hexdigest()}"
+    assert versions.splitlines()[1:] == ["---", line]
+    gem = _get(f"{upstream.url}gems/hello-on-demand-1.0.0.gem").content
+    digest = hashlib.sha256(gem).hexdigest()
+    assert info.decode().splitlines() == ["---", f"1.0.0 |checksum:{digest}"]
+    assert _get(f"{upstream.url}quick/Marshal.4.8/hello-on-demand-1.0.0.gemspec.rz").content
+    assert gzip.decompress(_get(f"{upstream.url}specs.4.8.gz").content)[:2] == b"\x04\x08"
