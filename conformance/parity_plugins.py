@@ -507,8 +507,27 @@ CONTAINER_BLOB = r"/pulp/container/.+/blobs/sha256:[0-9a-f]{64}(\?.*)?"
 #: pulp_npm's packument: a package name right under an npm distribution of this corpus.
 NPM_PACKUMENT = re.escape(stacks.PREFIX) + r"parity-[0-9a-f]+/npm/[a-z-]+/[^/]+"
 
+#: #16 item 4: a streamed or first on-demand answer describes the content, not the
+#: upstream (docs/differences.md, upstream headers): pulpcore-content forwards the
+#: upstream's validators, Accept-Ranges, Cache-Control and Content-Type.
+_UPSTREAM = ("deliberate: a response describes the content, not the upstream: no upstream "
+             "header is forwarded, the type comes from Pulp's mime map as for stored files "
+             "(docs/differences.md, upstream headers)")
+#: (ours: Pulp's mime map for the path, theirs: what the local upstream sent)
+_TYPES = r"application/octet-stream|text/xml|application/java-archive"
+_UPSTREAM_TYPES = (r"application/(x-rpm|zip|gzip|xml|vnd\.debian\.binary-package|"
+                   r"octet-stream)")
+
 #: Differences of the plugins' content, keyed as parity.py's RULES are.
 PLUGIN_RULES: list[base.Rule] = [
+    base.Rule("accept-ranges", base.ABSENT, r"bytes", _UPSTREAM, (200, 206)),
+    base.Rule("etag", base.ABSENT, base.AIOHTTP_ETAG, _UPSTREAM, (200, 206)),
+    # A verified on-demand blob: ours is the artifact's "<sha256>", the registry's
+    # upstream ETag "sha256:<hex>" is not forwarded.
+    base.Rule("etag", base.SHA256_ETAG, r'"sha256:[0-9a-f]{64}"', _UPSTREAM, (200, 206)),
+    base.Rule("last-modified", base.ABSENT, base.HTTP_DATE, _UPSTREAM, (200, 206)),
+    base.Rule("cache-control", base.ABSENT, r"max-age=\d+", _UPSTREAM, (200, 206)),
+    base.Rule("content-type", _TYPES, _UPSTREAM_TYPES, _UPSTREAM, (200, 206)),
     base.Rule("content-type", r"application/json", r"text/plain; charset=utf-8",
               "deliberate: the packument is JSON; pulpcore-content sends aiohttp's default "
               "type (docs/differences.md, pulp_npm packument Content-Type)",
