@@ -204,12 +204,7 @@ def main() -> None:
             parser.error(f"unknown plugins: {', '.join(sorted(unknown))}")
     stack = stacks.layout()
     began = time.monotonic()
-    started = False
-    if stacks._get(f"{stack.origin}/pulp/api/v3/status/") is None:
-        stacks.up(stack)
-        started = True
-    os.environ.update({k: v for k, v in stacks.environment(stack).items()
-                       if k in ("PULP_SETTINGS", "DJANGO_SETTINGS_MODULE")})
+    started = stacks.ensure_up(stack)
     unique = uuid.uuid4().hex[:6]
     work = stack.path("clients")
     shutil.rmtree(work, ignore_errors=True)

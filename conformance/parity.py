@@ -582,12 +582,7 @@ def main() -> None:
     args.report = args.report or os.path.join(
         stacks.ROOT, "conformance", "parity-domains.md" if args.domains else "parity.md")
     stack = stacks.layout(args.domains)
-    started = False
-    if stacks._get(f"{stack.origin}/pulp/api/v3/status/") is None:
-        stacks.up(stack)
-        started = True
-    os.environ.update({k: v for k, v in stacks.environment(stack).items()
-                       if k in ("PULP_SETTINGS", "DJANGO_SETTINGS_MODULE")})
+    started = stacks.ensure_up(stack)
     try:
         probes, _ = corpus(args.domains)
         pair = start_pair(stack)

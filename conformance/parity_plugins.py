@@ -835,12 +835,7 @@ def main() -> None:
     stack = stacks.layout()
     timings: dict[str, float] = {}
     began = time.monotonic()
-    started = False
-    if stacks._get(f"{stack.origin}/pulp/api/v3/status/") is None:
-        stacks.up(stack)
-        started = True
-    os.environ.update({k: v for k, v in stacks.environment(stack).items()
-                       if k in ("PULP_SETTINGS", "DJANGO_SETTINGS_MODULE")})
+    started = stacks.ensure_up(stack)
     timings["stack"] = time.monotonic() - began
     unique = uuid.uuid4().hex[:6]
     try:

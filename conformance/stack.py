@@ -337,6 +337,17 @@ def up(stack: Layout, content: str = "asgi", fresh: bool = False,
           f"{sorted(a['name'] for a in status['online_content_apps'])}")
 
 
+def ensure_up(stack: Layout) -> bool:
+    """Bring the stack up unless one answers at its origin, and point this process's
+    Django at its settings; True when this call started it (and so should stop it)."""
+    started = _get(f"{stack.origin}/pulp/api/v3/status/") is None
+    if started:
+        up(stack)
+    os.environ.update({k: v for k, v in environment(stack).items()
+                       if k in ("PULP_SETTINGS", "DJANGO_SETTINGS_MODULE")})
+    return started
+
+
 def switch(stack: Layout, content: str, proxy: str = "snippet") -> None:
     """Point nginx's content location at our app or at pulpcore-content, behind the
     ``proxy`` layout (a reload)."""
