@@ -23,6 +23,8 @@ def configure_database(databases: dict[str, Any], connections: int, timeout: flo
     plan. They do not work behind a transaction-mode pooler (pgbouncer), so they can be
     turned off with ``CONTENT_ASGI_DB_PREPARED_STATEMENTS = False``.
     """
+    from pulp_content_asgi.db import pool_gave_up
+
     for alias in databases.values():
         if "postgresql" not in alias.get("ENGINE", ""):
             continue
@@ -38,6 +40,13 @@ def configure_database(databases: dict[str, Any], connections: int, timeout: flo
                 "max_size": connections,
                 "timeout": timeout,
                 "max_idle": max_idle,
+                # A failed connection attempt is not retried in the background with
+                # psycopg-pool's backoff (1, 2, 4… s, which kept requests waiting after
+                # PostgreSQL was back): the pool gives up at once and says so, which closes
+                # the worker's outage gate (db.py); the next request that needs a
+                # connection makes the pool try again.
+                "reconnect_timeout": 0,
+                "reconnect_failed": pool_gave_up,
             }
         alias["CONN_MAX_AGE"] = 0
 

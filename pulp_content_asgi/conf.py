@@ -31,6 +31,9 @@ DEFAULTS: dict[str, Any] = {
     "CONTENT_ASGI_PATHSEND": True,
     # Server used by the pulp-content-asgi command: "granian" or "uvicorn".
     "CONTENT_ASGI_SERVER": "granian",
+    # Share the listening port with other servers (SO_REUSEPORT); off: an address already
+    # in use stops pulp-content-asgi at start-up (exit status 1), as gunicorn does.
+    "CONTENT_ASGI_REUSE_PORT": False,
     # Seconds a Redis call of the response cache may take before the cache is bypassed.
     "CONTENT_ASGI_CACHE_TIMEOUT": 0.25,
     # Seconds the response cache stays bypassed after Redis failed.
@@ -90,6 +93,7 @@ class AppSettings:
     legacy_origin: str = ""
     legacy_timeout: float = 60.0
     middleware: tuple[str, ...] = ()
+    reuse_port: bool = False
 
 
 def _get(settings: Any, name: str) -> Any:
@@ -139,6 +143,7 @@ def load(settings: Any | None = None) -> AppSettings:
         legacy_origin=str(_get(settings, "CONTENT_ASGI_LEGACY_ORIGIN") or ""),
         legacy_timeout=float(_get(settings, "CONTENT_ASGI_LEGACY_TIMEOUT")),
         middleware=_names(_get(settings, "CONTENT_ASGI_MIDDLEWARE")),
+        reuse_port=_flag(_get(settings, "CONTENT_ASGI_REUSE_PORT")),
     )
 
 

@@ -1,17 +1,56 @@
 """The content app survives its database: a private PostgreSQL cluster owned by this test
-is stopped and started under a stream of requests."""
+is stopped and started under a stream of requests, on the content path and on a plugin's
+live route (pulp_container's blob route)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import statistics
 import subprocess
 import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from pulp_content_asgi.devtools.pgcluster import BINDIR, Cluster
 from tests.helpers import DEADLINE, content_app, stop_server, wait_for
+
+FILE = "/pulp/content/outage/f.txt"
+BLOB = b"a layer that survives"
+DIGEST = f"sha256:{hashlib.sha256(BLOB).hexdigest()}"
+LAYER = f"/pulp/container/registry/image/blobs/{DIGEST}"
+BODIES = {FILE: b"survives", LAYER: BLOB}
+CLIENTS = 32
+# A request that waited for psycopg-pool's timeout (POOL_TIMEOUT) instead of being
+# answered would fail on the client's (CLIENT_TIMEOUT): the bound tells hanging from
+# answering, far from either figure, not how fast an answer is.
+POOL_TIMEOUT = "30"
+CLIENT_TIMEOUT = 10.0
+
+_BUILD = f"""
+from pulp_content_asgi import bootstrap; bootstrap.setup()
+from pulp_container.app.models import Blob, ContainerDistribution, ContainerRepository
+from pulpcore.app.models import Content, ContentArtifact
+from pulp_content_asgi.devtools import data
+repo = data.repository('outage', {{'f.txt': {BODIES[FILE]!r}}})
+data.distribute('outage', publication=data.publish(repo.latest_version()))
+blob = Blob.objects.create(digest={DIGEST!r})
+ContentArtifact.objects.create(content=blob, relative_path={DIGEST!r},
+                               artifact=data.artifact_from_bytes({BLOB!r}))
+registry = ContainerRepository.objects.create(name='outage')
+with registry.new_version() as version:
+    version.add_content(Content.objects.filter(pk=blob.pk))
+ContainerDistribution.objects.create(name='outage', base_path='registry/image',
+                                     repository=registry)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +71,7 @@ def cluster():
     env["PULP_SETTINGS"] = settings_path
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "pulpcore-manager"),
                     "migrate", "--noinput"], env=env, check=True, capture_output=True)
-    build = (
-        "from pulp_content_asgi import bootstrap; bootstrap.setup()\n"
-        "from pulp_content_asgi.devtools import data\n"
-        "repo = data.repository('outage', {'f.txt': b'survives'})\n"
-        "data.distribute('outage', publication=data.publish(repo.latest_version()))\n")
-    subprocess.run([sys.executable, "-c", build], env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", _BUILD], env=env, check=True, capture_output=True)
     yield pg, env
     pg.stop()
     pg.remove()
@@ -49,31 +83,194 @@ def private_env(env: dict[str, str], **settings: str) -> dict[str, str]:
     return {**chosen, **{f"PULP_{k}": v for k, v in settings.items()}}
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One request as its client saw it (``status`` None: no answer, ``error`` says why)."""
+
+    path: str
+    started: float
+    seconds: float
+    status: int | None
+    retry_after: str | None = None
+    body: bytes = b""
+    error: str = ""
+
+
+class Load:
+    """:data:`CLIENTS` clients, each sending one request after the other (the file and
+    the blob in turn) until stopped; every answer is kept."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.answers: list[Answer] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, args=(n,), daemon=True)
+                         for n in range(CLIENTS)]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def _client(self, number: int) -> None:
+        paths = (FILE, LAYER) if number % 2 else (LAYER, FILE)
+        with httpx.Client(timeout=CLIENT_TIMEOUT) as client:
+            sent = 0
+            while not self._stop.is_set():
+                path = paths[sent % 2]
+                sent += 1
+                started = time.monotonic()
+                try:
+                    response = client.get(self.server.url(path))
+                except httpx.HTTPError as exc:
+                    answer = Answer(path, started, time.monotonic() - started, None,
+                                    error=repr(exc))
+                else:
+                    answer = Answer(path, started, time.monotonic() - started,
+                                    response.status_code, response.headers.get("retry-after"),
+                                    response.content)
+                with self._lock:
+                    self.answers.append(answer)
+
+    def begun_after(self, moment: float, until: float = float("inf")) -> list[Answer]:
+        """Answers to the requests sent between ``moment`` and ``until``."""
+        with self._lock:
+            return [a for a in self.answers if moment <= a.started < until]
+
+    def wait_for(self, moment: float, count: int) -> bool:
+        """Wait until ``count`` requests sent after ``moment`` were answered."""
+        return wait_for(lambda: len(self.begun_after(moment)) >= count, DEADLINE)
+
+
+def summary(answers: list[Answer]) -> str:
+    seconds = [a.seconds for a in answers]
+    return (f"{len(answers)} answers, median {statistics.median(seconds):.3f}s, "
+            f"max {max(seconds):.3f}s")
+
+
+def report(name: str, text: str) -> None:
+    """Figures for the docs (pytest -s shows them; nothing asserts on them)."""
+    print(f"\n[{name}] {text}")
+
+
+def test_under_load_an_outage_is_answered_503_at_once_and_recovery_loses_nothing(cluster):
+    """32 clients, one granian worker. While PostgreSQL is down every request is answered
+    503 with Retry-After, none waits for the pool's timeout (30 s; the clients give up
+    after 10 s); once it accepts connections again, not one request fails."""
+    pg, env = cluster
+    running = content_app(env=private_env(env, CONTENT_ASGI_DB_POOL_TIMEOUT=POOL_TIMEOUT))
+    try:
+        with Load(running) as load:
+            began = time.monotonic()
+            assert load.wait_for(began, 200)
+            pg.stop()
+            stopped = time.monotonic()
+            assert load.wait_for(stopped, 300)
+            restarting = time.monotonic()
+            pg.start()
+            accepting = time.monotonic()
+            assert load.wait_for(accepting, 600)
+        everything = load.begun_after(began)
+        down = load.begun_after(stopped, restarting)
+        up = load.begun_after(accepting)
+        # Never a 500 nor a request left hanging, even while PostgreSQL stops and starts.
+        assert {a.error for a in everything} == {""}
+        assert set(Counter(a.status for a in everything)) <= {200, 503}
+        assert Counter(a.status for a in down) == {503: len(down)}
+        assert all(a.retry_after == "5" and b"database is unavailable" in a.body
+                   for a in down)
+        assert {a.path for a in down} == {FILE, LAYER} == {a.path for a in up}
+        assert Counter(a.status for a in up) == {200: len(up)}
+        assert all(a.body == BODIES[a.path] for a in up)
+        assert running.process.poll() is None  # recovered by itself, no restart
+        log = running.log()
+        assert "PostgreSQL is unreachable" in log and "accepts connections again" in log
+        report("outage under load", f"down: {summary(down)}; after restart: "
+               f"{Counter(a.status for a in up)}")
+    finally:
+        stop_server(running)
+        ensure_up(pg)
+
+
+def ensure_up(pg: Cluster) -> None:
+    """Start the cluster unless it runs (a failed test may have left it stopped)."""
+    try:
+        psycopg.connect(host="127.0.0.1", port=pg.port, user="postgres",
+                        dbname="postgres", connect_timeout=2).close()
+    except psycopg.OperationalError:
+        pg.start()
+
+
+def _pooled(pg: Cluster) -> int:
+    """The app's connections open on the cluster (bootstrap names them)."""
+    with psycopg.connect(host="127.0.0.1", port=pg.port, user="postgres",
+                         dbname="postgres") as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                           "LIKE 'pulp-content-asgi[%'").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def burst(server: Any, count: int) -> list[int]:
+    """``count`` requests from :data:`CLIENTS` clients at once; their statuses."""
+    def one(n: int) -> int:
+        path = (FILE, LAYER)[n % 2]
+        response = httpx.get(server.url(path), timeout=CLIENT_TIMEOUT)
+        assert response.status_code != 200 or response.content == BODIES[path]
+        return response.status_code
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_connections_that_died_while_idle_cost_no_request(cluster):
+    """PostgreSQL restarted while the worker was idle: every pooled connection is dead,
+    and the first requests after it are all answered 200."""
+    pg, env = cluster
+    running = content_app(env=private_env(env, CONTENT_ASGI_DB_POOL_TIMEOUT=POOL_TIMEOUT))
+    try:
+        assert set(burst(running, 4 * CLIENTS)) == {200}
+        held = _pooled(pg)
+        assert held >= 2  # the pool grew under the burst; those connections die now
+        pg.stop()
+        pg.start()
+        statuses = burst(running, 2 * CLIENTS)
+        assert Counter(statuses) == {200: 2 * CLIENTS}
+        report("dead pooled connections", f"{held} pooled connections died; first "
+               f"{len(statuses)} requests after the restart: {Counter(statuses)}")
+    finally:
+        stop_server(running)
+        ensure_up(pg)
+
+
 def test_outage_gives_503_then_recovers_without_restart(cluster):
+    """At low traffic too: 503s while down, and the very first request once PostgreSQL
+    accepts connections is served (no stray 503 from a second dead connection)."""
     pg, env = cluster
     running = content_app(env=private_env(env, CONTENT_ASGI_DB_POOL_TIMEOUT="2"))
-    url = running.url("/pulp/content/outage/f.txt")
     try:
-        assert httpx.get(url).content == b"survives"
+        for path in (FILE, LAYER):
+            assert httpx.get(running.url(path)).content == BODIES[path]
         pg.stop()
-        down = [httpx.get(url, timeout=30) for _ in range(3)]
-        assert {r.status_code for r in down} == {503}
-        assert all(r.headers["retry-after"] for r in down)
-        assert "database is unavailable" in down[0].text
+        for path in (FILE, LAYER, FILE, LAYER):
+            down = httpx.get(running.url(path), timeout=30)
+            assert down.status_code == 503, down.text
+            assert down.headers["retry-after"] == "5"
+            assert "database is unavailable" in down.text
         pg.start()
-        statuses: list[int] = []
-
-        def served() -> bool:
-            statuses.append(httpx.get(url, timeout=60).status_code)
-            return statuses[-1] == 200
-
-        assert wait_for(served, DEADLINE, interval=0.2), statuses
-        assert set(statuses) <= {503, 200}, statuses  # never a 500 while it recovers
-        after = [httpx.get(url).status_code for _ in range(20)]
-        assert after == [200] * 20  # no stale connections left behind
+        after = [httpx.get(running.url(path)) for path in (FILE, LAYER) * 10]
+        assert [r.status_code for r in after] == [200] * 20
+        assert all(r.content == BODIES[p] for r, p in zip(after, (FILE, LAYER) * 10, strict=True))
         assert running.process.poll() is None  # recovered by itself, no restart
     finally:
         stop_server(running)
+        ensure_up(pg)
 
 
 def test_heartbeat_gives_up_after_the_ttl_and_the_worker_exits(cluster):
@@ -87,7 +284,7 @@ def test_heartbeat_gives_up_after_the_ttl_and_the_worker_exits(cluster):
         assert "failed to write a heartbeat" in running.log()
     finally:
         stop_server(running)
-        pg.start()
+        ensure_up(pg)
 
 
 def test_health_says_which_dependency_is_down(cluster):
@@ -108,4 +305,5 @@ def test_health_says_which_dependency_is_down(cluster):
         assert probes[-1].status_code == 503 and probes[-1].headers["retry-after"]
     finally:
         stop_server(running)
-        pg.start()
+        ensure_up(pg)
+

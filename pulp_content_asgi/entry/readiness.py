@@ -38,9 +38,9 @@ def select_one() -> None:
 class DatabaseReadiness:
     """Whether this worker reaches its database, checked at most once per :data:`TTL`.
 
-    One instance per worker process (its event loop). A check is bounded like any request:
-    ``CONTENT_ASGI_DB_POOL_TIMEOUT`` for a pooled connection, then one retry on a fresh one
-    (:func:`pulp_content_asgi.db.run`).
+    One instance per worker process (its event loop). A check is bounded like any request
+    (:func:`pulp_content_asgi.db.run`): while the worker's outage gate is closed it fails
+    as soon as a fresh connection attempt does.
     """
 
     def __init__(self, ttl: float = TTL) -> None:

@@ -57,12 +57,16 @@ def check(app_settings: conf.AppSettings) -> None:
                    "for stdout.")
 @click.option("--log-level", type=click.Choice(LEVELS), default="info", show_default=True)
 @click.option("--reload/--no-reload", default=False, help="Restart when code changes.")
+@click.option("--reuse-port/--no-reuse-port", default=None,
+              help="Share the port with other servers listening on it (SO_REUSEPORT); "
+                   "without it an address in use is refused at start-up (default: "
+                   "CONTENT_ASGI_REUSE_PORT, i.e. off).")
 @click.option("--name-template", default=None,
               help="Worker name template for the status API (WORKER_NAME_TEMPLATE).")
 @click.pass_context
 def main(ctx: click.Context, binds: tuple[str, ...], workers: int, timeout: int,
          server: str | None, access_logfile: str | None, log_level: str, reload: bool,
-         name_template: str | None) -> None:
+         reuse_port: bool | None, name_template: str | None) -> None:
     """Serve Pulp content (pulpcore-content's URLs and behaviour) over ASGI.
 
     Without a command, runs the server; `pulp-content-asgi plugins` shows how each
@@ -83,6 +87,7 @@ def main(ctx: click.Context, binds: tuple[str, ...], workers: int, timeout: int,
     check(app_settings)
     chosen = server or app_settings.server
     addresses = [runners.parse_bind(b) for b in (binds or (default_bind(),))]
+    sharing = app_settings.reuse_port if reuse_port is None else reuse_port
     shared = None
     if app_settings.prometheus_enabled:
         # Before any worker exists (and before prometheus_client is imported anywhere).
@@ -91,7 +96,7 @@ def main(ctx: click.Context, binds: tuple[str, ...], workers: int, timeout: int,
         shared = prometheus.prepare_directory(app_settings.prometheus_dir)
     try:
         runners.run(chosen, addresses, workers=workers, timeout=timeout, log_level=log_level,
-                    reload=reload)
+                    reload=reload, reuse_port=sharing)
     finally:
         if shared is not None:
             prometheus.remove_directory(shared)

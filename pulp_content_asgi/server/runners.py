@@ -4,10 +4,19 @@ Both are configured for this workload: large request headers accepted (post-quan
 client certificates in ``X-CLIENT-CERT`` exceed 8 KiB), bounded backpressure, graceful
 shutdown bounded by ``--timeout``, and the server's own access log off (the app writes
 one in a server-independent format).
+
+An address another server already listens on is refused at start-up (exit status 1,
+``cannot listen on HOST:PORT: address already in use``), as gunicorn (pulpcore-content)
+refuses it, whichever server holds it; sharing a port between servers
+(``SO_REUSEPORT``) happens only when asked for (``--reuse-port``). Granian's workers
+each open their own ``SO_REUSEPORT`` socket, which would silently join another
+server's, so the address is tried with an exclusive socket first.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 from dataclasses import dataclass
 
@@ -35,18 +44,54 @@ def parse_bind(value: str) -> Address:
     return Address(host, int(port))
 
 
-def _socket(address: Address) -> socket.socket:
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class CannotListen(SystemExit):
+    """The address cannot be listened on; exits with status 1 and one line saying why."""
+
+    def __init__(self, address: Address, error: OSError) -> None:
+        reason = os.strerror(error.errno).lower() if error.errno else str(error)
+        hint = ""
+        if error.errno == errno.EADDRINUSE:
+            hint = (" (another server listens there: stop it, choose another --bind, or "
+                    "pass --reuse-port to share the port on purpose)")
+        super().__init__(f"cannot listen on {address}: {reason}{hint}")
+
+
+def _socket(address: Address, reuse_port: bool) -> socket.socket:
+    """A socket bound to ``address`` (SO_REUSEADDR, as every server sets: a restart need
+    not wait for TIME_WAIT); raises :class:`CannotListen` when it cannot be bound."""
     sock = socket.socket(address.family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if address.family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    sock.bind((address.host, address.port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if address.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((address.host, address.port))
+    except OSError as exc:
+        sock.close()
+        raise CannotListen(address, exc) from exc
     sock.set_inheritable(True)
     return sock
 
 
+def ensure_free(addresses: list[Address]) -> None:
+    """Raise :class:`CannotListen` unless every address can be bound without sharing.
+
+    Binding without ``SO_REUSEPORT`` fails while any socket listens on the address,
+    including the ``SO_REUSEPORT`` ones of a running granian, which a second granian's
+    workers would otherwise silently join. (Two servers started in the same instant can
+    both pass this; the check is against a server already running.)
+    """
+    for address in addresses:
+        _socket(address, reuse_port=False).close()
+
+
 def run_uvicorn(addresses: list[Address], workers: int, timeout: int, log_level: str,
-                reload: bool) -> None:
+                reload: bool, reuse_port: bool = False) -> None:
     import uvicorn
     from uvicorn.supervisors import ChangeReload, Multiprocess
 
@@ -56,7 +101,7 @@ def run_uvicorn(addresses: list[Address], workers: int, timeout: int, log_level:
         h11_max_incomplete_event_size=MAX_HEADER_BYTES, reload=reload,
         host=addresses[0].host, port=addresses[0].port, server_header=False,
     )
-    sockets = [_socket(a) for a in addresses]
+    sockets = [_socket(a, reuse_port) for a in addresses]
     server = uvicorn.Server(config)
     if reload:
         ChangeReload(config, target=server.run, sockets=sockets).run()
@@ -67,7 +112,7 @@ def run_uvicorn(addresses: list[Address], workers: int, timeout: int, log_level:
 
 
 def run_granian(addresses: list[Address], workers: int, timeout: int, log_level: str,
-                reload: bool) -> None:
+                reload: bool, reuse_port: bool = False) -> None:
     from granian.constants import Interfaces, Loops
     from granian.log import LogLevels
     from granian.server import Server
@@ -75,6 +120,8 @@ def run_granian(addresses: list[Address], workers: int, timeout: int, log_level:
     if len(addresses) != 1:
         raise SystemExit("granian listens on one address; pass one --bind or use "
                          "--server uvicorn")
+    if not reuse_port:
+        ensure_free(addresses)
     address = addresses[0]
     Server(
         APP, address=address.host, port=address.port, interface=Interfaces.ASGI,
@@ -84,6 +131,8 @@ def run_granian(addresses: list[Address], workers: int, timeout: int, log_level:
 
 
 def run(server: str, addresses: list[Address], *, workers: int, timeout: int,
-        log_level: str, reload: bool) -> None:
+        log_level: str, reload: bool, reuse_port: bool = False) -> None:
+    """Serve until stopped; :class:`CannotListen` (exit status 1) when an address is in
+    use and ``reuse_port`` is off."""
     runner = {"granian": run_granian, "uvicorn": run_uvicorn}[server]
-    runner(addresses, workers, timeout, log_level, reload)
+    runner(addresses, workers, timeout, log_level, reload, reuse_port)
