@@ -404,7 +404,8 @@ async def run(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """
     found = gate()
     for attempt in (1, 2):
-        await found.admit()
+        if not found.open:
+            await found.admit()
         ctx = contextvars.copy_context()
         unit = _Unit(functools.partial(ctx.run, fn, *args, **kwargs))
         try:

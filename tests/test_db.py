@@ -1,9 +1,11 @@
-"""The ORM-thread discipline: one hop, the connection back in the pool afterwards, and a
-connection killed under us replaced transparently."""
+"""The ORM-thread discipline: one hop, the connection back in the pool afterwards, a
+connection killed under us replaced transparently, and pooled connections that died while
+idle discarded before use."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 
 import psycopg
 import pytest
@@ -12,6 +14,7 @@ from django.db import connection
 from pulpcore.app.models import Domain
 
 from pulp_content_asgi import db
+from tests.helpers import wait_for
 
 
 def _in_use() -> int:
@@ -57,3 +60,35 @@ def test_errors_that_are_not_about_the_connection_propagate():
 
     with pytest.raises(Domain.DoesNotExist):
         asyncio.run(db.run(broken))
+
+
+def _admin() -> psycopg.Connection:
+    db_settings = settings.DATABASES["default"]
+    return psycopg.connect(host=db_settings["HOST"], port=db_settings["PORT"],
+                           user=db_settings["USER"], dbname="postgres", autocommit=True)
+
+
+def test_pooled_connections_that_died_while_idle_are_discarded_before_use():
+    """What a PostgreSQL restart does to an idle pool, done to this process's idle pooled
+    connections: the next unit runs once, on a live connection (no failure, no retry)."""
+    asyncio.run(db.run(lambda: Domain.objects.get(name="default")))  # the pool has one
+    mine = f"pulp-content-asgi[{os.getpid()}]"
+    held = connection.connection.info.backend_pid if connection.connection else 0
+    idle = ("SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+            "AND state = 'idle' AND pid <> %s")
+    with _admin() as admin:
+        killed = [row[0] for row in admin.execute(idle, (mine, held)).fetchall()]
+        assert killed
+        for pid in killed:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        # Gone on the server's side: their sockets are closed.
+        assert wait_for(lambda: not admin.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)", (killed,)).fetchall())
+    runs: list[int] = []
+
+    def work() -> str:
+        runs.append(connection.cursor().connection.info.backend_pid)
+        return Domain.objects.get(name="default").name
+
+    assert asyncio.run(db.run(work)) == "default"
+    assert len(runs) == 1 and runs[0] not in killed

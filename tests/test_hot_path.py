@@ -45,15 +45,15 @@ class Counted:
         self.hops: list[Callable[..., Any]] = []
 
     def run(self, real: Callable[..., Any]) -> Callable[..., Any]:
-        """``db._run`` that also records the statements of the unit it runs."""
+        """``db._execute`` that also records the statements of the unit it runs."""
         def count(execute: Callable[..., Any], sql: str, params: Any, many: bool,
                   context: dict) -> Any:
             self.statements.append(sql)
             return execute(sql, params, many, context)
 
-        def counting(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        def counting(unit: Any) -> Any:
             with connection.execute_wrapper(count):  # this ORM thread's connection
-                return real(fn, args, kwargs)
+                return real(unit)
         return counting
 
     def hop(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -91,7 +91,7 @@ def test_a_published_file_costs_two_round_trips_and_one_hop(base, monkeypatch, n
     for _ in range(2):
         request(base + name, extensions)
     counted = Counted()
-    monkeypatch.setattr(db, "_run", counted.run(db._run))
+    monkeypatch.setattr(db, "_execute", counted.run(db._execute))
     sent = request(base + name, extensions, counted)
     assert sent[0]["status"] == 200
     if body is not None:
