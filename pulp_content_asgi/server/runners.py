@@ -34,6 +34,9 @@ class Address:
     def family(self) -> socket.AddressFamily:
         return socket.AF_INET6 if ":" in self.host else socket.AF_INET
 
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
 
 def parse_bind(value: str) -> Address:
     """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT``/``PORT`` (all interfaces)."""
@@ -42,10 +45,6 @@ def parse_bind(value: str) -> Address:
         raise ValueError(f"bind address {value!r} has no port")
     host = host.strip("[]") or "0.0.0.0"
     return Address(host, int(port))
-
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 class CannotListen(SystemExit):
