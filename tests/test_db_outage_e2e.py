@@ -45,10 +45,10 @@ data.distribute('outage', publication=data.publish(repo.latest_version()))
 blob = Blob.objects.create(digest={DIGEST!r})
 ContentArtifact.objects.create(content=blob, relative_path={DIGEST!r},
                                artifact=data.artifact_from_bytes({BLOB!r}))
-registry = ContainerRepository.objects.create(name='outage')
+registry = ContainerRepository.objects.create(name='outage-registry')
 with registry.new_version() as version:
     version.add_content(Content.objects.filter(pk=blob.pk))
-ContainerDistribution.objects.create(name='outage', base_path='registry/image',
+ContainerDistribution.objects.create(name='outage-registry', base_path='registry/image',
                                      repository=registry)
 """
 
@@ -71,7 +71,9 @@ def cluster():
     env["PULP_SETTINGS"] = settings_path
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "pulpcore-manager"),
                     "migrate", "--noinput"], env=env, check=True, capture_output=True)
-    subprocess.run([sys.executable, "-c", _BUILD], env=env, check=True, capture_output=True)
+    built = subprocess.run([sys.executable, "-c", _BUILD], env=env, capture_output=True,
+                           text=True)
+    assert built.returncode == 0, built.stderr
     yield pg, env
     pg.stop()
     pg.remove()
