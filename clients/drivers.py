@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -367,11 +368,20 @@ def podman(reference: str, path: str, workdir: str) -> Outcome:
     started = time.monotonic()
     store = _fresh(workdir, "podman")
     os.makedirs(os.path.join(store, "tmp"))
+    # podman refuses a runroot longer than 50 characters: a short one under /tmp.
+    runroot = tempfile.mkdtemp(prefix="podman-run-", dir="/tmp")
+    try:
+        return _podman(reference, path, store, runroot, started)
+    finally:
+        shutil.rmtree(runroot, ignore_errors=True)
+
+
+def _podman(reference: str, path: str, store: str, runroot: str, started: float) -> Outcome:
     registries = os.path.join(store, "registries.conf")
     open(registries, "w").close()
     env = {**os.environ, "TMPDIR": os.path.join(store, "tmp"),
            "CONTAINERS_REGISTRIES_CONF": registries}
-    base = ["podman", f"--root={store}/root", f"--runroot={store}/run",
+    base = ["podman", f"--root={store}/root", f"--runroot={runroot}",
             "--storage-driver=vfs", "--cgroup-manager=cgroupfs", "--events-backend=none",
             f"--tmpdir={store}/tmp"]
     done = _run([*base, "pull", "-q", "--tls-verify=false", reference], env=env)

@@ -34,6 +34,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -75,9 +76,22 @@ _NPM_DIGESTS = ("pulp_npm's sync records no digest for tarballs (`DeclarativeArt
                 "artifact=Artifact())` in `synchronizing.py`), so an on-demand tarball can "
                 "be verified by neither app: our packument has no `integrity` for it, and a "
                 "tampered upstream tarball is saved")
+_OSTREE_DIGESTS = ("pulp_ostree's sync records no digest for on-demand objects "
+                   "(`DeclarativeArtifact(artifact=Artifact(), …)` in "
+                   "`app/tasks/synchronizing.py`), so neither app can verify a `.filez` it "
+                   "streams from the upstream: ostree rejects the corrupted object "
+                   "(\"Corrupted file object; checksum expected=…\") but both apps save it")
+_MAVEN_DIGESTS = ("pull-through content has no expected digest: the remote artifact "
+                  "is made from the URL alone (pulpcore's `RemoteArtifact(remote=remote, "
+                  "url=url, content_artifact=ca)`, `content/handler.py`; pulp_maven keeps "
+                  "`Remote.get_remote_artifact_url`) and pulp_maven does not read the "
+                  "upstream's `.sha1` sidecar, so both apps save a jar that does not match "
+                  "it; mvn rejects it (\"Checksum validation failed\"), later clients get it")
 PLUGIN_BUGS: dict[tuple[str, str], str] = {
+    ("maven: mvn (tampered upstream)", "pull_through"): _MAVEN_DIGESTS,
     ("npm: npm", "on_demand"): _NPM_DIGESTS,
     ("npm: npm (tampered upstream)", "on_demand"): _NPM_DIGESTS,
+    ("ostree: ostree (tampered upstream)", "on_demand"): _OSTREE_DIGESTS,
 }
 EXPLAINED: dict[tuple[str, str], str] = {
     ("npm: npm", "immediate"): _NPM,
@@ -243,23 +257,24 @@ def tampered(one: plugins.Served, root: str) -> Iterator[bool]:
 
 
 def _versions() -> dict[str, str]:
-    def first_line(*argv: str) -> str:
+    def first_line(*argv: str, line: int = 0) -> str:
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=30,
                                   check=False)
         except OSError:
             return "missing"
-        return (done.stdout.strip() or done.stderr.strip()).splitlines()[0] if (
-            done.stdout.strip() or done.stderr.strip()) else "?"
+        text = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout.strip() or done.stderr.strip())
+        lines = text.splitlines()
+        return lines[line].strip() if len(lines) > line else "?"
 
     return {"dnf": first_line("dnf", "--version"), "rpm": first_line("rpm", "--version"),
             "apt": first_line("apt-get", "--version"),
             "pip": first_line("/usr/bin/python3", "-m", "pip", "--version"),
             "skopeo": first_line("skopeo", "--version"), "npm": first_line("npm", "--version"),
             "gem": first_line("gem", "--version"), "podman": first_line("podman", "--version"),
-            "mvn": first_line("mvn", "--version"),
+            "mvn": first_line("mvn", "-B", "--version"),
             "ansible-galaxy": first_line(fixtures.tool("ansible-galaxy"), "--version"),
-            "ostree": first_line("ostree", "--version"),
+            "ostree": " ".join(first_line("ostree", "--version", line=n) for n in (0, 1)),
             "curl": first_line("curl", "--version"), "aria2c": first_line("aria2c", "--version")}
 
 

@@ -32,6 +32,8 @@ if [ "$slice" != ci ]; then
   command -v mvn >/dev/null || missing+=(maven)
   [ -e /usr/share/maven-repo/org/apache/maven/plugins/maven-dependency-plugin/3.5.0 ] \
     || missing+=(libmaven-dependency-plugin-java)
+  # One of the plugin's Debian POMs names junit:junit:4.x, which no dependency installs.
+  [ -e /usr/share/maven-repo/junit/junit/4.x ] || missing+=(junit4)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "make clients: installing the package clients it drives: ${missing[*]} (apt-get)"
