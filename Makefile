@@ -99,13 +99,14 @@ parity-plugins: venv database bench-tools conformance-deps fixture-tools
 fixture-tools:
 	dev/fixture-tools.sh
 
-## Real package clients (dnf, apt, pip, npm, skopeo) through the stack's nginx against both
-## apps → clients/report.md (clients/README.md); CLIENTS_ARGS="--slice ci" for CI's slice
+## Real package clients (dnf, apt, pip, npm, gem, skopeo, podman, mvn, ansible-galaxy, ostree)
+## through the stack's nginx against both apps → clients/report.md (clients/README.md);
+## CLIENTS_ARGS="--slice ci" for CI's slice (which installs no podman or Maven)
 clients: venv database bench-tools conformance-deps fixture-tools client-tools
 	@$(DEV_ENV); $(PY) -m clients.run $(CLIENTS_ARGS)
 
 client-tools:
-	dev/client-tools.sh
+	dev/client-tools.sh $(CLIENTS_ARGS)
 
 conformance-deps: venv
 	@$(PY) -m pip install -q -e ".[test,plugins,conformance]"
