@@ -82,15 +82,16 @@ OUTCOMES: dict[str, str] = {}
 
 
 def section_of(nodeid: str) -> str | None:
+    """The report section of a test (by its module and name)."""
     for name, module in (("guards", "test_guard_bypass"), ("matching", "test_matching"),
-                         ("listing", "test_listing"), ("targets", "test_fuzz_e2e")):
+                         ("listing", "test_listing")):
         if module in nodeid:
-            if name == "targets" and "header" in nodeid:
-                return "storage" if "storage" in nodeid else "headers"
-            if name == "targets" and "storage" in nodeid:
-                return "storage"
             return name
-    return None
+    if "test_fuzz_e2e" not in nodeid:
+        return None
+    if "storage" in nodeid:
+        return "storage"
+    return "headers" if "header" in nodeid or "range" in nodeid else "targets"
 
 
 def _commit() -> str:

@@ -73,8 +73,10 @@ def _blob() -> bytes:
 # --- the worlds -----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def fuzz_server():
-    running = content_app(env=FAST_HASHERS)
+def fuzz_server(cache_settings):
+    """The app with the response cache on (a private Redis): a world URL asked twice is
+    answered from the cache the second time, so both paths meet hostile input."""
+    running = content_app(env={**FAST_HASHERS, **cache_settings})
     yield running
     stop_server(running)
 

@@ -154,9 +154,12 @@ def _header(name: bytes, value: bytes) -> Callable[[str], tuple[str, Headers]]:
     return lambda target: (target, [(name, value)])
 
 
-@pytest.fixture(scope="module")
-def guard_server():
-    running = content_app(env={**FAST_HASHERS, SECRET_VAR: SECRET,
+@pytest.fixture(scope="module", params=["uncached", "cached"])
+def guard_server(request):
+    """The app without and with the response cache (whose hits must not skip guards),
+    with the env-var guard's secret in its environment."""
+    cache = request.getfixturevalue("cache_settings") if request.param == "cached" else {}
+    running = content_app(env={**FAST_HASHERS, **cache, SECRET_VAR: SECRET,
                                "PULP_ENVVAR_HEADER_CONTENT_GUARD_ALLOWED_VARS":
                                    f'["{SECRET_VAR}"]'})
     yield running
