@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pulp_content_asgi.devtools import data
+from pulp_content_asgi.resolution.checkpoints import format_timestamp
 from tests import adversarial
 from tests.adversarial import FAST_HASHERS, Corpus, examples, exchange, judge, request_bytes
 from tests.helpers import content_app, on_demand, s3_domain, stop_server, unique_name
@@ -138,6 +139,13 @@ def world(fuzz_server, upstream, pki) -> World:
     entries += [Entry(t, kind="listing") for t in (
         _target(PREFIX + pub.base_path) + b"/", _target(PREFIX), _target(PREFIX + pub.base_path),
         _target(PREFIX + pub.base_path, "dir/"))]
+    checkpointed = data.repository(f"fz-ckpt-{u}", {"ck.bin": corpus.add(_blob())})
+    publication = data.publish(checkpointed.latest_version(), checkpoint=True)
+    ckpt = data.distribute(f"fz-ckpt-{u}", repository=checkpointed, checkpoint=True)
+    stamp = format_timestamp(publication.pulp_created)
+    entries += [Entry(_target(PREFIX + ckpt.base_path, stamp, "ck.bin"), kind="checkpoint"),
+                Entry(_target(PREFIX + ckpt.base_path) + b"/", kind="listing"),
+                Entry(_target(PREFIX + ckpt.base_path, stamp) + b"/", kind="listing")]
     for policy in ("on_demand", "streamed"):
         files = {f"{policy}-{i}.bin": _blob() for i in range(2)}
         for blob in files.values():
