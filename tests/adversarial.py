@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 #: How many times more examples the ``adversarial`` profile tries than ``ci``.
-SCALE = 25 if PROFILE == "adversarial" else 1
+SCALE = int(os.environ.get("ADVERSARIAL_SCALE", "25")) if PROFILE == "adversarial" else 1
 #: A server that answers nothing for this long is hung (a failure, not a refusal).
 HANG_SECONDS = 60.0
 #: Password hashers of the servers these tests start: MD5 first, so an RBAC guard's
