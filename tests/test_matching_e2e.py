@@ -31,9 +31,8 @@ def _oracle(path: str, base_paths: set[str]) -> str | None:
 
 @settings(max_examples=adversarial.examples(12), deadline=None,
           suppress_health_check=list(HealthCheck))
-@given(tails=st.sets(_TAIL, min_size=1, max_size=5), extra=st.lists(_SEGMENT, max_size=2),
-       odd=st.sampled_from(["", "/", "//"]))
-def test_the_query_picks_the_longest_base_path_of_any_rows(tails, extra, odd):
+@given(tails=st.sets(_TAIL, min_size=1, max_size=5), extra=st.lists(_SEGMENT, max_size=2))
+def test_the_query_picks_the_longest_base_path_of_any_rows(tails, extra):
     from pulp_file.app.models import FileDistribution
 
     from pulp_content_asgi.plugin import results
@@ -45,8 +44,8 @@ def test_the_query_picks_the_longest_base_path_of_any_rows(tails, extra, odd):
     try:
         for base in sorted(base_paths):
             overlapping_distribution(base)
-        if odd:  # a row no request can reach: it must not be picked nor break the query
-            overlapping_distribution(f"{root}/{sorted(tails)[0]}{odd}")
+        # (Rows with empty segments or a trailing slash cannot exist: pulpcore's
+        # relative_path domain check refuses them in PostgreSQL itself.)
         for base in sorted(base_paths):
             for path in (base, f"{base}/{'/'.join(extra)}", f"{base}//{'/'.join(extra)}/"):
                 matched = distributions.match("default", path)
