@@ -8,7 +8,7 @@ DEMO_DB ?=
 BIND ?= 127.0.0.1:24816
 DEV_ENV = set -a; source .dev/db.env; set +a
 
-.PHONY: demo test test-fast lint venv database clean bench bench-quick bench-tools test-tools \
+.PHONY: demo test test-fast adversarial lint venv database clean bench bench-quick bench-tools test-tools \
 	pulp-up pulp-down conformance conformance-ci parity parity-domains parity-plugins clients client-tools \
 	conformance-deps fixture-tools
 
@@ -42,6 +42,14 @@ test: venv database test-tools
 ## The fast tier alone: pure and in-process tests, no PostgreSQL, Redis or server
 test-fast: venv
 	$(VENV)/bin/pytest -q -m fast tests/http tests/unit $(PYTEST_ARGS)
+
+## Hostile input (issue #17) with the big Hypothesis profile, under ~20 minutes →
+## reliability/report.md (reliability/README.md). ADVERSARIAL_SEED=<n> repeats a run.
+ADVERSARIAL_SEED ?= $(shell date +%s)
+adversarial: venv database test-tools
+	@$(DEV_ENV); HYPOTHESIS_PROFILE=adversarial ADVERSARIAL_REPORT=$(CURDIR)/reliability/report.md \
+	  $(VENV)/bin/pytest -q -m adversarial --hypothesis-seed=$(ADVERSARIAL_SEED) \
+	  $(ADVERSARIAL_ARGS) tests
 
 lint: venv
 	$(VENV)/bin/ruff check pulp_content_asgi tests bench conformance clients docs/examples
@@ -99,13 +107,14 @@ parity-plugins: venv database bench-tools conformance-deps fixture-tools
 fixture-tools:
 	dev/fixture-tools.sh
 
-## Real package clients (dnf, apt, pip, npm, skopeo) through the stack's nginx against both
-## apps → clients/report.md (clients/README.md); CLIENTS_ARGS="--slice ci" for CI's slice
+## Real package clients (dnf, apt, pip, npm, gem, skopeo, podman, mvn, ansible-galaxy, ostree)
+## through the stack's nginx against both apps → clients/report.md (clients/README.md);
+## CLIENTS_ARGS="--slice ci" for CI's slice (which installs no podman or Maven)
 clients: venv database bench-tools conformance-deps fixture-tools client-tools
 	@$(DEV_ENV); $(PY) -m clients.run $(CLIENTS_ARGS)
 
 client-tools:
-	dev/client-tools.sh
+	dev/client-tools.sh $(CLIENTS_ARGS)
 
 conformance-deps: venv
 	@$(PY) -m pip install -q -e ".[test,plugins,conformance]"

@@ -2,8 +2,9 @@
 state directory, and says what it got.
 
 Every driver isolates the client from the machine's own configuration (dnf's Debian
-defaults, apt's ``/etc/apt``, pip's global config and ``PIP_FIND_LINKS``, npm's cache),
-so a pass can only come from the server under test. The traps are described in
+defaults, apt's ``/etc/apt``, pip's global config and ``PIP_FIND_LINKS``, npm's cache,
+gem's and Maven's HOME and settings, ansible's config and cache, podman's storage), so a
+pass can only come from the server under test. The traps are described in
 ``clients/README.md``. A driver never raises for a client failure: the outcome carries
 the exit status and the client's own words.
 """
@@ -16,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -229,6 +231,174 @@ def gem(source: str, package: str, workdir: str) -> Outcome:
         return _timed("gem", started, False, f"{package} not installed in {install}")
     return _timed("gem", started, True, "installed", _digests(os.path.join(install, "cache"),
                                                                "*.gem"))
+
+
+# --- mvn ----------------------------------------------------------------------------------
+
+#: The only mirror is the distribution; the dependency plugin (not the artifact) comes from
+#: Debian's packaged Maven repository, a file:// plugin repository the mirror leaves out.
+#: ``central`` is redefined to fail on a checksum mismatch (Maven's default only warns).
+_MAVEN_SETTINGS = """\
+<settings xmlns="http://maven.apache.org/SETTINGS/1.0.0">
+  <localRepository>{local}</localRepository>
+  <interactiveMode>false</interactiveMode>
+  <mirrors>
+    <mirror><id>pulp</id><url>{url}</url><mirrorOf>*,!debian</mirrorOf></mirror>
+  </mirrors>
+  <profiles><profile><id>offline</id>
+    <repositories><repository><id>central</id><url>https://repo.maven.apache.org/maven2</url>
+      <releases><checksumPolicy>fail</checksumPolicy></releases>
+      <snapshots><enabled>false</enabled></snapshots></repository></repositories>
+    <pluginRepositories><pluginRepository><id>debian</id><url>file://{plugins}</url>
+      <releases><checksumPolicy>ignore</checksumPolicy></releases>
+      <snapshots><enabled>false</enabled></snapshots></pluginRepository></pluginRepositories>
+  </profile></profiles>
+  <activeProfiles><activeProfile>offline</activeProfile></activeProfiles>
+</settings>
+"""
+#: Debian's maven-dependency-plugin (libmaven-dependency-plugin-java) and where it lives.
+MAVEN_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.5.0:get"
+MAVEN_REPO = "/usr/share/maven-repo"
+
+
+def mvn(url: str, group: str, artifact: str, version: str, workdir: str) -> Outcome:
+    """``mvn dependency:get`` of ``group:artifact:version`` with a private settings.xml
+    (global settings emptied, HOME and the local repository private); the files are the
+    jar and pom it put in its local repository."""
+    started = time.monotonic()
+    home = _fresh(workdir, "home")
+    local = _fresh(workdir, "m2")
+    settings = os.path.join(home, "settings.xml")
+    with open(settings, "w") as out:
+        out.write(_MAVEN_SETTINGS.format(local=local, url=url, plugins=MAVEN_REPO))
+    empty = os.path.join(home, "global-settings.xml")
+    with open(empty, "w") as out:
+        out.write("<settings/>\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAVEN_", "M2_"))}
+    env["HOME"] = home
+    done = _run(["mvn", "-B", "-ntp", "-s", settings, "-gs", empty, MAVEN_PLUGIN,
+                 f"-Dartifact={group}:{artifact}:{version}"], cwd=home, env=env)
+    if done.returncode:
+        errors = [line for line in done.stdout.splitlines() if line.startswith("[ERROR]")]
+        return _timed("mvn", started, False, f"exit {done.returncode}: "
+                      + " | ".join(errors[:3] or done.stdout.splitlines()[-6:]))
+    folder = os.path.join(local, *group.split("."), artifact, version)
+    files = {**_digests(folder, "*.jar"), **_digests(folder, "*.pom")}
+    return _timed("mvn", started, True, "dependency:get resolved", files)
+
+
+# --- ansible-galaxy ----------------------------------------------------------------------
+
+def ansible_galaxy(galaxy: str, server: str, collection: str, version: str,
+                   credentials: tuple[str, str], workdir: str) -> Outcome:
+    """``ansible-galaxy collection install`` then ``collection download`` from the Galaxy
+    API at ``server`` (Basic auth: pulp_ansible's v3 API wants an authenticated user),
+    configured only through the environment (private HOME, ansible.cfg and cache); the
+    files are the downloaded collection tarballs. ``galaxy``: the executable."""
+    started = time.monotonic()
+    home = _fresh(workdir, "home")
+    config = os.path.join(home, "ansible.cfg")
+    open(config, "w").close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(HOME=home, ANSIBLE_CONFIG=config,
+               ANSIBLE_GALAXY_CACHE_DIR=os.path.join(home, "cache"),
+               ANSIBLE_LOCAL_TEMP=os.path.join(home, "tmp"),
+               ANSIBLE_GALAXY_SERVER_LIST="pulp", ANSIBLE_GALAXY_SERVER_PULP_URL=server,
+               ANSIBLE_GALAXY_SERVER_PULP_USERNAME=credentials[0],
+               ANSIBLE_GALAXY_SERVER_PULP_PASSWORD=credentials[1])
+    wanted = f"{collection}:{version}"
+    install = _fresh(workdir, "collections")
+    done = _run([galaxy, "collection", "install", "--no-cache", "-p", install, wanted],
+                env=env)
+    if done.returncode:
+        return _timed("ansible-galaxy", started, False, "install: " + _tail(done))
+    manifest = os.path.join(install, "ansible_collections", *collection.split("."),
+                            "MANIFEST.json")
+    try:
+        with open(manifest) as source:
+            installed = json.load(source)["collection_info"]["version"]
+    except (OSError, ValueError, KeyError) as error:
+        return _timed("ansible-galaxy", started, False, f"installed manifest: {error}")
+    if installed != version:
+        return _timed("ansible-galaxy", started, False, f"installed {installed}, not {version}")
+    downloads = _fresh(workdir, "downloads")
+    got = _run([galaxy, "collection", "download", "--no-cache", "-p", downloads, wanted],
+               env=env)
+    if got.returncode:
+        return _timed("ansible-galaxy", started, False, "download: " + _tail(got))
+    return _timed("ansible-galaxy", started, True, f"installed {collection} {installed} "
+                  "and downloaded", _digests(downloads, "*.tar.gz"))
+
+
+# --- ostree ------------------------------------------------------------------------------
+
+def ostree(url: str, ref: str, path: str, workdir: str) -> Outcome:
+    """``ostree pull`` of ``ref`` into an empty archive repository (remote without GPG
+    verification: the fixture is unsigned), then a checkout; the files are the pulled
+    commit's checksum (``commit``) and the sha256 of ``path`` in the checkout."""
+    started = time.monotonic()
+    repo = _fresh(workdir, "repo")
+    base = ["ostree", f"--repo={repo}"]
+    for step, argv in (("init", [*base, "init", "--mode=archive"]),
+                       ("remote add", [*base, "remote", "add", "--no-gpg-verify", "pulp", url]),
+                       ("pull", [*base, "pull", "pulp", ref])):
+        done = _run(argv)
+        if done.returncode:
+            return _timed("ostree", started, False, f"{step}: " + _tail(done))
+    commit = _run([*base, "rev-parse", f"pulp:{ref}"])
+    checkout = os.path.join(workdir, "checkout")
+    shutil.rmtree(checkout, ignore_errors=True)
+    done = _run([*base, "checkout", "-U", f"pulp:{ref}", checkout])
+    if commit.returncode or done.returncode:
+        return _timed("ostree", started, False, "checkout: " + _tail(done if done.returncode
+                                                                      else commit))
+    target = os.path.join(checkout, path)
+    if not os.path.isfile(target):
+        return _timed("ostree", started, False, f"{path} missing from the checkout")
+    return _timed("ostree", started, True, "pulled and checked out",
+                  {"commit": commit.stdout.strip(), path: sha256(target)})
+
+
+# --- podman ------------------------------------------------------------------------------
+
+def podman(reference: str, path: str, workdir: str) -> Outcome:
+    """``podman pull`` (rootful, vfs storage, its own root, runroot and tmpdir, an empty
+    registries.conf) over plain HTTP, then the image mounted; the files are the image's
+    manifest digest (``manifest``) and the sha256 of ``path`` in the mounted image."""
+    started = time.monotonic()
+    store = _fresh(workdir, "podman")
+    os.makedirs(os.path.join(store, "tmp"))
+    # podman refuses a runroot longer than 50 characters: a short one under /tmp.
+    runroot = tempfile.mkdtemp(prefix="podman-run-", dir="/tmp")
+    try:
+        return _podman(reference, path, store, runroot, started)
+    finally:
+        shutil.rmtree(runroot, ignore_errors=True)
+
+
+def _podman(reference: str, path: str, store: str, runroot: str, started: float) -> Outcome:
+    registries = os.path.join(store, "registries.conf")
+    open(registries, "w").close()
+    env = {**os.environ, "TMPDIR": os.path.join(store, "tmp"),
+           "CONTAINERS_REGISTRIES_CONF": registries}
+    base = ["podman", f"--root={store}/root", f"--runroot={runroot}",
+            "--storage-driver=vfs", "--cgroup-manager=cgroupfs", "--events-backend=none",
+            f"--tmpdir={store}/tmp"]
+    done = _run([*base, "pull", "-q", "--tls-verify=false", reference], env=env)
+    if done.returncode:
+        return _timed("podman", started, False, "pull: " + _tail(done))
+    digest = _run([*base, "image", "inspect", "--format", "{{.Digest}}", reference], env=env)
+    mounted = _run([*base, "image", "mount", reference], env=env)
+    if digest.returncode or mounted.returncode:
+        return _timed("podman", started, False, "inspect/mount: "
+                      + _tail(mounted if mounted.returncode else digest))
+    try:
+        target = os.path.join(mounted.stdout.strip(), path)
+        files = {"manifest": digest.stdout.strip(),
+                 path: sha256(target) if os.path.isfile(target) else "missing"}
+    finally:
+        _run([*base, "image", "unmount", reference], env=env)
+    return _timed("podman", started, True, "pulled and mounted", files)
 
 
 # --- curl and aria2c (resumable and parallel ranges) ----------------------------------------

@@ -1,14 +1,17 @@
 """``make clients``: real package clients against Pulp's content through the front door.
 
 For every plugin with a client (rpm: dnf and dnf with ``config.repo``; deb: apt-get; python:
-pip; npm: npm; container: skopeo) and each download policy (``immediate``, ``on_demand``):
+pip; npm: npm; gem: gem; container: skopeo and podman; maven: mvn; ansible:
+ansible-galaxy; ostree: ostree) and each download policy (``immediate``, ``on_demand``;
+maven: ``pull_through``, ansible: an ``upload``):
 the local upstream is built offline (``conformance/fixtures``), Pulp syncs it through its
 REST API, publishes and distributes it (``conformance/parity_plugins.create``), and the
 client fetches the package through the stack's nginx — once with nginx sending content
 to our app, once to pulpcore-content (the baseline column). What each client got is
-checked byte for byte against the upstream's package. On-demand content must be saved by
-the first fetch and then served from storage; between the columns it is made on-demand
-again (reclaimed) and the response cache is emptied, so each app answers on its own.
+checked byte for byte against the upstream's package. On-demand and pull-through content
+must be saved by the first fetch and then served from storage; between the columns it is
+made on-demand again (reclaimed; pull-through content removed by the orphan cleanup) and
+the response cache is emptied, so each app answers on its own.
 
 Integrity oracles: with on-demand content reclaimed and the upstream package tampered
 (same size, one byte flipped), the client must reject what it gets and nothing may be
@@ -26,10 +29,15 @@ import argparse
 import contextlib
 import datetime
 import glob
+import gzip
 import hashlib
+import io
+import json
 import os
+import re
 import shutil
 import subprocess
+import tarfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,12 +49,22 @@ from conformance import parity_plugins as plugins
 from conformance import stack as stacks
 
 #: Plugins with a client here, in report order.
-PLUGINS = ("rpm", "deb", "python", "npm", "gem", "container", "file")
-#: The CI slice.
-CI_PLUGINS = ("rpm", "deb", "python", "container", "file")
+PLUGINS = ("rpm", "deb", "python", "npm", "gem", "container", "maven", "ansible", "ostree",
+           "file")
+#: The CI slice: the clients whose tools are there anyway (ostree builds the fixture,
+#: ansible-galaxy comes with pulp-ansible) or cheap to install. Not in it: mvn (Maven's
+#: dependency plugin brings ~90 Java library packages), podman beside skopeo
+#: (``run_clients(full=False)``: the engine's packages, for the registry path skopeo
+#: already drives), npm and gem (as before); dev/client-tools.sh installs accordingly.
+CI_PLUGINS = ("rpm", "deb", "python", "container", "ansible", "ostree", "file")
 APPS = ("asgi", "legacy")
 #: The package files the integrity oracle tampers (one byte flipped, same size).
-TAMPERED = (".rpm", ".deb", ".whl", ".tgz", ".gem")
+TAMPERED = (".rpm", ".deb", ".whl", ".tgz", ".gem", ".jar", ".filez")
+#: Seconds a save of tampered bytes is waited for after the client gave up (a tiny file
+#: on loopback: an app that saves it does so within milliseconds of its answer).
+TAMPERED_WAIT = 3.0
+#: The policies whose content the apps fetch from the upstream when a client asks.
+FETCHED = ("on_demand", "pull_through")
 APP_NAMES = {"asgi": "pulp-content-asgi", "legacy": "pulpcore-content"}
 #: Baseline (pulpcore-content) failures that are the old app's, by (check, policy) →
 #: why. Anything failing against our app is never explained away.
@@ -58,9 +76,22 @@ _NPM_DIGESTS = ("pulp_npm's sync records no digest for tarballs (`DeclarativeArt
                 "artifact=Artifact())` in `synchronizing.py`), so an on-demand tarball can "
                 "be verified by neither app: our packument has no `integrity` for it, and a "
                 "tampered upstream tarball is saved")
+_OSTREE_DIGESTS = ("pulp_ostree's sync records no digest for on-demand objects "
+                   "(`DeclarativeArtifact(artifact=Artifact(), …)` in "
+                   "`app/tasks/synchronizing.py`), so neither app can verify a `.filez` it "
+                   "streams from the upstream: ostree rejects the corrupted object "
+                   "(\"Corrupted file object; checksum expected=…\") but both apps save it")
+_MAVEN_DIGESTS = ("pull-through content has no expected digest: the remote artifact "
+                  "is made from the URL alone (pulpcore's `RemoteArtifact(remote=remote, "
+                  "url=url, content_artifact=ca)`, `content/handler.py`; pulp_maven keeps "
+                  "`Remote.get_remote_artifact_url`) and pulp_maven does not read the "
+                  "upstream's `.sha1` sidecar, so both apps save a jar that does not match "
+                  "it; mvn rejects it (\"Checksum validation failed\"), later clients get it")
 PLUGIN_BUGS: dict[tuple[str, str], str] = {
+    ("maven: mvn (tampered upstream)", "pull_through"): _MAVEN_DIGESTS,
     ("npm: npm", "on_demand"): _NPM_DIGESTS,
     ("npm: npm (tampered upstream)", "on_demand"): _NPM_DIGESTS,
+    ("ostree: ostree (tampered upstream)", "on_demand"): _OSTREE_DIGESTS,
 }
 EXPLAINED: dict[tuple[str, str], str] = {
     ("npm: npm", "immediate"): _NPM,
@@ -82,14 +113,53 @@ def _content(stack: stacks.Layout, base_path: str) -> str:
 
 
 def _expected(one: plugins.Served, root: str) -> dict[str, str]:
-    """The upstream's package files (name → sha256), what a client must end up with."""
+    """The upstream's package files (name → sha256), what a client must end up with
+    (ostree: the commit and the file in its tree; container: the manifest digest and the
+    file in the layer)."""
     folder = os.path.join(root, "www", one.plugin, one.policy)
-    patterns = {"rpm": "*.rpm", "deb": "pool/*/*.deb", "python": "**/*.whl",
-                "npm": "**/*.tgz", "gem": "gems/*.gem", "file": "big.bin"}
+    if one.plugin == "ostree":
+        return _ostree_expected(one, folder)
+    if one.plugin == "container":
+        return _image_expected(os.path.join(root, "oci", one.policy))
+    patterns = {"rpm": ("*.rpm",), "deb": ("pool/*/*.deb",), "python": ("**/*.whl",),
+                "npm": ("**/*.tgz",), "gem": ("gems/*.gem",), "file": ("big.bin",),
+                "maven": ("**/*.jar", "**/*.pom"), "ansible": ("*.tar.gz",)}
     found: dict[str, str] = {}
-    for path in glob.glob(os.path.join(folder, patterns.get(one.plugin, "-")), recursive=True):
-        found[os.path.basename(path)] = drivers.sha256(path)
+    for pattern in patterns.get(one.plugin, ()):
+        for path in glob.glob(os.path.join(folder, pattern), recursive=True):
+            found[os.path.basename(path)] = drivers.sha256(path)
     return found
+
+
+#: The file the ostree and container fixtures put in their tree (conformance/fixtures).
+def _tree_file(one: plugins.Served) -> str:
+    return (f"usr/share/{one.upstream.package}/README" if one.plugin == "ostree"
+            else "hello/README")
+
+
+def _ostree_expected(one: plugins.Served, repo: str) -> dict[str, str]:
+    ref, path = one.upstream.version, _tree_file(one)
+    commit = subprocess.run(["ostree", f"--repo={repo}", "rev-parse", ref],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    data = subprocess.run(["ostree", f"--repo={repo}", "cat", ref, f"/{path}"],
+                          capture_output=True, check=True).stdout
+    return {"commit": commit, path: hashlib.sha256(data).hexdigest()}
+
+
+def _image_expected(layout: str) -> dict[str, str]:
+    """The OCI layout's manifest digest and the sha256 of hello/README in its layer."""
+
+    def blob(digest: str) -> bytes:
+        with open(os.path.join(layout, "blobs", *digest.split(":")), "rb") as source:
+            return source.read()
+
+    with open(os.path.join(layout, "index.json")) as source:
+        digest = json.load(source)["manifests"][0]["digest"]
+    (layer,) = json.loads(blob(digest))["layers"]
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob(layer["digest"])))) as tar:
+        member = tar.extractfile("hello/README")
+        readme = member.read() if member else b""
+    return {"manifest": digest, "hello/README": hashlib.sha256(readme).hexdigest()}
 
 
 def _npm_integrity(expected: dict[str, str], root: str, one: plugins.Served) -> dict[str, str]:
@@ -104,10 +174,11 @@ def _npm_integrity(expected: dict[str, str], root: str, one: plugins.Served) -> 
     return out
 
 
-def run_clients(one: plugins.Served, stack: stacks.Layout, work: str, root: str
-                ) -> list[drivers.Outcome]:
+def run_clients(one: plugins.Served, stack: stacks.Layout, work: str, root: str,
+                full: bool = True) -> list[drivers.Outcome]:
     """Every client of ``one``'s plugin against its distribution (``root``: the
-    fixtures' folder, for the digests a client must end up with)."""
+    fixtures' folder, for the digests a client must end up with; ``full``: podman
+    beside skopeo too)."""
     package = one.upstream.package
     if one.plugin == "rpm":
         return [drivers.dnf(_content(stack, one.base_path), package, work),
@@ -125,7 +196,21 @@ def run_clients(one: plugins.Served, stack: stacks.Layout, work: str, root: str
         return [drivers.gem(_content(stack, one.base_path), package, work)]
     if one.plugin == "container":
         host = stack.origin.removeprefix("http://")
-        return [drivers.skopeo(f"{host}/{one.base_path}:{one.upstream.version}", work)]
+        reference = f"{host}/{one.base_path}:{one.upstream.version}"
+        return [drivers.skopeo(reference, work)] + (
+            [drivers.podman(reference, _tree_file(one), work)] if full else [])
+    if one.plugin == "maven":
+        from conformance.fixtures import maven
+
+        return [drivers.mvn(_content(stack, one.base_path), maven.GROUP, package,
+                            one.upstream.version, work)]
+    if one.plugin == "ansible":
+        return [drivers.ansible_galaxy(fixtures.tool("ansible-galaxy"),
+                                       f"{stack.origin}/pulp_ansible/galaxy/{one.base_path}/",
+                                       package, one.upstream.version, stacks.ADMIN, work)]
+    if one.plugin == "ostree":
+        return [drivers.ostree(_content(stack, one.base_path), one.upstream.version,
+                               _tree_file(one), work)]
     if one.plugin == "file":
         url = f"{_content(stack, one.base_path)}{package}"
         expected = _expected(one, root)[package]
@@ -135,7 +220,7 @@ def run_clients(one: plugins.Served, stack: stacks.Layout, work: str, root: str
 
 def check_files(outcome: drivers.Outcome, one: plugins.Served, root: str) -> drivers.Outcome:
     """A passing client must have got exactly the upstream's package bytes."""
-    if not outcome.ok or one.plugin in ("container", "file"):
+    if not outcome.ok or outcome.client in ("skopeo", "curl -C -", "aria2c -x4"):
         return outcome  # skopeo checked every blob against its digest, curl/aria2c ours
     expected = (_npm_integrity({}, root, one) if one.plugin == "npm"
                 else _expected(one, root))
@@ -172,20 +257,24 @@ def tampered(one: plugins.Served, root: str) -> Iterator[bool]:
 
 
 def _versions() -> dict[str, str]:
-    def first_line(*argv: str) -> str:
+    def first_line(*argv: str, line: int = 0) -> str:
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=30,
                                   check=False)
         except OSError:
             return "missing"
-        return (done.stdout.strip() or done.stderr.strip()).splitlines()[0] if (
-            done.stdout.strip() or done.stderr.strip()) else "?"
+        text = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout.strip() or done.stderr.strip())
+        lines = text.splitlines()
+        return lines[line].strip() if len(lines) > line else "?"
 
     return {"dnf": first_line("dnf", "--version"), "rpm": first_line("rpm", "--version"),
             "apt": first_line("apt-get", "--version"),
             "pip": first_line("/usr/bin/python3", "-m", "pip", "--version"),
             "skopeo": first_line("skopeo", "--version"), "npm": first_line("npm", "--version"),
-            "gem": first_line("gem", "--version"),
+            "gem": first_line("gem", "--version"), "podman": first_line("podman", "--version"),
+            "mvn": first_line("mvn", "-B", "--version"),
+            "ansible-galaxy": first_line(fixtures.tool("ansible-galaxy"), "--version"),
+            "ostree": " ".join(first_line("ostree", "--version", line=n) for n in (0, 1)),
             "curl": first_line("curl", "--version"), "aria2c": first_line("aria2c", "--version")}
 
 
@@ -221,15 +310,15 @@ def main() -> None:
                 stacks.switch(stack, app)
                 # Each app answers on its own: on-demand content on-demand again, no
                 # cache entries from the other app.
-                plugins.unsave(key for one in served for key in one.saves)
-                _forget_cache(served)
+                _make_cold(api, served)
                 for one in served:
                     folder = os.path.join(work, app, one.plugin, one.policy)
                     os.makedirs(folder, exist_ok=True)
                     note = ""
-                    for outcome in run_clients(one, stack, folder, root):
+                    for outcome in run_clients(one, stack, folder, root,
+                                               full=args.slice == "full"):
                         outcome = check_files(outcome, one, root)
-                        if one.policy == "on_demand" and outcome.ok and one.saves:
+                        if one.policy in FETCHED and outcome.ok and one.saves:
                             # What the client fetched must now be stored (the next
                             # client is served from storage).
                             kept = plugins.settle(set(one.saves))
@@ -242,10 +331,9 @@ def main() -> None:
                                         outcome, note))
                         note = ""
                 # Integrity: reclaimed on-demand content, the upstream tampered.
-                plugins.unsave(key for one in served for key in one.saves)
-                _forget_cache(served)
+                _make_cold(api, served)
                 for one in served:
-                    if one.policy != "on_demand":
+                    if one.policy not in FETCHED:
                         continue
                     with tampered(one, root) as done:
                         if not done:
@@ -254,9 +342,11 @@ def main() -> None:
                         os.makedirs(folder, exist_ok=True)
                         for outcome in run_clients(one, stack, folder, root)[:1]:
                             # Only the tampered files must not be saved: what else the
-                            # client fetched (gem: the untouched gemspec) is genuine.
-                            kept = plugins.saved(key for path, key in one.cold.items()
-                                                 if path.endswith(TAMPERED))
+                            # client fetched (gem: the untouched gemspec) is genuine. An
+                            # app may save just after its answer (ours does): give a save
+                            # TAMPERED_WAIT seconds to show.
+                            kept = plugins.settle({key for path, key in one.cold.items()
+                                                   if path.endswith(TAMPERED)}, TAMPERED_WAIT)
                             rejected = not outcome.ok
                             outcome.ok = rejected and not kept
                             outcome.detail = (
@@ -264,7 +354,7 @@ def main() -> None:
                                  else "ACCEPTED tampered bytes: ") + outcome.detail
                                 + ("" if not kept else f"; SAVED {sorted(kept)}"))
                             rows.append(Row(f"{one.plugin}: {outcome.client} (tampered "
-                                            "upstream)", "on_demand", app, outcome))
+                                            "upstream)", one.policy, app, outcome))
                     _forget_cache(served)
                     _cool_down(one)
     finally:
@@ -275,6 +365,15 @@ def main() -> None:
     failures = write_report(args.report, rows, seconds, chosen_by)
     print(f"clients: {len(rows)} rows, {failures} failing; report {args.report}")
     raise SystemExit(1 if failures else 0)
+
+
+def _make_cold(api: plugins.PulpApi, served: list[plugins.Served]) -> None:
+    """What the apps fetch from upstreams not fetched yet: on-demand content reclaimed,
+    pull-through content removed (the orphan cleanup), the response cache emptied."""
+    plugins.unsave(key for one in served for key in one.saves)
+    if any(one.policy == "pull_through" for one in served):
+        plugins.forget_pulled(api)
+    _forget_cache(served)
 
 
 def _cool_down(one: plugins.Served) -> None:

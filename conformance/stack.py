@@ -101,6 +101,10 @@ def settings_for(stack: Layout) -> dict[str, object]:
         "TOKEN_SIGNATURE_ALGORITHM": "ES256",
         "PUBLIC_KEY_PATH": stack.path("token", "public.pem"),
         "PRIVATE_KEY_PATH": stack.path("token", "private.pem"),
+        # pulp_ansible's Galaxy API writes this origin into every collection's
+        # download_url; its default, https://<fqdn>, is not this stack, so ansible-galaxy
+        # could install nothing (make clients).
+        "ANSIBLE_API_HOSTNAME": stack.origin,
     }
 
 

@@ -38,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
     "CONTENT_ASGI_CACHE_TIMEOUT": 0.25,
     # Seconds the response cache stays bypassed after Redis failed.
     "CONTENT_ASGI_CACHE_RETRY": 5.0,
+    # Redis connections a worker's event loop opens at most for the response cache; a
+    # request finding them all busy waits up to CONTENT_ASGI_CACHE_TIMEOUT for one.
+    "CONTENT_ASGI_CACHE_CONNECTIONS": 64,
     # Seconds clients are told to wait (Retry-After) when the database is unavailable.
     "CONTENT_ASGI_RETRY_AFTER": 5,
     # Path of the readiness check (database, and Redis when CACHE_ENABLED).
@@ -82,6 +85,7 @@ class AppSettings:
     retry_after: int
     cache_timeout: float
     cache_retry: float
+    cache_connections: int
     access_logfile: str
     health_path: str
     prometheus_enabled: bool
@@ -132,6 +136,7 @@ def load(settings: Any | None = None) -> AppSettings:
         retry_after=int(_get(settings, "CONTENT_ASGI_RETRY_AFTER")),
         cache_timeout=float(_get(settings, "CONTENT_ASGI_CACHE_TIMEOUT")),
         cache_retry=float(_get(settings, "CONTENT_ASGI_CACHE_RETRY")),
+        cache_connections=int(_get(settings, "CONTENT_ASGI_CACHE_CONNECTIONS")),
         access_logfile=str(_get(settings, "CONTENT_ASGI_ACCESS_LOGFILE") or ""),
         health_path=str(_get(settings, "CONTENT_ASGI_HEALTH_PATH")),
         prometheus_enabled=_flag(_get(settings, "CONTENT_ASGI_PROMETHEUS_ENABLED")),

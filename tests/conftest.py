@@ -17,10 +17,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from tests.helpers import (
     BIN,
@@ -37,6 +40,17 @@ from tests.helpers import (
 
 FAST_DIRS = (Path(__file__).parent / "http", Path(__file__).parent / "unit")
 _database_ready = False
+_started = time.monotonic()
+
+# Hypothesis: the CI slice is derandomized (the same examples every run, no example
+# database); `make adversarial` loads the random, seeded profile with more examples
+# (tests/adversarial.py, reliability/README.md).
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, deadline=None,
+                                     print_blob=True, suppress_health_check=_QUIET)
+hypothesis_settings.register_profile("adversarial", database=None, deadline=None,
+                                     print_blob=True, suppress_health_check=_QUIET)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -64,6 +78,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(d in Path(str(item.path)).parents for d in FAST_DIRS):
             item.add_marker(pytest.mark.fast)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Outcomes of the adversarial tests, for reliability/report.md."""
+    from tests import adversarial
+
+    if "adversarial" not in report.keywords:
+        return
+    if report.when == "call" or report.outcome != "passed":
+        adversarial.OUTCOMES[report.nodeid] = report.outcome
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """``ADVERSARIAL_REPORT=path``: write the adversarial figures there (`make adversarial`)."""
+    path = os.environ.get("ADVERSARIAL_REPORT")
+    if path:
+        from tests import adversarial
+
+        seed = session.config.getoption("hypothesis_seed", None)
+        adversarial.write_report(path, time.monotonic() - _started,
+                                 None if seed is None else str(seed))
 
 
 def _database() -> None:

@@ -167,6 +167,26 @@ def test_unknown_blob_path_and_repository_answer_404_like_pulpcore_content(
     assert theirs.headers["location"] == f"/pulp/content/ns-{unique}"
 
 
+def test_slashes_in_the_base_path_answer_like_pulpcore_content(server, legacy, upstream,
+                                                               unique):
+    """Doubled, leading and percent-encoded slashes around the base path: the same status as
+    pulp_container's aiohttp route (its lookup is ``base_path=path``, exactly)."""
+    registry = Registry(upstream, unique)
+    digest = blob_digest(registry.stored)
+    variants = [f"/pulp/container//ns-{unique}/image/blobs/{digest}",
+                f"/pulp/container/ns-{unique}//image/blobs/{digest}",
+                f"/pulp/container/ns-{unique}/image//blobs/{digest}",
+                f"/pulp/container/%2Fns-{unique}/image/blobs/{digest}",
+                f"/pulp/container/ns-{unique}%2Fimage/blobs/{digest}"]
+    seen = []
+    for path in variants:
+        ours, theirs = _fetch(server, path), _fetch(legacy, path)
+        seen.append((path, ours.status_code, theirs.status_code))
+        if theirs.status_code == 200:
+            _same(ours, theirs)
+    assert [s for s in seen if s[1] != s[2]] == [], seen
+
+
 def test_a_redirect_guard_needs_the_api_signature(server, legacy, upstream, unique):
     """The registry API signs the redirect (ContentRedirectContentGuard): without the
     signature 403, with it the blob."""

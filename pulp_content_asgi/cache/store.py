@@ -5,10 +5,19 @@ Every call has a short timeout and no retries; a failure marks Redis unavailable
 as if the cache were off (pulpcore swallows the errors too, but can stall on retries).
 The async client serves cache hits on the event loop; the sync one is used on the ORM
 thread, where the slow path already runs.
+
+All connections busy is not an outage: the async client opens at most
+``CONTENT_ASGI_CACHE_CONNECTIONS`` connections per worker, and a request finding them all
+in use waits for one (up to the same timeout), then, if none came free, is served without
+the cache on its own, leaving the cache on for everyone else. redis-py's own pool raises
+``MaxConnectionsError`` at once instead (100 connections by default since redis-py 6), which
+counted as "Redis is down" and turned the cache off for every request: measured with 256
+clients, 98 req/s instead of 1,202 at 64 (bench/results/2026-11-29T1543Z-vm-full-notes.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -33,8 +42,8 @@ def _client_kwargs(timeout: float) -> dict[str, Any]:
             "retry": Retry(NoBackoff(), 0), "health_check_interval": 0}
 
 
-def _make(redis_class: Any, timeout: float) -> Any:
-    kwargs = _client_kwargs(timeout)
+def _make(redis_class: Any, timeout: float, **extra: Any) -> Any:
+    kwargs = {**_client_kwargs(timeout), **extra}
     url = getattr(settings, "REDIS_URL", None)
     if url:
         return redis_class.from_url(url, **kwargs)
@@ -48,14 +57,35 @@ def _make(redis_class: Any, timeout: float) -> Any:
 class RedisCache:
     """pulpcore's cache hashes, read and written with bounded waits."""
 
-    def __init__(self, timeout: float, retry_after: float, ttl: float | None) -> None:
+    #: Seconds between two warnings that requests were served without the cache because
+    #: every connection was busy.
+    BUSY_WARNING_INTERVAL = 60.0
+
+    def __init__(self, timeout: float, retry_after: float, ttl: float | None,
+                 connections: int = 64) -> None:
+        """``timeout``: seconds per Redis call and per wait for a free connection;
+        ``retry_after``: seconds the cache stays off after Redis failed; ``ttl``: seconds an
+        entry lives (None: forever); ``connections``: the async client's most connections.
+
+        Raises ValueError when ``connections`` is below 1.
+        """
         import redis.asyncio
 
+        if connections < 1:
+            raise ValueError(f"CONTENT_ASGI_CACHE_CONNECTIONS must be at least 1, "
+                             f"not {connections}")
         self.ttl = ttl
+        self.timeout = timeout
         self.retry_after = retry_after
-        self._async = _make(redis.asyncio.Redis, timeout)
+        self.connections = connections
+        self._async = _make(redis.asyncio.Redis, timeout, max_connections=connections)
         self._sync = _make(redis.Redis, timeout)
         self._down_until = 0.0
+        # Created on first use, in the worker's event loop (a semaphore binds to it).
+        self._slots: asyncio.Semaphore | None = None
+        self._busy_warned = float("-inf")
+        #: Requests served without the cache because every connection was busy.
+        self.busy_skips = 0
 
     @property
     def available(self) -> bool:
@@ -74,11 +104,33 @@ class RedisCache:
         and propagates."""
         if not (always or self.available):
             return default
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.connections)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            self._busy()
+            return default
         try:
             return await command(self._async)
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return default
+        finally:
+            self._slots.release()
+
+    def _busy(self) -> None:
+        """Every connection stayed in use for the whole timeout: this request goes
+        without the cache; Redis is not marked unavailable."""
+        self.busy_skips += 1
+        now = time.monotonic()
+        if now - self._busy_warned >= self.BUSY_WARNING_INTERVAL:
+            self._busy_warned = now
+            log.warning("All %d Redis connections of the response cache were busy for %ss; "
+                        "serving requests without the cache meanwhile (%d so far). Raise "
+                        "CONTENT_ASGI_CACHE_CONNECTIONS if Redis has room for more.",
+                        self.connections, self.timeout, self.busy_skips)
 
     def _ask_sync(self, command: Callable[[Any], T], default: T) -> T:
         """The same on the sync client (the ORM thread, and the on-demand save's
@@ -154,5 +206,6 @@ def current() -> RedisCache | None:
 
             ours = conf.current()
             ttl = (getattr(settings, "CACHE_SETTINGS", None) or {}).get("EXPIRES_TTL", 600)
-            _cache = RedisCache(ours.cache_timeout, ours.cache_retry, ttl)
+            _cache = RedisCache(ours.cache_timeout, ours.cache_retry, ttl,
+                                ours.cache_connections)
     return _cache

@@ -71,6 +71,9 @@ def content_request(request: HttpRequest) -> ContentRequest:
 def distribution(request: ContentRequest, model: type[D], base_path: str) -> D | None:
     """The ``model`` distribution at exactly ``base_path`` in the request's domain, or None.
 
+    Exactly: a leading, trailing or doubled slash (``//a/b``, ``a/b/``, ``%2Fa/b``) matches
+    nothing, as pulp_container's ``get(base_path=path)`` matches nothing.
+
     Sets the domain for the rest of the request (pulpcore's ``get_domain()``), as the
     content path does. Runs on an ORM thread.
     """
@@ -80,7 +83,7 @@ def distribution(request: ContentRequest, model: type[D], base_path: str) -> D |
     if domain is None:
         return None
     found = (model.objects.select_related(*_RELATED)
-             .filter(pulp_domain=domain, base_path=base_path.strip("/")).first())
+             .filter(pulp_domain=domain, base_path=base_path).first())
     if found is None:
         return None
     set_domain(domain)

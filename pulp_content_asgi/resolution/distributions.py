@@ -15,6 +15,7 @@ distribution key, and therefore the content guard that is checked).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -108,9 +109,18 @@ def match(domain_name: str, path: str) -> Distribution | None:
         .select_related(*_RELATED, "content_guard", *_ACCESSORS.values())
         .defer(*_DEFERRED)[:len(candidates)]
     )
-    if not found:
+    chosen = longest_match(path, (distribution.base_path for distribution in found))
+    if chosen is None:
         return None
-    return _as_detail(max(found, key=lambda distribution: len(distribution.base_path)))
+    return _as_detail(next(d for d in found if d.base_path == chosen))
+
+
+def longest_match(path: str, base_paths: Iterable[str]) -> str | None:
+    """The base path among ``base_paths`` that serves ``path``: the longest one that is
+    the path itself or one of its ancestors (:func:`base_path_candidates`), None if no
+    one is. Pure, and total over any text (tests/http/test_matching.py)."""
+    candidates = set(base_path_candidates(path))
+    return max((b for b in base_paths if b in candidates), key=len, default=None)
 
 
 def partial(domain: Domain, path: str) -> PartialPath | None:

@@ -6,10 +6,12 @@ from html.parser import HTMLParser
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pulp_content_asgi.protocol.listing import SEGMENT_SAFE, Listing, href, human_size, render
+from pulp_content_asgi.protocol.paths import ContentPath, decode_path, locate
+from tests import adversarial
 
 WHEN = datetime(2024, 3, 5, 7, 8, tzinfo=UTC)
 
@@ -121,6 +123,8 @@ _NAME = st.builds(lambda segment, directory: segment + ("/" if directory else ""
                   _SEGMENT, st.booleans())
 
 
+@pytest.mark.adversarial
+@settings(max_examples=adversarial.examples(100))
 @given(directory=st.lists(_SEGMENT, max_size=3), names=st.frozensets(_NAME, max_size=8))
 @example(directory=["grp", "%41"], names=frozenset(
     {"%41.txt", "d%25r/", "a#b", "q?x", "100%.txt", "<svg onload=alert(1)>/", "x;y=z",
@@ -130,6 +134,7 @@ def test_every_link_resolves_back_to_its_entry_and_no_markup_survives(directory,
     link, resolved against the page's URL as a browser does and percent-decoded, is the
     directory plus the entry's name; the only tags are the page's own, and every text is
     the name or path itself."""
+    adversarial.TALLIES["listing"].counts["cases"] += 1
     path = "/pulp/content/" + "".join(f"{s}/" for s in directory)
     page_url = "http://content.example" + quote(path, safe=SEGMENT_SAFE)
     parsed = _Page()
@@ -146,3 +151,37 @@ def test_every_link_resolves_back_to_its_entry_and_no_markup_survives(directory,
         target = urlsplit(urljoin(page_url, parsed.tags[i][1]["href"]))
         assert unquote(target.path, errors="strict") == path + name
         assert not target.query and not target.fragment
+
+
+_SHORT_SEGMENT = st.text(_TEXT.filter(lambda c: c != "/"), min_size=1, max_size=30).filter(
+    lambda s: s not in (".", ".."))
+_SHORT_NAME = st.builds(lambda segment, directory: segment + ("/" if directory else ""),
+                        _SHORT_SEGMENT, st.booleans())
+
+
+@pytest.mark.adversarial
+@settings(max_examples=adversarial.examples(100))
+@given(directory=st.lists(_SHORT_SEGMENT, max_size=3), names=st.frozensets(_SHORT_NAME,
+                                                                            max_size=8),
+       domain=st.one_of(st.none(), _SHORT_SEGMENT))
+@example(directory=[], names=frozenset({"%2e%2e/", "a%2Fb", "%00", "\u00e9/", "#/", "?x/"}),
+         domain=None)
+@example(directory=["%41"], names=frozenset({"100%.txt", "a;b", "x&amp;y"}), domain="d%2F")
+def test_every_link_is_routed_back_to_its_entry_by_the_app_itself(directory, names, domain):
+    """Base-path and file listings, with and without a domain segment: each link, resolved
+    by a browser and sent back as raw bytes, is decoded and located by the app's own path
+    rules (not ``unquote``) to exactly the directory plus the entry; never a 4xx."""
+    adversarial.TALLIES["listing"].counts["cases"] += 1
+    prefix = "/pulp/content/" + ("" if domain is None else f"{domain}/")
+    path = prefix + "".join(f"{s}/" for s in directory)
+    page_url = "http://content.example" + quote(path, safe=SEGMENT_SAFE)
+    parsed = _Page()
+    parsed.feed(render(Listing(path, names, root=not directory)))
+    parsed.close()
+    links = [attrs["href"] for tag, attrs in parsed.tags if tag == "a"]
+    assert len(links) == len(names) + bool(directory)
+    for name, link in zip(sorted(names), links[bool(directory):], strict=True):
+        sent = urlsplit(urljoin(page_url, link)).path.encode("ascii")
+        decoded = decode_path(sent)
+        located = locate(decoded, "/pulp/content/", domain is not None)
+        assert located == ContentPath(domain, (path + name)[len(prefix):])
