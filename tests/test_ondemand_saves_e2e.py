@@ -90,6 +90,13 @@ def media_root(env: dict[str, str]) -> str:
     return os.path.join(os.path.dirname(env["PULP_SETTINGS"]), "media")
 
 
+def working_files(env: dict[str, str]) -> list[str]:
+    """Files the app left in its WORKING_DIRECTORY (spools, downloads), its own hidden
+    spool-area id aside."""
+    where = os.path.join(os.path.dirname(env["PULP_SETTINGS"]), "tmp")
+    return sorted(f for f in os.listdir(where) if not f.startswith("."))
+
+
 def connect(pg: Any, autocommit: bool = True) -> psycopg.Connection:
     return psycopg.connect(host="127.0.0.1", port=pg.port, user="postgres", dbname="pulp",
                            autocommit=autocommit)
@@ -135,8 +142,8 @@ class OnDemandFile:
         """Whether its content artifact is linked to the artifact of its bytes."""
         try:
             rows = sql(self.pg, "SELECT a.sha256 FROM core_contentartifact ca JOIN "
-                       "core_artifact a ON a.pulp_id = ca.artifact_id WHERE ca.pulp_id = %s",
-                       (self.ca,))
+                       "core_artifact a ON a.pulp_id = ca.artifact_id "
+                       "WHERE ca.pulp_id = %s::uuid", (self.ca,))
         except psycopg.OperationalError:
             return False
         return rows == [(self.sha256,)]
@@ -185,7 +192,7 @@ def row_held(pg: Any, content_artifact: str) -> Iterator[Callable[[], None]]:
     conn = connect(pg, autocommit=False)
     # This transaction's own commit must not wait for the (absent) standby.
     conn.execute("SET LOCAL synchronous_commit = local")
-    conn.execute("SELECT 1 FROM core_contentartifact WHERE pulp_id = %s FOR UPDATE",
+    conn.execute("SELECT 1 FROM core_contentartifact WHERE pulp_id = %s::uuid FOR UPDATE",
                  (content_artifact,))
     try:
         yield conn.commit
@@ -244,6 +251,7 @@ def test_postgresql_crashing_after_the_file_is_placed_loses_nothing(cluster, app
     assert again.headers["content-length"] == str(len(item.blob))  # from storage
     assert upstream.hits[item.upstream_path] == 1
     assert app.process.poll() is None  # recovered without a restart
+    assert wait_for(lambda: working_files(env) == []), working_files(env)
 
 
 def _hold_commits(pg: Any) -> None:
@@ -294,7 +302,10 @@ def test_a_commit_whose_acknowledgement_is_lost_keeps_its_file(cluster, app, ups
         first = response.result(timeout=DEADLINE)
         assert first.status_code == 200 and first.content == item.blob
     finally:
-        if not answers(pg):
+        if answers(pg):  # failed before the crash: commits must not stay held
+            sql(pg, "ALTER SYSTEM RESET synchronous_standby_names")
+            sql(pg, "SELECT pg_reload_conf()")
+        else:
             _forget_standby(pg)
             restart(pg)
     assert item.linked()  # committed before the crash: back with the WAL replay
@@ -327,6 +338,8 @@ def test_postgresql_crashing_during_the_download_loses_nothing(cluster, app, ups
     assert wait_for(item.linked)
     assert problems(pg, env) == []
     assert upstream.hits[item.upstream_path] == 1
+    # Before #17 the downloaded file stayed behind in WORKING_DIRECTORY.
+    assert wait_for(lambda: working_files(env) == []), working_files(env)
 
 
 def test_redis_killed_during_the_save_loses_nothing(cluster, app, redis, upstream):

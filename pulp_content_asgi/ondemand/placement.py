@@ -32,6 +32,7 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass
+from typing import TypeGuard
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 CHUNK = 1024 * 1024
 
 
-def no_space(exc: BaseException) -> bool:
+def no_space(exc: BaseException) -> TypeGuard[OSError]:
     """Whether ``exc`` is a full disk or an exhausted quota."""
     return isinstance(exc, OSError) and exc.errno in NO_SPACE
 
