@@ -80,11 +80,12 @@ def redis() -> Iterator[PrivateRedis]:
 @pytest.fixture(scope="module")
 def app(cluster, redis) -> Iterator[Any]:
     """One granian worker on the private cluster, with the response cache in the private
-    Redis (the save stores the next request's cache entry)."""
+    Redis (the save stores the next request's cache entry). Its heartbeat tolerates the
+    outages (the worker's exit after CONTENT_APP_TTL is test_db_outage_e2e's subject)."""
     _, env = cluster
     running = content_app(env=cluster_server_env(
-        env, CONTENT_ASGI_DB_POOL_TIMEOUT="2", CACHE_ENABLED="true", REDIS_HOST="127.0.0.1",
-        REDIS_PORT=str(redis.port)))
+        env, CONTENT_ASGI_DB_POOL_TIMEOUT="2", CONTENT_APP_TTL="300", CACHE_ENABLED="true",
+        REDIS_HOST="127.0.0.1", REDIS_PORT=str(redis.port)))
     yield running
     stop_server(running)
 
