@@ -108,7 +108,8 @@ def connect(pg: Any, autocommit: bool = True) -> psycopg.Connection:
 
 def sql(pg: Any, query: str, params: tuple = ()) -> list[tuple]:
     with connect(pg) as conn:
-        return conn.execute(query, params).fetchall()
+        cursor = conn.execute(query, params)
+        return cursor.fetchall() if cursor.description is not None else []
 
 
 def answers(pg: Any) -> bool:
