@@ -203,6 +203,37 @@ class PrivateRedis:
                               text=True).stdout
 
 
+# --- a private PostgreSQL --------------------------------------------------------------
+
+def migrated_cluster() -> tuple[Any, dict[str, str]]:
+    """A private PostgreSQL cluster (devtools.pgcluster) with a migrated ``pulp`` database
+    and a settings file of its own (media and working directory under the cluster's
+    folder): (cluster, the environment pointing at both). The caller stops and removes it.
+    """
+    from pulp_content_asgi.devtools.pgcluster import BINDIR, Cluster
+
+    assert BINDIR, "PostgreSQL's server binaries are missing: dev/database.sh installs them"
+    pg = Cluster()
+    pg.init()
+    pg.start()
+    env = {**os.environ, **pg.env()}
+    settings_root = os.path.join(pg.root, "pulp")
+    script = ("from pulp_content_asgi.devtools import settings as s\n"
+              "s.ensure_database('pulp')\n"
+              f"print(s.write({settings_root!r}, 'pulp'))\n")
+    env["PULP_SETTINGS"] = subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                                          capture_output=True, text=True).stdout.strip()
+    subprocess.run([os.path.join(BIN, "pulpcore-manager"), "migrate", "--noinput"], env=env,
+                   check=True, capture_output=True)
+    return pg, env
+
+
+def cluster_server_env(env: dict[str, str], **settings: str) -> dict[str, str]:
+    """A server's environment on a :func:`migrated_cluster`, plus ``PULP_<name>`` settings."""
+    chosen = {k: env[k] for k in ("PULP_SETTINGS", "PGHOST", "PGPORT")}
+    return {**chosen, **{f"PULP_{k}": v for k, v in settings.items()}}
+
+
 # --- ASGI ----------------------------------------------------------------------------
 
 def scope(path: str, method: str = "GET", headers: dict[str, str] | None = None,

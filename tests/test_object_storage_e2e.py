@@ -15,7 +15,14 @@ import httpx
 import pytest
 from pulpcore.app.models import Domain
 
-from tests.helpers import distribution_in, s3_domain, unique_name
+from tests.helpers import (
+    content_artifact,
+    distribution_in,
+    on_demand,
+    s3_domain,
+    unique_name,
+    wait_for,
+)
 
 BODY = os.urandom(512 * 1024)
 
@@ -118,3 +125,35 @@ def test_container_blobs_on_object_storage(domain_server, s3, upstream, redirect
         assert answer.headers["docker-content-digest"] == digest
         assert answer.headers["docker-distribution-api-version"] == "registry/2.0"
     assert answer.status_code == 200 and answer.content == registry.stored
+
+
+def test_on_demand_content_is_saved_into_the_bucket(domain_server, s3, upstream):
+    """The save puts the verified download into the domain's bucket with one upload
+    (ondemand/placement.py): the next request is served from there, the upstream asked
+    once."""
+    from pulpcore.app.util import set_domain
+
+    domain = s3_domain(s3, redirect=False)
+    default = Domain.objects.get(name="default")
+    blob = os.urandom(300_000)
+    set_domain(domain)
+    try:
+        distribution, prefix, repo = on_demand(upstream, {"s3.bin": blob})
+    finally:
+        set_domain(default)
+    target = domain_server.url(f"/pulp/content/{domain.name}/{distribution.base_path}/s3.bin")
+    first = httpx.get(target, timeout=60)
+    assert first.status_code == 200 and first.content == blob
+    assert wait_for(lambda: content_artifact(repo, "s3.bin").artifact_id is not None)
+    artifact = content_artifact(repo, "s3.bin").artifact
+    assert artifact.pulp_domain_id == domain.pk
+    set_domain(domain)
+    try:
+        with artifact.file.open("rb") as stored:
+            assert stored.read() == blob
+    finally:
+        set_domain(default)
+    again = httpx.get(target, timeout=60)
+    assert again.status_code == 200 and again.content == blob
+    assert again.headers["content-length"] == str(len(blob))
+    assert upstream.hits[prefix + "s3.bin"] == 1

@@ -62,6 +62,11 @@ class Cluster:
         """Stop it (fast shutdown: sessions are ended) and wait until it is down."""
         self._run(f"{BINDIR}/pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
 
+    def kill(self) -> None:
+        """Crash it (``immediate`` shutdown: every process quits at once, no checkpoint;
+        the next start replays the WAL, as after a power cut) and wait until it is down."""
+        self._run(f"{BINDIR}/pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+
     def log(self) -> str:
         with open(self.log_path, errors="replace") as log:
             return log.read()

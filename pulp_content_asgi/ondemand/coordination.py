@@ -1,30 +1,81 @@
 """Collapsing downloads across worker processes (and hosts sharing WORKING_DIRECTORY).
 
 The leader for an artifact is whoever holds a PostgreSQL session advisory lock derived
-from the artifact's key; PostgreSQL releases it if the leader's process dies. The leader
-spools into a file whose name is derived from the same key, next to a small JSON file
-with the upstream headers and, at the end, the outcome (:mod:`.spool`); followers read
-both. One
-dedicated connection per process holds all of its locks (never one from the request
-pool). Without the database the process simply leads its own downloads.
+from the artifact's key and the *spool area*; PostgreSQL releases it if the leader's
+process dies. The leader spools into a file whose name is derived from the key, next to a
+small JSON file with the upstream headers and, at the end, the outcome (:mod:`.spool`);
+followers read both. One dedicated connection per process holds all of its locks (never
+one from the request pool). Without the database the process simply leads its own
+downloads.
+
+The spool area is an id kept in ``WORKING_DIRECTORY`` (:func:`spool_area`): every process
+that sees the same directory (the workers of a host, or hosts sharing it over NFS) reads
+the same id and so competes for the same lock, while a host with a directory of its own
+has its own leader: a follower never waits for a spool file that another host writes on
+a disk it cannot see.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import threading
+import uuid
 from typing import Any
 
 from django.conf import settings
 
 log = logging.getLogger(__name__)
 
+#: The file in WORKING_DIRECTORY holding the spool area's id (hidden from ``*`` globs).
+AREA_FILE = ".ondemand-spool-area"
+_areas: dict[str, str] = {}
+
+
+def _read_or_create(path: str) -> str:
+    """The id in ``path``, written first if absent: created under a private name and
+    hard-linked into place, so concurrent first callers (any host) all read one id."""
+    with contextlib.suppress(FileNotFoundError), open(path) as existing:
+        found = existing.read().strip()
+        if found:
+            return found
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    mine = uuid.uuid4().hex
+    private = f"{path}.{mine}"
+    try:
+        with open(private, "w") as out:
+            out.write(mine)
+        os.link(private, path)
+    except FileExistsError:
+        pass
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(private)
+    with open(path) as existing:
+        return existing.read().strip() or mine
+
+
+def spool_area() -> str:
+    """The id shared by every process that sees this process's WORKING_DIRECTORY (read
+    once per process and directory). A directory this process cannot write gives an id
+    of its own: it then leads every download it needs, never following another."""
+    directory = str(settings.WORKING_DIRECTORY)
+    if directory not in _areas:
+        try:
+            _areas[directory] = _read_or_create(os.path.join(directory, AREA_FILE))
+        except OSError as exc:
+            log.warning("Cannot keep the spool area id in %s (%s); this process will not "
+                        "collapse its downloads with others.", directory, exc)
+            _areas[directory] = uuid.uuid4().hex
+    return _areas[directory]
+
 
 def lock_id(key: str) -> int:
-    """A signed 64-bit advisory lock id for ``key``."""
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+    """A signed 64-bit advisory lock id for ``key`` within this process's spool area."""
+    digest = hashlib.sha256(f"{spool_area()}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def spool_path(key: str) -> str:

@@ -7,6 +7,13 @@ upstream labels ``Content-Encoding: gzip`` arrives as the bytes its digest descr
 remote that fails before the first byte reached any client is skipped for the next one,
 as in pulpcore; after that the failure can only be reported by cutting the responses
 short.
+
+A full disk is the operator's to fix, not the remote's: it is logged naming the directory
+(``WORKING_DIRECTORY`` while downloading, ``MEDIA_ROOT`` while saving), answered ``503``
+with ``Retry-After`` to clients still waiting for headers (the others are cut short), and
+nothing of the download is kept. A database lost during the save does not fail the
+clients: the download is verified, so they get all of it, and the save runs again until
+the database is back (:meth:`Fetch._save_when_back`).
 """
 
 from __future__ import annotations
@@ -28,11 +35,29 @@ from pulp_content_asgi import db, metrics
 from pulp_content_asgi.bridge import downloads
 from pulp_content_asgi.ondemand import save
 from pulp_content_asgi.ondemand.coordination import spool_path
+from pulp_content_asgi.ondemand.placement import Placement, no_space
 from pulp_content_asgi.ondemand.plan import Candidate, RemotePlan
 from pulp_content_asgi.ondemand.spool import FollowedSpool, Spool, UpstreamError
 from pulp_content_asgi.plugin import hooks
 
 log = logging.getLogger(__name__)
+
+#: Seconds between attempts to save a download while the database is unreachable (doubling
+#: from the first to the last).
+SAVE_RETRY = (1.0, 30.0)
+#: Retry-After (seconds) of a 503 for a full disk.
+FULL_RETRY_AFTER = 60
+FULL_ANSWER = ("The content app has no space left to store this download; the server log "
+               "says which directory is full. Retry once the operator has freed space.")
+
+
+class NoSpace(Exception):
+    """A directory the download needs is full (``setting`` names it, ``path`` is where)."""
+
+    def __init__(self, setting: str, path: str, cause: OSError) -> None:
+        super().__init__(f"{setting} ({path}) is full: {cause}")
+        self.setting = setting
+        self.path = path
 
 
 def _private_spool_path() -> str:
@@ -134,6 +159,10 @@ class Fetch:
         try:
             await self.spool.open()
         except OSError as exc:
+            if no_space(exc):
+                await self._full(NoSpace("WORKING_DIRECTORY",
+                                         str(settings.WORKING_DIRECTORY), exc))
+                return
             log.error("Cannot create the spool file %s for %s (%s); check that "
                       "WORKING_DIRECTORY is writable and has space.", self.spool.path,
                       self.plan.relative_path, exc)
@@ -155,11 +184,29 @@ class Fetch:
             except DigestValidationError as exc:
                 await self._corrupt(candidate, exc)
                 return
+            except NoSpace as exc:
+                await self._full(exc)
+                return
+            except OSError as exc:
+                if not no_space(exc):
+                    log.exception("Fetching %s failed", candidate.remote_artifact.url)
+                    await self.spool.finish(exc)
+                    return
+                await self._full(NoSpace("WORKING_DIRECTORY",
+                                         str(settings.WORKING_DIRECTORY), exc))
+                return
             except Exception as exc:
                 log.exception("Fetching %s failed", candidate.remote_artifact.url)
                 await self.spool.finish(exc)
                 return
         await self.spool.finish(self._nothing_served(last))
+
+    async def _full(self, exc: NoSpace) -> None:
+        log.error("%s: the on-demand download of %s was abandoned and nothing of it was "
+                  "kept. Free space in %s (or give it more); the next request downloads "
+                  "it again.", exc, self.plan.relative_path, exc.path)
+        await self.spool.finish(UpstreamError(503, FULL_ANSWER,
+                                              {"Retry-After": str(FULL_RETRY_AFTER)}))
 
     def _nothing_served(self, last: BaseException | None) -> UpstreamError:
         refusal = downloads.upstream_refusal(last)
@@ -182,23 +229,82 @@ class Fetch:
 
     async def _fetch(self, candidate: Candidate) -> None:
         result = await SpoolingDownloader(candidate, self.spool).run()
-        if candidate.save:
-            self.saved = await db.run(self._save, result, candidate.remote_artifact,
-                                      list(self.after_save))
-            self.saved_at = time.time()
-            await self._add_to_repository()
+        if not candidate.save:
+            await self.spool.finish()
+            return
+        attributes = result.artifact_attributes
+        placement = Placement(result.path, attributes["sha256"], int(attributes["size"]))
+        try:
+            await self._store(attributes, placement, candidate.remote_artifact)
+        except db.DatabaseUnavailable as exc:
+            log.warning("The database went away while saving %s (%s). The download is "
+                        "verified and served; it is saved once the database is back.",
+                        self.plan.relative_path, exc)
+            await self.spool.finish()
+            await self._save_when_back(attributes, placement, candidate.remote_artifact)
+            return
+        except Exception as exc:
+            await self._give_back(placement, candidate.remote_artifact)
+            if no_space(exc):
+                raise NoSpace("MEDIA_ROOT", str(settings.MEDIA_ROOT), exc) from exc
+            raise
         await self.spool.finish()
 
-    def _save(self, result: Any, remote_artifact: Any, after_save: list[Any]) -> Any:
+    async def _store(self, attributes: dict[str, Any], placement: Placement,
+                     remote_artifact: Any) -> None:
+        self.saved = await db.run(self._save, attributes, placement, remote_artifact,
+                                  list(self.after_save))
+        self.saved_at = time.time()
+        await self._add_to_repository()
+
+    async def _save_when_back(self, attributes: dict[str, Any], placement: Placement,
+                              remote_artifact: Any) -> None:
+        """Run the save again (every step is idempotent) until the database answers; the
+        download stays joinable meanwhile. A worker stopped before then leaves the placed
+        file (whole, verified) for the next save of the artifact to adopt."""
+        delay, most = SAVE_RETRY
+        while True:
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:  # the worker stops: a download not placed goes
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(placement.source)
+                raise
+            delay = min(delay * 2, most)
+            try:
+                await self._store(attributes, placement, remote_artifact)
+            except db.DatabaseUnavailable:
+                continue
+            except Exception:
+                log.exception("Saving %s after the database came back failed; nothing of "
+                              "it is kept.", self.plan.relative_path)
+                await self._give_back(placement, remote_artifact)
+                return
+            log.warning("Saved %s now that the database is back.", self.plan.relative_path)
+            return
+
+    async def _give_back(self, placement: Placement, remote_artifact: Any) -> None:
+        """After a save that failed for good: no file of it stays (unless a row has it)."""
+        try:
+            await db.run(save.settle_back, remote_artifact, placement)
+        except db.DatabaseUnavailable:
+            log.error("Could not check whether %s in storage belongs to an artifact (the "
+                      "database is unavailable); it is left in place for the next save of "
+                      "that artifact to adopt.", placement.name)
+
+    def _save(self, attributes: dict[str, Any], placement: Placement, remote_artifact: Any,
+              after_save: list[Any]) -> Any:
         """Save, then the follow-ups (caching the response), in one transaction on the ORM
         thread: whoever sees the saved artifact also finds its cache entry, so the request
         after this download is a cache hit whichever worker answers it."""
         with transaction.atomic():
-            saved = save.save(result.artifact_attributes, result.path, remote_artifact,
+            saved = save.save(attributes, placement, remote_artifact,
                               self.plan.hook_request)
             for callback in after_save:
                 try:
-                    callback(saved)
+                    # A savepoint: a follow-up's failed query must not doom the save.
+                    with transaction.atomic():
+                        callback(saved)
                 except Exception:  # the artifact is saved; only the follow-up failed
                     log.exception("After saving %s, %r failed", self.plan.key, callback)
         return saved

@@ -67,8 +67,7 @@ class Inflight:
             # gone again since (reclaimed). Download afresh, in this process only.
             return self.lead_privately(plan), True
         if entry is None:
-            lock = lock_id(plan.key)
-            leads = await asyncio.to_thread(coordinator.try_lock, lock)
+            lock, leads = await asyncio.to_thread(_try_to_lead, plan.key)
             entry = self._entries.get(plan.key)  # another client may have won meanwhile
             if entry is not None:
                 if leads:
@@ -177,6 +176,13 @@ class Inflight:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("On-demand clean-up failed: %s", task.exception())
+
+
+def _try_to_lead(key: str) -> tuple[int, bool | None]:
+    """The download's lock (its id reads the spool area once per process: off the loop)
+    and :meth:`~.coordination.Coordinator.try_lock`'s answer for it."""
+    lock = lock_id(key)
+    return lock, coordinator.try_lock(lock)
 
 
 def _leader_alive(lock: int) -> Callable[[], Awaitable[bool]]:

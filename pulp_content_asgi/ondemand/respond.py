@@ -119,7 +119,7 @@ async def _join(plan: RemotePlan) -> tuple[Fetch | Follow, bool, Mapping[str, st
             inflight.abandon(fetch)
         except UpstreamError as failed:
             inflight.leave(fetch)
-            return text(failed.status, str(failed))
+            return text(failed.status, str(failed), failed.headers)
         except BaseException:
             inflight.leave(fetch)
             raise

@@ -5,27 +5,37 @@ may already exist (another worker saved it first), content may already exist (a 
 pull-through), and orphan cleanup may have removed a row we found; every such race ends
 with one artifact, linked, and no stray file. It all happens in one transaction on an ORM
 thread, run by the fetch task, so a client hanging up cannot interrupt it.
+
+The order differs from pulpcore's so that an interruption anywhere leaves the complete
+result or nothing (:mod:`.placement`): the transaction first takes the artifact's advisory
+lock, then the file is placed in storage whole (atomically), then the rows are written,
+and the commit makes them visible. A save that fails for good gives its file back
+(:meth:`~.placement.Placement.settle_back`); one cut off by a lost database is simply run
+again once the database is back (:mod:`.fetch`): every step is idempotent, and a commit
+whose acknowledgement was lost has either happened (the retry finds the rows) or not.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from typing import Any
 
 from django.db import DatabaseError, IntegrityError, transaction
 from pulpcore.app.models import Artifact, ContentArtifact, RemoteArtifact
 from pulpcore.app.util import set_domain
 
+from pulp_content_asgi.ondemand.placement import Placement
 from pulp_content_asgi.plugin import hooks
 
 log = logging.getLogger(__name__)
 
 
-def _artifact(attributes: dict[str, Any], path: str) -> Artifact:
-    """Save the downloaded file as an artifact, or reuse (and touch) an identical one."""
-    artifact = Artifact(**attributes, file=path)
+def _artifact(attributes: dict[str, Any], placement: Placement) -> Artifact:
+    """Place the downloaded file and save it as an artifact, or reuse (and touch) an
+    identical one: its file is the one just placed or found in place (same digest, same
+    name in storage)."""
+    name = placement.place()
+    artifact = Artifact(**attributes, file=name)
     try:
         with transaction.atomic():
             artifact.save()
@@ -37,11 +47,9 @@ def _artifact(attributes: dict[str, Any], path: str) -> Artifact:
         existing.touch()
     except (Artifact.DoesNotExist, DatabaseError):
         # Orphan cleanup removed it between the conflict and the lookup: save ours.
-        artifact = Artifact(**attributes, file=path)
+        artifact = Artifact(**attributes, file=name)
         artifact.save()
         return artifact
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # the existing artifact already has these bytes
     return existing
 
 
@@ -83,18 +91,21 @@ def _new_content(remote_artifact: RemoteArtifact, artifact: Artifact, request: A
     return created
 
 
-def save(attributes: dict[str, Any], path: str, remote_artifact: RemoteArtifact,
+def save(attributes: dict[str, Any], placement: Placement, remote_artifact: RemoteArtifact,
          request: Any) -> ContentArtifact:
     """Store the download; returns the content artifact that now has it.
 
     Runs in the remote's domain, as pulpcore's request handler does: the artifact goes to
     that domain's storage, and plugin constructors that call ``get_domain()`` (pulp_python,
-    pulp_maven) build content of that domain.
+    pulp_maven) build content of that domain. Raises OSError when storage refuses the file
+    (``ENOSPC``), the database's errors, and the plugin hooks' own; ``placement`` then
+    says whether a file was left in storage.
     """
     set_domain(remote_artifact.remote.pulp_domain)
     content_artifact = remote_artifact.content_artifact
     with transaction.atomic():
-        artifact = _artifact(attributes, path)
+        placement.lock()
+        artifact = _artifact(attributes, placement)
         if content_artifact._state.adding:
             created = _new_content(remote_artifact, artifact, request)
             by_path = {ca.relative_path: ca for ca in created}
@@ -102,6 +113,12 @@ def save(attributes: dict[str, Any], path: str, remote_artifact: RemoteArtifact,
         content_artifact.artifact = artifact
         content_artifact.save()
     return content_artifact
+
+
+def settle_back(remote_artifact: RemoteArtifact, placement: Placement) -> bool:
+    """After a save that failed for good: remove the file it placed unless a row has it."""
+    set_domain(remote_artifact.remote.pulp_domain)
+    return placement.settle_back()
 
 
 def offer(repository: Any, content_artifact: ContentArtifact) -> None:

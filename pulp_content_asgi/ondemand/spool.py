@@ -23,12 +23,15 @@ class SpoolFailed(Exception):
 
 
 class UpstreamError(Exception):
-    """Every remote failed before sending a byte; ``status`` is what to answer (404 unless a
-    pull-through upstream answered an HTTP error)."""
+    """The download failed before sending a byte; ``status`` is what to answer (404 unless a
+    pull-through upstream answered an HTTP error, 503 when this server cannot store it),
+    with ``headers`` (e.g. ``Retry-After``)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str,
+                 headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = dict(headers or {})
 
 
 class LeaderGone(Exception):
@@ -162,9 +165,10 @@ class Spool(_Progress):
             await self._publish(state="done", at=time.time())
         else:
             self.error = error
-            status = error.status if isinstance(error, UpstreamError) else 502
-            await self._publish(state="failed", status=status, message=str(error),
-                                at=time.time())
+            upstream = error if isinstance(error, UpstreamError) else None
+            await self._publish(state="failed", status=upstream.status if upstream else 502,
+                                message=str(error), at=time.time(),
+                                answer_headers=upstream.headers if upstream else {})
         self._notify()
 
     async def discard(self) -> None:
@@ -243,7 +247,8 @@ class FollowedSpool(_Progress):
             self.stale = True
             self.error = Stale(self.path)
         elif state == "failed":
-            self.error = UpstreamError(int(meta.get("status", 404)), meta.get("message", ""))
+            self.error = UpstreamError(int(meta.get("status", 404)), meta.get("message", ""),
+                                       meta.get("answer_headers"))
         else:
             if self.headers is None and meta.get("headers") is not None:
                 self.headers = dict(meta["headers"])
