@@ -287,9 +287,9 @@ def _forget_standby(pg: Any) -> None:
         conf.writelines(kept)
 
 
-@pytest.mark.skip(reason="unfinished (#17): the probe never saw PostgreSQL's 'canceling wait "
-                  "for synchronous replication' warning, so the COMMIT is not yet held "
-                  "deterministically")
+@pytest.mark.skip(reason="not yet deterministic (#17): holding the COMMIT through a missing "
+                  "synchronous standby is not detected, so this would wait on the clock; until "
+                  "it runs, docs/ondemand.md states the lost-acknowledgement case as untested")
 def test_a_commit_whose_acknowledgement_is_lost_keeps_its_file(cluster, app, upstream):
     """PostgreSQL crashes after the save's COMMIT reached the WAL but before it answered:
     the save failed as far as the app knows, yet the rows come back with the restart. A
