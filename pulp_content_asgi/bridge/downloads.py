@@ -5,28 +5,57 @@ exactly as the upstream stores them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
+import warnings
 from typing import Any
 
-from aiohttp import ClientConnectionError, ClientResponseError
+from aiohttp import ClientConnectionError, ClientPayloadError, ClientResponseError
 from multidict import CIMultiDict
-from pulpcore.exceptions import UnsupportedDigestValidationError
+from pulpcore.exceptions import TimeoutException, UnsupportedDigestValidationError
+from yarl import URL
 
-#: Failures after which the next remote artifact may be tried, if no byte was sent yet.
+#: Failures of the upstream (its answer, the connection, the clock) after which the next
+#: remote artifact may be tried, if no byte was sent yet; after that they cut the
+#: responses short. pulpcore's list (``ClientResponseError``, ``ClientConnectionError``,
+#: ``UnsupportedDigestValidationError``) plus a broken body (``ClientPayloadError``: a
+#: connection closed before the declared length) and a timeout: pulpcore's downloader
+#: turns aiohttp's ``asyncio.TimeoutError`` into its own ``TimeoutException``, which
+#: pulpcore-content does not catch (a 500 when the upstream says nothing in time).
 SKIPPABLE: tuple[type[BaseException], ...] = (
-    ClientResponseError, ClientConnectionError, UnsupportedDigestValidationError,
-    asyncio.TimeoutError)
+    ClientResponseError, ClientConnectionError, ClientPayloadError,
+    UnsupportedDigestValidationError, TimeoutException, asyncio.TimeoutError)
 
 
-def upstream_refusal(exc: BaseException | None) -> tuple[int, str] | None:
-    """The upstream's HTTP status and message when ``exc`` is one, else None."""
+def upstream_refusal(exc: BaseException | None) -> tuple[int, str, dict[str, str]] | None:
+    """The upstream's HTTP status, message and the headers worth passing on (its
+    ``Retry-After`` on a 429 or 503: RFC 9110 §10.2.3) when ``exc`` is one, else None."""
     if isinstance(exc, ClientResponseError):
-        return exc.status, exc.message
+        headers = {}
+        retry_after = (exc.headers or {}).get("Retry-After")
+        if exc.status in (429, 503) and retry_after:
+            headers["Retry-After"] = retry_after
+        return exc.status, exc.message, headers
     return None
+
+
+#: A URL made only of characters a URL may hold, every ``%`` starting an escape (RFC 3986
+#: §2): sent as it is written.
+_WELL_FORMED = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
+
+
+def exact_url(url: str) -> URL | str:
+    """``url`` as a yarl URL taken byte for byte when it is well formed, else unchanged
+    (aiohttp then percent-encodes what must be). aiohttp's default requoting decodes
+    escapes that need not be escapes (``%2F`` → ``/``, ``%7e`` → ``~``), which breaks the
+    signature of a signed URL (CDN tokens, object-store links)."""
+    return URL(url, encoded=True) if _WELL_FORMED.fullmatch(url) else url
 
 
 class RawSession:
     """A downloader's aiohttp session that fetches ``url`` as the bytes the upstream
-    stores: ``Accept-Encoding: identity`` and no transparent decoding.
+    stores: ``Accept-Encoding: identity`` and no transparent decoding; and asks for the
+    URL, and the redirects it leads to, byte for byte.
 
     A remote artifact's digests describe the file (``Packages.gz``, ``primary.xml.gz``).
     aiohttp asks for ``gzip, deflate`` and inflates what comes back, so an upstream that
@@ -36,13 +65,21 @@ class RawSession:
     bytes fetched are the bytes whose digest the remote promised, which are then stored
     and served (RFC 9110 §8.4: the coding is part of the representation's bytes).
 
+    Signed URLs (a redirect to an object store or a CDN, or the remote artifact's URL
+    itself) must reach the upstream as written: the URL is sent byte for byte when it is
+    well formed (:func:`exact_url`), and so is every ``Location`` a redirect names (the
+    session's ``requote_redirect_url`` off; aiohttp's default re-encodes the query).
+
     Every other request the downloader makes (tokens, mirror lists) and every other
-    attribute go to the session unchanged.
+    attribute go to the session unchanged (but for the redirects, followed as written).
     """
 
     def __init__(self, session: Any, url: str) -> None:
         self._session = session
         self._url = url
+        with warnings.catch_warnings(), contextlib.suppress(AttributeError):
+            warnings.simplefilter("ignore", DeprecationWarning)  # the setter is deprecated
+            session.requote_redirect_url = False
 
     def get(self, url: Any, **kwargs: Any) -> Any:
         if str(url) == self._url:
@@ -50,6 +87,7 @@ class RawSession:
             headers["Accept-Encoding"] = "identity"
             kwargs["headers"] = headers
             kwargs["auto_decompress"] = False
+            url = exact_url(self._url)
         return self._session.get(url, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
