@@ -18,6 +18,7 @@ slower.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -231,7 +232,9 @@ def test_a_reset_that_the_retry_heals_gives_the_whole_file(server, raw, leftover
 
 #: A signed query as CDNs and object stores write them: percent-encoded slashes and
 #: equals signs, a lower-case escape, a tilde escape, a plus. Re-encoding any of them
-#: (aiohttp's default for redirects turns ``%2F`` into ``/``) breaks the signature.
+#: (yarl's requoting of a URL given as text turns ``%2F`` into ``/`` and ``%7E`` into
+#: ``~``) breaks the signature: the upstream answers 403 unless the query arrives as
+#: written.
 SIGNED = ("X-Amz-Credential=AKIA%2F20260101%2Fus-east-1%2Fs3%2Faws4_request"
           "&X-Amz-Signature=ab%2fcd%3D%3D&token=a+b%7Ec&Expires=1767225600")
 
@@ -352,16 +355,23 @@ HTML = b"<html><body><h1>Service Unavailable</h1>Please try again later.</body><
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-def test_a_200_html_error_page_of_another_size_is_a_404(server, raw, leftovers, policy):
-    """A CDN that answers 200 with an HTML page: its length is not the promised size, so
-    it is refused before the headers (404, the next remote would be tried) and cools
-    down. pulpcore-content streams it: a cut for on_demand, the page as the file for
-    streamed."""
+@pytest.mark.parametrize("chunked", [False, True], ids=["declared", "chunked"])
+def test_a_200_html_error_page_of_another_size_is_never_the_file(
+        server, raw, leftovers, policy, chunked):
+    """A CDN that answers 200 with an HTML page: a declared length that is not the
+    promised size is refused before the headers (404, the next remote would be tried);
+    chunked, the page is cut (on_demand: the digest; streamed: the size). Either way the
+    remote artifact cools down. pulpcore-content streams it: a cut for on_demand, the page
+    as the file for streamed."""
     blob = os.urandom(SIZE)
     distribution, prefix, repo = repository(raw, blob, policy)
-    raw.behaviour[prefix + "f.bin"] = Raw(body=HTML, headers={"Content-Type": "text/html"})
+    raw.behaviour[prefix + "f.bin"] = Raw(body=HTML, chunked=chunked,
+                                          headers={"Content-Type": "text/html"})
     seen = get(url(server, distribution, "f.bin"))
-    assert (seen.status, seen.cut) == (404, False)
+    if chunked:
+        assert seen.status == 200 and seen.cut
+    else:
+        assert (seen.status, seen.cut) == (404, False)
     assert_nothing_saved(repo, "f.bin", leftovers, blob, HTML)
     assert failed_at(raw, prefix) is not None
     assert httpx.get(url(server, distribution, "f.bin")).status_code == 404  # cooling down
@@ -398,35 +408,43 @@ def test_a_200_html_error_page_of_the_right_size(server, raw, leftovers, policy)
 # -- pulpcore-content on the same faults (docs/differences.md, "On-demand content") --------
 
 @pytest.mark.parametrize(("fault", "policy"), [
-    ("signed-redirect", "on_demand"), ("silent", "on_demand"),
-    ("declared-shorter", "streamed"), ("html-page", "streamed")])
-def test_pulpcore_content_on_the_faults_we_answer_differently(legacy_server, raw, fault,
-                                                              policy):
-    """What pulpcore-content (3.123, the same database) answers where we differ: the
-    signed redirect's query re-encoded (the upstream refuses it: 404), a 500 for an
+    ("signed-url", "on_demand"), ("silent", "on_demand"),
+    ("declared-shorter", "streamed"), ("html-page", "streamed"), ("trickle", "on_demand")])
+def test_pulpcore_content_on_the_faults_we_answer_differently(legacy_server, raw, leftovers,
+                                                              fault, policy):
+    """What pulpcore-content (3.123, the same database) answers where we differ: a signed
+    remote artifact URL's query re-encoded (the upstream refuses it: 404), a 500 for an
     upstream that says nothing in time, and a streamed client handed a short body or an
     HTML page as the complete file. Our answers are the tests above."""
     blob = os.urandom(SIZE)
     distribution, prefix, _ = repository(raw, blob, policy, sock_read_timeout=1.0)
-    if fault == "signed-redirect":
-        signed = f"{prefix}signed/{unique_name()}.bin"
-        raw.files[signed] = blob
-        raw.behaviour[signed] = Raw(query=SIGNED)
-        raw.behaviour[prefix + "f.bin"] = Raw(
-            status=302, headers={"Location": f"{raw.url(signed)}?{SIGNED}"}, body=b"")
+    if fault == "signed-url":
+        RemoteArtifact.objects.filter(url=raw.url(prefix + "f.bin")).update(
+            url=f"{raw.url(prefix + 'f.bin')}?{SIGNED}")
+        raw.behaviour[prefix + "f.bin"] = Raw(query=SIGNED)
     elif fault == "silent":
         raw.behaviour[prefix + "f.bin"] = Raw(silent=True)
     elif fault == "declared-shorter":
         raw.behaviour[prefix + "f.bin"] = Raw(length=SIZE - 1000)
+    elif fault == "trickle":
+        FileRemote.objects.filter(url=raw.url(prefix)).update(total_timeout=1.0)
+        raw.behaviour[prefix + "f.bin"] = Raw(trickle=0.05)
     else:
         raw.behaviour[prefix + "f.bin"] = Raw(body=HTML, headers={"Content-Type": "text/html"})
     seen = get(url(legacy_server, distribution, "f.bin"))
-    if fault == "signed-redirect":
-        assert seen.status == 404
-        assert f"/{signed}?{SIGNED}" not in raw.targets  # asked with the query re-encoded
+    if fault == "signed-url":
+        assert seen.status == 404  # asked with the query re-encoded: the upstream's 403
+        assert f"/{prefix}f.bin?{SIGNED}" not in raw.targets
     elif fault == "silent":
         assert seen.status == 500
     elif fault == "declared-shorter":
         assert (seen.status, seen.cut, seen.body) == (200, False, blob[:SIZE - 1000])
+    elif fault == "trickle":
+        assert seen.status == 200 and seen.cut
+        # The first attempt's partial file stays (the second's is removed).
+        assert wait_for(lambda: any(p.endswith("-f.bin") for p in leftovers()))
+        for path in leftovers():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
     else:
         assert (seen.status, seen.cut, seen.body) == (200, False, HTML)

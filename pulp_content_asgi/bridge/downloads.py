@@ -5,9 +5,7 @@ exactly as the upstream stores them."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-import warnings
 from typing import Any
 
 from aiohttp import ClientConnectionError, ClientPayloadError, ClientResponseError
@@ -55,7 +53,7 @@ def exact_url(url: str) -> URL | str:
 class RawSession:
     """A downloader's aiohttp session that fetches ``url`` as the bytes the upstream
     stores: ``Accept-Encoding: identity`` and no transparent decoding; and asks for the
-    URL, and the redirects it leads to, byte for byte.
+    URL byte for byte.
 
     A remote artifact's digests describe the file (``Packages.gz``, ``primary.xml.gz``).
     aiohttp asks for ``gzip, deflate`` and inflates what comes back, so an upstream that
@@ -65,21 +63,18 @@ class RawSession:
     bytes fetched are the bytes whose digest the remote promised, which are then stored
     and served (RFC 9110 §8.4: the coding is part of the representation's bytes).
 
-    Signed URLs (a redirect to an object store or a CDN, or the remote artifact's URL
-    itself) must reach the upstream as written: the URL is sent byte for byte when it is
-    well formed (:func:`exact_url`), and so is every ``Location`` a redirect names (the
-    session's ``requote_redirect_url`` off; aiohttp's default re-encodes the query).
+    A signed URL (a remote URL carrying a token) must reach the upstream as written: the
+    URL is sent byte for byte when it is well formed (:func:`exact_url`). aiohttp already
+    follows a redirect's ``Location`` as written (checked in
+    ``tests/test_upstream_faults_e2e.py``).
 
     Every other request the downloader makes (tokens, mirror lists) and every other
-    attribute go to the session unchanged (but for the redirects, followed as written).
+    attribute go to the session unchanged.
     """
 
     def __init__(self, session: Any, url: str) -> None:
         self._session = session
         self._url = url
-        with warnings.catch_warnings(), contextlib.suppress(AttributeError):
-            warnings.simplefilter("ignore", DeprecationWarning)  # the setter is deprecated
-            session.requote_redirect_url = False
 
     def get(self, url: Any, **kwargs: Any) -> Any:
         if str(url) == self._url:
