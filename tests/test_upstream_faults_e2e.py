@@ -35,6 +35,22 @@ from tests.helpers import content_artifact, on_demand, unique_name, url, wait_fo
 from tests.upstream import Raw, RawUpstream
 
 POLICIES = ["on_demand", "streamed"]
+#: ``make adversarial`` (HYPOTHESIS_PROFILE=adversarial) also runs the longer variants.
+LONG = os.environ.get("HYPOTHESIS_PROFILE") == "adversarial"
+
+
+def longer(*values: object, id: str | None = None) -> object:
+    """A variant that only ``make adversarial`` runs: ``make test`` keeps a bounded slice
+    (each retried or timed-out download costs seconds), here the streamed twin of a
+    failure the streamed path meets exactly as on_demand does (the same spool, the same
+    downloader)."""
+    return pytest.param(*values, id=id, marks=[
+        pytest.mark.adversarial,
+        pytest.mark.skipif(not LONG, reason="a longer variant: make adversarial")])
+
+
+#: on_demand in every run; streamed in ``make adversarial`` only.
+SLICED = ["on_demand", longer("streamed", id="streamed")]
 #: Bigger than the verified tail (256 KiB), so bytes flow before the verdict.
 SIZE = 600_000
 
@@ -139,7 +155,7 @@ def assert_served_then_saved(server, distribution, repo, blob: bytes, policy: st
 
 # -- framing ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", SLICED)
 def test_chunked_without_a_length_is_served_whole(server, raw, leftovers, policy):
     blob = os.urandom(SIZE)
     distribution, prefix, repo = repository(raw, blob, policy)
@@ -179,7 +195,7 @@ def test_a_length_other_than_the_promised_size_is_refused_before_the_headers(
     assert_served_then_saved(server, distribution, repo, blob, policy)
 
 
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", SLICED)
 def test_a_body_shorter_than_its_length_is_a_cut(server, raw, leftovers, policy):
     """The connection closes before the declared (and promised) length: retried, then a
     cut; nothing saved; no cool-down (a network failure, as in pulpcore), so the next
@@ -196,7 +212,7 @@ def test_a_body_shorter_than_its_length_is_a_cut(server, raw, leftovers, policy)
     assert_served_then_saved(server, distribution, repo, blob, policy)
 
 
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", SLICED)
 def test_a_reset_mid_body_is_a_cut(server, raw, leftovers, policy):
     blob = os.urandom(SIZE)
     distribution, prefix, repo = repository(raw, blob, policy)
@@ -210,7 +226,7 @@ def test_a_reset_mid_body_is_a_cut(server, raw, leftovers, policy):
     assert_served_then_saved(server, distribution, repo, blob, policy)
 
 
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", SLICED)
 def test_a_reset_that_the_retry_heals_gives_the_whole_file(server, raw, leftovers, policy):
     """The downloader's retry continues the response the client already has: the bytes
     already sent are skipped, and the client gets the file once, whole."""
@@ -239,9 +255,10 @@ SIGNED = ("X-Amz-Credential=AKIA%2F20260101%2Fus-east-1%2Fs3%2Faws4_request"
           "&X-Amz-Signature=ab%2fcd%3D%3D&token=a+b%7Ec&Expires=1767225600")
 
 
-@pytest.mark.parametrize("policy", POLICIES)
-@pytest.mark.parametrize("statuses", [(301,), (302,), (307,), (301, 302, 307)],
-                         ids=["301", "302", "307", "chain"])
+@pytest.mark.parametrize("policy", SLICED)
+@pytest.mark.parametrize("statuses", [
+    longer((301,), id="301"), longer((302,), id="302"), longer((307,), id="307"),
+    pytest.param((301, 302, 307), id="chain")])
 def test_redirects_to_a_signed_url_are_followed_byte_for_byte(
         server, raw, leftovers, policy, statuses):
     blob = os.urandom(SIZE)
@@ -278,7 +295,7 @@ def test_a_signed_remote_artifact_url_is_asked_byte_for_byte(server, raw, leftov
 
 # -- slow and silent upstreams ------------------------------------------------------------
 
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", SLICED)
 def test_a_trickling_upstream_is_cut_at_the_remotes_total_timeout(
         server, raw, leftovers, policy):
     """One byte every 50 ms never trips a read timeout: ``total_timeout`` bounds each
@@ -296,7 +313,7 @@ def test_a_trickling_upstream_is_cut_at_the_remotes_total_timeout(
     assert_served_then_saved(server, distribution, repo, blob, policy)
 
 
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", SLICED)
 def test_headers_then_silence_is_cut_at_the_sock_read_timeout(server, raw, leftovers, policy):
     blob = os.urandom(SIZE)
     distribution, prefix, repo = repository(raw, blob, policy, sock_read_timeout=1.0)
@@ -310,7 +327,7 @@ def test_headers_then_silence_is_cut_at_the_sock_read_timeout(server, raw, lefto
     assert_served_then_saved(server, distribution, repo, blob, policy)
 
 
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", SLICED)
 def test_silence_before_the_headers_is_a_404_not_a_500(server, raw, leftovers, policy):
     """No headers within ``sock_read_timeout``: pulpcore's downloader raises its own
     ``TimeoutException``, which pulpcore-content does not treat as a failed remote (500).
@@ -330,7 +347,7 @@ def test_silence_before_the_headers_is_a_404_not_a_500(server, raw, leftovers, p
 
 # -- error answers ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", SLICED)
 @pytest.mark.parametrize(("status", "headers", "tries"), [
     (404, {}, 1), (500, {}, 2), (429, {}, 2), (429, {"Retry-After": "1"}, 2)],
     ids=["404", "500", "429", "429-retry-after"])

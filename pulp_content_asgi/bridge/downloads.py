@@ -29,8 +29,8 @@ def upstream_refusal(exc: BaseException | None) -> tuple[int, str, dict[str, str
     """The upstream's HTTP status, message and the headers worth passing on (its
     ``Retry-After`` on a 429 or 503: RFC 9110 §10.2.3) when ``exc`` is one, else None."""
     if isinstance(exc, ClientResponseError):
-        headers = {}
-        retry_after = (exc.headers or {}).get("Retry-After")
+        headers: dict[str, str] = {}
+        retry_after = exc.headers.get("Retry-After") if exc.headers else None
         if exc.status in (429, 503) and retry_after:
             headers["Retry-After"] = retry_after
         return exc.status, exc.message, headers
