@@ -73,10 +73,10 @@ def _merge(base: Mapping[str, str], upstream: Mapping[str, str]) -> dict[str, st
 
 def _total(upstream: Mapping[str, str], known: int | None) -> int | None:
     """The artifact's size: the size the remote artifact promised (a download of any
-    other size fails, on_demand and streamed alike), else the upstream's Content-Length
-    (the download is not decoded, so it counts the bytes we get; ignored should a coding
-    be decoded all the same). An upstream that declares a wrong length therefore never
-    sets the length a client expects: the response is cut instead."""
+    other size fails, on_demand and streamed alike, and one that declares another length
+    is refused before its headers: :meth:`~.fetch.SpoolingDownloader.check_declared`),
+    else the upstream's Content-Length (the download is not decoded, so it counts the
+    bytes we get; ignored should a coding be decoded all the same)."""
     if known is not None:
         return known
     lowered = {k.lower(): v for k, v in upstream.items()}
