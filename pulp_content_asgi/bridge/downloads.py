@@ -37,9 +37,10 @@ def upstream_refusal(exc: BaseException | None) -> tuple[int, str, dict[str, str
     return None
 
 
-#: A URL made only of characters a URL may hold, every ``%`` starting an escape (RFC 3986
-#: §2): sent as it is written.
-_WELL_FORMED = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
+#: A URL made only of characters its path and query may hold, every ``%`` starting an
+#: escape (RFC 3986 §2, §3.3, §3.4): sent as it is written. (``[`` and ``]`` belong to IPv6
+#: hosts only: such URLs are left to aiohttp.)
+_WELL_FORMED = re.compile(r"(?:[A-Za-z0-9\-._~:/?#@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
 
 
 def exact_url(url: str) -> URL | str:
