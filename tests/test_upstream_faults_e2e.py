@@ -85,9 +85,12 @@ def get(target: str, timeout: float = 120) -> Seen:
 
 
 def _files(root: str) -> set[str]:
+    """Every file below ``root`` but the spool area's id (created once, kept by design)."""
+    from pulp_content_asgi.ondemand.coordination import AREA_FILE
+
     found = set()
     for folder, _, names in os.walk(root):
-        found.update(os.path.join(folder, name) for name in names)
+        found.update(os.path.join(folder, name) for name in names if name != AREA_FILE)
     return found
 
 
