@@ -129,7 +129,8 @@ def _expected(one: plugins.Served, root: str) -> dict[str, str]:
     if one.plugin == "container":
         return _image_expected(os.path.join(root, "oci", one.policy))
     patterns = {"rpm": ("*.rpm",), "deb": ("pool/*/*.deb",), "python": ("**/*.whl",),
-                "npm": ("**/*.tgz",), "gem": ("gems/*.gem",), "file": ("big.bin", "primary.xml.zck"),
+                "npm": ("**/*.tgz",), "gem": ("gems/*.gem",),
+                "file": ("big.bin", "primary.xml.zck"),
                 "maven": ("**/*.jar", "**/*.pom"), "ansible": ("*.tar.gz",)}
     found: dict[str, str] = {}
     for pattern in patterns.get(one.plugin, ()):
