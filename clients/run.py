@@ -16,7 +16,7 @@ the response cache is emptied, so each app answers on its own.
 Integrity oracles: with on-demand content reclaimed and the upstream package tampered
 (same size, one byte flipped), the client must reject what it gets and nothing may be
 saved. Ranges: ``curl -C -`` and ``aria2c -x4`` on a published and on an on-demand 8 MiB
-file (pulp_file).
+file, ``zckdl`` taking the delta of a zchunk file by multi-range requests (pulp_file).
 
 The report (``clients/report.md``, or ``--report``) is generated: commit, date, client
 versions, pass/fail per client, policy and app, the failure text. Exit status 1 when a
