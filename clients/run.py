@@ -289,7 +289,8 @@ def _versions() -> dict[str, str]:
             "mvn": first_line("mvn", "-B", "--version"),
             "ansible-galaxy": first_line(fixtures.tool("ansible-galaxy"), "--version"),
             "ostree": " ".join(first_line("ostree", "--version", line=n) for n in (0, 1)),
-            "curl": first_line("curl", "--version"), "aria2c": first_line("aria2c", "--version")}
+            "curl": first_line("curl", "--version"), "aria2c": first_line("aria2c", "--version"),
+            "zckdl": first_line("zckdl", "--version")}
 
 
 def main() -> None:
