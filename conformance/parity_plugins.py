@@ -9,12 +9,14 @@ Runs on the stack of ``make pulp-up`` (started here if it is not up). For each p
 builds local upstreams (conformance/fixtures/), then through pulpcore-api (HTTP, Basic
 auth; the client bindings are not installed) creates what a user would: rpm, deb,
 python, npm, ostree, gem and container a remote and a repository synced with the
-``immediate`` and with the ``on_demand`` policy; maven a pull-through distribution on a
-remote (it has no sync); ansible a collection uploaded into a repository (a sync needs a
-Galaxy upstream). It publishes where the plugin publishes (rpm, deb, python, gem) and
-distributes. The requests of each distribution — listings, every file it serves, the
-package with HEAD, ranges and conditionals, the plugin's own paths (``config.repo``, the
-PyPI JSON API, the npm packument, …) — go to a pair of processes on the stack's
+``immediate`` and with the ``on_demand`` policy, rpm also ``streamed``; rpm and deb a
+signed repository (conformance/signing.py); pull-through distributions on a remote for
+maven (it has no sync), python, npm and container; ansible a collection uploaded into a
+repository and one synced from a Galaxy v3 upstream. It publishes where the plugin
+publishes (rpm, deb, python, gem) and distributes. The requests of each distribution —
+listings, every file it serves, the package with HEAD, ranges and conditionals, the
+plugin's own paths (``config.repo``, the PyPI JSON API, the npm packument, …) — go to a
+pair of processes on the stack's
 database, our app and pulpcore-content, each with its own Redis database
 (conformance/parity.py: raw requests, the same ``Host``, independent answers), and are
 compared on status, the headers that matter and the body.
@@ -883,6 +885,40 @@ def probe_all(probes: list[PluginProbe], pair: dict, host: str, expected: set[st
     return rows
 
 
+#: Signature files of a signed distribution -> the file a detached one signs (None:
+#: clear-signed).
+SIGNATURES = {"/InRelease": None, "/Release.gpg": "/Release",
+              "/repomd.xml.asc": "/repomd.xml"}
+
+
+def check_signatures(rows: list[Row], folder: str) -> list[tuple[str, str | None, str | None]]:
+    """Every signature file a signed distribution served in pass "ours first", checked
+    with gpg against the run's key: (its path, why ours is not valid, why theirs is not),
+    None when valid."""
+    served: dict[str, tuple[base.Answer, base.Answer]] = {
+        probe.path: (ours, theirs) for name, probe, ours, theirs, _, _ in rows
+        if name == "ours first" and probe.policy == "signed" and probe.method == "GET"
+        and not probe.headers}
+    found = []
+    for path, (ours, theirs) in sorted(served.items()):
+        suffix = next((s for s in SIGNATURES if path.endswith(s)), None)
+        if suffix is None:
+            continue
+        signed = SIGNATURES[suffix]
+        data = served.get(path[:-len(suffix)] + signed) if signed else None
+        verdicts: list[str | None] = []
+        for index, answer in enumerate((ours, theirs)):
+            if answer.status != 200:
+                verdicts.append(f"status {answer.status}")
+            elif signed and (data is None or data[index].status != 200):
+                verdicts.append(f"{signed.lstrip('/')} not served")
+            else:
+                verdicts.append(signing.verify(folder, answer.body,
+                                               data[index].body if data else None))
+        found.append((path.split("/signed/", 1)[-1], verdicts[0], verdicts[1]))
+    return found
+
+
 def _versions() -> str:
     names = ["pulpcore", *(f"pulp-{p}" for p in PLUGINS)]
     found = []
@@ -905,7 +941,8 @@ def plugins_served(stack: stacks.Layout) -> tuple[int, str]:
 
 def write_report(path: str, rows: list[Row], served: list[Served], registry: Registry,
                  doors: list[tuple[str, str, str, str | None]], timings: dict[str, float],
-                 front: str, plugins: tuple[int, str]) -> int:
+                 front: str, plugins: tuple[int, str],
+                 signatures: list[tuple[str, str | None, str | None]]) -> int:
     """The markdown report; returns the number of unexplained differences (front-door
     failures of our app and a plugin needing the legacy app included)."""
     commit = subprocess.run(["git", "-C", stacks.ROOT, "rev-parse", "HEAD"],
@@ -915,6 +952,7 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
                            check=False).stdout.strip()
     unexplained = sum(v == "UNEXPLAINED" for row in rows for v in row[5])
     door_failures = sum(1 for _, _, side, why in doors if why and side == "asgi")
+    bad_signatures = sum(1 for _, asgi_why, _ in signatures if asgi_why)
     lines = ["# Plugin parity with pulpcore-content", "",
              f"Generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC at commit "
              f"`{commit}`" + (" (with uncommitted changes)" if dirty else "")
@@ -922,8 +960,12 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
              + _versions() + ".", "",
              "Each plugin's content was created through the stack's REST API: a remote on "
              "a local upstream built at run time (conformance/fixtures/), a repository "
-             "synced with the `immediate` and with the `on_demand` policy (maven: a "
-             "pull-through distribution, it has no sync; ansible: a collection uploaded), "
+             "synced with the `immediate` and with the `on_demand` policy (rpm also "
+             "`streamed`; rpm and deb also a signed repository, `signed`, with a signing "
+             "service on a key made at run time), pull-through distributions (maven, it has "
+             "no sync; python, npm, container), ansible a collection uploaded and one "
+             "synced from a Galaxy v3 upstream (`immediate`: pulp_ansible has no on-demand "
+             "collections; its cold requests meet it with the artifact dropped), "
              "a publication where the plugin publishes (rpm, deb, python, gem), a "
              "distribution. Each request "
              "went byte for byte to our app and to pulpcore-content (one process each, the "
@@ -973,6 +1015,14 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
             lines.append(f"| {label} | {api_answer} | {why or 'exact bytes'}"
                          + (", Docker-Content-Digest" if "container" in label and not why
                             else "") + " |")
+    if signatures:
+        lines += ["", "## Signatures", "",
+                  "Each signature file of the signed distributions as each app served it "
+                  "(pass \"ours first\"), verified with gpg against the run's key (detached "
+                  "ones with the signed file as the same app served it).", "",
+                  "| File | asgi | legacy |", "|---|---|---|"]
+        for label, asgi_why, legacy_why in signatures:
+            lines.append(f"| `{label}` | {asgi_why or 'valid'} | {legacy_why or 'valid'} |")
     for plugin in dict.fromkeys(one.plugin for one in served):
         lines += ["", f"## {plugin}", "",
                   "| Pass | Request | Method | asgi | legacy | X-PULP-CACHE asgi / legacy "
@@ -989,7 +1039,7 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
                          f"| {theirs.status} | {cache} | {shown} |")
     with open(path, "w") as out:
         out.write("\n".join(lines) + "\n")
-    return unexplained + door_failures + (1 if plugins[0] else 0)
+    return unexplained + door_failures + bad_signatures + (1 if plugins[0] else 0)
 
 
 def main() -> None:
@@ -1009,6 +1059,7 @@ def main() -> None:
     started = stacks.ensure_up(stack)
     timings["stack"] = time.monotonic() - began
     unique = uuid.uuid4().hex[:6]
+    signers = os.path.join(stack.path("fixtures"), "signing")
     try:
         with open(stack.path("content-upstream")) as source:
             front = source.read().split()[0]
@@ -1019,16 +1070,12 @@ def main() -> None:
             timings["fixtures"] = time.monotonic() - phase
             phase = time.monotonic()
             api = PulpApi(stack.origin)
-            signers = os.path.join(stack.path("fixtures"), "signing")
-            try:
-                signing_hrefs = {plugin: api.get(f"{API}signing-services/?name={name}")
-                                 ["results"][0]["pulp_href"] for plugin, name in
-                                 signing.services(stack, signers, unique, [
-                                     plugin for (plugin, policy) in upstreams
-                                     if policy == "signed" and plugin in plugins]).items()}
-                served = create(api, upstreams, plugins, unique, signing_hrefs)
-            finally:
-                signing.stop(signers)
+            signing_hrefs = {plugin: api.get(f"{API}signing-services/?name={name}")
+                             ["results"][0]["pulp_href"] for plugin, name in
+                             signing.services(stack, signers, unique, [
+                                 plugin for (plugin, policy) in upstreams
+                                 if policy == "signed" and plugin in plugins]).items()}
+            served = create(api, upstreams, plugins, unique, signing_hrefs)
             registry = Registry(stack.origin)
             learn_pulled(api, registry, served)
             timings["REST API: remotes, syncs, publications, distributions"] = (
@@ -1044,6 +1091,7 @@ def main() -> None:
                                  lambda: forget_pulled(api))
             finally:
                 base.stop_pair(pair)
+            signatures = check_signatures(rows, signers)
             doors = []
             for one in served:
                 for key, digest in one.downloads.items():
@@ -1056,11 +1104,12 @@ def main() -> None:
                                   blob_check(answer, digest, one.plugin == "container")))
             timings["requests"] = time.monotonic() - phase
     finally:
+        signing.stop(signers)
         if started:
             stacks.down(stack)
     timings["total"] = time.monotonic() - began
     failures = write_report(args.report, rows, served, registry, doors, timings, front,
-                            how_served)
+                            how_served, signatures)
     for name, probe, _ours, _theirs, diffs, texts in rows:
         for diff, text in zip(diffs, texts, strict=True):
             if text == "UNEXPLAINED":

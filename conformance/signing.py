@@ -100,3 +100,26 @@ def stop(folder: str) -> None:
     if os.path.isdir(home):
         subprocess.run([tool("gpgconf"), "--homedir", home, "--kill", "gpg-agent"],
                        capture_output=True, check=False)
+
+
+def verify(folder: str, signature: bytes, signed: bytes | None = None) -> str | None:
+    """Why ``signature`` (clear-signed when ``signed`` is None, else a detached signature
+    of ``signed``) is not a valid signature by the run's key, or None (gpg's
+    ``VALIDSIG`` status)."""
+    import tempfile
+
+    home = os.path.join(folder, "gnupg")
+    with tempfile.TemporaryDirectory(prefix="verify-") as work:
+        argv = [tool("gpg"), "--batch", "--status-fd", "1", "--verify",
+                os.path.join(work, "signature")]
+        with open(argv[-1], "wb") as out:
+            out.write(signature)
+        if signed is not None:
+            argv.append(os.path.join(work, "signed"))
+            with open(argv[-1], "wb") as out:
+                out.write(signed)
+        done = subprocess.run(argv, env={**os.environ, "GNUPGHOME": home},
+                              capture_output=True, text=True, check=False)
+    if "[GNUPG:] VALIDSIG " in done.stdout:
+        return None
+    return (done.stderr.strip().splitlines() or [f"gpg exit {done.returncode}"])[-1][:200]
