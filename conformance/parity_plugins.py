@@ -523,7 +523,9 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
         url = f"{base_url}/{quote(target)}" + (f"?{query}" if query else "")
         found += cold(path, path, url)
         found.append(probe(f"file {path}", url))
-        if re.fullmatch(kind.package, target):
+        # A signed repository's packages are its immediate twin's: only its metadata
+        # and signatures are new.
+        if re.fullmatch(kind.package, target) and one.policy != "signed":
             found += [
                 probe(f"HEAD {path}", url, "HEAD"),
                 probe(f"range {path}", url, Range="bytes=0-99"),
