@@ -50,7 +50,7 @@ import httpx
 import pytest
 
 from pulp_content_asgi.devtools import data
-from pulp_content_asgi.devtools.processes import Server, free_port, start, stop
+from pulp_content_asgi.devtools.processes import Server, family, free_port, start, stop
 from tests import adversarial
 from tests.helpers import BIN, DEADLINE, ROOT, TEST_ROOT, on_demand, unique_name, wait_for
 from tests.upstream import Behaviour
@@ -63,8 +63,8 @@ pytestmark = pytest.mark.adversarial
 OLD_RELEASE = "112dcc586fa2a747b36039f9f43bc26914a51bef"
 #: Concurrent clients through nginx, and the answers each process must give through the
 #: group in each phase before the next switch (the CI slice; ``make adversarial`` scales).
-CLIENTS = 6 if adversarial.PROFILE == "ci" else 12
-SHARE = 25 if adversarial.PROFILE == "ci" else 40 * min(adversarial.SCALE, 5)
+CLIENTS = 4 if adversarial.PROFILE == "ci" else 12
+SHARE = 20 if adversarial.PROFILE == "ci" else 40 * min(adversarial.SCALE, 5)
 #: A file large enough to be in flight when its server is told to stop (more than the
 #: socket buffers between it and a slow client can hold).
 LARGE = 16 * 1024 * 1024
@@ -164,6 +164,16 @@ def signal_stop(server: Server, group: bool) -> None:
         server.process.send_signal(signal.SIGTERM)
 
 
+def status_rows(pids: list[int]) -> set[str]:
+    """The ``AppStatus`` rows (content apps) that processes ``pids`` registered; each
+    worker is named ``{pid}@{hostname}`` (``WORKER_NAME_TEMPLATE``'s default)."""
+    from pulpcore.app.models import AppStatus
+
+    host = socket.gethostname()
+    return set(AppStatus.objects.filter(app_type="content", name__in=[
+        f"{pid}@{host}" for pid in pids]).values_list("name", flat=True))
+
+
 def refuses(port: int) -> bool:
     """Whether a new connection to ``port`` is refused (nothing listens there)."""
     try:
@@ -208,12 +218,18 @@ def nginx_conf(state: str, port: int, slots: list[Slot]) -> str:
 
 # --- what is served ------------------------------------------------------------------------
 
+#: The header and value of the guarded distribution's guard (a header guard, Base64).
+SECRET = ("X-Rolling-Secret", base64.b64encode(b"open-sesame").decode())
+
+
 @dataclass
 class World:
     """The content the clients ask for (the on-demand distribution changes per phase)."""
 
     base: str
     files: dict[str, bytes]
+    #: A distribution behind a header guard, and its one file.
+    guarded: tuple[str, bytes]
     ondemand: tuple[str, dict[str, bytes]] = ("", {})
 
 
@@ -222,7 +238,8 @@ def _piece(blob: bytes, n: int) -> tuple[int, int]:
     return first, min(first + 1 + (n % 4096), len(blob) - 1)
 
 
-REQUESTS = ("file", "large", "head", "range", "listing", "ondemand")
+REQUESTS = ("file", "large", "head", "range", "listing", "ondemand", "ondemand-range",
+            "guarded", "denied")
 
 
 @dataclass
@@ -256,7 +273,14 @@ def check(kind: str, response: httpx.Response, blob: bytes | None, names: list[s
             return f"HEAD: {response.status_code}"
         length = response.headers.get("content-length")
         return None if length == str(len(blob)) else f"HEAD: Content-Length {length}"
-    if kind == "range":
+    if kind == "denied":
+        if response.status_code != 403:
+            return f"guarded file without credentials: {response.status_code}"
+        return "guarded bytes without credentials" if blob in response.content else None
+    if kind == "ondemand-range" and response.status_code == 200:
+        # A server may answer a Range with the whole file (RFC 9110 §14.2).
+        return None if response.content == blob else "Range (whole): other bytes"
+    if kind in ("range", "ondemand-range"):
         first, last = piece
         if response.status_code != 206:
             return f"Range {first}-{last}: {response.status_code}"
@@ -307,10 +331,17 @@ class Load:
                 method, headers, blob, piece = "GET", {}, None, (0, 0)
                 if kind == "listing":
                     path = f"/pulp/content/{world.base}/"
-                elif kind == "ondemand":
+                elif kind.startswith("ondemand"):
                     base, files = world.ondemand
                     name = rng.choice(sorted(files))
                     path, blob = f"/pulp/content/{base}/{name}", files[name]
+                    if kind == "ondemand-range":
+                        piece = _piece(blob, sent)
+                        headers["Range"] = f"bytes={piece[0]}-{piece[1]}"
+                elif kind in ("guarded", "denied"):
+                    path, blob = f"/pulp/content/{world.guarded[0]}/s.bin", world.guarded[1]
+                    if kind == "guarded":
+                        headers[SECRET[0]] = SECRET[1]
                 else:
                     name = "large.bin" if kind == "large" else rng.choice(small)
                     path, blob = f"/pulp/content/{world.base}/{name}", world.files[name]
@@ -338,9 +369,9 @@ class Load:
                     self.tally.add("5xx")
                 if wrong:
                     self.tally.fail(f"{method} {path} {headers} via {upstream}: {wrong}")
-                elif kind == "range":
+                elif response.status_code == 206:
                     self.tally.add("checked_206")
-                elif kind != "head":
+                elif response.status_code == 200 and kind != "head":
                     self.tally.add("checked_200")
 
 
@@ -425,6 +456,20 @@ def identity_guarded() -> str:
     return f"/pulp/content/rolling-jq-{u}/g.txt"
 
 
+def guarded_distribution() -> tuple[str, bytes]:
+    """A distribution behind a header guard (:data:`SECRET`): base path, its file's bytes."""
+    from pulpcore.app.models import HeaderContentGuard
+
+    u = unique_name()
+    guard = HeaderContentGuard.objects.create(name=f"rolling-secret-{u}",
+                                              header_name=SECRET[0], header_value="open-sesame")
+    blob = os.urandom(30_000)
+    repo = data.repository(f"rolling-secret-{u}", {"s.bin": blob})
+    data.distribute(f"rolling-secret-{u}", publication=data.publish(repo.latest_version()),
+                    content_guard=guard)
+    return f"rolling-secret-{u}", blob
+
+
 def which_code(port: int, guarded: str) -> str:
     """"old" or "new" by what the process at ``port`` answers a header it cannot read
     (pulpcore-content answers as the old release does)."""
@@ -507,7 +552,8 @@ def test_rolling_upgrade_under_load_fails_no_request(cache_settings, redis_serve
     files["large.bin"] = os.urandom(LARGE)
     repo = data.repository(f"rolling-{u}", files)
     data.distribute(f"rolling-{u}", publication=data.publish(repo.latest_version()))
-    world = World(f"rolling-{u}", files, fresh_ondemand(upstream, 8))
+    world = World(f"rolling-{u}", files, guarded_distribution(),
+                  fresh_ondemand(upstream, 8))
     guarded = identity_guarded()
     env = dict(cache_settings)
 
@@ -524,7 +570,7 @@ def test_rolling_upgrade_under_load_fails_no_request(cache_settings, redis_serve
     with open(conf, "w") as out:
         out.write(nginx_conf(state, front_port, slots))
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    held_problems: list[str] = []
+    switch_problems: list[str] = []
     held_count = 0
     crossed: tuple[int, list[str]] = (0, [])
     report: list[str] = []
@@ -542,6 +588,7 @@ def test_rolling_upgrade_under_load_fails_no_request(cache_settings, redis_serve
             for slot in slots:
                 assert wait_for(lambda s=slot: share_taken(s.port, 0), DEADLINE * 2), \
                     (slot.kind, load.served, load.tally.failures[:5])
+            report.append(f"each process took its share after {time.monotonic() - began:.0f} s")
             for number, (index, replacement, group) in enumerate(STEPS):
                 slot = slots[index]
                 assert slot.process is not None
@@ -559,6 +606,9 @@ def test_rolling_upgrade_under_load_fails_no_request(cache_settings, redis_serve
                         Held(f"{pinned}/{streamed.base_path}/{held_name}", held_blob, False)]
                 for one in held:
                     assert one.started.wait(DEADLINE), one.url
+                # Its workers are listed by the status API until they stop.
+                pids = family(slot.process.pid)
+                assert wait_for(lambda p=pids: status_rows(p)), (slot.kind, pids)
                 stopping = time.monotonic()
                 signal_stop(slot.process, group)
                 # Each server closes its listener at once and finishes what it has begun.
@@ -566,10 +616,13 @@ def test_rolling_upgrade_under_load_fails_no_request(cache_settings, redis_serve
                 hold.set()
                 status = slot.process.process.wait(DEADLINE * 2)
                 stopped = time.monotonic()
+                if not wait_for(lambda p=pids: not status_rows(p)):
+                    switch_problems.append(f"{slot.kind}: its AppStatus rows outlived it: "
+                                         f"{status_rows(pids)}")
                 for one in held:
                     held_count += 1
                     if (problem := one.problem()) is not None:
-                        held_problems.append(f"{slot.kind}: {problem}")
+                        switch_problems.append(f"{slot.kind}: {problem}")
                 world.ondemand = fresh_ondemand(upstream, 8)
                 was = slot.kind
                 slot.kind = replacement
@@ -580,14 +633,18 @@ def test_rolling_upgrade_under_load_fails_no_request(cache_settings, redis_serve
                     since = load.served[str(slot.port)]
                 assert wait_for(lambda s=slot, n=since: share_taken(s.port, n), DEADLINE * 2), \
                     (slot.kind, load.served, load.tally.failures[:5])
+                shared = time.monotonic()
                 if number == 0:
                     # Three versions side by side: each reads what the others cached.
                     crossed = cross_read([(s.kind, f"http://127.0.0.1:{s.port}")
                                           for s in slots], upstream, redis_server)
+                    report.append(f"cache entries read across versions in "
+                                  f"{time.monotonic() - shared:.0f} s")
                 report.append(f"{was} -> {replacement} ({'group' if group else 'main'} "
                               f"SIGTERM): exit status {status}, listener closed: {closed}, "
                               f"exited {stopped - stopping:.1f} s after the signal, "
-                              f"replacement answering {ready - stopped:.1f} s later")
+                              f"replacement answering {ready - stopped:.1f} s later, "
+                              f"its share taken {shared - ready:.1f} s after")
     finally:
         for slot in slots:
             if slot.process is not None:
@@ -609,11 +666,11 @@ def test_rolling_upgrade_under_load_fails_no_request(cache_settings, redis_serve
                       ("checked_206", "checked_206"), ("no answer", "no_answer")):
         section.counts[name] += tally.counts[key]
     section.counts["held"] += held_count
-    for failure in tally.failures + held_problems + crossed[1]:
+    for failure in tally.failures + switch_problems + crossed[1]:
         section.fail(failure)
     print(f"\nrolling upgrade: {tally.counts['requests']} requests in {seconds:.0f} s by "
           f"{CLIENTS} clients, {len(tally.failures)} failed, {tally.counts['5xx']} 5xx; "
-          f"held in flight across a SIGTERM: {held_count}, {len(held_problems)} failed")
+          f"held in flight across a SIGTERM: {held_count}, {len(switch_problems)} failed")
     print("  " + ", ".join(f"{k}: {v}" for k, v in sorted(tally.counts.items())))
     print("  nginx error log: " + (", ".join(f"{k}: {v}" for k, v in nginx_saw.items())
                                    or "nothing"))
@@ -623,6 +680,6 @@ def test_rolling_upgrade_under_load_fails_no_request(cache_settings, redis_serve
         print("  " + line)
     assert crossed[0] > 0 and crossed[1] == [], crossed[1]
     assert tally.failures == [], tally.failures[:20]
-    assert held_problems == []
+    assert switch_problems == []
     assert tally.counts["5xx"] == 0
     assert all(tally.counts[kind] > 0 for kind in REQUESTS), tally.counts
