@@ -209,7 +209,7 @@ def test_a_stopping_server_refuses_new_connections_while_it_drains(server_name, 
     distribution, prefix, _ = on_demand(upstream, {"held.bin": blob}, policy="streamed")
     hold = threading.Event()
     upstream.behaviour[prefix + "held.bin"] = Behaviour(gate=hold, gate_after=65536)
-    running = content_app(server_name, workers=workers, timeout=DEADLINE)
+    running = content_app(server_name, workers=workers)
     port = int(running.base.rsplit(":", 1)[1])
     received: list[object] = []
 
