@@ -94,20 +94,24 @@ def export_release(commit: str, into: str) -> str:
 
 @dataclass(frozen=True)
 class Kind:
-    """A kind of process in the group: which code, which server."""
+    """A kind of process in the group: which code, which server, how many workers."""
 
     version: str  # "old", "new" or "pulpcore-content"
     server: str  # "granian", "uvicorn" or "gunicorn"
+    workers: int = 1
 
     def __str__(self) -> str:
-        return self.version if self.version == "pulpcore-content" else \
+        name = self.version if self.version == "pulpcore-content" else \
             f"{self.version} ({self.server})"
+        return name if self.workers == 1 else f"{name} x{self.workers}"
 
 
 OLD_GRANIAN = Kind("old", "granian")
 OLD_UVICORN = Kind("old", "uvicorn")
 NEW_GRANIAN = Kind("new", "granian")
 NEW_UVICORN = Kind("new", "uvicorn")
+#: uvicorn's multi-worker supervisor (it kept the listener open while draining: fixed).
+NEW_UVICORN_2 = Kind("new", "uvicorn", 2)
 PULPCORE = Kind("pulpcore-content", "gunicorn")
 
 
@@ -129,7 +133,8 @@ def start_process(kind: Kind, port: int, env: dict[str, str], old_tree: str) -> 
         cwd = ROOT
     else:
         argv = [os.path.join(BIN, "pulp-content-asgi"), "--bind", "127.0.0.1:{port}",
-                "--server", kind.server, "--workers", "1", "--log-level", "warning"]
+                "--server", kind.server, "--workers", str(kind.workers),
+                "--log-level", "warning"]
         cwd = ROOT
         if kind.version == "old":
             # The old tree first on sys.path, and a working directory without this
@@ -537,12 +542,12 @@ def cross_read(servers: list[tuple[Kind, str]], upstream: Any, redis: Any
 #: The switches, in order: which slot, what replaces it, and whether the whole process
 #: group is signalled (systemd's KillMode=control-group) or the main process alone
 #: (Kubernetes). The CI slice switches one old process (the old release, pulpcore-content
-#: and this checkout then serve side by side); ``make adversarial`` switches all three and
-#: then rolls one back to the old release.
+#: and this checkout then serve side by side); ``make adversarial`` switches all three (the
+#: uvicorn one to two workers) and then rolls that one back to the old release.
 STEPS: list[tuple[int, Kind, bool]] = [(0, NEW_GRANIAN, True)]
 if adversarial.PROFILE != "ci":
-    STEPS = [(0, NEW_GRANIAN, True), (1, NEW_GRANIAN, False), (2, NEW_UVICORN, False),
-             (0, OLD_GRANIAN, False)]
+    STEPS = [(0, NEW_GRANIAN, True), (1, NEW_GRANIAN, False), (2, NEW_UVICORN_2, False),
+             (2, OLD_GRANIAN, False)]
 
 
 def test_rolling_upgrade_under_load_fails_no_request(cache_settings, redis_server, upstream,
@@ -613,6 +618,9 @@ def test_rolling_upgrade_under_load_fails_no_request(cache_settings, redis_serve
                 signal_stop(slot.process, group)
                 # Each server closes its listener at once and finishes what it has begun.
                 closed = wait_for(lambda s=slot: refuses(s.port))
+                if not closed:
+                    switch_problems.append(f"{slot.kind}: still accepting connections "
+                                           f"{DEADLINE} s after SIGTERM")
                 hold.set()
                 status = slot.process.process.wait(DEADLINE * 2)
                 stopped = time.monotonic()
