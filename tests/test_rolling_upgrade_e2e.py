@@ -13,14 +13,20 @@ asking, with every answer checked.
   requests over replicas, plus one pinned port per process for the requests a test needs
   in flight on that very process.
 * **The load**: clients asking for published files (small and large), HEAD, Range, a
-  listing and on-demand files (a fresh on-demand distribution per phase, so first
-  downloads, and their saves, race between versions); every answer's status and bytes are
-  compared with the file.
+  listing, on-demand files with and without Range (a fresh on-demand distribution per
+  phase, so first downloads, and their saves, race between versions) and a guarded file
+  with and without credentials; every answer's status and bytes are compared with the
+  file's (a 403 without credentials).
+* **The cache across versions**: while the old release, pulpcore-content and this
+  checkout serve side by side, each caches fresh entries (a file's GET and HEAD, a
+  listing, a saved on-demand download) and the other two must answer them as ``HIT``s
+  with the file's bytes.
 * **The switch**, per process: requests held in flight on it (a large file read slowly
   and a streamed on-demand file whose upstream is held until after the signal), SIGTERM,
-  the process exits, its replacement starts on the same port and answers, the held
-  requests must have ended whole, and the new process must take its share of the load
-  before the next one is switched.
+  its listener closes at once, the process exits and its ``AppStatus`` rows are gone,
+  its replacement starts on the same port and answers, the held requests must have ended
+  whole, and the new process must take its share of the load before the next one is
+  switched.
 
 Expected: no failed request, no 5xx. The figures are printed with ``pytest -s`` and go to
 reliability/report.md under ``make adversarial`` (more clients and requests per phase).
@@ -138,8 +144,8 @@ def start_process(kind: Kind, port: int, env: dict[str, str], old_tree: str) -> 
         cwd = ROOT
         if kind.version == "old":
             # The old tree first on sys.path, and a working directory without this
-            # checkout's package in it (python puts the script's directory first, not the
-            # working directory, but the workers' spawn may).
+            # checkout's package in it: `python -c` and `-m` (a spawned worker's start)
+            # put the working directory before PYTHONPATH.
             env = {**env, "PYTHONPATH": old_tree}
             cwd = old_tree
     return start(argv, os.path.join(TEST_ROOT, "rolling"), env, port=port, cwd=cwd,
