@@ -316,10 +316,14 @@ def up(stack: Layout, content: str = "asgi", fresh: bool = False,
         shutil.rmtree(stack.root)
     for sub in ("logs", "pids"):
         os.makedirs(stack.path(sub), exist_ok=True)
-    devsettings.ensure_database(stack.dbname, fresh=fresh)
     token_keys(stack)
     devsettings.write(stack.root, stack.dbname, settings_for(stack))
-    manager(stack, "migrate", "--noinput")
+    if fresh:  # a copy of the migrated template when there is one (devtools/migrated.py)
+        subprocess.run([sys.executable, "-m", "pulp_content_asgi.devtools.migrated"],
+                       env=environment(stack), check=True, stdout=subprocess.DEVNULL)
+    else:
+        devsettings.ensure_database(stack.dbname)
+        manager(stack, "migrate", "--noinput")
     manager(stack, "reset-admin-password", "--password", ADMIN[1])
     api = ["--bind", f"127.0.0.1:{stack.api}", "--workers", "2", "--timeout", "300"]
     _spawn(stack, "api", [os.path.join(BIN, "pulpcore-api"), *api])

@@ -10,6 +10,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -137,18 +138,24 @@ def test_invalidated_when_the_guard_goes(cached_server, unique):
     assert get(cached_server, distribution, "a.txt").status_code == 200
 
 
+@pytest.mark.parametrize("longer_first", [False, True])
 def test_overlapping_base_paths_the_longest_distributions_hash_is_used(cached_server,
-                                                                      redis_server, unique):
+                                                                      redis_server, unique,
+                                                                      longer_first):
     """With both hashes in Redis, the event-loop lookup takes the longer base path's (as the
     database lookup does): pulpcore's single EXISTS sums the two and names neither. The
-    longer one's guard is checked even while the shorter one's hash says "no guard"."""
+    longer one's guard is checked even while the shorter one's hash says "no guard".
+    Either row may be the older one (``older``/``newer`` name the shorter/longer)."""
     parent = data.repository(f"cache-p7-{unique}", {"parent.txt": b"parent",
                                                     "c/x.txt": b"the parent's"})
     child = data.repository(f"cache-p7c-{unique}", {"x.txt": b"the child's"})
-    older = data.distribute(f"cache-p7-{unique}",
-                            publication=data.publish(parent.latest_version()))
-    newer = overlapping_distribution(f"cache-p7-{unique}/c",
-                                     publication=data.publish(child.latest_version()))
+    rows = {f"cache-p7-{unique}": parent, f"cache-p7-{unique}/c": child}
+    made = {}
+    for n, base_path in enumerate(sorted(rows, reverse=longer_first)):
+        create = overlapping_distribution if n else data.distribute
+        made[base_path] = create(base_path,
+                                 publication=data.publish(rows[base_path].latest_version()))
+    older, newer = made[f"cache-p7-{unique}"], made[f"cache-p7-{unique}/c"]
     hit_after_miss(cached_server, older, "parent.txt", b"parent")
     hit_after_miss(cached_server, newer, "x.txt", b"the child's")
     assert redis_server.cli("hexists", newer.base_path, f"/pulp/content/{newer.base_path}"

@@ -139,6 +139,8 @@ def test_an_on_demand_blob_is_downloaded_verified_and_saved(server, legacy, upst
     first = _fetch(server, registry.path(digest))
     assert first.status_code == 200 and first.content == registry.remote_only
     assert first.headers["docker-content-digest"] == digest
+    # The same validators before and after the save (#16 item 4).
+    assert first.headers.get("last-modified") and first.headers.get("etag")
     saved = ContentArtifact.objects.get(relative_path=digest,
                                         content__in=registry.repository.latest_version().content)
     assert saved.artifact is not None and saved.artifact.sha256 == digest.split(":")[1]
@@ -146,6 +148,8 @@ def test_an_on_demand_blob_is_downloaded_verified_and_saved(server, legacy, upst
     again = _fetch(server, registry.path(digest))
     assert again.content == registry.remote_only
     assert upstream.hits[f"{unique}/layer"] == requests_before  # served from storage
+    for name in ("last-modified", "etag", "content-type"):
+        assert again.headers.get(name) == first.headers.get(name), name
     _same(again, _fetch(legacy, registry.path(digest)))
 
 

@@ -36,8 +36,9 @@ def _oracle(path: str, base_paths: set[str]) -> str | None:
 
 @settings(max_examples=adversarial.examples(12), deadline=None,
           suppress_health_check=list(HealthCheck))
-@given(tails=st.sets(_TAIL, min_size=1, max_size=5), extra=st.lists(_SEGMENT, max_size=2))
-def test_the_query_picks_the_longest_base_path_of_any_rows(tails, extra):
+@given(tails=st.sets(_TAIL, min_size=1, max_size=5), extra=st.lists(_SEGMENT, max_size=2),
+       order=st.randoms(use_true_random=False))
+def test_the_query_picks_the_longest_base_path_of_any_rows(tails, extra, order):
     from pulp_file.app.models import FileDistribution
 
     from pulp_content_asgi.plugin import results
@@ -47,7 +48,10 @@ def test_the_query_picks_the_longest_base_path_of_any_rows(tails, extra):
     root = f"mt-{unique_name()}"
     base_paths = {f"{root}/{tail}" for tail in tails}
     try:
-        for base in sorted(base_paths):
+        # Rows in any order: the longest must win whichever is older.
+        created = sorted(base_paths)
+        order.shuffle(created)
+        for base in created:
             overlapping_distribution(base)
         # (Rows with empty segments or a trailing slash cannot exist: pulpcore's
         # relative_path domain check refuses them in PostgreSQL itself.)

@@ -21,7 +21,11 @@ from pulp_content_asgi.devtools import data
 from pulp_content_asgi.devtools.processes import free_port, start, stop
 from tests.helpers import TEST_ROOT, on_demand, unique_name, url
 
-BLOB = os.urandom(1000)
+#: The stored file and the streamed one: different bytes, so the streamed one cannot be
+#: served from the stored unit (pulp_file content is unique by path and digest: the same
+#: bytes at the same path would reuse the stored unit, and nothing would stream).
+BLOBS = {"stored": os.urandom(1000), "streamed": os.urandom(1000)}
+BLOB = BLOBS["stored"]
 #: Headers that nginx 1.22 answers 206, 206 multipart, 200 or 416 for a 1000-byte file.
 CORPUS = [
     "bytes=0-9", "bytes=0-", "bytes=-100", "bytes=990-5000", "bytes=-5000", "bytes=999-",
@@ -43,11 +47,15 @@ def paths(server, upstream):
     u = unique_name()
     repo = data.repository(f"ranges-{u}", {"f.bin": BLOB})
     stored = data.distribute(f"ranges-{u}", publication=data.publish(repo.latest_version()))
-    streamed, _, _ = on_demand(upstream, {"f.bin": BLOB}, policy="streamed")
+    streamed, prefix, _ = on_demand(upstream, {"f.bin": BLOBS["streamed"]}, policy="streamed")
+    before = upstream.hits[prefix + "f.bin"]
     found = {}
     for kind, distribution in (("stored", stored), ("streamed", streamed)):
         target = url(server, distribution, "f.bin")
         found[kind] = (target, httpx.head(target).headers["last-modified"])
+    # The streamed half is a live download every time, never a stored file.
+    assert httpx.get(found["streamed"][0]).content == BLOBS["streamed"]
+    assert upstream.hits[prefix + "f.bin"] >= before + 1
     return found
 
 
@@ -66,7 +74,7 @@ def nginx(paths):
     for kind, (_, modified) in paths.items():
         path = os.path.join(state, "www", f"{kind}.bin")
         with open(path, "wb") as out:
-            out.write(BLOB)
+            out.write(BLOBS[kind])
         mtime = parsedate_to_datetime(modified).timestamp()
         os.utime(path, (mtime, mtime))
     conf = os.path.join(state, "nginx.conf")

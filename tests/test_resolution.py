@@ -181,23 +181,30 @@ class TestRepositoryVersionServing:
         assert isinstance(resolve(f"{_base(world, 'pub')}/unpublished.txt"), results.NotFound)
 
 
-@pytest.fixture(scope="module")
-def overlap():
-    """``p7`` (the older row: ``parent.txt`` and its own ``c/x.txt``) and ``p7/c`` (its
-    ``x.txt``), as an upgraded installation can hold them."""
+@pytest.fixture(scope="module", params=["shorter first", "longer first"])
+def overlap(request):
+    """``p7`` (``parent.txt`` and its own ``c/x.txt``) and ``p7/c`` (its ``x.txt``), as an
+    upgraded installation can hold them, created in either order: the longest base path
+    must win whichever row is older (a rule "the newest row wins" fails one order, "the
+    oldest wins" the other). Returned as (shorter, longer)."""
     u = unique_name()
     parent = data.repository(f"res-p7-{u}", {"parent.txt": b"parent",
                                              "c/x.txt": b"the parent's c/x.txt"})
     child = data.repository(f"res-p7c-{u}", {"x.txt": b"the child's x.txt"})
-    older = data.distribute(f"p7-{u}", publication=data.publish(parent.latest_version()))
-    newer = overlapping_distribution(f"p7-{u}/c",
-                                     publication=data.publish(child.latest_version()))
-    return older, newer
+    make = {"shorter": (f"p7-{u}", parent), "longer": (f"p7-{u}/c", child)}
+    order = ("shorter", "longer") if request.param == "shorter first" else ("longer", "shorter")
+    made = {}
+    for n, name in enumerate(order):
+        base_path, repo = make[name]
+        create = data.distribute if n == 0 else overlapping_distribution
+        made[name] = create(base_path, publication=data.publish(repo.latest_version()))
+    return made["shorter"], made["longer"]
 
 
 def test_overlapping_base_paths_the_longest_wins(overlap):
     """pulpcore-content answers 500; the older row used to win here (404, or its own
-    c/x.txt: the wrong file)."""
+    c/x.txt: the wrong file). ``older``/``newer`` name the shorter/longer base path of
+    the shorter-first order."""
     older, newer = overlap
     found = resolve(f"{newer.base_path}/x.txt")
     assert served_path(found) == "x.txt"

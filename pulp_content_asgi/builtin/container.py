@@ -21,6 +21,7 @@ from __future__ import annotations
 from functools import partial
 
 from django.conf import settings
+from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import re_path
 from pulp_container.app.models import ContainerDistribution
@@ -60,14 +61,22 @@ def find_blob(request: ContentRequest, path: str, digest: str) -> results.Result
         return results.ServeBody(EMPTY_LAYER, headers=headers)
     repository = version.repository.cast()
     pending = Content.objects.filter(pk__in=repository.pending_blobs.values_list("pk"))
-    found = (ContentArtifact.objects.select_related("artifact", "artifact__pulp_domain")
-             .filter(content__in=version.content | pending, relative_path=digest).first())
+    joined = (version._content_relationships().filter(content_id=OuterRef("content_id"))
+              .values("pulp_created")[:1])
+    found = (ContentArtifact.objects.select_related("artifact", "artifact__pulp_domain",
+                                                    "content")
+             .filter(content__in=version.content | pending, relative_path=digest)
+             .annotate(joined=Subquery(joined)).first())
     if found is None:
         return results.NotFound()
+    # One Last-Modified before and after an on-demand blob is saved: when the blob joined
+    # the repository (a pending blob: when it was created), as for every plugin's content
+    # (docs/differences.md, upstream headers). pulpcore-content sends the file's mtime
+    # once stored and nothing before.
+    modified = found.joined or found.content.pulp_created
     if found.artifact_id is None:
-        return results.ServeRemote(found, headers)
-    return results.ServeArtifact(found.artifact, digest, headers,
-                                 last_modified=found.artifact.pulp_created)
+        return results.ServeRemote(found, headers, last_modified=modified)
+    return results.ServeArtifact(found.artifact, digest, headers, last_modified=modified)
 
 
 async def blob(request: HttpRequest, path: str, digest: str, pulp_domain: str | None = None

@@ -13,15 +13,36 @@ import sys
 from collections.abc import Mapping
 
 
+def _key(root: str) -> str:
+    """The database-fields key: the folder's own if it has one (a database made with it
+    must keep it), else the checkout's (``.dev/database_fields.symmetric.key``), which
+    every folder made since shares, so their migrated databases can be copies of one
+    template (:mod:`.migrated`)."""
+    from pulp_content_asgi.devtools.databases import ROOT
+
+    own = os.path.join(root, "database_fields.symmetric.key")
+    shared = os.path.join(ROOT, ".dev", "database_fields.symmetric.key")
+    key = own if os.path.exists(own) or not os.access(ROOT, os.W_OK) else shared
+    if not os.path.exists(key):
+        os.makedirs(os.path.dirname(key), exist_ok=True)
+        made = f"{key}.{os.getpid()}"
+        with open(made, "wb") as out:
+            out.write(base64.urlsafe_b64encode(os.urandom(32)))
+        try:
+            os.link(made, key)  # the first writer's key wins; never a half-written one
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(made)
+    return key
+
+
 def write(root: str, dbname: str, extra: Mapping[str, object] | None = None) -> str:
     """Create ``root`` with its folders and ``settings.py``; return the settings path."""
     root = os.path.abspath(root)
     for sub in ("media", "tmp", "static"):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
-    key = os.path.join(root, "database_fields.symmetric.key")
-    if not os.path.exists(key):
-        with open(key, "wb") as out:
-            out.write(base64.urlsafe_b64encode(os.urandom(32)))
+    key = _key(root)
     values: dict[str, object] = {
         "SECRET_KEY": "development-only-" + os.path.basename(root),
         "DB_ENCRYPTION_KEY": key,
