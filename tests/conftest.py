@@ -3,8 +3,9 @@
 * The **fast tier** (``tests/http/`` and ``tests/unit/``, marked ``fast``): pure functions
   and in-process checks that need no PostgreSQL, no Redis and no server.
   ``make test-fast`` runs it.
-* Everything else needs the test database: a real PostgreSQL database, created afresh and
-  migrated by pulpcore the first time such a test is set up (never for the fast tier),
+* Everything else needs the test database: a real PostgreSQL database, created afresh the
+  first time such a test is set up (never for the fast tier) as a copy of the checkout's
+  migrated template (``devtools/migrated.py``; the first run migrates and keeps one),
   and real servers on loopback that share its settings file, so tests build repositories
   through the ORM and then request them over HTTP.
 
