@@ -142,6 +142,23 @@ def test_a_download_nobody_receives_stops_at_the_bound(bounded, upstream, ask):
     assert wait_for(lambda: content_artifact(repo, name).artifact_id is not None)
 
 
+def test_a_streamed_download_nobody_receives_stops_at_once(server, upstream):
+    """Streamed content is never saved, so a download of it that nobody receives is
+    cancelled whatever is left (here under the default bound)."""
+    blob = os.urandom(4 * MiB)
+    distribution, prefix, repo = on_demand(upstream, {"s.bin": blob}, policy="streamed")
+    path = prefix + "s.bin"
+    gate = threading.Event()
+    upstream.behaviour[path] = Behaviour(gate=gate, gate_after=HELD_AFTER)
+    try:
+        hang_up_early(url(server, distribution, "s.bin"))
+        assert wait_for(lambda: upstream.hung_up[path] == 1)
+    finally:
+        gate.set()
+    assert upstream.sent[path] <= HELD_AFTER
+    assert content_artifact(repo, "s.bin").artifact_id is None
+
+
 def test_under_the_bound_the_download_is_finished_and_saved(bounded, upstream):
     """A file smaller than the bound is finished and saved after its client left, as
     before (the next request is served from storage)."""

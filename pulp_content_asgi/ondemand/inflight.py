@@ -4,7 +4,7 @@ The first client asking for an artifact makes its process try to lead (advisory 
 otherwise it follows the leader's spool. A download's life (:class:`Stage`):
 
     DOWNLOADING ──saved──► LINGERING ──LINGER s──► EXPIRED ──last client left──► CLEANED
-         └──failed or streamed──► FINISHED ──GRACE s──┘
+         └─failed/streamed/cancelled─► FINISHED ─GRACE s─┘
 
 A saved download stays joinable while LINGERING, so requests that resolved just before the
 save read the finished spool instead of downloading again; a streamed or failed one is
