@@ -15,6 +15,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -432,3 +433,30 @@ def aria2c(url: str, workdir: str, expected: str) -> Outcome:
         return _timed("aria2c -x4", started, False, _tail(done))
     return _timed("aria2c -x4", started, True, "4 connections, checksum verified",
                   {"file": sha256(os.path.join(folder, "file"))})
+
+
+# --- zckdl (zchunk: the changed chunks only, several ranges per request) ------------------
+
+def zckdl(url: str, seed: str, workdir: str, expected: str) -> Outcome:
+    """``zckdl --fail-no-ranges -s <seed>``: zchunk's downloader, given the older version a
+    client already has, reads the file's header by a range, then asks for only the chunks
+    the seed lacks, several ranges per request (as librepo does for dnf's zchunk
+    metadata). Passes when the result's sha256 is ``expected`` and fewer bytes than the
+    whole file crossed the wire (the delta was taken, not a full download)."""
+    started = time.monotonic()
+    folder = _fresh(workdir, "zckdl")
+    done = _run(["zckdl", "--fail-no-ranges", "-s", seed, url], cwd=folder)
+    target = os.path.join(folder, os.path.basename(url))
+    if done.returncode or not os.path.isfile(target):
+        return _timed("zckdl", started, False, _tail(done))
+    got = sha256(target)
+    fetched = re.search(r"Downloaded (\d+) bytes", done.stdout + done.stderr)
+    whole = os.path.getsize(target)
+    if got != expected:
+        return _timed("zckdl", started, False, f"digest {got} != {expected}", {"file": got})
+    if fetched is None or int(fetched.group(1)) >= whole:
+        return _timed("zckdl", started, False, "no delta: "
+                      f"{fetched.group(1) if fetched else '?'} of {whole} bytes fetched",
+                      {"file": got})
+    return _timed("zckdl", started, True, f"delta of {fetched.group(1)} of {whole} bytes, "
+                  "checksums verified", {"file": got})

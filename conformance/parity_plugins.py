@@ -9,12 +9,14 @@ Runs on the stack of ``make pulp-up`` (started here if it is not up). For each p
 builds local upstreams (conformance/fixtures/), then through pulpcore-api (HTTP, Basic
 auth; the client bindings are not installed) creates what a user would: rpm, deb,
 python, npm, ostree, gem and container a remote and a repository synced with the
-``immediate`` and with the ``on_demand`` policy; maven a pull-through distribution on a
-remote (it has no sync); ansible a collection uploaded into a repository (a sync needs a
-Galaxy upstream). It publishes where the plugin publishes (rpm, deb, python, gem) and
-distributes. The requests of each distribution — listings, every file it serves, the
-package with HEAD, ranges and conditionals, the plugin's own paths (``config.repo``, the
-PyPI JSON API, the npm packument, …) — go to a pair of processes on the stack's
+``immediate`` and with the ``on_demand`` policy, rpm also ``streamed``; rpm and deb a
+signed repository (conformance/signing.py); pull-through distributions on a remote for
+maven (it has no sync), python, npm and container; ansible a collection uploaded into a
+repository and one synced from a Galaxy v3 upstream. It publishes where the plugin
+publishes (rpm, deb, python, gem) and distributes. The requests of each distribution —
+listings, every file it serves, the package with HEAD, ranges and conditionals, the
+plugin's own paths (``config.repo``, the PyPI JSON API, the npm packument, …) — go to a
+pair of processes on the stack's
 database, our app and pulpcore-content, each with its own Redis database
 (conformance/parity.py: raw requests, the same ``Host``, independent answers), and are
 compared on status, the headers that matter and the body.
@@ -47,6 +49,7 @@ import argparse
 import contextlib
 import datetime
 import hashlib
+import html
 import importlib.metadata
 import json
 import os
@@ -62,10 +65,9 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from conformance import fixtures
+from conformance import fixtures, signing
 from conformance import parity as base
 from conformance import stack as stacks
-from conformance.fixtures import maven
 
 PLUGINS = ("rpm", "deb", "python", "npm", "ostree", "maven", "ansible", "gem", "container")
 #: Headers compared by value: parity.py's, and the ones the plugins' clients act on.
@@ -103,8 +105,9 @@ KINDS: dict[str, Kind] = {
                    package=r"objects/.*\.filez"),
     # No repository, no sync: the distribution pulls through its remote.
     "maven": Kind("", "maven/maven", "maven/maven", package=r".*\.(jar|pom)"),
-    # No remote: a collection uploaded through the API.
-    "ansible": Kind("ansible/ansible", "", "ansible/ansible", package=r".*\.tar\.gz"),
+    # A collection uploaded through the API, and one synced from a Galaxy v3 upstream.
+    "ansible": Kind("ansible/ansible", "ansible/collection", "ansible/ansible",
+                    package=r".*\.tar\.gz"),
     # The publication serves the Marshal and compact indexes; gems pass through.
     "gem": Kind("gem/gem", "gem/gem", "gem/gem", "gem/gem", package=r"gems/.*\.gem"),
     "container": Kind("container/container", "container/container",
@@ -112,6 +115,34 @@ KINDS: dict[str, Kind] = {
     # make clients: the range-heavy clients' 8 MiB file (not in the parity corpus).
     "file": Kind("file/file", "file/file", "file/file", "file/file"),
 }
+#: Pull-through distributions whose endpoints are not the plugin's usual ones: no
+#: repository, the distribution on a remote of its own type.
+PULL_THROUGH_KINDS: dict[str, Kind] = {
+    "container": Kind("", "container/pull-through", "container/pull-through"),
+}
+#: The remote's policy of a pull-through distribution (pulp_container's pull-through
+#: remote accepts only on_demand; for the others the content app saves what it
+#: fetches unless the remote is ``streamed``).
+PULL_THROUGH_POLICY = {"container": "on_demand"}
+
+
+def signed_repository(plugin: str, service: str) -> dict[str, object]:
+    """The repository fields of a signed repository (pulp_rpm signs ``repomd.xml`` with
+    the repository's ``metadata_signing_service``)."""
+    return {"metadata_signing_service": service} if plugin == "rpm" else {}
+
+
+def signed_publication(plugin: str, service: str) -> dict[str, object]:
+    """The publication fields of a signed publication (pulp_deb's ``signing_service``
+    signs each ``Release``: ``InRelease``, ``Release.gpg``)."""
+    return {"signing_service": service} if plugin == "deb" else {}
+
+
+def kind_of(plugin: str, policy: str) -> Kind:
+    """The endpoints of a plugin's distribution of this policy."""
+    if policy == "pull_through":
+        return PULL_THROUGH_KINDS.get(plugin, KINDS[plugin])
+    return KINDS[plugin]
 
 
 class PulpApi:
@@ -189,41 +220,50 @@ class Served:
     #: the collection's file name) -> the sha256 its bytes must have ("sha256:<hex>")
     downloads: dict[str, str] = field(default_factory=dict)
     #: the state keys an app is expected to save after fetching (pull-through: the
-    #: remote's ``get_remote_artifact_content_type`` names a content type)
+    #: remote's ``get_remote_artifact_content_type`` names a content type; streamed:
+    #: none)
     saves: set[str] = field(default_factory=set)
+    #: container pull-through: the name a client pulls (``<base path>/<upstream name>``)
+    registry_path: str = ""
 
 
 def create(api: PulpApi, upstreams: dict[tuple[str, str], fixtures.Upstream],
-           plugins: list[str], unique: str) -> list[Served]:
+           plugins: list[str], unique: str, signing: dict[str, str] | None = None
+           ) -> list[Served]:
     """Remote, repository, sync, publication, distribution for every (plugin, policy),
     each step dispatched for all of them at once (the workers take two at a time)."""
     served = [Served(plugin, policy, upstream) for (plugin, policy), upstream
               in upstreams.items() if plugin in plugins]
     served.sort(key=lambda one: plugins.index(one.plugin))
     for one in served:
-        kind, name = KINDS[one.plugin], f"parity-{one.plugin}-{one.policy}-{unique}"
+        kind, name = kind_of(one.plugin, one.policy), f"parity-{one.plugin}-{one.policy}-{unique}"
         remote = {"name": name, "url": one.upstream.url, **one.upstream.remote,
-                  "policy": "immediate" if one.policy == "pull_through" else one.policy}
+                  "policy": PULL_THROUGH_POLICY.get(one.plugin, "immediate")
+                  if one.policy == "pull_through" else "immediate"
+                  if one.policy == "signed" else one.policy}
         if one.plugin == "python":
             remote["includes"] = [one.upstream.package]
-        if kind.remote:
+        if kind.remote and one.upstream.url:
             one.remote = api.post(f"remotes/{kind.remote}/", remote)["pulp_href"]
-        if kind.repository:
-            one.repository = api.post(f"repositories/{kind.repository}/",
-                                      {"name": name})["pulp_href"]
+        if kind.repository and one.policy != "pull_through":
+            one.repository = api.post(f"repositories/{kind.repository}/", {
+                "name": name, **(signed_repository(one.plugin, (signing or {})[one.plugin])
+                                 if one.policy == "signed" else {})})["pulp_href"]
         one.base_path = f"parity-{unique}/{one.plugin}/{one.policy.replace('_', '-')}"
     api.wait([api.post(f"{one.repository}sync/", {"remote": one.remote})["task"]
               for one in served if one.repository and one.remote]
              + [api.upload(one.upstream.upload, one.repository) for one in served
                 if one.upstream.upload])
-    publishing = [one for one in served if KINDS[one.plugin].publication]
+    publishing = [one for one in served if KINDS[one.plugin].publication and one.repository]
     tasks = api.wait([api.post(f"publications/{KINDS[one.plugin].publication}/",
                                {"repository": one.repository,
-                                **KINDS[one.plugin].publication_fields})["task"]
+                                **KINDS[one.plugin].publication_fields,
+                                **(signed_publication(one.plugin, (signing or {})[one.plugin])
+                                   if one.policy == "signed" else {})})["task"]
                       for one in publishing])
     for one, task in zip(publishing, tasks, strict=True):
         one.publication = task["created_resources"][0]
-    tasks = api.wait([api.post(f"distributions/{KINDS[one.plugin].distribution}/", {
+    tasks = api.wait([api.post(f"distributions/{kind_of(one.plugin, one.policy).distribution}/", {
         "name": f"parity-{one.plugin}-{one.policy}-{unique}", "base_path": one.base_path,
         **({"publication": one.publication} if one.publication
            else {"repository": one.repository} if one.repository
@@ -233,6 +273,56 @@ def create(api: PulpApi, upstreams: dict[tuple[str, str], fixtures.Upstream],
         one.distribution = next(href for href in task["created_resources"]
                                 if "/distributions/" in href)
     return served
+
+
+def learn_pulled(api: PulpApi, registry: Registry, served: list[Served]) -> None:
+    """What a client asks of each pull-through distribution, learnt from the plugin's API
+    as the client learns it: pulp_python's simple page (pulpcore-api's
+    ``/pypi/<base path>/simple/<name>/``) links each file to the content app as
+    ``<file>?redirect=<upstream url>``; a pull of ``<base path>/<name>:<tag>`` from
+    pulp_container's registry API makes the image's repository and distribution and a
+    task that saves the manifest and its blobs (on demand) in it."""
+    for one in served:
+        if one.policy != "pull_through":
+            continue
+        if one.plugin == "python":
+            page = registry.client.get(f"/pypi/{one.base_path}/simple/{one.upstream.package}/",
+                                       auth=stacks.ADMIN)
+            prefix = f"{stacks.PREFIX}{one.base_path}/"
+            links = [urlsplit(html.unescape(href)) for href in
+                     re.findall(r'href="([^"]+)"', page.text)]
+            one.files = [link.path[len(prefix):] + f"?{link.query}" for link in links
+                         if link.path.startswith(prefix) and link.query]
+            if page.status_code != 200 or not one.files:
+                raise SystemExit(f"pulp_python's simple page of {one.base_path}: "
+                                 f"{page.status_code} {page.text[:300]}")
+        elif one.plugin == "container":
+            one.registry_path = f"{one.base_path}/{one.upstream.package}"
+            token = registry.token(one.registry_path)
+            manifest = registry.client.get(
+                f"/v2/{one.registry_path}/manifests/{one.upstream.version}",
+                headers={"Authorization": f"Bearer {token}",
+                         "Accept": "application/vnd.oci.image.manifest.v1+json"})
+            if manifest.status_code != 200:
+                raise SystemExit(f"pull-through manifest of {one.registry_path}: "
+                                 f"{manifest.status_code} {manifest.text[:300]}")
+            one.repository = pulled_repository(api, one.registry_path)
+
+
+def pulled_repository(api: PulpApi, name: str, timeout: float = 120) -> str:
+    """The href of the repository pulp_container's pull-through made for ``name``, once
+    its task has saved the image (manifest, config and layer) in a version."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = api.get(f"{API}repositories/container/container/?name={quote(name)}")["results"]
+        if found and not found[0]["latest_version_href"].endswith("/versions/0/"):
+            version = api.get(found[0]["latest_version_href"])
+            present = version["content_summary"]["present"]
+            if present.get("container.blob", {}).get("count", 0) >= 2:
+                return found[0]["pulp_href"]  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise SystemExit(f"pull-through of {name}: no image saved after {timeout}s")
+        time.sleep(0.5)  # a task another process runs: nothing to wait on but its row
 
 
 def discover(served: list[Served]) -> None:
@@ -256,12 +346,13 @@ def discover(served: list[Served]) -> None:
     )
 
     for one in served:
-        if one.policy == "pull_through":  # nothing until a client asks
+        if one.policy == "pull_through" and not one.repository:  # nothing until asked
             remote = Remote.objects.get(pk=one.remote.rstrip("/").split("/")[-1]).cast()
-            one.files = maven.paths(one.upstream)
-            one.cold = {path: f"url:{one.upstream.url}{path}" for path in one.files}
-            one.saves = {key for path, key in one.cold.items()
-                         if remote.get_remote_artifact_content_type(path) is not None}
+            one.files = one.files or list(one.upstream.paths)
+            one.cold = {path: "url:" + upstream_url(one.upstream.url, path)
+                        for path in one.files}
+            one.saves = {key for path, key in one.cold.items() if remote
+                         .get_remote_artifact_content_type(path.split("?")[0]) is not None}
             continue
         repository = Repository.objects.get(pk=one.repository.rstrip("/").split("/")[-1])
         version = repository.latest_version()
@@ -290,16 +381,42 @@ def discover(served: list[Served]) -> None:
         one.files = [] if one.plugin == "container" else sorted(found)
         if one.plugin == "container":
             one.downloads = {digest: digest for digest in one.blobs}
-        elif one.upstream.upload:
-            with open(one.upstream.upload, "rb") as source:
-                one.downloads = {os.path.basename(one.upstream.upload):
-                                 "sha256:" + hashlib.sha256(source.read()).hexdigest()}
-        if one.policy == "on_demand":
+        elif one.plugin == "ansible":  # the Galaxy API's download of each collection
+            from pulp_ansible.app.models import CollectionVersion
+
+            one.downloads = {path: f"sha256:{sha256}" for path, sha256 in
+                             CollectionVersion.objects.filter(pk__in=version.content)
+                             .values_list("contentartifact__relative_path", "sha256")}
+        if one.policy in ("on_demand", "streamed", "pull_through") or (
+                one.plugin in RECLAIMED and one.remote):
             fetched = {str(pk) for pk in ContentArtifact.objects.filter(
                 pk__in=list(found.values()), remoteartifact__isnull=False
             ).values_list("pk", flat=True)}
             one.cold = {path: pk for path, pk in sorted(found.items()) if pk in fetched}
-            one.saves = set(one.cold.values())
+            # A streamed remote's content is never saved (pulpcore: save_artifact is
+            # ``policy != streamed``).
+            one.saves = set(one.cold.values()) if one.policy != "streamed" else set()
+
+
+#: Synced content that is stored after every sync, made cold by dropping its artifact as
+#: pulpcore's reclaim task drops reclaimable content's: pulp_ansible 0.30.3 has no
+#: on-demand collections (its REST API offers only ``immediate`` for a CollectionRemote,
+#: and the sync opens each new collection's tarball, ``_handle_collection_version``:
+#: "TODO change logic when implementing normal on-demand syncing"), and a
+#: CollectionVersion is ``PROTECTED_FROM_RECLAIM``. Its remote artifact (the Galaxy
+#: ``download_url``) is what both apps stream from.
+RECLAIMED = ("ansible",)
+
+
+def upstream_url(remote_url: str, path: str) -> str:
+    """The upstream URL a pull-through request fetches: pulp_python's ``?redirect=``
+    names it, otherwise the path is joined to the remote's url
+    (``Remote.get_remote_artifact_url``)."""
+    from urllib.parse import parse_qs, urljoin
+
+    target, _, query = path.partition("?")
+    redirect = parse_qs(query).get("redirect")
+    return redirect[0] if redirect else urljoin(remote_url, target)
 
 
 def saved(content_artifacts: Iterable[str]) -> set[str]:
@@ -336,7 +453,7 @@ COLD_GROUPS = ("HEAD", "range", "GET")
 
 
 def _directories(files: Iterable[str]) -> list[str]:
-    found = {posixpath.dirname(path) for path in files}
+    found = {posixpath.dirname(path.split("?")[0]) for path in files}
     for path in list(found):
         while path:
             found.add(path)
@@ -385,7 +502,8 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
             found.append(probe(f"blob {short} without the redirect's signature",
                                urlsplit(target).path))
         found.append(probe("unknown blob (unsigned)",
-                           f"/pulp/container/{one.base_path}/blobs/sha256:{'0' * 64}"))
+                           f"/pulp/container/{one.registry_path or one.base_path}/blobs/"
+                           f"sha256:{'0' * 64}"))
         return found
     for filename, digest in one.downloads.items():  # ansible: the Galaxy API's redirect
         target = registry(one, filename)
@@ -401,10 +519,13 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
                        f"{base_url}/{quote(_directories(one.files)[0].rstrip('/'))}")
                  if _directories(one.files) else probe("no sub listing", f"{base_url}/x/"))
     for path in one.files:
-        url = f"{base_url}/{quote(path)}"
+        target, query = path.split("?")[0], path.partition("?")[2]
+        url = f"{base_url}/{quote(target)}" + (f"?{query}" if query else "")
         found += cold(path, path, url)
         found.append(probe(f"file {path}", url))
-        if re.fullmatch(kind.package, path):
+        # A signed repository's packages are its immediate twin's: only its metadata
+        # and signatures are new.
+        if re.fullmatch(kind.package, target) and one.policy != "signed":
             found += [
                 probe(f"HEAD {path}", url, "HEAD"),
                 probe(f"range {path}", url, Range="bytes=0-99"),
@@ -417,7 +538,16 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
                       If_Modified_Since="Mon, 01 Jan 2001 00:00:00 GMT"),
             ]
     name, version = one.upstream.package, one.upstream.version
-    extra = {
+    wheels = [p.split("?")[0] for p in one.files if p.split("?")[0].endswith(".whl")]
+    pulled = {  # a pull-through distribution: what its upstream does not have
+        "python": [("wheel without ?redirect=", wheels[0] if wheels
+                    else "x.whl"),
+                   ("simple page", f"simple/{name}/"),
+                   ("PyPI JSON (no publication)", f"pypi/{name}/json")],
+        "npm": [("packument of an unknown package", "nope")],
+        "maven": [("missing upstream file", f"org/example/parity/{name}/9.9/nope.jar")],
+    }
+    extra = pulled[one.plugin] if one.policy == "pull_through" else {
         "rpm": [("config.repo", "config.repo"), ("config.repo HEAD", "config.repo"),
                 ("repomd.xml.asc (unsigned)", "repodata/repomd.xml.asc"),
                 ("repomd.xml.key (unsigned)", "repodata/repomd.xml.key")],
@@ -433,12 +563,13 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
                 ("packument of an unknown package", "nope"),
                 ("package folder", f"{name}/")],
         "ostree": [("missing delta index", "delta-indexes/xx/nope.index")],
-        "maven": [("missing upstream file", f"org/example/parity/{name}/9.9/nope.jar")],
         "ansible": [("unknown collection", "parity-nope-1.0.0.tar.gz")],
         "gem": [("unknown gem", "gems/nope-1.0.0.gem"), ("unknown info", "info/nope"),
                 ("dependency API (not served)", f"api/v1/dependencies?gems={name}")],
     }[one.plugin]
     for label, path in extra:
+        if "(unsigned)" in label and one.policy == "signed":
+            continue  # published: among the files above
         found.append(probe(label, f"{base_url}/{path}", "HEAD" if "HEAD" in label else "GET"))
     return found
 
@@ -462,7 +593,7 @@ class Registry:
 
     def api_url(self, one: Served, key: str) -> str:
         if one.plugin == "container":
-            return f"/v2/{one.base_path}/blobs/{key}"
+            return f"/v2/{one.registry_path or one.base_path}/blobs/{key}"
         return (f"/pulp_ansible/galaxy/{one.base_path}/api/v3/plugin/ansible/content/"
                 f"{one.base_path}/collections/artifacts/{key}")
 
@@ -472,7 +603,7 @@ class Registry:
         url = self.api_url(one, key)
         if one.plugin == "container":
             response = self.client.get(url, headers={
-                "Authorization": f"Bearer {self.token(one.base_path)}"})
+                "Authorization": f"Bearer {self.token(one.registry_path or one.base_path)}"})
         else:
             response = self.client.get(url, auth=stacks.ADMIN)
         location = response.headers.get("location", "")
@@ -506,6 +637,12 @@ CONTAINER_BLOB = r"/pulp/container/.+/blobs/sha256:[0-9a-f]{64}(\?.*)?"
 
 #: pulp_npm's packument: a package name right under an npm distribution of this corpus.
 NPM_PACKUMENT = re.escape(stacks.PREFIX) + r"parity-[0-9a-f]+/npm/[a-z-]+/[^/]+"
+
+#: The corpus's distributions of a ``streamed`` remote (never stored).
+STREAMED = re.escape(stacks.PREFIX) + r"parity-[0-9a-f]+/[a-z]+/streamed/.+"
+#: pulp_python's pages asked of the content app on a pull-through distribution.
+PYTHON_PULLED = (re.escape(stacks.PREFIX)
+                 + r"parity-[0-9a-f]+/python/pull-through/(simple/[^/]+/|pypi/[^/]+/json)")
 
 #: #16 item 4: a streamed or first on-demand answer describes the content, not the
 #: upstream (docs/differences.md, upstream headers): pulpcore-content forwards the
@@ -555,10 +692,47 @@ PLUGIN_RULES: list[base.Rule] = [
               "them in Redis per path, method and Accept (docs/differences.md, "
               "pulp_container blobs: response cache)", target=CONTAINER_BLOB),
     base.Rule("x-pulp-artifact-size", r"\d+", base.ABSENT,
+              "deliberate: pulp_container's stored-blob answer (Registry._dispatch, an "
+              "aiohttp FileResponse) has no X-PULP-ARTIFACT-SIZE; ours carries it as every "
+              "stored file's (docs/differences.md, pulp_container blobs: "
+              "X-PULP-ARTIFACT-SIZE)", (200,), target=CONTAINER_BLOB),
+    base.Rule("x-pulp-artifact-size", r"\d+", base.ABSENT,
               "old-app slip: pulpcore-content's blob range answered from its cache (HIT) "
               "lacks the X-PULP-ARTIFACT-SIZE its uncached answers carry; ours are never "
               "cached (docs/differences.md, pulp_container blobs: response cache)", (206,),
               target=CONTAINER_BLOB),
+    # A streamed remote (never stored): pulpcore-content's range code for streams.
+    base.Rule("content-range", r"bytes \d+-\d+/\d+", r"bytes -\d+-\d+/\d+",
+              "old-app bug: a suffix range of a streamed file: pulpcore-content takes "
+              "aiohttp's negative start as a position (Content-Range bytes -100-…, a "
+              "Content-Length 100 bytes over the file) and sends the whole file; ours the "
+              "last bytes (RFC 9110 §14.1.2; docs/differences.md, suffix range of a streamed "
+              "file)", (206,), target=STREAMED, whole=True),
+    base.Rule("body", r"416: Range Not Satisfiable", r"416: Requested Range Not Satisfiable",
+              "deliberate: one 416 text on every path; pulpcore-content's streamed 416 is "
+              "aiohttp's (docs/differences.md, 416 responses)", (416,), target=STREAMED),
+    base.Rule("x-pulp-artifact-size", r"\d+", base.ABSENT,
+              "deliberate: our 416 keeps X-PULP-ARTIFACT-SIZE; pulpcore-content's streamed "
+              "416 has none (docs/differences.md, 416 responses)", (416,), target=STREAMED),
+    base.Rule("status", "304", "200",
+              "deliberate: preconditions on a download not stored yet are evaluated against "
+              "the validators it has; pulpcore-content ignores them and streams the whole "
+              "file (RFC 9110 §13.2.2; docs/differences.md, preconditions on downloads not "
+              "stored yet)", target=STREAMED, whole=True),
+    # pulp_python's hooks on a pull-through distribution (docs/differences.md,
+    # pull-through content the plugin's hooks cannot save).
+    base.Rule("transport", r"cut short after 0 body bytes, None more expected",
+              r"cut short after \d+ body bytes, None more expected",
+              "plugin bug (reported): pulp_python names a package for a simple page, its save "
+              "fails and both apps cut the answer: pulpcore-content after the upstream's "
+              "bytes, ours before the first (docs/differences.md, pull-through content the "
+              "plugin's hooks cannot save)", (200,), target=PYTHON_PULLED, whole=True),
+    base.Rule("status", "200", "500",
+              "old-app bug: pulp_python's JSON API hook reads the pull-through "
+              "distribution's missing publication (AttributeError, 500); ours passes the "
+              "request on to pull-through, whose save fails as above, so the answer is cut "
+              "(docs/differences.md, pull-through content the plugin's hooks cannot save)",
+              target=PYTHON_PULLED, whole=True),
     base.Rule("transport", base.ABSENT, r"cut short after \d+ body bytes, \d+ more expected",
               "old-app bug: as the Content-Range above (pulpcore-content closes the "
               "connection after the bytes there are)", (206,)),
@@ -571,7 +745,8 @@ def forget(served: list[Served], pair_dbs: Iterable[int]) -> None:
     import redis
     from pulpcore.app.util import cache_key
 
-    base_paths = [one.base_path for one in served if one.policy != "immediate"]
+    base_paths = [path for one in served if one.policy != "immediate" or one.cold
+                  for path in (one.base_path, one.registry_path) if path]
     for db in pair_dbs:
         redis.Redis(host="127.0.0.1", port=6379, db=db).delete(*cache_key(base_paths))
 
@@ -712,6 +887,40 @@ def probe_all(probes: list[PluginProbe], pair: dict, host: str, expected: set[st
     return rows
 
 
+#: Signature files of a signed distribution -> the file a detached one signs (None:
+#: clear-signed).
+SIGNATURES = {"/InRelease": None, "/Release.gpg": "/Release",
+              "/repomd.xml.asc": "/repomd.xml"}
+
+
+def check_signatures(rows: list[Row], folder: str) -> list[tuple[str, str | None, str | None]]:
+    """Every signature file a signed distribution served in pass "ours first", checked
+    with gpg against the run's key: (its path, why ours is not valid, why theirs is not),
+    None when valid."""
+    served: dict[str, tuple[base.Answer, base.Answer]] = {
+        probe.path: (ours, theirs) for name, probe, ours, theirs, _, _ in rows
+        if name == "ours first" and probe.policy == "signed" and probe.method == "GET"
+        and not probe.headers}
+    found = []
+    for path, (ours, theirs) in sorted(served.items()):
+        suffix = next((s for s in SIGNATURES if path.endswith(s)), None)
+        if suffix is None:
+            continue
+        signed = SIGNATURES[suffix]
+        data = served.get(path[:-len(suffix)] + signed) if signed else None
+        verdicts: list[str | None] = []
+        for index, answer in enumerate((ours, theirs)):
+            if answer.status != 200:
+                verdicts.append(f"status {answer.status}")
+            elif signed and (data is None or data[index].status != 200):
+                verdicts.append(f"{signed.lstrip('/')} not served")
+            else:
+                verdicts.append(signing.verify(folder, answer.body,
+                                               data[index].body if data else None))
+        found.append((path.split("/signed/", 1)[-1], verdicts[0], verdicts[1]))
+    return found
+
+
 def _versions() -> str:
     names = ["pulpcore", *(f"pulp-{p}" for p in PLUGINS)]
     found = []
@@ -734,7 +943,8 @@ def plugins_served(stack: stacks.Layout) -> tuple[int, str]:
 
 def write_report(path: str, rows: list[Row], served: list[Served], registry: Registry,
                  doors: list[tuple[str, str, str, str | None]], timings: dict[str, float],
-                 front: str, plugins: tuple[int, str]) -> int:
+                 front: str, plugins: tuple[int, str],
+                 signatures: list[tuple[str, str | None, str | None]]) -> int:
     """The markdown report; returns the number of unexplained differences (front-door
     failures of our app and a plugin needing the legacy app included)."""
     commit = subprocess.run(["git", "-C", stacks.ROOT, "rev-parse", "HEAD"],
@@ -744,6 +954,7 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
                            check=False).stdout.strip()
     unexplained = sum(v == "UNEXPLAINED" for row in rows for v in row[5])
     door_failures = sum(1 for _, _, side, why in doors if why and side == "asgi")
+    bad_signatures = sum(1 for _, asgi_why, _ in signatures if asgi_why)
     lines = ["# Plugin parity with pulpcore-content", "",
              f"Generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC at commit "
              f"`{commit}`" + (" (with uncommitted changes)" if dirty else "")
@@ -751,8 +962,12 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
              + _versions() + ".", "",
              "Each plugin's content was created through the stack's REST API: a remote on "
              "a local upstream built at run time (conformance/fixtures/), a repository "
-             "synced with the `immediate` and with the `on_demand` policy (maven: a "
-             "pull-through distribution, it has no sync; ansible: a collection uploaded), "
+             "synced with the `immediate` and with the `on_demand` policy (rpm also "
+             "`streamed`; rpm and deb also a signed repository, `signed`, with a signing "
+             "service on a key made at run time), pull-through distributions (maven, it has "
+             "no sync; python, npm, container), ansible a collection uploaded and one "
+             "synced from a Galaxy v3 upstream (`immediate`: pulp_ansible has no on-demand "
+             "collections; its cold requests meet it with the artifact dropped), "
              "a publication where the plugin publishes (rpm, deb, python, gem), a "
              "distribution. Each request "
              "went byte for byte to our app and to pulpcore-content (one process each, the "
@@ -802,6 +1017,14 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
             lines.append(f"| {label} | {api_answer} | {why or 'exact bytes'}"
                          + (", Docker-Content-Digest" if "container" in label and not why
                             else "") + " |")
+    if signatures:
+        lines += ["", "## Signatures", "",
+                  "Each signature file of the signed distributions as each app served it "
+                  "(pass \"ours first\"), verified with gpg against the run's key (detached "
+                  "ones with the signed file as the same app served it).", "",
+                  "| File | asgi | legacy |", "|---|---|---|"]
+        for label, asgi_why, legacy_why in signatures:
+            lines.append(f"| `{label}` | {asgi_why or 'valid'} | {legacy_why or 'valid'} |")
     for plugin in dict.fromkeys(one.plugin for one in served):
         lines += ["", f"## {plugin}", "",
                   "| Pass | Request | Method | asgi | legacy | X-PULP-CACHE asgi / legacy "
@@ -818,7 +1041,7 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
                          f"| {theirs.status} | {cache} | {shown} |")
     with open(path, "w") as out:
         out.write("\n".join(lines) + "\n")
-    return unexplained + door_failures + (1 if plugins[0] else 0)
+    return unexplained + door_failures + bad_signatures + (1 if plugins[0] else 0)
 
 
 def main() -> None:
@@ -838,6 +1061,7 @@ def main() -> None:
     started = stacks.ensure_up(stack)
     timings["stack"] = time.monotonic() - began
     unique = uuid.uuid4().hex[:6]
+    signers = os.path.join(stack.path("fixtures"), "signing")
     try:
         with open(stack.path("content-upstream")) as source:
             front = source.read().split()[0]
@@ -848,11 +1072,17 @@ def main() -> None:
             timings["fixtures"] = time.monotonic() - phase
             phase = time.monotonic()
             api = PulpApi(stack.origin)
-            served = create(api, upstreams, plugins, unique)
+            signing_hrefs = {plugin: api.get(f"{API}signing-services/?name={name}")
+                             ["results"][0]["pulp_href"] for plugin, name in
+                             signing.services(stack, signers, unique, [
+                                 plugin for (plugin, policy) in upstreams
+                                 if policy == "signed" and plugin in plugins]).items()}
+            served = create(api, upstreams, plugins, unique, signing_hrefs)
+            registry = Registry(stack.origin)
+            learn_pulled(api, registry, served)
             timings["REST API: remotes, syncs, publications, distributions"] = (
                 time.monotonic() - phase)
             discover(served)
-            registry = Registry(stack.origin)
             probes = [p for one in served for p in probes_for(one, registry.redirect)]
             phase = time.monotonic()
             pair = base.start_pair(stack)
@@ -863,6 +1093,7 @@ def main() -> None:
                                  lambda: forget_pulled(api))
             finally:
                 base.stop_pair(pair)
+            signatures = check_signatures(rows, signers)
             doors = []
             for one in served:
                 for key, digest in one.downloads.items():
@@ -875,11 +1106,12 @@ def main() -> None:
                                   blob_check(answer, digest, one.plugin == "container")))
             timings["requests"] = time.monotonic() - phase
     finally:
+        signing.stop(signers)
         if started:
             stacks.down(stack)
     timings["total"] = time.monotonic() - began
     failures = write_report(args.report, rows, served, registry, doors, timings, front,
-                            how_served)
+                            how_served, signatures)
     for name, probe, _ours, _theirs, diffs, texts in rows:
         for diff, text in zip(diffs, texts, strict=True):
             if text == "UNEXPLAINED":

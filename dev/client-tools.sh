@@ -2,7 +2,7 @@
 # The real package clients `make clients` drives (clients/README.md): dnf with its
 # download plugin (Debian's dnf runs as root into a private installroot), apt-get (already
 # on Debian; apt-ftparchive is a fixture tool), pip (Debian's python3-pip, run --isolated),
-# skopeo, npm (nodejs), gem (ruby), ostree, curl and aria2c for ranges; ansible-galaxy
+# skopeo, npm (nodejs), gem (ruby), ostree, curl, aria2c and zckdl (`zchunk`) for ranges; ansible-galaxy
 # comes into the virtualenv with pulp-ansible (ansible-core), nothing to install.
 # Only for the full run (not `--slice ci`, see clients/run.py CI_PLUGINS):
 # podman (rootful, vfs storage: the engine's own packages come with it, crun and conmon)
@@ -27,6 +27,7 @@ command -v gem >/dev/null || missing+=(ruby)
 command -v ostree >/dev/null || missing+=(ostree)
 command -v curl >/dev/null || missing+=(curl)
 command -v aria2c >/dev/null || missing+=(aria2)
+command -v zckdl >/dev/null || missing+=(zchunk)
 if [ "$slice" != ci ]; then
   command -v podman >/dev/null || missing+=(podman)
   command -v mvn >/dev/null || missing+=(maven)

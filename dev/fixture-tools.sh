@@ -4,9 +4,10 @@
 # (`apt-utils`, pinned to the installed apt's version: the bookworm-security candidate
 # would upgrade apt itself) for an APT repository, `docker-registry` (CNCF distribution)
 # as the container upstream and `skopeo` to push an OCI image into it, `ostree` for an
-# OSTree repository, `gem` (Debian `ruby`) to build a gem and its RubyGems index. dpkg-deb
-# (dpkg), npm (nodejs) and nginx (dev/bench-tools.sh) are already there; createrepo_c and
-# ansible-galaxy come into the virtualenv with the plugins.
+# OSTree repository, `zck` (`zchunk`) for a zchunk file, `gem` (Debian `ruby`) to build
+# a gem and its RubyGems index. dpkg-deb (dpkg), npm (nodejs) and nginx
+# (dev/bench-tools.sh) are already there; createrepo_c and ansible-galaxy come into the
+# virtualenv with the plugins.
 # Says what it installs before installing it (apt-get).
 set -euo pipefail
 missing=()
@@ -18,6 +19,7 @@ fi
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v skopeo >/dev/null || missing+=(skopeo)
 command -v ostree >/dev/null || missing+=(ostree)
+command -v zck >/dev/null || missing+=(zchunk)
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
 command -v npm >/dev/null || missing+=(npm)
 command -v gem >/dev/null || missing+=(ruby)

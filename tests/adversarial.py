@@ -61,6 +61,8 @@ SECTIONS = {
               "X.509, RHSM; nesting; domain swaps)",
     "matching": "Distribution matching over arbitrary base paths (no server)",
     "listing": "Listing links and markup over arbitrary names (no server)",
+    "rolling": "Rolling upgrade (the old release, pulpcore-content and this checkout behind "
+               "nginx on one database and Redis, switched one process at a time under load)",
 }
 
 
@@ -84,7 +86,7 @@ OUTCOMES: dict[str, str] = {}
 def section_of(nodeid: str) -> str | None:
     """The report section of a test (by its module and name)."""
     for name, module in (("guards", "test_guard_bypass"), ("matching", "test_matching"),
-                         ("listing", "test_listing")):
+                         ("listing", "test_listing"), ("rolling", "test_rolling_upgrade")):
         if module in nodeid:
             return name
     if "test_fuzz_e2e" not in nodeid:
@@ -131,6 +133,10 @@ def write_report(path: str, seconds: float, seed: str | None) -> None:
         lines.append(f"| {title} | {passed} | {c['requests']} | {c['no_answer']} | "
                      f"{c['5xx']} | {c['leaked_bytes']} | {c['checked_200']} | "
                      f"{c['checked_206']} | {c['cases']} |")
+    rolling = TALLIES["rolling"].counts
+    if rolling["requests"]:
+        lines += ["", f"Rolling upgrade: {rolling['held']} downloads held in flight on a "
+                      "process while it was told to stop (SIGTERM), each checked whole."]
     failed = [(n, o) for n, o in OUTCOMES.items() if o == "failed"]
     lines += ["", "## Failures", ""]
     if not failed and not any(t.failures for t in TALLIES.values()):

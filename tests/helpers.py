@@ -54,11 +54,12 @@ def wait_for(predicate: Callable[[], Any], timeout: float = DEADLINE,
 # --- servers -------------------------------------------------------------------------
 
 def start_server(argv: list[str], env: dict[str, str] | None = None,
-                 probe: str = "/pulp/content/") -> Any:
-    """Run ``argv`` (``{port}`` is replaced) under the test settings; wait for ``probe``."""
+                 probe: str = "/pulp/content/", timeout: float = DEADLINE) -> Any:
+    """Run ``argv`` (``{port}`` is replaced) under the test settings; wait up to
+    ``timeout`` seconds for ``probe``."""
     from pulp_content_asgi.devtools import processes
 
-    return processes.start(argv, TEST_ROOT, env, probe=probe, cwd=ROOT)
+    return processes.start(argv, TEST_ROOT, env, probe=probe, cwd=ROOT, timeout=timeout)
 
 
 def stop_server(server: Any) -> int:
@@ -70,11 +71,12 @@ def stop_server(server: Any) -> int:
 
 def content_app(server: str = "granian", env: dict[str, str] | None = None,
                 workers: int = 1, probe: str = "/pulp/content/",
-                extra: list[str] | None = None) -> Any:
-    """``pulp-content-asgi`` on a free loopback port, answering ``probe``."""
+                extra: list[str] | None = None, timeout: float = DEADLINE) -> Any:
+    """``pulp-content-asgi`` on a free loopback port, answering ``probe`` (waited for up to
+    ``timeout`` seconds)."""
     argv = [os.path.join(BIN, "pulp-content-asgi"), "--bind", "127.0.0.1:{port}", "--server",
             server, "--workers", str(workers), "--log-level", "warning", *(extra or [])]
-    return start_server(argv, env, probe=probe)
+    return start_server(argv, env, probe=probe, timeout=timeout)
 
 
 LEGACY_ROUTES = "/pulp/legacy-test/"

@@ -176,6 +176,65 @@ def test_graceful_shutdown_lets_downloads_finish(server_name, unique):
     assert not AppStatus.objects.filter(name__in=names).exists()
 
 
+def _refuses(port: int) -> bool:
+    """Whether a new connection to ``port`` is refused (nothing listens there)."""
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return False
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize(("server_name", "workers"),
+                         [("granian", 1), ("granian", 2), ("uvicorn", 1), ("uvicorn", 2)])
+def test_a_stopping_server_refuses_new_connections_while_it_drains(server_name, workers,
+                                                                   upstream):
+    """After SIGTERM the listening socket is closed at once, while a download begun before
+    goes on to its end: a new connection is refused, so a proxy retries it on another
+    server (``proxy_next_upstream error``) instead of waiting for an answer that never
+    comes. uvicorn's multi-worker supervisor kept its copy of the socket open until its
+    workers had drained (up to ``--timeout``): the kernel accepted new connections that no
+    one answered, and reset them when the supervisor exited (found by the rolling-upgrade
+    test's exploration, docs/operations.md#rolling-upgrades)."""
+    import hashlib
+    import signal
+    import threading
+
+    from tests.helpers import on_demand, wait_for
+    from tests.upstream import Behaviour
+
+    blob = os.urandom(1_000_000)
+    distribution, prefix, _ = on_demand(upstream, {"held.bin": blob}, policy="streamed")
+    hold = threading.Event()
+    upstream.behaviour[prefix + "held.bin"] = Behaviour(gate=hold, gate_after=65536)
+    running = content_app(server_name, workers=workers)
+    port = int(running.base.rsplit(":", 1)[1])
+    received: list[object] = []
+
+    def download() -> None:
+        try:
+            answer = httpx.get(running.url(f"/pulp/content/{distribution.base_path}/held.bin"),
+                               timeout=DEADLINE)
+            received.append((answer.status_code, hashlib.sha256(answer.content).hexdigest()))
+        except httpx.HTTPError as exc:
+            received.append(repr(exc))
+
+    client = threading.Thread(target=download)
+    client.start()
+    try:
+        assert wait_for(lambda: upstream.hits[prefix + "held.bin"] == 1)
+        running.process.send_signal(signal.SIGTERM)  # the main process, as Kubernetes does
+        refused = wait_for(lambda: _refuses(port))
+    finally:
+        hold.set()
+        client.join(DEADLINE)
+        stop_server(running)
+    assert refused
+    assert received == [(200, hashlib.sha256(blob).hexdigest())]
+
+
 def test_json_logs(tmp_path, unique):
     import json
 

@@ -143,19 +143,31 @@ def test_an_upstream_gzip_coding_is_kept_as_the_files_bytes(any_server, upstream
         assert "content-encoding" not in response.headers
         assert response.content == blob  # httpx would have inflated a coded body
         assert response.headers["content-type"] == "application/gzip"
+        assert response.headers["x-pulp-artifact-size"] == str(len(blob))
         if policy == "on_demand":
             assert wait_for(lambda: content_artifact(repo, "Packages.gz").artifact_id)
+    # The length a client is told is the artifact's: stored (on_demand, the second answer
+    # above) or streamed afresh to an HTTP/1.0 client, which is given a Content-Length.
+    if policy == "on_demand":
+        assert response.headers["content-length"] == str(len(blob))
+    ten = subprocess.run(["curl", "-sS", "-0", "-D", "-", "-o", "-",
+                          url(any_server, distribution, "Packages.gz")],
+                         capture_output=True, timeout=60)
+    head, _, body = ten.stdout.partition(b"\r\n\r\n")
+    assert ten.returncode == 0 and body == blob, ten.stderr
+    assert f"content-length: {len(blob)}".encode() in head.lower()
+    assert b"content-encoding" not in head.lower()
     assert upstream.asked[prefix + "Packages.gz"].get("Accept-Encoding") == "identity"
     if policy == "on_demand":
         artifact = content_artifact(repo, "Packages.gz").artifact
         assert artifact.sha256 == hashlib.sha256(blob).hexdigest()
         with open(artifact.file.path, "rb") as stored:
             assert stored.read() == blob
-        assert upstream.hits[prefix + "Packages.gz"] == 1
+        assert upstream.hits[prefix + "Packages.gz"] == 1  # curl's answer came from storage
         assert RemoteArtifact.objects.get(url=upstream.url(prefix + "Packages.gz")
                                           ).failed_at is None
     else:
-        assert upstream.hits[prefix + "Packages.gz"] == 2
+        assert upstream.hits[prefix + "Packages.gz"] == 3
 
 
 def test_range_is_served_and_the_artifact_still_saved(any_server, upstream):

@@ -153,3 +153,69 @@ def test_gem_compact_index_names_the_gem_by_its_digest(upstreams: dict) -> None:
     assert info.decode().splitlines() == ["---", f"1.0.0 |checksum:{digest}"]
     assert _get(f"{upstream.url}quick/Marshal.4.8/hello-on-demand-1.0.0.gemspec.rz").content
     assert gzip.decompress(_get(f"{upstream.url}specs.4.8.gz").content)[:2] == b"\x04\x08"
+
+
+def test_galaxy_upstream_describes_the_collection_a_sync_downloads(upstreams: dict) -> None:
+    """What pulp_ansible's CollectionSyncFirstStage reads for a requirements file: the API
+    root, the collection (no trailing slash), its version list (a query string), the
+    version's detail, whose download_url serves bytes of the sha256 and size it states,
+    and its docs-blob."""
+    upstream = upstreams[("ansible", "immediate")]
+    assert "v3" in _get(upstream.url).json()["available_versions"]
+    assert "parity.hello_immediate" in upstream.remote["requirements_file"]
+    collection = f"{upstream.url}v3/collections/parity/hello_immediate"
+    assert _get(collection).json()["deprecated"] is False
+    listed = _get(f"{collection}/versions/?limit=100&offset=0").json()
+    assert [v["version"] for v in listed["data"]] == ["1.0.0"] and not listed["links"]["next"]
+    detail = _get(f"{collection}/versions/1.0.0/").json()
+    tarball = _get(detail["download_url"]).content
+    assert detail["artifact"] == {"filename": "parity-hello_immediate-1.0.0.tar.gz",
+                                  "size": len(tarball),
+                                  "sha256": hashlib.sha256(tarball).hexdigest()}
+    assert "docs_blob" in _get(f"{collection}/versions/1.0.0/docs-blob/").json()
+
+
+def test_npm_pull_through_registry_serves_packument_and_tarball(upstreams: dict) -> None:
+    upstream = upstreams[("npm", "pull_through")]
+    name, tarball = upstream.paths
+    packument = _get(f"{upstream.url}{name}")
+    assert packument.headers["content-type"] == "application/json"
+    dist = packument.json()["versions"]["1.0.0"]["dist"]
+    assert dist["tarball"] == f"{upstream.url}{tarball}"
+    assert hashlib.sha1(_get(dist["tarball"]).content).hexdigest() == dist["shasum"]
+
+
+def test_signing_scripts_sign_what_gpg_verifies(tmp_path: Path) -> None:
+    """The deb and rpm scripts registered as signing services, run as a worker runs them,
+    make signatures gpg accepts with the run's key, and no others."""
+    import os
+    import subprocess
+
+    from conformance import signing
+
+    if not shutil.which("gpg"):
+        pytest.skip("gpg is missing")
+    folder = str(tmp_path / "signing")
+    key = signing.make_key(os.path.join(folder, "gnupg"), "testrun")
+    try:
+        release = tmp_path / "Release"
+        release.write_bytes(b"Origin: parity\n")
+        outputs = {}
+        for plugin in ("deb", "rpm"):
+            script = tmp_path / f"sign-{plugin}.sh"
+            script.write_text(signing.SERVICES[plugin][1].format(
+                home=os.path.join(folder, "gnupg"), key=key))
+            done = subprocess.run(["sh", str(script), str(release)], capture_output=True,
+                                  text=True, check=True,
+                                  env={**os.environ, "PULP_TEMP_WORKING_DIR": str(tmp_path)})
+            outputs[plugin] = json.loads(done.stdout)
+        inline = Path(outputs["deb"]["signatures"]["inline"]).read_bytes()
+        detached = Path(outputs["deb"]["signatures"]["detached"]).read_bytes()
+        armored = Path(outputs["rpm"]["signature"]).read_bytes()
+        assert signing.verify(folder, inline) is None
+        assert signing.verify(folder, detached, release.read_bytes()) is None
+        assert signing.verify(folder, armored, release.read_bytes()) is None
+        assert signing.verify(folder, detached, b"Origin: someone else\n") is not None
+        assert signing.verify(folder, inline.replace(b"parity", b"partly")) is not None
+    finally:
+        signing.stop(folder)

@@ -143,3 +143,72 @@ def test_alternate_content_sources_are_preferred(local_server, upstream, backup_
     assert acs_upstream.hits[prefix + "acs.bin"] == 1
     assert upstream.hits[prefix + "acs.bin"] == 0
     assert wait_for(lambda: content_artifact(repo, "acs.bin").artifact_id is not None)
+
+
+# -- an upstream that misbehaves (issue #17; on_demand and streamed remotes:
+#    tests/test_upstream_faults_e2e.py) ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def raw_upstream():
+    from tests.upstream import RawUpstream
+
+    server = RawUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("headers", [{}, {"Retry-After": "120"}], ids=["bare", "retry-after"])
+def test_an_upstream_429_keeps_its_status_and_retry_after(local_server, raw_upstream,
+                                                          file_plugin_pull_through, headers):
+    """Retried by the downloader first (``max_retries``), then answered with the
+    upstream's status, and its ``Retry-After`` (pulpcore-content drops it)."""
+    from tests.upstream import Raw
+
+    distribution, prefix, remote, _ = pull_through(raw_upstream)
+    FileRemote.objects.filter(pk=remote.pk).update(max_retries=1)
+    raw_upstream.behaviour[prefix + "busy.bin"] = Raw(status=429, headers=headers,
+                                                      body=b"slow down")
+    response = httpx.get(f"{local_server}/pulp/content/{distribution.base_path}/busy.bin",
+                         timeout=60)
+    assert response.status_code == 429
+    assert response.headers.get("retry-after") == headers.get("Retry-After")
+    assert "Error while fetching from upstream remote(" in response.text
+    assert raw_upstream.hits[prefix + "busy.bin"] == 2
+    assert not RemoteArtifact.objects.filter(remote=remote).exists()
+
+
+@pytest.mark.parametrize("how", ["reset", "silent"])
+def test_a_failing_upstream_creates_no_content(local_server, raw_upstream,
+                                               file_plugin_pull_through, how):
+    """A reset mid-body cuts the response; silence before the headers (past the remote's
+    ``sock_read_timeout``) is a 404, not pulpcore-content's 500. Either way no content,
+    no artifact, nothing offered to the repository; once the upstream behaves the next
+    request creates the content."""
+    from tests.upstream import Raw
+
+    distribution, prefix, remote, _ = pull_through(raw_upstream)
+    FileRemote.objects.filter(pk=remote.pk).update(max_retries=1, sock_read_timeout=1.0)
+    blob = os.urandom(400_000)
+    raw_upstream.files[prefix + "pkg.bin"] = blob
+    raw_upstream.behaviour[prefix + "pkg.bin"] = (
+        Raw(send=100_000, end="reset") if how == "reset" else Raw(silent=True))
+    target = f"{local_server}/pulp/content/{distribution.base_path}/pkg.bin"
+    if how == "reset":
+        with pytest.raises(httpx.RemoteProtocolError), httpx.stream("GET", target,
+                                                                    timeout=60) as response:
+            assert response.status_code == 200
+            response.read()
+    else:
+        assert httpx.get(target, timeout=60).status_code == 404
+    assert raw_upstream.hits[prefix + "pkg.bin"] == 2
+    digest = hashlib.sha256(blob).hexdigest()
+    assert not ContentArtifact.objects.filter(relative_path="pkg.bin",
+                                              artifact__sha256=digest).exists()
+    assert not RemoteArtifact.objects.filter(remote=remote).exists()
+    assert file_plugin_pull_through == []
+    raw_upstream.behaviour.pop(prefix + "pkg.bin")
+    FileRemote.objects.filter(pk=remote.pk).update(sock_read_timeout=None)
+    response = httpx.get(target, timeout=60)
+    assert response.status_code == 200 and response.content == blob
+    assert wait_for(lambda: ContentArtifact.objects.filter(
+        relative_path="pkg.bin", artifact__sha256=digest).exists())

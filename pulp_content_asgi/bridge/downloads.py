@@ -5,28 +5,56 @@ exactly as the upstream stores them."""
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
-from aiohttp import ClientConnectionError, ClientResponseError
+from aiohttp import ClientConnectionError, ClientPayloadError, ClientResponseError
 from multidict import CIMultiDict
-from pulpcore.exceptions import UnsupportedDigestValidationError
+from pulpcore.exceptions import TimeoutException, UnsupportedDigestValidationError
+from yarl import URL
 
-#: Failures after which the next remote artifact may be tried, if no byte was sent yet.
+#: Failures of the upstream (its answer, the connection, the clock) after which the next
+#: remote artifact may be tried, if no byte was sent yet; after that they cut the
+#: responses short. pulpcore's list (``ClientResponseError``, ``ClientConnectionError``,
+#: ``UnsupportedDigestValidationError``) plus a broken body (``ClientPayloadError``: a
+#: connection closed before the declared length) and a timeout: pulpcore's downloader
+#: turns aiohttp's ``asyncio.TimeoutError`` into its own ``TimeoutException``, which
+#: pulpcore-content does not catch (a 500 when the upstream says nothing in time).
 SKIPPABLE: tuple[type[BaseException], ...] = (
-    ClientResponseError, ClientConnectionError, UnsupportedDigestValidationError,
-    asyncio.TimeoutError)
+    ClientResponseError, ClientConnectionError, ClientPayloadError,
+    UnsupportedDigestValidationError, TimeoutException, asyncio.TimeoutError)
 
 
-def upstream_refusal(exc: BaseException | None) -> tuple[int, str] | None:
-    """The upstream's HTTP status and message when ``exc`` is one, else None."""
+def upstream_refusal(exc: BaseException | None) -> tuple[int, str, dict[str, str]] | None:
+    """The upstream's HTTP status, message and the headers worth passing on (its
+    ``Retry-After`` on a 429 or 503: RFC 9110 §10.2.3) when ``exc`` is one, else None."""
     if isinstance(exc, ClientResponseError):
-        return exc.status, exc.message
+        headers: dict[str, str] = {}
+        retry_after = exc.headers.get("Retry-After") if exc.headers else None
+        if exc.status in (429, 503) and retry_after:
+            headers["Retry-After"] = retry_after
+        return exc.status, exc.message, headers
     return None
+
+
+#: A URL made only of characters its path and query may hold, every ``%`` starting an
+#: escape (RFC 3986 §2, §3.3, §3.4): sent as it is written. (``[`` and ``]`` belong to IPv6
+#: hosts only: such URLs are left to aiohttp.)
+_WELL_FORMED = re.compile(r"(?:[A-Za-z0-9\-._~:/?#@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
+
+
+def exact_url(url: str) -> URL | str:
+    """``url`` as a yarl URL taken byte for byte when it is well formed, else unchanged
+    (aiohttp then percent-encodes what must be). aiohttp's default requoting decodes
+    escapes that need not be escapes (``%2F`` → ``/``, ``%7e`` → ``~``), which breaks the
+    signature of a signed URL (CDN tokens, object-store links)."""
+    return URL(url, encoded=True) if _WELL_FORMED.fullmatch(url) else url
 
 
 class RawSession:
     """A downloader's aiohttp session that fetches ``url`` as the bytes the upstream
-    stores: ``Accept-Encoding: identity`` and no transparent decoding.
+    stores: ``Accept-Encoding: identity`` and no transparent decoding; and asks for the
+    URL byte for byte.
 
     A remote artifact's digests describe the file (``Packages.gz``, ``primary.xml.gz``).
     aiohttp asks for ``gzip, deflate`` and inflates what comes back, so an upstream that
@@ -35,6 +63,11 @@ class RawSession:
     the digest check failed, and the file could never be served. Through this session the
     bytes fetched are the bytes whose digest the remote promised, which are then stored
     and served (RFC 9110 §8.4: the coding is part of the representation's bytes).
+
+    A signed URL (a remote URL carrying a token) must reach the upstream as written: the
+    URL is sent byte for byte when it is well formed (:func:`exact_url`). aiohttp already
+    follows a redirect's ``Location`` as written (checked in
+    ``tests/test_upstream_faults_e2e.py``).
 
     Every other request the downloader makes (tokens, mirror lists) and every other
     attribute go to the session unchanged.
@@ -50,6 +83,7 @@ class RawSession:
             headers["Accept-Encoding"] = "identity"
             kwargs["headers"] = headers
             kwargs["auto_decompress"] = False
+            url = exact_url(self._url)
         return self._session.get(url, **kwargs)
 
     def __getattr__(self, name: str) -> Any:

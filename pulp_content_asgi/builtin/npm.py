@@ -20,7 +20,8 @@ npm registry format): npm 11 refuses pulp_npm's entries (``EINCOMPLETEMANIFEST``
 (clients/report.md).
 
 ``NpmRemote.get_remote_artifact_content_type`` and ``Package.init_from_artifact_and_
-relative_path`` keep serving pull-through (tarballs saved, upstream packuments streamed).
+relative_path`` keep serving pull-through (tarballs saved, upstream packuments streamed,
+as ``application/json`` too: ``NpmHandler.plugin_headers``).
 pulp_npm takes this port over by declaring
 ``content_asgi_handlers = {"npm.NpmDistribution": "<its module>.NpmHandler"}``.
 """
@@ -130,6 +131,19 @@ class NpmHandler(DistributionHandler):
         body = json.dumps(packument(name, packages, tarball_prefix(distribution),
                                     tarball_digests(packages)))
         return ServeBody(body.encode(), headers={"Content-Type": PACKUMENT_TYPE})
+
+    def plugin_headers(self, distribution: Distribution, path: str) -> Mapping[str, str]:
+        """The model's headers; a bare package name is a packument, JSON like the ones
+        generated here: a pull-through distribution streams the upstream registry's, and
+        pulpcore's mime map has no type for a name without an extension (it would be
+        ``application/octet-stream``)."""
+        from pulp_npm.app import utils
+
+        headers = dict(super().plugin_headers(distribution, path))
+        name, version = hooks.call(utils, "extract_package_info", path)
+        if name is not None and version is None:
+            return {"Content-Type": PACKUMENT_TYPE, **headers}
+        return headers
 
 
 HANDLERS = {"npm.NpmDistribution": NpmHandler}

@@ -29,7 +29,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from pulpcore.exceptions import DigestValidationError
+from pulpcore.exceptions import DigestValidationError, SizeValidationError
 
 from pulp_content_asgi import db, metrics
 from pulp_content_asgi.bridge import downloads
@@ -75,6 +75,7 @@ class SpoolingDownloader:
         self.candidate = candidate
         self.spool = spool
         self.offset = 0  # bytes of the current attempt
+        self.files: set[str] = set()  # the downloader's file of every attempt
         self.asked = time.monotonic()
         self.answered = False
         remote_artifact = candidate.remote_artifact
@@ -85,7 +86,7 @@ class SpoolingDownloader:
         self._keep: Callable[[bytes], Awaitable[None]] = self.downloader.handle_data
         self.downloader.handle_data = self.on_data
         if not candidate.save:
-            self.downloader.finalize = _nothing  # streamed: nothing kept or validated
+            self.downloader.finalize = self.check_size  # streamed: nothing kept or digested
 
     def _first_byte(self) -> None:
         if not self.answered:
@@ -95,38 +96,68 @@ class SpoolingDownloader:
     async def on_headers(self, headers: Mapping[str, str]) -> None:
         self.offset = 0  # a retry starts again from the first byte
         self._first_byte()
+        self.check_declared(headers)
         await self.spool.set_headers(headers)
+
+    def check_declared(self, headers: Mapping[str, str]) -> None:
+        """An upstream that declares another length than the remote artifact promised is
+        sending something else (an HTML error page with a ``200``, a wrong
+        ``Content-Length``): refused before its headers reach a client, so the next
+        remote is tried and the client gets a status, not a cut. The bytes are never
+        decoded, so a ``Content-Length`` counts them, coded or not. Raises
+        :class:`SizeValidationError`."""
+        expected = self.candidate.remote_artifact.size
+        declared = {k.lower(): v for k, v in headers.items()}.get("content-length", "")
+        if expected and declared.isdigit() and int(declared) != expected:
+            raise SizeValidationError(int(declared), expected, url=self.downloader.url)
 
     async def on_data(self, data: bytes) -> None:
         self._first_byte()
         if self.candidate.save:
             await self._keep(data)
+            self.files.add(self.downloader.path)
         await self.spool.set_headers({})  # downloaders without a headers callback (file://)
         start, self.offset = self.offset, self.offset + len(data)
         if self.offset > self.spool.size:  # retries re-send bytes already published
             await self.spool.write(data[max(self.spool.size - start, 0):])
 
+    async def check_size(self) -> None:
+        """A streamed download is not digested (as in pulpcore), but a body of another
+        size than the remote artifact promised is not the file (a ``Content-Length``
+        shorter than the body, a ``200`` error page): it must end in a cut, not look
+        complete. Raises :class:`SizeValidationError`."""
+        expected = self.candidate.remote_artifact.size
+        if expected and self.offset != expected:
+            raise SizeValidationError(self.offset, expected, url=self.downloader.url)
+
     async def run(self) -> Any:
-        """Download; the downloader's result (the file to save, its digests)."""
+        """Download; the downloader's result (the file to save, its digests). Wrong bytes
+        (:class:`DigestValidationError`, :class:`SizeValidationError`) are not retried:
+        the upstream sends them again."""
         completed = False
+        result: Any = None
         try:
-            result = await self.downloader.run(
-                extra_data={"disable_retry_list": (DigestValidationError,)})
+            result = await self.downloader.run(extra_data={
+                "disable_retry_list": (DigestValidationError, SizeValidationError)})
             completed = True
             return result
         finally:
             if not self.answered:
                 metrics.current().upstream(time.monotonic() - self.asked, ok=False)
-            path = getattr(self.downloader, "path", None)
-            if not completed and path:
-                with contextlib.suppress(FileNotFoundError):
-                    await asyncio.to_thread(os.unlink, path)
+            # Every attempt's file but the result: pulpcore's retry means to delete the
+            # file of the attempt it abandons (``_ensure_no_broken_file``), but on Python
+            # 3.11 setting ``delete`` on an open NamedTemporaryFile deletes nothing.
+            leftovers = self.files - {result.path} if completed else self.files
+            if leftovers:
+                await asyncio.to_thread(_remove, leftovers)
             if hasattr(self.downloader, "session"):
                 await self.downloader.session.close()
 
 
-async def _nothing() -> None:
-    return None
+def _remove(paths: set[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 class Fetch:
@@ -224,12 +255,22 @@ class Fetch:
             except downloads.SKIPPABLE as exc:
                 last = exc
                 if self.spool.size:
+                    log.warning("Downloading %s from '%s' failed after %d bytes were sent "
+                                "(%r); the responses were cut short and nothing was saved. "
+                                "The next request downloads it again.",
+                                self.plan.relative_path, candidate.remote_artifact.url,
+                                self.spool.size, exc)
                     await self.spool.finish(exc)
                     return
-                log.warning("Could not download remote artifact at '%s': %s",
+                log.warning("Could not download remote artifact at '%s': %r",
                             candidate.remote_artifact.url, exc)
-            except DigestValidationError as exc:
-                await self._corrupt(candidate, exc)
+            except (DigestValidationError, SizeValidationError) as exc:
+                sent = self.spool.headers is not None
+                await self._corrupt(candidate, exc, sent)
+                if not sent:  # refused before any client saw a header: the next remote
+                    last = exc
+                    continue
+                await self.spool.finish(exc)
                 return
             except NoSpace as exc:
                 await self._full(exc)
@@ -258,21 +299,25 @@ class Fetch:
     def _nothing_served(self, last: BaseException | None) -> UpstreamError:
         refusal = downloads.upstream_refusal(last)
         if self.plan.pull_through_url and refusal is not None:
-            status, message = refusal
+            status, message, headers = refusal
             return UpstreamError(status, "Error while fetching from upstream remote("
-                                 f"{self.plan.pull_through_url}): {message}")
+                                 f"{self.plan.pull_through_url}): {message}", headers)
         return UpstreamError(404, "Not Found")
 
-    async def _corrupt(self, candidate: Candidate, exc: DigestValidationError) -> None:
+    async def _corrupt(self, candidate: Candidate, exc: Exception, sent: bool) -> None:
+        """The upstream sent other bytes than the remote artifact promised: log it and
+        skip the remote artifact for REMOTE_CONTENT_FETCH_FAILURE_COOLDOWN seconds."""
         cooldown = settings.REMOTE_CONTENT_FETCH_FAILURE_COOLDOWN
+        what = ("Pulp tried streaming %r to the client, but it failed validation (%s). The "
+                "response was cut off" if sent else
+                "The upstream answered %r with other bytes than the remote artifact promised "
+                "(%s). Nothing was sent; the next remote artifact is tried")
         log.error(
-            "Pulp tried streaming %r to the client, but it failed checksum validation (%s). "
-            "The response was cut off and this remote artifact is ignored for %ss. If the "
-            "remote is fixed, resync the repository; if it is permanently corrupted, replace "
-            "the remote and resync.", candidate.remote_artifact.url, exc, cooldown)
+            what + " and this remote artifact is ignored for %ss. If the remote is fixed, "
+            "resync the repository; if it is permanently corrupted, replace the remote and "
+            "resync.", candidate.remote_artifact.url, exc, cooldown)
         with contextlib.suppress(db.DatabaseUnavailable):
             await db.run(save.mark_failed, candidate.remote_artifact)
-        await self.spool.finish(exc)
 
     async def _fetch(self, candidate: Candidate) -> None:
         self.saves = candidate.save

@@ -3,6 +3,7 @@ headers, then let the single responder decide what of the spool this client gets
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -71,13 +72,18 @@ def _merge(base: Mapping[str, str], upstream: Mapping[str, str]) -> dict[str, st
 
 
 def _total(upstream: Mapping[str, str], known: int | None) -> int | None:
-    """The artifact's size: the upstream's Content-Length (the download is not decoded, so
-    it counts the bytes we get; ignored should a coding be decoded all the same), else the
-    size the remote artifact promised."""
+    """The artifact's size: the size the remote artifact promised (a download of any
+    other size fails, on_demand and streamed alike, and one that declares another length
+    is refused before its headers: :meth:`~.fetch.SpoolingDownloader.check_declared`),
+    else the upstream's Content-Length (the download is not decoded, so it counts the
+    bytes we get; ignored should a coding be decoded all the same)."""
+    if known is not None:
+        return known
     lowered = {k.lower(): v for k, v in upstream.items()}
     if "content-length" in lowered and "content-encoding" not in lowered:
-        return int(lowered["content-length"])
-    return known
+        with contextlib.suppress(ValueError):
+            return int(lowered["content-length"])
+    return None
 
 
 #: Request headers whose answer depends on validators only the download will bring.

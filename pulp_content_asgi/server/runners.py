@@ -19,6 +19,7 @@ import errno
 import os
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 APP = "pulp_content_asgi.asgi:application"
 SERVERS = ("granian", "uvicorn")
@@ -89,10 +90,36 @@ def ensure_free(addresses: list[Address]) -> None:
         _socket(address, reuse_port=False).close()
 
 
+def _supervisor(config: Any, sockets: list[socket.socket]) -> Any:
+    """uvicorn's multi-worker supervisor, closing its own copy of the listening sockets
+    when it stops.
+
+    Each worker closes its copy as soon as it is told to stop, but the supervisor kept
+    its own open until every worker had drained (up to ``--timeout``): the kernel went on
+    accepting connections that no worker would ever answer, and reset them when the
+    supervisor exited. A proxy waited for those (nginx only retried them on another
+    server after the reset) and a client without a proxy saw them hang, then fail. With
+    the supervisor's copy closed once the workers are signalled, the listener is gone
+    when the last worker closes its copy: new connections are refused at once
+    (tests/test_lifecycle_e2e.py::test_a_stopping_server_refuses_new_connections_while_it_drains).
+    """
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def terminate_all(self) -> None:
+            # Called once, when the supervisor stops (SIGTERM, SIGINT); workers it starts
+            # again later (a dead worker's replacement) are never started after this.
+            super().terminate_all()
+            for sock in self.sockets:
+                sock.close()
+
+    return Supervisor(config, sockets=sockets)
+
+
 def run_uvicorn(addresses: list[Address], workers: int, timeout: int, log_level: str,
                 reload: bool, reuse_port: bool = False) -> None:
     import uvicorn
-    from uvicorn.supervisors import ChangeReload, Multiprocess
+    from uvicorn.supervisors import ChangeReload
 
     config = uvicorn.Config(
         APP, loop="uvloop", http="httptools", lifespan="on", workers=workers,
@@ -105,7 +132,7 @@ def run_uvicorn(addresses: list[Address], workers: int, timeout: int, log_level:
     if reload:
         ChangeReload(config, target=server.run, sockets=sockets).run()
     elif workers > 1:
-        Multiprocess(config, sockets=sockets).run()
+        _supervisor(config, sockets).run()
     else:
         server.run(sockets=sockets)
 

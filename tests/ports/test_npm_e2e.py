@@ -128,3 +128,26 @@ def test_pull_through_saves_tarballs_and_streams_packuments(server, upstream):
     assert wait_for(lambda: upstream.hits[f"{u}/{name}"] == 2)
     assert get(server, dist, tarball).content == b"upstream tarball"
     assert upstream.hits[f"{u}/{tarball}"] == 1
+
+
+def test_a_pulled_through_packument_is_json(server, upstream):
+    """A packument streamed from the upstream registry is typed as the generated ones
+    (pulpcore's mime map has no type for an extension-less name: octet-stream)."""
+    from pulp_npm.app.models import NpmRemote
+
+    u = unique_name()
+    name = f"typed-{u}"
+    upstream.files[f"{u}/{name}"] = b'{"name": "upstream packument"}'
+    remote = NpmRemote.objects.create(name=f"npm-pt-{u}", url=upstream.url(f"{u}/"),
+                                      policy="on_demand")
+    dist = distribution(remote=remote)
+    for method in ("GET", "HEAD"):
+        answer = httpx.request(method, server.url(f"/pulp/content/{dist.base_path}/{name}"),
+                               timeout=60)
+        assert answer.status_code == 200
+        assert answer.headers["content-type"] == "application/json"
+    assert answer.status_code == 200
+    tarball = f"{name}/-/{name}-1.0.0.tgz"
+    upstream.files[f"{u}/{tarball}"] = b"upstream tarball"
+    pulled = get(server, dist, tarball)
+    assert pulled.status_code == 200 and pulled.headers["content-type"] != "application/json"
