@@ -67,6 +67,10 @@ DEFAULTS: dict[str, Any] = {
     "CONTENT_ASGI_LEGACY_TIMEOUT": 60.0,
     # Dotted paths of ASGI middleware factories (app -> app), the first outermost.
     "CONTENT_ASGI_MIDDLEWARE": [],
+    # Bytes an on-demand download may still fetch once no client (in any process) is
+    # receiving it: with more left it is cancelled and nothing is saved; with less it is
+    # finished and saved. None (or negative) finishes every download (issue #17).
+    "CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES": 128 * 1024 * 1024,
 }
 
 
@@ -98,6 +102,7 @@ class AppSettings:
     legacy_timeout: float = 60.0
     middleware: tuple[str, ...] = ()
     reuse_port: bool = False
+    ondemand_unattended_bytes: int | None = 128 * 1024 * 1024
 
 
 def _get(settings: Any, name: str) -> Any:
@@ -149,7 +154,17 @@ def load(settings: Any | None = None) -> AppSettings:
         legacy_timeout=float(_get(settings, "CONTENT_ASGI_LEGACY_TIMEOUT")),
         middleware=_names(_get(settings, "CONTENT_ASGI_MIDDLEWARE")),
         reuse_port=_flag(_get(settings, "CONTENT_ASGI_REUSE_PORT")),
+        ondemand_unattended_bytes=_bound(_get(settings,
+                                              "CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES")),
     )
+
+
+def _bound(value: Any) -> int | None:
+    """A size limit in bytes; None, a negative number or an empty string mean none."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    number = int(value)
+    return None if number < 0 else number
 
 
 def _route_middleware(value: Any) -> tuple[str, ...]:

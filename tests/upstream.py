@@ -34,9 +34,12 @@ class Behaviour:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-async def _opened(gate: threading.Event) -> None:
-    """Wait (without blocking the loop) until the test sets ``gate``."""
+async def _opened(gate: threading.Event, request: web.Request | None = None) -> None:
+    """Wait (without blocking the loop) until the test sets ``gate``; stop waiting when
+    ``request``'s client hangs up meanwhile (ConnectionResetError)."""
     while not gate.is_set():
+        if request is not None and request.transport is None:
+            raise ConnectionResetError("the client hung up while the response was held")
         await asyncio.sleep(0.02)
 
 
@@ -47,6 +50,11 @@ class Upstream:
     hits: collections.Counter = field(default_factory=collections.Counter)
     #: The headers of the last request for each path.
     asked: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Body bytes handed to the connection per path (a closed connection stops the count).
+    sent: collections.Counter = field(default_factory=collections.Counter)
+    #: Responses per path whose client (the content app's downloader) hung up before the
+    #: body was complete.
+    hung_up: collections.Counter = field(default_factory=collections.Counter)
     base: str = ""
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
@@ -73,13 +81,19 @@ class Upstream:
         response.content_type = how.content_type or "application/octet-stream"
         await response.prepare(request)
         limit = len(body) if how.truncate_at is None else how.truncate_at
-        for start in range(0, limit, 65536):
-            if how.gate is not None and how.gate_after is not None \
-                    and start >= how.gate_after:
-                await _opened(how.gate)
-            await response.write(body[start:min(start + 65536, limit)])
-            if how.chunk_delay:
-                await asyncio.sleep(how.chunk_delay)
+        try:
+            for start in range(0, limit, 65536):
+                if how.gate is not None and how.gate_after is not None \
+                        and start >= how.gate_after:
+                    await _opened(how.gate, request)
+                chunk = body[start:min(start + 65536, limit)]
+                await response.write(chunk)
+                self.sent[path] += len(chunk)
+                if how.chunk_delay:
+                    await asyncio.sleep(how.chunk_delay)
+        except (ConnectionError, asyncio.CancelledError):
+            self.hung_up[path] += 1
+            raise
         if how.truncate_at is not None:
             request.transport.close()  # type: ignore[union-attr]
             return response

@@ -43,6 +43,7 @@ class Sink(Protocol):
     def upstream(self, seconds: float, ok: bool) -> None: ...
     def downloads(self, delta: int) -> None: ...
     def collapsed(self) -> None: ...
+    def abandoned(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -82,6 +83,12 @@ class Recorder:
         """A request that joined a download already in flight instead of starting one."""
         for sink in self.sinks:
             sink.collapsed()
+
+    def abandoned(self) -> None:
+        """A download cancelled because no client was receiving it and more than
+        ``CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES`` were left to fetch."""
+        for sink in self.sinks:
+            sink.abandoned()
 
     def close(self) -> None:
         for sink in self.sinks:

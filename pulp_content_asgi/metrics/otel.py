@@ -40,6 +40,10 @@ class OtelSink:
         self.joined = meter.create_counter(
             "content.ondemand.collapsed", unit="{request}",
             description="Requests served by a download already in flight")
+        self.dropped = meter.create_counter(
+            "content.ondemand.abandoned", unit="{download}",
+            description="On-demand downloads cancelled because no client was receiving "
+                        "them and too much was left to fetch")
 
     def request(self, method: str, status: int, route: str, seconds: float,
                 sent: int) -> None:
@@ -67,6 +71,9 @@ class OtelSink:
 
     def collapsed(self) -> None:
         self.joined.add(1, {"worker.name": self.worker})
+
+    def abandoned(self) -> None:
+        self.dropped.add(1, {"worker.name": self.worker})
 
     def close(self) -> None:
         """Nothing to do: the SDK's provider exports what is left when the process exits."""

@@ -89,6 +89,9 @@ class PrometheusSink:
                                multiprocess_mode="livesum", **own)
         self.joined = Counter("pulp_content_ondemand_collapsed_requests",
                               "Requests served by a download already in flight.", **own)
+        self.dropped = Counter("pulp_content_ondemand_abandoned",
+                               "On-demand downloads cancelled because no client was "
+                               "receiving them and too much was left to fetch.", **own)
 
     def request(self, method: str, status: int, route: str, seconds: float,
                 sent: int) -> None:
@@ -112,6 +115,9 @@ class PrometheusSink:
 
     def collapsed(self) -> None:
         self.joined.inc()
+
+    def abandoned(self) -> None:
+        self.dropped.inc()
 
     def render(self) -> bytes:
         """The exposition text, all workers summed (reads files: call off the loop)."""

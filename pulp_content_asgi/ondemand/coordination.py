@@ -13,6 +13,11 @@ that sees the same directory (the workers of a host, or hosts sharing it over NF
 the same id and so competes for the same lock, while a host with a directory of its own
 has its own leader: a follower never waits for a spool file that another host writes on
 a disk it cannot see.
+
+Who still reads a download is a second lock, the *readers* lock (:func:`readers_id`): a
+follower holds it shared while it has clients, and the leader, once its own clients have
+left, takes it exclusively for a moment to learn that no other process reads the download
+either (and to keep a new follower from starting while it cancels the download).
 """
 
 from __future__ import annotations
@@ -78,6 +83,11 @@ def lock_id(key: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def readers_id(key: str) -> int:
+    """The lock that followers of ``key``'s download hold shared while they have clients."""
+    return lock_id(f"{key}\0readers")
+
+
 def spool_path(key: str) -> str:
     name = hashlib.sha256(key.encode()).hexdigest()[:40]
     return os.path.join(str(settings.WORKING_DIRECTORY), f"ondemand-{name}")
@@ -104,24 +114,37 @@ class Coordinator:
 
     def try_lock(self, lock: int) -> bool | None:
         """True: we lead; False: someone else does; None: cannot tell (lead locally)."""
+        return self._ask("SELECT pg_try_advisory_lock(%s)", lock)
+
+    def try_lock_shared(self, lock: int) -> bool | None:
+        """Take ``lock`` shared: True; False while another process holds it exclusively;
+        None when the database cannot tell."""
+        return self._ask("SELECT pg_try_advisory_lock_shared(%s)", lock)
+
+    def unlock(self, lock: int) -> None:
+        self._release("SELECT pg_advisory_unlock(%s)", lock)
+
+    def unlock_shared(self, lock: int) -> None:
+        self._release("SELECT pg_advisory_unlock_shared(%s)", lock)
+
+    def _ask(self, query: str, lock: int) -> bool | None:
         import psycopg
 
         with self._mutex:
             try:
-                row = self._connection().execute("SELECT pg_try_advisory_lock(%s)",
-                                                 (lock,)).fetchone()
+                row = self._connection().execute(query, (lock,)).fetchone()
                 return bool(row[0])
             except psycopg.Error as exc:
                 log.warning("Cannot coordinate downloads through the database: %s", exc)
                 self._conn = None
                 return None
 
-    def unlock(self, lock: int) -> None:
+    def _release(self, query: str, lock: int) -> None:
         import psycopg
 
         with self._mutex:
             try:
-                self._connection().execute("SELECT pg_advisory_unlock(%s)", (lock,))
+                self._connection().execute(query, (lock,))
             except psycopg.Error:
                 self._conn = None  # a lost session has released its locks anyway
 

@@ -37,7 +37,7 @@ from pulp_content_asgi.ondemand import save
 from pulp_content_asgi.ondemand.coordination import spool_path
 from pulp_content_asgi.ondemand.placement import Placement, no_space
 from pulp_content_asgi.ondemand.plan import Candidate, RemotePlan
-from pulp_content_asgi.ondemand.spool import FollowedSpool, Spool, UpstreamError
+from pulp_content_asgi.ondemand.spool import Abandoned, FollowedSpool, Spool, UpstreamError
 from pulp_content_asgi.plugin import hooks
 
 log = logging.getLogger(__name__)
@@ -177,14 +177,61 @@ class Fetch:
         self.saved_at: float | None = None  # wall clock, once the save committed
         self.after_save: list[Any] = list(plan.after_save)
         self.clients = 0
+        #: Whether the download will be saved (the candidate being fetched is not streamed).
+        self.saves = bool(plan.candidates) and plan.candidates[0].save
+        #: Every byte is in (the save may be running): too late to abandon it.
+        self.downloaded = False
+        #: Being cancelled for want of clients (:meth:`cancel`).
+        self.abandoning = False
+        self.watched = False  # a watch for clients is running (inflight.py)
+
+    def remaining(self) -> int | None:
+        """Bytes still to download: the size the remote artifact promised, else the
+        upstream's ``Content-Length``, minus what is spooled; None when neither is known."""
+        size = self.plan.size
+        if size is None and self.spool.headers:
+            lowered = {k.lower(): v for k, v in self.spool.headers.items()}
+            if "content-encoding" not in lowered and "content-length" in lowered:
+                with contextlib.suppress(ValueError):
+                    size = int(lowered["content-length"])
+        return None if size is None else max(size - self.spool.size, 0)
+
+    async def cancel(self, remaining: int | None, limit: int) -> None:
+        """Cancel the download (no client is receiving it and ``remaining`` bytes exceed
+        ``limit``): nothing is saved, the downloader's file goes, and the spool's outcome
+        says ``abandoned`` so followers in other processes fetch afresh. Returns once the
+        download has stopped."""
+        if self.task is None or self.task.done() or self.downloaded:
+            return
+        self.abandoning = True
+        left = "an unknown number of" if remaining is None else str(remaining)
+        log.info("Cancelled the on-demand download of %s: no client is receiving it and %s "
+                 "bytes of it were left to fetch (%s); nothing of it was saved.",
+                 self.plan.relative_path, left,
+                 f"CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES={limit}" if self.saves
+                 else "streamed content is never saved")
+        metrics.current().abandoned()
+        self.task.cancel()
+        await asyncio.wait({self.task})
 
     def start(self) -> asyncio.Task[None]:
-        self.task = asyncio.create_task(self._run(), name=f"fetch {self.plan.key}")
+        self.task = asyncio.create_task(self._run_or_abandon(), name=f"fetch {self.plan.key}")
         recorder = metrics.current()
         if recorder.enabled:
             recorder.downloads(+1)
             self.task.add_done_callback(lambda _: recorder.downloads(-1))
         return self.task
+
+    async def _run_or_abandon(self) -> None:
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            if not self.abandoning:
+                raise  # the worker stops
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            await self.spool.finish(Abandoned(f"no client was left for {self.plan.key}"))
 
     async def _run(self) -> None:
         try:
@@ -273,7 +320,9 @@ class Fetch:
             await db.run(save.mark_failed, candidate.remote_artifact)
 
     async def _fetch(self, candidate: Candidate) -> None:
+        self.saves = candidate.save
         result = await SpoolingDownloader(candidate, self.spool).run()
+        self.downloaded = True
         if not candidate.save:
             await self.spool.finish()
             return
@@ -363,9 +412,12 @@ class Fetch:
 
 
 class Follow:
-    """A download another process leads, read through its spool file."""
+    """A download another process leads, read through its spool file. ``reading`` is the
+    readers lock this process holds shared while it has clients of it (None: not held)."""
 
-    def __init__(self, plan: RemotePlan, spool: FollowedSpool) -> None:
+    def __init__(self, plan: RemotePlan, spool: FollowedSpool,
+                 reading: int | None = None) -> None:
         self.plan = plan
         self.spool = spool
         self.clients = 0
+        self.reading = reading

@@ -4,13 +4,20 @@ The first client asking for an artifact makes its process try to lead (advisory 
 otherwise it follows the leader's spool. A download's life (:class:`Stage`):
 
     DOWNLOADING ──saved──► LINGERING ──LINGER s──► EXPIRED ──last client left──► CLEANED
-         └──failed or streamed──► FINISHED ──GRACE s──┘
+         └─failed/streamed/cancelled─► FINISHED ─GRACE s─┘
 
 A saved download stays joinable while LINGERING, so requests that resolved just before the
 save read the finished spool instead of downloading again; a streamed or failed one is
 never joined once finished (streamed content is fetched afresh). Files go when the last
 client has left an EXPIRED download; GRACE leaves followers in other processes time to
 finish reading.
+
+A download nobody receives any more is *unattended*: its last client here has left and no
+other process follows it (none holds its readers lock, :mod:`.coordination`). With more
+than ``CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES`` left to fetch (any amount, for streamed
+content, which is never saved) it is cancelled (:meth:`.Fetch.cancel`): DOWNLOADING →
+FINISHED, nothing saved. A leader checks this when its last client leaves, and then every
+:data:`Inflight.WATCH` seconds while followers elsewhere still read.
 """
 
 from __future__ import annotations
@@ -19,10 +26,11 @@ import asyncio
 import contextlib
 import enum
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
-from pulp_content_asgi import metrics
-from pulp_content_asgi.ondemand.coordination import coordinator, lock_id, spool_path
+from pulp_content_asgi import conf, metrics
+from pulp_content_asgi.ondemand.coordination import coordinator, lock_id, readers_id, spool_path
 from pulp_content_asgi.ondemand.fetch import Fetch, Follow
 from pulp_content_asgi.ondemand.plan import RemotePlan
 from pulp_content_asgi.ondemand.spool import FollowedSpool
@@ -43,6 +51,7 @@ class Inflight:
 
     LINGER = 5.0
     GRACE = 2.0
+    WATCH = 0.5  # seconds between checks for followers of an unattended download
 
     def __init__(self) -> None:
         self._entries: dict[str, Fetch | Follow] = {}
@@ -61,20 +70,26 @@ class Inflight:
         """The download for this artifact, and whether this request started it; call
         :meth:`leave` when done with it."""
         entry = self._entries.get(plan.key)
+        while isinstance(entry, Fetch) and entry.abandoning and entry.task is not None:
+            # Being cancelled: its spool file must be let go before a new download of the
+            # same artifact takes that path.
+            await asyncio.wait({entry.task})
+            if self._entries.get(plan.key) is entry:
+                self._unlist(entry)
+            entry = self._entries.get(plan.key)
         if isinstance(entry, Fetch) and entry.saved_at is not None \
                 and plan.resolved_at > entry.saved_at:
             # Resolved after that download was saved, yet not stored: the artifact has
             # gone again since (reclaimed). Download afresh, in this process only.
             return self.lead_privately(plan), True
         if entry is None:
-            lock, leads = await asyncio.to_thread(_try_to_lead, plan.key)
+            lock, leads, reading = await asyncio.to_thread(_try_to_lead, plan.key)
             entry = self._entries.get(plan.key)  # another client may have won meanwhile
             if entry is not None:
-                if leads:
-                    await asyncio.to_thread(coordinator.unlock, lock)
+                await asyncio.to_thread(_let_go, lock if leads else None, reading)
             elif leads is False:
                 entry = self._entries[plan.key] = Follow(plan, FollowedSpool(
-                    spool_path(plan.key), plan.resolved_at, _leader_alive(lock)))
+                    spool_path(plan.key), plan.resolved_at, _leader_alive(lock)), reading)
             else:
                 return self._start(plan, lock if leads else None), True
         if isinstance(entry, Fetch):
@@ -103,7 +118,47 @@ class Inflight:
             if entry.clients == 0:
                 self._unlist(entry)
         else:
+            self._watch(entry)
             self._cleanup(entry)
+
+    def _watch(self, fetch: Fetch) -> None:
+        """The download's last client here has left: from now on, cancel it as soon as
+        nobody receives it and too much is left to fetch."""
+        limit = conf.current().ondemand_unattended_bytes
+        if fetch.clients > 0 or fetch.watched or self.stage(fetch) is not Stage.DOWNLOADING:
+            return
+        if fetch.saves and limit is None:
+            return
+        fetch.watched = True
+        self._in_background(self._watching(fetch, limit if fetch.saves else 0))
+
+    def _unattended(self, fetch: Fetch) -> bool:
+        return fetch.clients == 0 and not fetch.downloaded \
+            and self.stage(fetch) is Stage.DOWNLOADING
+
+    async def _watching(self, fetch: Fetch, limit: int | None) -> None:
+        try:
+            while self._unattended(fetch):
+                remaining = fetch.remaining()
+                if limit is None or (remaining is not None and remaining <= limit):
+                    return  # finishing it costs at most the bound: it is saved
+                if fetch.lock is None:  # a private download: no other process reads it
+                    await fetch.cancel(remaining, limit)
+                    return
+                readers = readers_id(fetch.plan.key)
+                # Held exclusively, the readers lock says no other process follows this
+                # download, and keeps a new follower out until the outcome is published.
+                alone = await asyncio.to_thread(coordinator.try_lock, readers)
+                if alone:
+                    try:
+                        if self._unattended(fetch):
+                            await fetch.cancel(fetch.remaining(), limit)
+                            return
+                    finally:
+                        await asyncio.to_thread(coordinator.unlock, readers)
+                await asyncio.sleep(self.WATCH)  # followers read it (or no database now)
+        finally:
+            fetch.watched = False
 
     def abandon(self, entry: Fetch | Follow) -> None:
         """Drop a download whose leader vanished or that must not be replayed (the next
@@ -116,6 +171,10 @@ class Inflight:
             del self._entries[entry.plan.key]
         if isinstance(entry, Follow) and entry.clients <= 0:
             entry.spool.close()
+            if entry.reading is not None:  # no client here reads it any more
+                self._in_background(asyncio.to_thread(coordinator.unlock_shared,
+                                                      entry.reading))
+                entry.reading = None
 
     def _finished(self, fetch: Fetch) -> None:
         loop = asyncio.get_running_loop()
@@ -140,10 +199,8 @@ class Inflight:
         del self._stages[id(fetch)]  # CLEANED
         del self._fetches[id(fetch)]
         current = self._entries.get(fetch.plan.key)
-        if not (isinstance(current, Fetch) and current.spool.path == fetch.spool.path):
-            self._in_background(fetch.spool.discard())  # unless a newer download took it
-        if fetch.lock is not None:
-            self._in_background(asyncio.to_thread(coordinator.unlock, fetch.lock))
+        taken = isinstance(current, Fetch) and current.spool.path == fetch.spool.path
+        self._in_background(_let_go_of(fetch, discard=not taken))
 
     async def shutdown(self) -> None:
         """The worker stops: downloads still running are cancelled (nothing is saved
@@ -178,11 +235,50 @@ class Inflight:
             log.warning("On-demand clean-up failed: %s", task.exception())
 
 
-def _try_to_lead(key: str) -> tuple[int, bool | None]:
-    """The download's lock (its id reads the spool area once per process: off the loop)
-    and :meth:`~.coordination.Coordinator.try_lock`'s answer for it."""
+async def _let_go_of(fetch: Fetch, discard: bool) -> None:
+    """A cleaned download's files (unless a newer download took the path), then its lock:
+    in that order, so that a leader elsewhere never starts on a path still being removed."""
+    if discard:
+        await fetch.spool.discard()
+    if fetch.lock is not None:
+        await asyncio.to_thread(coordinator.unlock, fetch.lock)
+
+
+#: Tries to take a download's readers lock shared while its leader holds it exclusively
+#: (only for as long as it takes to decide on cancelling it and say so).
+SHARED_TRIES = (50, 0.02)
+
+
+def _try_to_lead(key: str) -> tuple[int, bool | None, int | None]:
+    """The download's lock (its id reads the spool area once per process: off the loop),
+    :meth:`~.coordination.Coordinator.try_lock`'s answer for it, and the readers lock
+    when this process is to follow (held shared, so the leader knows it is read here).
+
+    The readers lock is taken first: a leader whose clients have all left then either
+    sees this process reading, or has published that it cancelled the download by the
+    time this process reads the spool's outcome.
+    """
+    readers = readers_id(key)
+    tries, pause = SHARED_TRIES
+    reading = coordinator.try_lock_shared(readers)
+    while reading is False and tries > 0:
+        time.sleep(pause)  # a leader is deciding to cancel it; it says so in a moment
+        tries -= 1
+        reading = coordinator.try_lock_shared(readers)
     lock = lock_id(key)
-    return lock, coordinator.try_lock(lock)
+    leads = coordinator.try_lock(lock)
+    if leads is not False and reading:
+        coordinator.unlock_shared(readers)
+        reading = False
+    return lock, leads, readers if reading else None
+
+
+def _let_go(lock: int | None, reading: int | None) -> None:
+    """Release what :func:`_try_to_lead` took, when another client won meanwhile."""
+    if lock is not None:
+        coordinator.unlock(lock)
+    if reading is not None:
+        coordinator.unlock_shared(reading)
 
 
 def _leader_alive(lock: int) -> Callable[[], Awaitable[bool]]:

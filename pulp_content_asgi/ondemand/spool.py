@@ -38,6 +38,11 @@ class LeaderGone(Exception):
     """The process leading a download vanished before finishing it."""
 
 
+class Abandoned(Exception):
+    """The download was cancelled because no client was receiving it and more than
+    ``CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES`` were left to fetch; nothing is saved."""
+
+
 class Stale(Exception):
     """The followed download finished before the request resolved: a failure that must
     not be replayed, or a save the database no longer shows (reclaimed since)."""
@@ -166,7 +171,8 @@ class Spool(_Progress):
         else:
             self.error = error
             upstream = error if isinstance(error, UpstreamError) else None
-            await self._publish(state="failed", status=upstream.status if upstream else 502,
+            state = "abandoned" if isinstance(error, Abandoned) else "failed"
+            await self._publish(state=state, status=upstream.status if upstream else 502,
                                 message=str(error), at=time.time(),
                                 answer_headers=upstream.headers if upstream else {})
         self._notify()
@@ -240,7 +246,12 @@ class FollowedSpool(_Progress):
 
     def _update(self, meta: dict[str, Any], size: int) -> None:
         state = meta.get("state")
-        if state in ("done", "failed") and float(meta.get("at", 0)) < self.since:
+        if state == "abandoned":
+            # Cancelled for want of readers: one that joined in that instant fetches
+            # afresh (its headers, if sent already, are cut short by the error).
+            self.stale = True
+            self.error = Stale(self.path)
+        elif state in ("done", "failed") and float(meta.get("at", 0)) < self.since:
             # Over before this request resolved (the files linger for the leader's other
             # readers): a failure is not replayed, and a saved download that the database
             # did not show has been reclaimed since. Fetch afresh.
