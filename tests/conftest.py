@@ -118,6 +118,16 @@ def _database() -> None:
     _database_ready = True
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Once the tests are chosen (after ``-m``/``-k``), make the database if any of them
+    needs it: here, outside every test's ``--timeout`` (a first migration on a busy machine
+    can take longer than one test may), and once: a failure stops the run with its cause
+    instead of failing every test on its own."""
+    if not session.config.option.collectonly and any(
+            item.get_closest_marker("fast") is None for item in session.items):
+        _database()
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Before any fixture of a test outside the fast tier: the database exists."""
