@@ -78,6 +78,9 @@ class Entry:
     distribution: Distribution  # pristine: never handed out, only copied
     versions: tuple[str | None, ...]
     learned_at: float
+    #: The type's ``SERVE_FROM_PUBLICATION`` then: code, not rows, but what the sources
+    #: were derived with (tests change it).
+    serve_from_publication: bool = True
     guard: ContentGuard | None = None
     derived: Derived | None = None
 
@@ -101,7 +104,8 @@ def learn(domain_name: str, distribution: Distribution) -> None:
     versions = getattr(distribution, VERSIONS, None)
     if versions is None:
         return  # loaded another way (a detail row found by cast()): not remembered
-    entry = Entry(rows.clone(distribution), tuple(versions), time.monotonic())
+    entry = Entry(rows.clone(distribution), tuple(versions), time.monotonic(),
+                  bool(distribution.SERVE_FROM_PUBLICATION))
     with _lock:
         _entries.pop(_key(domain_name, distribution), None)
         while len(_entries) >= MAX_ENTRIES:
@@ -316,7 +320,8 @@ def recall(domain_name: str, path: str) -> Distribution | None:
     if recalled is None:
         return None
     key, entry = recalled
-    if time.monotonic() - entry.learned_at > MAX_AGE:
+    if time.monotonic() - entry.learned_at > MAX_AGE or \
+            entry.serve_from_publication != entry.distribution.SERVE_FROM_PUBLICATION:
         _forget(key, entry)
         return None
     distribution = _copy(entry)
