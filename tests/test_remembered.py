@@ -29,7 +29,7 @@ from pulpcore.app.models import (
 from pulp_content_asgi import db
 from pulp_content_asgi.devtools import data
 from tests.helpers import overlapping_distribution, unique_name
-from tests.test_hot_path import Counted, request
+from tests.test_hot_path import Counted
 
 OLD, NEW = b"old bytes\n", b"new bytes, published later\n"
 # pulpcore's header guard compares the Base64-decoded header with its value.
@@ -207,9 +207,9 @@ def _touch(table: str, pk: object) -> None:
     """Rewrite a row without changing a value (``UPDATE … SET pulp_id = pulp_id`` or the
     detail table's own primary key): a new row version, as any write makes."""
     with connection.cursor() as cursor:
-        cursor.execute(f'SELECT a.attname FROM pg_index i JOIN pg_attribute a ON '
-                       f'a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) '
-                       f'WHERE i.indrelid = %s::regclass AND i.indisprimary', [table])
+        cursor.execute('SELECT a.attname FROM pg_index i JOIN pg_attribute a ON '
+                       'a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) '
+                       'WHERE i.indrelid = %s::regclass AND i.indisprimary', [table])
         (column,) = cursor.fetchone()
         cursor.execute(f'UPDATE "{table}" SET "{column}" = "{column}" WHERE "{column}" = %s',
                        [pk])
@@ -271,3 +271,26 @@ def test_a_write_elsewhere_keeps_the_memory(monkeypatch, world):
     FileDistribution.objects.filter(pk=other.pk).update(hidden=True)
     assert statements(monkeypatch, world["path"], headers) == (200, OLD, 1)
 
+
+
+@pytest.mark.parametrize("bytewise", [True, False])
+@pytest.mark.parametrize("path", ["", "d/", "f.txt", "a/100%_x", "dir/sub\\/", "é/ü.txt"])
+@pytest.mark.parametrize("kind", ["published", "version"])
+def test_a_compiled_probe_is_the_query_django_compiles_for_the_path(monkeypatch, world,
+                                                                     bytewise, path, kind):
+    """The probe is compiled once per path shape with a stand-in for the path
+    (remembered._template); with the request's path put in, it is exactly what Django
+    compiles for that path, under either collation branch (content._under)."""
+    from pulp_content_asgi.resolution import content, remembered
+
+    monkeypatch.setattr(content, "_bytewise_collation", lambda: bytewise)
+    monkeypatch.setattr(remembered, "_templates", {})
+    publication = Publication.objects.get(pk=world["distribution"].publication_id)
+    source = publication if kind == "published" else publication.repository_version
+    shape, stem = remembered._shape(path)
+    template = remembered._template(kind, source, shape, True)
+    direct = (content.published_query(source, path) if kind == "published"
+              else content.version_query(source, path, with_index=True))
+    sql, params = direct.query.get_compiler(connection=connection).as_sql(
+        with_col_aliases=True)
+    assert (template.sql, remembered._fill(template.params, stem)) == (sql, list(params))

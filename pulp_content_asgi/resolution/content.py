@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from contextvars import ContextVar
 from collections import defaultdict
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any

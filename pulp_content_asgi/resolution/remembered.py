@@ -55,8 +55,9 @@ from pulp_content_asgi.resolution.distributions import base_path_candidates
 #: Seconds an entry is trusted at most (then looked up again). Not a consistency window
 #: (every use is checked); it only rules out transaction-id wraparound.
 MAX_AGE = 600.0
-#: Entries per worker process (distributions served recently); the oldest go first.
-MAX_ENTRIES = 10_000
+#: Entries per worker process (about 18 KiB each, measured: ≤ 36 MiB); the oldest
+#: go first, and a distribution forgotten costs one full lookup when next requested.
+MAX_ENTRIES = 2_000
 
 #: Attributes set on a distribution instance: the row versions read with it, and the
 #: content guard's detail instance once loaded.
@@ -177,9 +178,62 @@ def _copy(entry: Entry) -> Distribution:
 #: holds a NUL (paths with control characters are refused with 400), and PostgreSQL
 #: refuses one in text, so a parameter that kept it would fail loudly, never match.
 _STEM = "\x00content-asgi-path\x00"
-#: Compiled probes kept per worker (a few per publication or version served).
-MAX_TEMPLATES = 10_000
-_templates: dict[tuple, tuple[str, tuple[Any, ...], Any]] = {}
+#: Compiled probes kept per worker (about 15 KiB each, measured: ≤ 30 MiB; one to three
+#: per publication or version served); all are dropped when full.
+MAX_TEMPLATES = 2_000
+
+
+@dataclass(frozen=True)
+class _Template:
+    """A compiled probe and what turning its rows into instances needs, taken from
+    Django's compiler as ``ModelIterable`` takes it (not the compiler itself: it holds
+    the whole query, several times this)."""
+
+    sql: str
+    params: tuple[Any, ...]
+    model: type
+    fields: tuple[int, int]  # the model's own columns: [start, end)
+    names: tuple[str, ...]  # their attribute names
+    populators: tuple[Any, ...]  # select_related instances (read-only once built)
+    annotations: tuple[tuple[str, int], ...]
+    converters: tuple[tuple[int, tuple[Any, ...], Any], ...]  # (column, converters, expr)
+
+    @classmethod
+    def compile(cls, queryset: QuerySet) -> _Template:
+        from django.db.models.query import get_related_populators
+
+        compiler = queryset.query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql(with_col_aliases=True)
+        select, klass_info = compiler.select, compiler.klass_info
+        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        converters = compiler.get_converters([s[0] for s in select[:compiler.col_count]])
+        return cls(sql, tuple(params), klass_info["model"], (start, end),
+                   tuple(column[0].target.attname for column in select[start:end]),
+                   tuple(get_related_populators(klass_info, select, connection.alias)),
+                   tuple(compiler.annotation_col_map.items()),
+                   tuple((position, tuple(found), expression)
+                         for position, (found, expression) in converters.items()))
+
+    def instances(self, found: list[tuple]) -> list[Any]:
+        """Model instances from the probe's own columns, as Django's ``ModelIterable``
+        builds them (select_related instances and annotations included)."""
+        made = []
+        start, end = self.fields
+        for raw in found:
+            row = list(raw)
+            for position, functions, expression in self.converters:
+                for function in functions:
+                    row[position] = function(row[position], expression, connection)
+            obj = self.model.from_db(connection.alias, self.names, row[start:end])
+            for populator in self.populators:
+                populator.populate(row, obj)
+            for name, position in self.annotations:
+                setattr(obj, name, row[position])
+            made.append(obj)
+        return made
+
+
+_templates: dict[tuple, _Template] = {}
 
 
 def _shape(path: str) -> tuple[str, str]:
@@ -191,8 +245,7 @@ def _shape(path: str) -> tuple[str, str]:
     return "file", path
 
 
-def _template(kind: str, source: Any, shape: str, with_index: bool
-              ) -> tuple[str, tuple[Any, ...], Any]:
+def _template(kind: str, source: Any, shape: str, with_index: bool) -> _Template:
     """The probe of ``source`` compiled once per path shape: Django compiles the very
     queryset :mod:`.content` would run for a path, with :data:`_STEM` for the path; the
     request's path goes into the parameters (:func:`_fill`). Compiling the queryset was
@@ -203,9 +256,7 @@ def _template(kind: str, source: Any, shape: str, with_index: bool
         path = {"root": "", "dir": f"{_STEM}/", "file": _STEM}[shape]
         queryset = (content.published_query(source, path) if kind == "published"
                     else content.version_query(source, path, with_index))
-        compiler = queryset.query.get_compiler(connection=connection)
-        sql, params = compiler.as_sql(with_col_aliases=True)
-        found = (sql, tuple(params), compiler)
+        found = _Template.compile(queryset)
         if len(_templates) >= MAX_TEMPLATES:
             _templates.clear()
         _templates[key] = found
@@ -227,12 +278,12 @@ def _fill(params: tuple[Any, ...], stem: str) -> list[Any]:
 
 
 def _probe(distribution: Distribution, path: str
-           ) -> tuple[tuple, tuple[str, list[Any], Any]] | None:
+           ) -> tuple[tuple, tuple[str, list[Any], _Template]] | None:
     """The content lookup :class:`~pulp_content_asgi.plugin.handlers.DistributionHandler`
     will make first, if it can be known without a query: the published artifact of the
     publication, or (for types that do not serve publications) the content artifact of
     the repository version, at ``path``. Its key (:func:`.content.probe_key`) and its
-    SQL, parameters and compiler."""
+    SQL, parameters and template."""
     if distribution.checkpoint:
         return None
     kind = type(distribution)
@@ -244,13 +295,13 @@ def _probe(distribution: Distribution, path: str
     found = sources.of(distribution)
     shape, stem = _shape(path)
     if found.publication is not None:
-        sql, params, compiler = _template("published", found.publication, shape, True)
+        template = _template("published", found.publication, shape, True)
         return (content.probe_key("published", found.publication, path),
-                (sql, _fill(params, stem), compiler))
+                (template.sql, _fill(template.params, stem), template))
     if found.version is not None and not distribution.SERVE_FROM_PUBLICATION:
-        sql, params, compiler = _template("version", found.version, shape, True)
+        template = _template("version", found.version, shape, True)
         return (content.probe_key("version", found.version, path),
-                (sql, _fill(params, stem), compiler))
+                (template.sql, _fill(template.params, stem), template))
     return None
 
 
@@ -274,7 +325,7 @@ def _match(distribution_type: str, guard_type: str | None,
 
 
 def _statement(entry: Entry, domain_name: str, path: str,
-               probe: tuple[str, list[Any], Any] | None) -> tuple[str, list[Any]]:
+               probe: tuple[str, list[Any], _Template] | None) -> tuple[str, list[Any]]:
     """The one statement: the match with its row versions, the derivation re-checks and
     the content probe."""
     checks = entry.derived.checks if entry.derived is not None else ()
@@ -288,28 +339,6 @@ def _statement(entry: Entry, domain_name: str, path: str,
     probe_sql, probe_params, _ = probe
     return (f"SELECT v.*, p.* FROM ({match}) v LEFT JOIN ({probe_sql}) p ON true",
             [*every, *probe_params])
-
-
-def _instances(compiler: Any, found: list[tuple]) -> list[Any]:
-    """Model instances from a probe's own columns, as Django's ``ModelIterable`` builds
-    them (select_related instances and annotations included)."""
-    from django.db.models.query import get_related_populators
-
-    select, klass_info = compiler.select, compiler.klass_info
-    annotations = compiler.annotation_col_map
-    model = klass_info["model"]
-    start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
-    names = [column[0].target.attname for column in select[start:end]]
-    populators = get_related_populators(klass_info, select, connection.alias)
-    made = []
-    for row in compiler.results_iter([found]):
-        obj = model.from_db(connection.alias, names, row[start:end])
-        for populator in populators:
-            populator.populate(row, obj)
-        for name, position in annotations.items():
-            setattr(obj, name, row[position])
-        made.append(obj)
-    return made
 
 
 def recall(domain_name: str, path: str) -> Distribution | None:
@@ -337,8 +366,8 @@ def recall(domain_name: str, path: str) -> Distribution | None:
         _forget(key, entry)
         return None
     if probe is not None:
-        key_, (_, _, compiler) = probe
-        made = _instances(compiler, [row[2:] for row in found if row[2] is not None])
+        key_, (_, _, template) = probe
+        made = template.instances([row[2:] for row in found if row[2] is not None])
         made.sort(key=lambda row: row.rank)  # the join need not keep the probe's order
         content.prefetched({key_: made})
     return distribution

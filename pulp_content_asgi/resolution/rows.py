@@ -127,7 +127,8 @@ def publication_version(alias: str = '"core_publication"', with_repository_versi
     repository version), for annotating a publication query."""
     sql = f"{alias}.pulp_id::text || '/' || {alias}.xmin::text"
     if with_repository_version:
-        sql += f" || '/' || COALESCE({version_of(RepositoryVersion, f'{alias}.repository_version_id')}, '-')"
+        version = version_of(RepositoryVersion, f"{alias}.repository_version_id")
+        sql += f" || '/' || COALESCE({version}, '-')"
     return sql
 
 

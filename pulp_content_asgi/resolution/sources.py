@@ -12,7 +12,6 @@ from typing import Any, NamedTuple
 
 from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
-
 from pulpcore.app.models import Distribution, Publication, Repository, RepositoryVersion
 
 from pulp_content_asgi.plugin import hooks
