@@ -46,7 +46,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from pulpcore.app.models import ContentGuard, Distribution, Domain
 
 from pulp_content_asgi.resolution import content, distributions, rows, sources
@@ -191,7 +191,7 @@ class _Template:
 
     sql: str
     params: tuple[Any, ...]
-    model: type
+    model: type[Model]
     fields: tuple[int, int]  # the model's own columns: [start, end)
     names: tuple[str, ...]  # their attribute names
     populators: tuple[Any, ...]  # select_related instances (read-only once built)
