@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -42,18 +43,23 @@ def _backends() -> list[int]:
 
     with connections["default"].cursor() as cursor:
         cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND pid <> pg_backend_pid()")
+                       "AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
         return [row[0] for row in cursor.fetchall()]
 
 
-def _pg_ticks() -> int:
-    total = 0
+def _pg_ticks() -> dict[int, int]:
+    """CPU ticks of each client backend of this database (but the asking one)."""
+    found = {}
     for pid in _backends():
-        try:
-            total += _ticks(pid)
-        except OSError:  # gone meanwhile
-            pass
-    return total
+        with contextlib.suppress(OSError):  # gone meanwhile
+            found[pid] = _ticks(pid)
+    return found
+
+
+def _spent(before: dict[int, int], after: dict[int, int]) -> int:
+    """Ticks spent between two readings: by backends in both, and all of new ones (a
+    backend that ended meanwhile is not counted: the pool keeps its connections)."""
+    return sum(ticks - before.get(pid, 0) for pid, ticks in after.items())
 
 
 def _dataset() -> None:
@@ -118,7 +124,7 @@ async def _rounds(requests: int, repeats: int) -> list[dict[str, float]]:
         counted = _Counter.statements - statements
         pg_after = await db.run(_pg_ticks)
         rounds.append({"app_cpu_us": cpu / requests * 1e6,
-                       "pg_cpu_us": (pg_after - pg_before) / tick / requests * 1e6,
+                       "pg_cpu_us": _spent(pg_before, pg_after) / tick / requests * 1e6,
                        "wall_us": wall / requests * 1e6,
                        "statements": counted / requests})
     return rounds
