@@ -42,13 +42,14 @@ def _backends() -> list[int]:
     from django.db import connections
 
     with connections["default"].cursor() as cursor:
+        # The asking backend too: the pool may hand every request the same connection.
         cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
+                       "AND backend_type = 'client backend'")
         return [row[0] for row in cursor.fetchall()]
 
 
 def _pg_ticks() -> dict[int, int]:
-    """CPU ticks of each client backend of this database (but the asking one)."""
+    """CPU ticks of each client backend of this database."""
     found = {}
     for pid in _backends():
         with contextlib.suppress(OSError):  # gone meanwhile

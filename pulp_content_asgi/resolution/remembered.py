@@ -306,9 +306,9 @@ def _probe(distribution: Distribution, path: str
 
 
 _MATCH = """SELECT {versions} AS versions, {derived} AS derived
-FROM "{distribution}" d JOIN "{domain}" dom ON dom."pulp_id" = d."pulp_domain_id"
-WHERE dom."name" = %s AND d."base_path" = ANY(%s)
-ORDER BY length(d."base_path") DESC LIMIT 1"""
+FROM {distribution} d JOIN {domain} dom ON dom.pulp_id = d.pulp_domain_id
+WHERE dom.name = %s AND d.base_path = ANY(%s)
+ORDER BY length(d.base_path) DESC LIMIT 1"""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -320,8 +320,8 @@ def _match(distribution_type: str, guard_type: str | None,
         derived = "ARRAY[{}]::text[]".format(
             ", ".join(f'(SELECT s."_fp" FROM ({sql}) s)' for sql in checks))
     return _MATCH.format(versions=versions, derived=derived,
-                         distribution=Distribution._meta.db_table,
-                         domain=Domain._meta.db_table), params
+                         distribution=rows.table(Distribution),
+                         domain=rows.table(Domain)), params
 
 
 def _statement(entry: Entry, domain_name: str, path: str,
@@ -329,7 +329,10 @@ def _statement(entry: Entry, domain_name: str, path: str,
     """The one statement: the match with its row versions, the derivation re-checks and
     the content probe."""
     checks = entry.derived.checks if entry.derived is not None else ()
-    guard_type = entry.guard.pulp_type if entry.guard is not None else None
+    # The guard's detail type once known; "" (no detail type at all) for an unguarded
+    # distribution: adding a guard writes the distribution's row, whose version is read.
+    guard_type = (entry.guard.pulp_type if entry.guard is not None
+                  else "" if entry.distribution.content_guard_id is None else None)
     match, params = _match(entry.distribution.pulp_type, guard_type,
                            tuple(sql for sql, _ in checks))
     every = [*params, *(p for _, check_params in checks for p in check_params),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from typing import Any
 
 from django.db.models import Model
@@ -32,17 +33,25 @@ from pulpcore.app.models import (
 )
 
 
-def _table(model: type[Model]) -> str:
-    return f'"{model._meta.db_table}"'
+def _name(identifier: str) -> str:
+    """An SQL identifier, quoted only when it must be: the statement stays under psycopg's
+    4,096 characters for caching its conversion (``_queries.MAX_CACHED_STATEMENT_LENGTH``)."""
+    return identifier if re.fullmatch(r"[a-z_][a-z0-9_]*", identifier) else f'"{identifier}"'
+
+
+def table(model: type[Model]) -> str:
+    """The table of ``model``, as SQL."""
+    return _name(model._meta.db_table)
 
 
 def _pk(model: type[Model]) -> str:
-    return f'"{model._meta.pk.column}"'
+    return _name(model._meta.pk.column)
 
 
 def version_of(model: type[Model], ref: str) -> str:
     """SQL: the version of the ``model`` row whose primary key is ``ref`` (NULL if none)."""
-    return f"(SELECT r.xmin::text FROM {_table(model)} r WHERE r.{_pk(model)} = {ref})"
+    # Unqualified names resolve to the subquery's own table first (``ref`` is qualified).
+    return f"(SELECT xmin::text FROM {table(model)} WHERE {_pk(model)} = {ref})"
 
 
 def _detail_tables(model: type[Model], master: type[Model]) -> list[type[Model]]:
@@ -66,8 +75,9 @@ def detail_versions(master: type[Any], type_ref: str, pk_ref: str,
         tables = _detail_tables(model, master)
         if not tables:
             continue
-        parts = ", ".join(f"COALESCE({version_of(m, pk_ref)}, '-')" for m in tables)
-        whens.append(f"WHEN %s THEN concat_ws(',', {parts})")
+        parts = [f"COALESCE({version_of(m, pk_ref)}, '-')" for m in tables]
+        joined = parts[0] if len(parts) == 1 else f"concat_ws(',', {', '.join(parts)})"
+        whens.append(f"WHEN %s THEN {joined}")
         params.append(pulp_type)
     if not whens:
         return "NULL::text", []
@@ -90,7 +100,7 @@ def distribution_versions(alias: str, distribution_type: str | None = None,
     """
     d = alias
     guard = ContentGuard
-    guard_type_sql = (f"(SELECT g.pulp_type FROM {_table(guard)} g "
+    guard_type_sql = (f"(SELECT g.pulp_type FROM {table(guard)} g "
                       f"WHERE g.{_pk(guard)} = {d}.content_guard_id)")
     detail, detail_params = detail_versions(Distribution, f"{d}.pulp_type", f"{d}.pulp_id",
                                             distribution_type)
@@ -98,12 +108,12 @@ def distribution_versions(alias: str, distribution_type: str | None = None,
                                                  f"{d}.content_guard_id", guard_type)
     version, repository, publication = RepositoryVersion, Repository, Publication
     with_repository = (
-        f"(SELECT v.xmin::text || ',' || r.xmin::text FROM {_table(version)} v "
-        f"JOIN {_table(repository)} r ON r.{_pk(repository)} = v.repository_id "
+        f"(SELECT v.xmin::text || ',' || r.xmin::text FROM {table(version)} v "
+        f"JOIN {table(repository)} r ON r.{_pk(repository)} = v.repository_id "
         f"WHERE v.{_pk(version)} = %s)"
     )
     of_publication = with_repository % (
-        f"(SELECT p.repository_version_id FROM {_table(publication)} p "
+        f"(SELECT p.repository_version_id FROM {table(publication)} p "
         f"WHERE p.{_pk(publication)} = {d}.publication_id)")
     items = [
         f"{d}.pulp_id::text",
