@@ -90,12 +90,6 @@ _entries: dict[tuple[str, str], Entry] = {}
 _lock = threading.Lock()
 
 
-def forget_all() -> None:
-    """Forget every entry (tests; a worker never needs to)."""
-    with _lock:
-        _entries.clear()
-
-
 def _key(domain_name: str, distribution: Distribution) -> tuple[str, str]:
     return (domain_name, distribution.base_path)
 
@@ -104,7 +98,7 @@ def learn(domain_name: str, distribution: Distribution) -> None:
     """Remember a distribution the full lookup just loaded (with its row versions)."""
     versions = getattr(distribution, VERSIONS, None)
     if versions is None:
-        return  # loaded another way (a detail row found by cast()): not remembered
+        return  # not loaded by distributions.match: no row versions to check
     entry = Entry(rows.clone(distribution), tuple(versions), time.monotonic(),
                   bool(distribution.SERVE_FROM_PUBLICATION))
     with _lock:
@@ -143,8 +137,7 @@ def learn_sources(distribution: Distribution, found: sources.Sources,
         compiler = queryset.values_list("_fp").query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()
         checks.append((sql, tuple(params)))
-    copied = sources.Sources(*(rows.clone(part) for part in found))
-    _update(distribution, derived=Derived(copied, tuple(checks), fingerprint))
+    _update(distribution, derived=Derived(_copied(found), tuple(checks), fingerprint))
 
 
 def _recalled(domain_name: str, path: str) -> tuple[tuple[str, str], Entry] | None:
@@ -169,9 +162,14 @@ def _copy(entry: Entry) -> Distribution:
     if entry.guard is not None:
         setattr(distribution, GUARD, rows.clone(entry.guard))
     if entry.derived is not None:
-        setattr(distribution, sources.SOURCES,
-                sources.Sources(*(rows.clone(part) for part in entry.derived.sources)))
+        setattr(distribution, sources.SOURCES, _copied(entry.derived.sources))
     return distribution
+
+
+def _copied(found: sources.Sources) -> sources.Sources:
+    """Copies of sources, sharing what the originals share (a publication's version)."""
+    memo: dict[int, Any] = {}
+    return sources.Sources(*(rows.clone(part, memo) for part in found))
 
 
 #: Stands for the request path in a compiled probe (:func:`_template`). No request path
