@@ -8,9 +8,11 @@ updating transaction's id, whatever the columns (or whether a value changed at a
 one primary key that see the same ``xmin`` saw the same committed content. Locking a row
 (``SELECT … FOR UPDATE``) and ``VACUUM``/freezing do not change it (freezing marks the
 row, PostgreSQL ≥ 9.4 keeps the raw ``xmin``). The only way for a changed row to show an
-``xmin`` seen before is transaction-id wraparound: the same 32-bit id comes round after
-about four billion transactions; :data:`.remembered.MAX_AGE` makes that impossible for a
-remembered row.
+``xmin`` seen before is the reuse of a transaction id: by wraparound (the same 32-bit id
+comes round after about four billion transactions; :data:`.remembered.MAX_AGE` makes that
+impossible for a remembered row), or by a server that went back in time (a restore to an
+earlier point, a failover to a replica that had not received the last commits), which is
+another server start: the server's start time is read with the versions.
 """
 
 from __future__ import annotations
@@ -61,23 +63,33 @@ def _detail_tables(model: type[Model], master: type[Model]) -> list[type[Model]]
             and not m._meta.proxy]
 
 
+def _joined(tables: list[type[Model]], pk_ref: str) -> str:
+    parts = [f"COALESCE({version_of(m, pk_ref)}, '-')" for m in tables]
+    return parts[0] if len(parts) == 1 else f"concat_ws(',', {', '.join(parts)})"
+
+
 def detail_versions(master: type[Any], type_ref: str, pk_ref: str,
                     only: str | None = None) -> tuple[str, list[str]]:
     """SQL (and its parameters): the versions of the detail rows of the ``master`` row
     with type ``type_ref`` and primary key ``pk_ref``, as one text ("-" for a missing
-    row); NULL for a type not installed, or other than ``only`` when given. One ``WHEN``
-    per detail type of every installed plugin: PostgreSQL evaluates only the matching
-    one."""
+    row); NULL for a type not installed. One ``WHEN`` per detail type of every installed
+    plugin: PostgreSQL evaluates only the matching one.
+
+    With ``only`` (the type the row is known to have: a row never changes type) the
+    versions of that type's tables alone, without the ``CASE``: the same value for that
+    row, and a shorter statement. ``only=""``: NULL (no detail row at all)."""
+    if only is not None:
+        model = master._pulp_model_map.get(only)
+        tables = _detail_tables(model, master) if model is not None else []
+        if not tables:
+            return "NULL::text", []
+        return _joined(tables, pk_ref), []
     whens, params = [], []
     for pulp_type, model in sorted(master._pulp_model_map.items()):
-        if only is not None and pulp_type != only:
-            continue
         tables = _detail_tables(model, master)
         if not tables:
             continue
-        parts = [f"COALESCE({version_of(m, pk_ref)}, '-')" for m in tables]
-        joined = parts[0] if len(parts) == 1 else f"concat_ws(',', {', '.join(parts)})"
-        whens.append(f"WHEN %s THEN {joined}")
+        whens.append(f"WHEN %s THEN {_joined(tables, pk_ref)}")
         params.append(pulp_type)
     if not whens:
         return "NULL::text", []
@@ -94,9 +106,10 @@ def distribution_versions(alias: str, distribution_type: str | None = None,
     repository and remote (master). Read in the same statement as those rows (or before
     them), it says whether a copy of them is still what the database holds.
 
-    ``distribution_type`` and ``guard_type`` (pulp types) make a shorter statement that
-    reads the detail rows of those types only (NULL for any other: a row of another type
-    never compares equal); the values are the same.
+    ``distribution_type`` and ``guard_type`` (the pulp types the rows are known to have)
+    make a shorter statement that reads the detail rows of those types only
+    (:func:`detail_versions`); the values are the same for those rows, and a row matched
+    in their place has another primary key or distribution row version anyway.
     """
     d = alias
     guard = ContentGuard
@@ -110,21 +123,29 @@ def distribution_versions(alias: str, distribution_type: str | None = None,
     with_repository = (
         f"(SELECT v.xmin::text || ',' || r.xmin::text FROM {table(version)} v "
         f"JOIN {table(repository)} r ON r.{_pk(repository)} = v.repository_id "
-        f"WHERE v.{_pk(version)} = %s)"
+        f"WHERE v.{_pk(version)} = {d}.repository_version_id)"
     )
-    of_publication = with_repository % (
-        f"(SELECT p.repository_version_id FROM {table(publication)} p "
-        f"WHERE p.{_pk(publication)} = {d}.publication_id)")
+    # The publication, its repository version and that version's repository.
+    of_publication = (
+        f"(SELECT p.xmin::text || ',' || v.xmin::text || ',' || r.xmin::text "
+        f"FROM {table(publication)} p "
+        f"JOIN {table(version)} v ON v.{_pk(version)} = p.repository_version_id "
+        f"JOIN {table(repository)} r ON r.{_pk(repository)} = v.repository_id "
+        f"WHERE p.{_pk(publication)} = {d}.publication_id)"
+    )
     items = [
         f"{d}.pulp_id::text",
+        # Transaction ids are reused after a restore to an earlier point or a failover to
+        # a replica that had not received the last commits: the server changed, and so
+        # does its start time.
+        "pg_postmaster_start_time()::text",
         f"{d}.xmin::text",
         detail,
         version_of(Domain, f"{d}.pulp_domain_id"),
         version_of(guard, f"{d}.content_guard_id"),
         guard_detail,
-        version_of(publication, f"{d}.publication_id"),
         of_publication,
-        with_repository % f"{d}.repository_version_id",
+        with_repository,
         version_of(repository, f"{d}.repository_id"),
         version_of(Remote, f"{d}.remote_id"),
     ]
