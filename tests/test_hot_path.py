@@ -1,12 +1,15 @@
 """The hot path's promises, counted exactly (bench/README.md's goals): a request for a
-published file costs 2 database round trips and 1 thread hop, with the cache off.
+published file costs 1 database round trip and 1 thread hop, with the cache off (the
+distribution is remembered and checked in the same statement as the content lookup:
+resolution/remembered.py; tests/test_remembered.py shows that nothing stale is served).
 
 The real app is called in-process (ASGI messages, no server). Round trips are the SQL
 statements Django sends on the ORM thread (``connection.execute_wrapper``; the pooled
 connection's checkout and return send none); thread hops are every
 ``loop.run_in_executor`` call, which is also what ``asyncio.to_thread`` and ``db.run``
-use. The third request of a path is counted: the first registers the worker's heartbeat
-and the second lets psycopg prepare its statements, as a long-running worker has.
+use. The third request of a path is counted: the first registers the worker's heartbeat and
+looks the distribution up in full (remembering it), the second lets psycopg prepare its
+statements, as a long-running worker has.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def request(path: str, extensions: dict | None = None,
     # Handed to the server by path: the app reads nothing.
     ("large.bin", PATHSEND, None),
 ])
-def test_a_published_file_costs_two_round_trips_and_one_hop(base, monkeypatch, name,
+def test_a_published_file_costs_one_round_trip_and_one_hop(base, monkeypatch, name,
                                                            extensions, body):
     assert not settings.CACHE_ENABLED
     for _ in range(2):
@@ -99,4 +102,4 @@ def test_a_published_file_costs_two_round_trips_and_one_hop(base, monkeypatch, n
     else:
         assert sent[1]["type"] == "http.response.pathsend"
     assert len(counted.hops) == 1, counted.hops
-    assert len(counted.statements) == 2, counted.statements
+    assert len(counted.statements) == 1, counted.statements

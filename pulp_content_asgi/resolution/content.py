@@ -17,6 +17,7 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -79,14 +80,14 @@ def _under(field: str, directory: str) -> Q:
     return Q(**{f"{field}__startswith": directory})
 
 
-def _ranked(queryset: QuerySet, path: str, index: str | None) -> list:
+def _ranked(queryset: QuerySet, path: str, index: str | None) -> QuerySet:
     directory = _directory(path)
     ranks = [When(relative_path=path, then=Value(1))]
     if index is not None:
         ranks.insert(0, When(relative_path=index, then=Value(0)))
     if directory:
         queryset = queryset.filter(Q(relative_path=path) | _under("relative_path", directory))
-    return list(queryset.annotate(rank=Case(*ranks, default=Value(2))).order_by("rank")[:3])
+    return queryset.annotate(rank=Case(*ranks, default=Value(2))).order_by("rank")[:3]
 
 
 def _probe(rows: list, artifact_of: Callable[[Any], ContentArtifact]) -> Probe:
@@ -107,15 +108,44 @@ def _added_at(version: RepositoryVersion, content_ref: str) -> Subquery:
     )
 
 
-def probe_published(publication: Publication, path: str) -> Probe:
-    """index.html, the exact path and anything below it among published artifacts."""
+#: Probe rows fetched ahead by the request's one statement (:mod:`.remembered`), keyed
+#: by :func:`probe_key`; set per unit of ORM work (``db.run`` gives each its own context).
+_PREFETCHED: ContextVar[dict[tuple, list] | None] = ContextVar("prefetched_probes",
+                                                               default=None)
+
+
+def probe_key(kind: str, source: Publication | RepositoryVersion, path: str,
+              with_index: bool = True) -> tuple:
+    return (kind, source.pk, path, with_index)
+
+
+def prefetched(rows_by_key: dict[tuple, list]) -> None:
+    """Probe rows already fetched for this unit of work: the probe functions below use
+    them (once) instead of querying."""
+    _PREFETCHED.set(rows_by_key)
+
+
+def _prefetched_rows(key: tuple) -> list | None:
+    found = _PREFETCHED.get()
+    return None if found is None else found.pop(key, None)
+
+
+def published_query(publication: Publication, path: str) -> QuerySet:
+    """The ranked probe of :func:`probe_published` as a queryset (at most 3 rows)."""
     version = publication.repository_version
     queryset = (
         PublishedArtifact.objects.filter(publication=publication)
         .select_related("content_artifact__artifact__pulp_domain")
         .annotate(added_at=_added_at(version, "content_artifact__content_id"))
     )
-    rows = _ranked(queryset, path, f"{_directory(path)}index.html")
+    return _ranked(queryset, path, f"{_directory(path)}index.html")
+
+
+def probe_published(publication: Publication, path: str) -> Probe:
+    """index.html, the exact path and anything below it among published artifacts."""
+    rows = _prefetched_rows(probe_key("published", publication, path))
+    if rows is None:
+        rows = list(published_query(publication, path))
     return _probe(rows, lambda row: row.content_artifact)
 
 
@@ -127,11 +157,18 @@ def _in_version(version: RepositoryVersion) -> QuerySet:
     )
 
 
+def version_query(version: RepositoryVersion, path: str, with_index: bool) -> QuerySet:
+    """The ranked probe of :func:`probe_version` as a queryset (at most 3 rows)."""
+    index = f"{_directory(path)}index.html" if with_index else None
+    return _ranked(_in_version(version), path, index)
+
+
 def probe_version(version: RepositoryVersion, path: str, with_index: bool) -> Probe:
     """The same among the content artifacts of a repository version."""
     queryset = _in_version(version)
-    index = f"{_directory(path)}index.html" if with_index else None
-    rows = _ranked(queryset, path, index)
+    rows = _prefetched_rows(probe_key("version", version, path, with_index))
+    if rows is None:
+        rows = list(version_query(version, path, with_index))
     probe = _probe(rows, lambda row: row)
     if not probe.duplicated:
         return probe

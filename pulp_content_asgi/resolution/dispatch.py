@@ -20,7 +20,7 @@ from pulp_content_asgi.ondemand.plan import RemotePlan
 from pulp_content_asgi.plugin import hooks, registry, results
 from pulp_content_asgi.plugin.request import ContentRequest
 from pulp_content_asgi.protocol import paths
-from pulp_content_asgi.resolution import distributions, guards
+from pulp_content_asgi.resolution import distributions, guards, remembered
 from pulp_content_asgi.serving.prepare import inline, prepare
 from pulp_content_asgi.serving.response import Response
 
@@ -35,9 +35,12 @@ def locate(request: ContentRequest, target: paths.RootListing | paths.ContentPat
         if domain is None:
             return results.NotFound()
         return results.ServeListing(distributions.listing(domain, ""))
-    matched = distributions.match(name, target.path)
+    matched = remembered.recall(name, target.path)
     if matched is None:
-        return _unmatched(name, target.path)
+        matched = distributions.match(name, target.path)
+        if matched is None:
+            return _unmatched(name, target.path)
+        remembered.learn(name, matched)
     set_domain(matched.pulp_domain)
     request.domain = matched.pulp_domain
     request.distribution = matched

@@ -19,11 +19,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.db.models import TextField
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Substr
 from pulpcore.app.models import ArtifactDistribution, Distribution, Domain
 
 from pulp_content_asgi.protocol.listing import Listing
+from pulp_content_asgi.resolution import rows
 
 _RELATED = (
     "repository",
@@ -107,12 +111,27 @@ def match(domain_name: str, path: str) -> Distribution | None:
     found = list(
         Distribution.objects.filter(pulp_domain__name=domain_name, base_path__in=candidates)
         .select_related(*_RELATED, "content_guard", *_ACCESSORS.values())
-        .defer(*_DEFERRED)[:len(candidates)]
+        .defer(*_DEFERRED)
+        .annotate(**{VERSIONS: _versions()})[:len(candidates)]
     )
     chosen = longest_match(path, (distribution.base_path for distribution in found))
     if chosen is None:
         return None
-    return _as_detail(next(d for d in found if d.base_path == chosen))
+    master = next(d for d in found if d.base_path == chosen)
+    detail = _as_detail(master)
+    # A detail row cast() read is newer than the versions, never older: safe to remember.
+    setattr(detail, VERSIONS, getattr(master, VERSIONS))
+    return detail
+
+
+#: The attribute holding the row versions read with a matched distribution
+#: (:mod:`.remembered`): a list of text, :func:`.rows.distribution_versions`.
+VERSIONS = "_content_asgi_versions"
+
+
+def _versions() -> RawSQL:
+    sql, params = rows.distribution_versions(f'"{Distribution._meta.db_table}"')
+    return RawSQL(sql, list(params), output_field=ArrayField(TextField()))
 
 
 def longest_match(path: str, base_paths: Iterable[str]) -> str | None:

@@ -15,6 +15,7 @@ from pulpcore.app.models import Distribution
 from pulp_content_asgi.plugin import hooks, registry
 from pulp_content_asgi.plugin.request import ContentRequest
 from pulp_content_asgi.plugin.results import Denied
+from pulp_content_asgi.resolution import remembered
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,10 @@ def check(request: ContentRequest, distribution: Distribution) -> Denied | None:
     credentials it was given: :data:`UNREADABLE`), else None."""
     if distribution.content_guard_id is None:
         return None
-    guard = distribution.content_guard.cast()
+    guard = getattr(distribution, remembered.GUARD, None)
+    if guard is None:
+        guard = distribution.content_guard.cast()
+        remembered.learn_guard(distribution, guard)
     try:
         hooks.call(guard, "permit", registry.hook_request(request),
                    allowed=(PermissionError, *UNREADABLE))
