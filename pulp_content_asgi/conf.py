@@ -34,6 +34,10 @@ DEFAULTS: dict[str, Any] = {
     # Share the listening port with other servers (SO_REUSEPORT); off: an address already
     # in use stops pulp-content-asgi at start-up (exit status 1), as gunicorn does.
     "CONTENT_ASGI_REUSE_PORT": False,
+    # Seconds a client has to send a request's headers, from its first byte (granian's
+    # HTTP/1 header_read_timeout; uvicorn has no such limit): a connection that has not
+    # finished them by then is closed (slowloris, docs/operations.md).
+    "CONTENT_ASGI_HEADER_TIMEOUT": 30.0,
     # Seconds a Redis call of the response cache may take before the cache is bypassed.
     "CONTENT_ASGI_CACHE_TIMEOUT": 0.25,
     # Seconds the response cache stays bypassed after Redis failed.
@@ -98,6 +102,7 @@ class AppSettings:
     legacy_timeout: float = 60.0
     middleware: tuple[str, ...] = ()
     reuse_port: bool = False
+    header_timeout: float = 30.0
 
 
 def _get(settings: Any, name: str) -> Any:
@@ -149,6 +154,7 @@ def load(settings: Any | None = None) -> AppSettings:
         legacy_timeout=float(_get(settings, "CONTENT_ASGI_LEGACY_TIMEOUT")),
         middleware=_names(_get(settings, "CONTENT_ASGI_MIDDLEWARE")),
         reuse_port=_flag(_get(settings, "CONTENT_ASGI_REUSE_PORT")),
+        header_timeout=float(_get(settings, "CONTENT_ASGI_HEADER_TIMEOUT")),
     )
 
 
