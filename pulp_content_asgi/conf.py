@@ -38,6 +38,10 @@ DEFAULTS: dict[str, Any] = {
     # HTTP/1 header_read_timeout; uvicorn has no such limit): a connection that has not
     # finished them by then is closed (slowloris, docs/operations.md).
     "CONTENT_ASGI_HEADER_TIMEOUT": 30.0,
+    # Connections a granian worker serves at once (granian's backpressure, whose own
+    # default is 1024 / workers): slow readers and slowloris connections hold one each,
+    # and past this the worker accepts no one. Uvicorn has no such limit.
+    "CONTENT_ASGI_MAX_CONNECTIONS": 65536,
     # Seconds a Redis call of the response cache may take before the cache is bypassed.
     "CONTENT_ASGI_CACHE_TIMEOUT": 0.25,
     # Seconds the response cache stays bypassed after Redis failed.
@@ -103,6 +107,7 @@ class AppSettings:
     middleware: tuple[str, ...] = ()
     reuse_port: bool = False
     header_timeout: float = 30.0
+    max_connections: int = 65536
 
 
 def _get(settings: Any, name: str) -> Any:
@@ -155,6 +160,7 @@ def load(settings: Any | None = None) -> AppSettings:
         middleware=_names(_get(settings, "CONTENT_ASGI_MIDDLEWARE")),
         reuse_port=_flag(_get(settings, "CONTENT_ASGI_REUSE_PORT")),
         header_timeout=float(_get(settings, "CONTENT_ASGI_HEADER_TIMEOUT")),
+        max_connections=int(_get(settings, "CONTENT_ASGI_MAX_CONNECTIONS")),
     )
 
 
