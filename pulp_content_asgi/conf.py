@@ -34,6 +34,14 @@ DEFAULTS: dict[str, Any] = {
     # Share the listening port with other servers (SO_REUSEPORT); off: an address already
     # in use stops pulp-content-asgi at start-up (exit status 1), as gunicorn does.
     "CONTENT_ASGI_REUSE_PORT": False,
+    # Seconds a client has to send a request's headers, from its first byte (granian's
+    # HTTP/1 header_read_timeout; uvicorn has no such limit): a connection that has not
+    # finished them by then is closed (slowloris, docs/operations.md).
+    "CONTENT_ASGI_HEADER_TIMEOUT": 30.0,
+    # Connections a granian worker serves at once (granian's backpressure, whose own
+    # default is 1024 / workers): slow readers and slowloris connections hold one each,
+    # and past this the worker accepts no one. Uvicorn has no such limit.
+    "CONTENT_ASGI_MAX_CONNECTIONS": 65536,
     # Seconds a Redis call of the response cache may take before the cache is bypassed.
     "CONTENT_ASGI_CACHE_TIMEOUT": 0.25,
     # Seconds the response cache stays bypassed after Redis failed.
@@ -103,6 +111,8 @@ class AppSettings:
     middleware: tuple[str, ...] = ()
     reuse_port: bool = False
     ondemand_unattended_bytes: int | None = 128 * 1024 * 1024
+    header_timeout: float = 30.0
+    max_connections: int = 65536
 
 
 def _get(settings: Any, name: str) -> Any:
@@ -156,6 +166,8 @@ def load(settings: Any | None = None) -> AppSettings:
         reuse_port=_flag(_get(settings, "CONTENT_ASGI_REUSE_PORT")),
         ondemand_unattended_bytes=_bound(_get(settings,
                                               "CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES")),
+        header_timeout=float(_get(settings, "CONTENT_ASGI_HEADER_TIMEOUT")),
+        max_connections=int(_get(settings, "CONTENT_ASGI_MAX_CONNECTIONS")),
     )
 
 

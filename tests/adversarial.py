@@ -79,6 +79,20 @@ class Tally:
 
 
 TALLIES: dict[str, Tally] = {name: Tally() for name in SECTIONS}
+#: Client-abort storms (tests/test_abort_storm_e2e.py), by server: what was cut where,
+#: the worker's figures idle, at their peak and after, and how long settling took.
+STORMS: dict[str, dict] = {}
+#: Slow and many clients (tests/test_slow_clients_e2e.py), by server: the probe's
+#: latencies, RSS, what the slowloris connections saw.
+SLOW: dict[str, dict] = {}
+
+
+def record_storm(server: str, figures: dict) -> None:
+    STORMS[server] = figures
+
+
+def record_slow(server: str, figures: dict) -> None:
+    SLOW[server] = figures
 #: pytest outcomes of the adversarial tests: node id -> "passed" / "failed" / "skipped".
 OUTCOMES: dict[str, str] = {}
 
@@ -146,6 +160,7 @@ def write_report(path: str, seconds: float, seed: str | None) -> None:
     for name, tally in TALLIES.items():
         for failure in sorted(tally.failures)[:20]:
             lines.append(f"- {name}: {failure}")
+    lines += _storm_lines() + _slow_lines()
     lines += ["", "## Status codes seen", ""]
     for name, tally in TALLIES.items():
         statuses = sorted((k, v) for k, v in tally.counts.items() if k.startswith("status "))
@@ -154,6 +169,59 @@ def write_report(path: str, seconds: float, seed: str | None) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as report:
         report.write("\n".join(lines) + "\n")
+
+
+def _mib(value: float) -> str:
+    return f"{value / (1 << 20):.0f} MiB"
+
+
+def _storm_lines() -> list[str]:
+    """The abort storms' table: per server, requests and cuts, and each figure of the
+    worker idle (before), at its peak during the storm and after settling."""
+    if not STORMS:
+        return []
+    lines = ["", "## Client-abort storm", "",
+             "One worker, domains and the response cache on; published, on-demand, "
+             "streamed, held (upstream gated) and S3-proxied files; 32 clients at a time "
+             "(tests/test_abort_storm_e2e.py). Figures: idle → peak during the storm → "
+             "after (once the gates opened and the worker settled).", "",
+             "| Server | Requests | Cuts | Status codes read | Failures | fds | threads |"
+             " asyncio tasks | WORKING_DIRECTORY files | PostgreSQL backends | Peak RSS |"
+             " Back to idle | On-demand problems | Served whole after |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for server, f in sorted(STORMS.items()):
+        cuts = ", ".join(f"{k} {v}" for k, v in sorted(f["cuts"].items()))
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(f["statuses"].items()))
+        figures = [f"{f['idle'][n]} → {f['peak'].get(n, '?')} → {f['after'][n]}"
+                   for n in ("fds", "threads", "tasks", "working_files", "pg_backends")]
+        back = (f"yes, {f['settle_seconds']:.0f} s" if f["settled"]
+                else f"NO ({f['settle_seconds']:.0f} s)")
+        served = ", ".join(f"{k} {v}" for k, v in sorted(f["served_after"].items()))
+        lines.append(f"| {server} | {f['requests']} | {cuts} | {statuses} | {f['failures']} | "
+                     + " | ".join(figures) + f" | {_mib(f['peak'].get('rss', 0))} | {back} | "
+                     f"{f['on_demand_problems']} | {served} |")
+    return lines
+
+
+def _slow_lines() -> list[str]:
+    if not SLOW:
+        return []
+    lines = ["", "## Slow and many clients", "",
+             "One worker; slow readers hold large downloads, slowloris connections trickle "
+             "request headers a byte at a time and never finish them; a probe requests a "
+             "small published file, one request after another (tests/test_slow_clients_e2e.py). "
+             "Times are measured, not asserted.", "",
+             "| Server | Slow readers | Slowloris | Probe requests (ok) | Probe p50 | "
+             "Probe p99 | Probe max | RSS idle → peak | Slowloris cut by the server | "
+             "Seconds to the first cut |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for server, f in sorted(SLOW.items()):
+        lines.append(
+            f"| {server} | {f['readers']} | {f['slowloris']} | {f['probes']} "
+            f"({f['probes_ok']}) | {f['p50'] * 1000:.1f} ms | {f['p99'] * 1000:.1f} ms | "
+            f"{f['max'] * 1000:.0f} ms | {_mib(f['rss_idle'])} → {_mib(f['rss_peak'])} | "
+            f"{f['loris_cut']} | {f['first_cut']} |")
+    return lines
 
 
 # --- a raw HTTP client -------------------------------------------------------------------

@@ -96,7 +96,9 @@ def main(ctx: click.Context, binds: tuple[str, ...], workers: int, timeout: int,
         shared = prometheus.prepare_directory(app_settings.prometheus_dir)
     try:
         runners.run(chosen, addresses, workers=workers, timeout=timeout, log_level=log_level,
-                    reload=reload, reuse_port=sharing)
+                    reload=reload, reuse_port=sharing,
+                    header_timeout=app_settings.header_timeout,
+                    max_connections=app_settings.max_connections)
     finally:
         if shared is not None:
             prometheus.remove_directory(shared)

@@ -3,7 +3,12 @@
 Both are configured for this workload: large request headers accepted (post-quantum
 client certificates in ``X-CLIENT-CERT`` exceed 8 KiB), bounded backpressure, graceful
 shutdown bounded by ``--timeout``, and the server's own access log off (the app writes
-one in a server-independent format).
+one in a server-independent format). Granian closes a connection whose request headers
+are not complete ``CONTENT_ASGI_HEADER_TIMEOUT`` seconds after they began (slowloris);
+uvicorn has no such limit. Granian serves at most ``CONTENT_ASGI_MAX_CONNECTIONS``
+connections per worker (its own default, 1024 / workers, let that many slow readers or
+slowloris connections stall a worker for everyone); uvicorn has no limit
+(docs/operations.md, "Slow clients and slowloris").
 
 An address another server already listens on is refused at start-up (exit status 1,
 ``cannot listen on HOST:PORT: address already in use``), as gunicorn (pulpcore-content)
@@ -117,7 +122,8 @@ def _supervisor(config: Any, sockets: list[socket.socket]) -> Any:
 
 
 def run_uvicorn(addresses: list[Address], workers: int, timeout: int, log_level: str,
-                reload: bool, reuse_port: bool = False) -> None:
+                reload: bool, reuse_port: bool = False, header_timeout: float = 30.0,
+                max_connections: int = 65536) -> None:
     import uvicorn
     from uvicorn.supervisors import ChangeReload
 
@@ -138,8 +144,10 @@ def run_uvicorn(addresses: list[Address], workers: int, timeout: int, log_level:
 
 
 def run_granian(addresses: list[Address], workers: int, timeout: int, log_level: str,
-                reload: bool, reuse_port: bool = False) -> None:
+                reload: bool, reuse_port: bool = False, header_timeout: float = 30.0,
+                max_connections: int = 65536) -> None:
     from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import Server
 
@@ -153,12 +161,20 @@ def run_granian(addresses: list[Address], workers: int, timeout: int, log_level:
         APP, address=address.host, port=address.port, interface=Interfaces.ASGI,
         workers=workers, loop=Loops.uvloop, log_access=False, log_level=LogLevels(log_level),
         reload=reload, workers_kill_timeout=timeout,
+        # Milliseconds from a request's first byte to the end of its headers.
+        http1_settings=HTTP1Settings(header_read_timeout=max(1, round(header_timeout * 1000))),
+        # Connections per worker (granian's default, backlog // workers, is 1024 / workers).
+        backpressure=max(1, max_connections),
     ).serve()
 
 
 def run(server: str, addresses: list[Address], *, workers: int, timeout: int,
-        log_level: str, reload: bool, reuse_port: bool = False) -> None:
+        log_level: str, reload: bool, reuse_port: bool = False,
+        header_timeout: float = 30.0, max_connections: int = 65536) -> None:
     """Serve until stopped; :class:`CannotListen` (exit status 1) when an address is in
-    use and ``reuse_port`` is off."""
+    use and ``reuse_port`` is off. ``header_timeout``: seconds a connection gets to send
+    its request headers; ``max_connections``: connections a worker serves at once (both
+    granian only)."""
     runner = {"granian": run_granian, "uvicorn": run_uvicorn}[server]
-    runner(addresses, workers, timeout, log_level, reload, reuse_port)
+    runner(addresses, workers, timeout, log_level, reload, reuse_port, header_timeout,
+           max_connections)
