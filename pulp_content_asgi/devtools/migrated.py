@@ -19,12 +19,16 @@ and its guard's secret) are shared by the copies of one template: harmless for t
 development stacks, which is all this is for.
 
     PULP_SETTINGS=... python -m pulp_content_asgi.devtools.migrated   # the settings' database
+    PULP_SETTINGS=... python -m pulp_content_asgi.devtools.migrated --build [NAME]   # the template
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import subprocess
+import sys
 import time
 
 import psycopg
@@ -36,12 +40,26 @@ ATTEMPTS = 20
 
 
 def fingerprint() -> str:
-    """16 hex digits naming what a migration run of these settings produces."""
+    """16 hex digits naming what a migration run of these settings produces: the
+    migrations on disk (names and file contents), every installed app's release (post-migrate
+    hooks write access policies and roles from code), the settings those
+    hooks copy into rows, and the database-fields key."""
+    import inspect
+
+    from django.apps import apps
     from django.conf import settings
     from django.db.migrations.loader import MigrationLoader
 
     loader = MigrationLoader(None, ignore_no_migrations=True)
-    parts = sorted(f"{app}.{name}" for app, name in loader.disk_migrations)
+    parts = []
+    for (app, label), migration in sorted(loader.disk_migrations.items()):
+        source = inspect.getsourcefile(type(migration)) or ""
+        with open(source, "rb") as module:
+            parts.append(f"{app}.{label} {hashlib.sha256(module.read()).hexdigest()}")
+    # Pulp plugins' app configs carry their release (the same in every process, unlike
+    # what importlib.metadata finds on a process's sys.path).
+    parts += sorted(f"{config.label}=={getattr(config, 'version', '')}"
+                    for config in apps.get_app_configs())
     parts += [repr(getattr(settings, name, None)) for name in
               ("HIDE_GUARDED_DISTRIBUTIONS", "REDIRECT_TO_OBJECT_STORAGE", "DOMAIN_ENABLED")]
     parts.append(repr(settings.STORAGES["default"]["BACKEND"]))
@@ -52,37 +70,55 @@ def fingerprint() -> str:
 
 def fresh() -> str:
     """Drop the settings' database and make it again, migrated, as a copy of the migrated
-    template of these settings; the template is made first when there is none (migrated
-    under a temporary name, then renamed: never half-made, never in use). Django must be
-    set up; its connections are closed. Returns ``copied`` or ``migrated`` (the template
-    was made by this call)."""
-    from django.core.management import call_command
+    template of these settings. When there is none yet, it is made first by
+    :func:`build` in a process of its own (this process may hold a connection pool,
+    whose connections would keep the new database in use). Django must be set up, with
+    ``PULP_SETTINGS`` naming its settings file. Returns ``copied`` or ``migrated`` (the
+    template was made by this call)."""
     from django.db import connections
 
-    default = connections["default"].settings_dict
-    dbname = default["NAME"]
+    dbname = connections["default"].settings_dict["NAME"]
     template = name(f"template_{fingerprint()}")
     connections.close_all()
     if _copy(template, dbname):
         return "copied"
-    building = f"{template[:40]}_building_{os.getpid()}"
+    # The name is passed on: the template is the one this process looks for.
+    subprocess.run([sys.executable, "-m", "pulp_content_asgi.devtools.migrated", "--build",
+                    template],
+                   env={**os.environ, "DJANGO_SETTINGS_MODULE": "pulpcore.app.settings"},
+                   check=True, stdout=subprocess.DEVNULL)
+    if not _copy(template, dbname):
+        raise RuntimeError(f"could not copy the migrated template {template} to {dbname}")
+    return "migrated"
+
+
+def build(template: str | None = None) -> None:
+    """Make this settings' template: migrate a new database under a temporary name (the
+    checkout's, so ``make clean`` sees it), end every session on it, rename it. Never
+    half-made: a failure drops the temporary database. Run without a connection pool."""
+    from django.core.management import call_command
+    from django.db import connections
+
+    default = connections["default"].settings_dict
+    template = template or name(f"template_{fingerprint()}")
+    building = name(f"building_{os.getpid()}")
     with _connect() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{building}"')
     default["NAME"] = building
     try:
         call_command("migrate", verbosity=0, interactive=False)
+        connections.close_all()
+        with _connect() as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = %s AND pid <> pg_backend_pid()", (building,))
+            # Another process may have made it meanwhile: then its template stands.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{template}"')
     finally:
         connections.close_all()
-        default["NAME"] = dbname
-    with _connect() as conn:
-        try:
-            conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{template}"')
-        except psycopg.errors.DuplicateDatabase:  # another process made it meanwhile
+        with _connect() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')
-    if not _copy(template, dbname):
-        raise RuntimeError(f"could not copy the migrated template {template} to {dbname}")
-    return "migrated"
 
 
 def _copy(template: str, dbname: str) -> bool:
@@ -107,4 +143,7 @@ if __name__ == "__main__":
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pulpcore.app.settings")
     django.setup()
-    print(fresh())
+    if sys.argv[1:2] == ["--build"]:
+        build(*sys.argv[2:3])
+    else:
+        print(fresh())
