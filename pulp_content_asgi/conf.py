@@ -78,7 +78,7 @@ DEFAULTS: dict[str, Any] = {
     # Bytes an on-demand download may still fetch once no client (in any process) is
     # receiving it: with more left it is cancelled and nothing is saved; with less it is
     # finished and saved. None (or negative) finishes every download (issue #17).
-    "CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES": 128 * 1024 * 1024,
+    "CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES": None,
 }
 
 
@@ -110,7 +110,7 @@ class AppSettings:
     legacy_timeout: float = 60.0
     middleware: tuple[str, ...] = ()
     reuse_port: bool = False
-    ondemand_unattended_bytes: int | None = 128 * 1024 * 1024
+    ondemand_unattended_bytes: int | None = None
     header_timeout: float = 30.0
     max_connections: int = 65536
 

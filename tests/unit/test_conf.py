@@ -19,6 +19,7 @@ def test_the_unattended_bound_is_bytes_or_none(given, read):
     assert conf.load(settings).ondemand_unattended_bytes == read
 
 
-def test_the_unattended_bound_defaults_to_128_mib():
+def test_the_unattended_bound_is_off_by_default():
+    """Off: a bound makes consecutive-range clients refetch big files (docs/settings.md)."""
     assert conf.load(SimpleNamespace(CONTENT_ASGI_ROUTE_MIDDLEWARE=[])
-                     ).ondemand_unattended_bytes == 128 * 1024 * 1024
+                     ).ondemand_unattended_bytes is None
