@@ -37,18 +37,26 @@ def upstream_refusal(exc: BaseException | None) -> tuple[int, str, dict[str, str
     return None
 
 
-#: A URL made only of characters its path and query may hold, every ``%`` starting an
-#: escape (RFC 3986 §2, §3.3, §3.4): sent as it is written. (``[`` and ``]`` belong to IPv6
-#: hosts only: such URLs are left to aiohttp.)
-_WELL_FORMED = re.compile(r"(?:[A-Za-z0-9\-._~:/?#@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
+#: What a URL may not hold as it is (RFC 3986 §2): a ``%`` that starts no escape, and any
+#: character outside the unreserved, reserved and ``%`` sets (spaces, non-ASCII, quotes).
+_MUST_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]")
+
+
+def _escape(found: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in found.group().encode())
 
 
 def exact_url(url: str) -> URL | str:
-    """``url`` as a yarl URL taken byte for byte when it is well formed, else unchanged
-    (aiohttp then percent-encodes what must be). aiohttp's default requoting decodes
-    escapes that need not be escapes (``%2F`` → ``/``, ``%7e`` → ``~``), which breaks the
-    signature of a signed URL (CDN tokens, object-store links)."""
-    return URL(url, encoded=True) if _WELL_FORMED.fullmatch(url) else url
+    """``url`` as a yarl URL sent byte for byte, but for the characters a URL may not
+    hold as they are, which are percent-encoded (UTF-8); everything else, existing
+    escapes included, is kept. aiohttp's default requoting decodes escapes that need not
+    be escapes (``%2F`` → ``/``, ``%7e`` → ``~``), which breaks the signature of a signed
+    URL (CDN tokens, object-store links). A URL whose host is not ASCII (an
+    internationalised domain name, which needs IDNA, not escapes) is left to aiohttp."""
+    authority = url.split("://", 1)[-1].split("/", 1)[0]
+    if not authority.isascii():
+        return url
+    return URL(_MUST_ESCAPE.sub(_escape, url), encoded=True)
 
 
 class RawSession:
