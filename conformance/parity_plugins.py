@@ -663,6 +663,13 @@ PLUGIN_RULES: list[base.Rule] = [
     # upstream ETag "sha256:<hex>" is not forwarded.
     base.Rule("etag", base.SHA256_ETAG, r'"sha256:[0-9a-f]{64}"', _UPSTREAM, (200, 206)),
     base.Rule("last-modified", base.ABSENT, base.HTTP_DATE, _UPSTREAM, (200, 206)),
+    # #16 item 4 for pulp_container: a blob's Last-Modified is when it joined the
+    # repository, on its first (live) answer as after its save.
+    base.Rule("last-modified", base.HTTP_DATE, base.ABSENT,
+              "deliberate: a blob's Last-Modified is when it joined the repository, the same "
+              "before and after its on-demand or pull-through save; pulpcore-content sends "
+              "none until the blob is stored (docs/differences.md, upstream headers)",
+              (200, 206), target=CONTAINER_BLOB),
     base.Rule("cache-control", base.ABSENT, r"max-age=\d+", _UPSTREAM, (200, 206)),
     base.Rule("content-type", _TYPES, _UPSTREAM_TYPES, _UPSTREAM, (200, 206)),
     base.Rule("content-type", r"application/json", r"text/plain; charset=utf-8",
