@@ -415,6 +415,8 @@ class Held:
                     self.received += len(chunk)
                     self.started.set()
                     if pause:
+                        # Pacing a slow client (the download must still be in flight
+                        # when its server is stopped), not a wait for something to happen.
                         time.sleep(pause)
         except httpx.HTTPError as exc:
             self.error = repr(exc)
