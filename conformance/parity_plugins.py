@@ -3,13 +3,16 @@ stack from local upstreams, asked of our app and of pulpcore-content.
 
     python -m conformance.parity_plugins [--report conformance/parity-plugins.md]
                                          [--plugins rpm,deb,python,npm,ostree,maven,
-                                                    ansible,gem,container]
+                                                    ansible,gem,container] [--domains]
 
 Runs on the stack of ``make pulp-up`` (started here if it is not up). For each plugin it
 builds local upstreams (conformance/fixtures/), then through pulpcore-api (HTTP, Basic
 auth; the client bindings are not installed) creates what a user would: rpm, deb,
 python, npm, ostree, gem and container a remote and a repository synced with the
-``immediate`` and with the ``on_demand`` policy, rpm also ``streamed``; rpm and deb a
+``immediate`` and with the ``on_demand`` policy, and ``streamed`` where the plugin offers
+it (rpm, deb, python, npm, gem, container: nothing may be saved for them, which the
+database is searched for; ostree, maven, ansible and pulp_container's pull-through remote
+are asked for one and must refuse it, ``STREAMED_REFUSED``); rpm and deb a
 signed repository (conformance/signing.py); pull-through distributions on a remote for
 maven (it has no sync), python, npm and container; ansible a collection uploaded into a
 repository and one synced from a Galaxy v3 upstream. It publishes where the plugin
@@ -38,6 +41,12 @@ digest and name it in ``Docker-Content-Digest``), collections through the Galaxy
 download URL. The same redirects are followed through nginx to the content app the
 stack's front door serves (section "Front door"), and ``pulp-content-asgi plugins`` on
 the stack must name no plugin that needs the legacy app.
+
+``--domains``: the same on the ``DOMAIN_ENABLED`` stack (``make pulp-up
+STACK_ARGS=--domains``), everything made through the API root of a domain of its own
+(``/pulp/<domain>/api/v3/``) and asked under ``<prefix><domain>/<base path>/``, container
+blobs under ``/pulp/container/<domain>/<path>/blobs/``, plus each plugin's first file in
+the default and in an unknown domain → conformance/parity-plugins-domains.md.
 
 Every difference needs a rule (conformance/parity.py ``RULES``, and ``PLUGIN_RULES``
 here); one that none explains is ``UNEXPLAINED`` and makes the command exit 1.
