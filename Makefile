@@ -100,7 +100,7 @@ parity-domains: venv database bench-tools conformance-deps
 	@$(DEV_ENV); $(PY) -m conformance.parity --domains
 
 ## Every plugin's content through the REST API from local upstreams, both apps compared →
-## conformance/parity-plugins.md (8.5 min under a heavy load, conformance/README.md); installs the fixtures' build tools first (apt-get)
+## conformance/parity-plugins.md (15.5 min under a heavy load, conformance/README.md); installs the fixtures' build tools first (apt-get)
 parity-plugins: venv database bench-tools conformance-deps fixture-tools
 	@$(DEV_ENV); $(PY) -m conformance.parity_plugins $(PARITY_PLUGINS_ARGS)
 
