@@ -9,7 +9,7 @@ BIND ?= 127.0.0.1:24816
 DEV_ENV = set -a; source .dev/db.env; set +a
 
 .PHONY: demo test test-fast adversarial lint venv database clean bench bench-quick bench-tools test-tools \
-	pulp-up pulp-down conformance conformance-ci parity parity-domains parity-plugins clients client-tools \
+	pulp-up pulp-down conformance conformance-ci parity parity-domains parity-plugins parity-plugins-domains clients client-tools \
 	conformance-deps fixture-tools
 
 $(VENV)/.installed: pyproject.toml
@@ -100,9 +100,14 @@ parity-domains: venv database bench-tools conformance-deps
 	@$(DEV_ENV); $(PY) -m conformance.parity --domains
 
 ## Every plugin's content through the REST API from local upstreams, both apps compared →
-## conformance/parity-plugins.md (8.5 min under a heavy load, conformance/README.md); installs the fixtures' build tools first (apt-get)
+## conformance/parity-plugins.md (15.5 min under a heavy load, conformance/README.md); installs the fixtures' build tools first (apt-get)
 parity-plugins: venv database bench-tools conformance-deps fixture-tools
 	@$(DEV_ENV); $(PY) -m conformance.parity_plugins $(PARITY_PLUGINS_ARGS)
+
+## The same on the DOMAIN_ENABLED stack, everything in a domain of its own →
+## conformance/parity-plugins-domains.md (its stack's ports: PULP_STACK_PORT + 100)
+parity-plugins-domains: venv database bench-tools conformance-deps fixture-tools
+	@$(DEV_ENV); $(PY) -m conformance.parity_plugins --domains $(PARITY_PLUGINS_ARGS)
 
 fixture-tools:
 	dev/fixture-tools.sh

@@ -3,13 +3,16 @@ stack from local upstreams, asked of our app and of pulpcore-content.
 
     python -m conformance.parity_plugins [--report conformance/parity-plugins.md]
                                          [--plugins rpm,deb,python,npm,ostree,maven,
-                                                    ansible,gem,container]
+                                                    ansible,gem,container] [--domains]
 
 Runs on the stack of ``make pulp-up`` (started here if it is not up). For each plugin it
 builds local upstreams (conformance/fixtures/), then through pulpcore-api (HTTP, Basic
 auth; the client bindings are not installed) creates what a user would: rpm, deb,
 python, npm, ostree, gem and container a remote and a repository synced with the
-``immediate`` and with the ``on_demand`` policy, rpm also ``streamed``; rpm and deb a
+``immediate`` and with the ``on_demand`` policy, and ``streamed`` where the plugin offers
+it (rpm, deb, python, npm, gem, container: nothing may be saved for them, which the
+database is searched for; ostree, maven, ansible and pulp_container's pull-through remote
+are asked for one and must refuse it, ``STREAMED_REFUSED``); rpm and deb a
 signed repository (conformance/signing.py); pull-through distributions on a remote for
 maven (it has no sync), python, npm and container; ansible a collection uploaded into a
 repository and one synced from a Galaxy v3 upstream. It publishes where the plugin
@@ -38,6 +41,12 @@ digest and name it in ``Docker-Content-Digest``), collections through the Galaxy
 download URL. The same redirects are followed through nginx to the content app the
 stack's front door serves (section "Front door"), and ``pulp-content-asgi plugins`` on
 the stack must name no plugin that needs the legacy app.
+
+``--domains``: the same on the ``DOMAIN_ENABLED`` stack (``make pulp-up
+STACK_ARGS=--domains``), everything made through the API root of a domain of its own
+(``/pulp/<domain>/api/v3/``) and asked under ``<prefix><domain>/<base path>/``, container
+blobs under ``/pulp/container/<domain>/<path>/blobs/``, plus each plugin's first file in
+the default and in an unknown domain → conformance/parity-plugins-domains.md.
 
 Every difference needs a rule (conformance/parity.py ``RULES``, and ``PLUGIN_RULES``
 here); one that none explains is ``UNEXPLAINED`` and makes the command exit 1.
@@ -146,22 +155,29 @@ def kind_of(plugin: str, policy: str) -> Kind:
 
 
 class PulpApi:
-    """pulpcore-api through the stack's nginx, Basic auth; tasks waited for."""
+    """pulpcore-api through the stack's nginx, Basic auth; tasks waited for. ``root``:
+    the API root, ``/pulp/api/v3/``, or with ``DOMAIN_ENABLED`` a domain's
+    ``/pulp/<domain>/api/v3/`` (everything made through it belongs to that domain)."""
 
-    def __init__(self, origin: str) -> None:
+    def __init__(self, origin: str, root: str = API) -> None:
         self.origin = origin
+        self.root = root
         self.client = httpx.Client(base_url=origin, auth=stacks.ADMIN, timeout=120)
 
     def post(self, path: str, body: dict[str, object]) -> dict:
-        response = self.client.post(path if path.startswith("/") else API + path, json=body)
+        response = self.try_post(path, body)
         if response.status_code >= 400:
             raise SystemExit(f"POST {path} {body}: {response.status_code} {response.text}")
         return response.json()  # type: ignore[no-any-return]
 
+    def try_post(self, path: str, body: dict[str, object]) -> httpx.Response:
+        """The API's answer to a POST, whatever its status."""
+        return self.client.post(path if path.startswith("/") else self.root + path, json=body)
+
     def upload(self, path: str, repository: str) -> str:
         """Upload an Ansible collection into the repository; the task's href."""
         with open(path, "rb") as source:
-            response = self.client.post(f"{API}content/ansible/collection_versions/",
+            response = self.client.post(f"{self.root}content/ansible/collection_versions/",
                                         data={"repository": repository},
                                         files={"file": (os.path.basename(path), source)})
         if response.status_code >= 400:
@@ -225,14 +241,47 @@ class Served:
     saves: set[str] = field(default_factory=set)
     #: container pull-through: the name a client pulls (``<base path>/<upstream name>``)
     registry_path: str = ""
+    #: ``DOMAIN_ENABLED``: the domain everything of this distribution was made in
+    domain: str = ""
+    #: a streamed remote's content: content artifact pk -> the sha256 its remote
+    #: artifact declares (None: none declared); nothing may ever be saved for them
+    never_saved: dict[str, str | None] = field(default_factory=dict)
+    #: npm: whether Pulp will know its tarballs' sha512 when the packument is asked
+    #: (False: streamed, and no remote artifact records one)
+    sha512_known: bool = True
+
+    def path_of(self, content_artifact: str) -> str:
+        """The served path (container: digest) of one of its content artifacts."""
+        return next((path for path, pk in self.artifacts.items() if pk == content_artifact),
+                    content_artifact)
+
+    @property
+    def content_base(self) -> str:
+        """The distribution's URL path in the content app: ``<prefix>[<domain>/]<base
+        path>`` (pulpcore's content routes put the domain first)."""
+        return stacks.PREFIX + (f"{self.domain}/" if self.domain else "") + self.base_path
+
+    @property
+    def registry_name(self) -> str:
+        """The name pulp_container's registry API and its blob route know the image by:
+        ``[<domain>/]<base path or pulled path>``."""
+        return (f"{self.domain}/" if self.domain else "") + (self.registry_path
+                                                             or self.base_path)
+
+    @property
+    def api_base(self) -> str:
+        """The distribution in the plugins' own APIs (pulp_python's ``/pypi/``,
+        pulp_ansible's Galaxy API): ``[<domain>/]<base path>``."""
+        return (f"{self.domain}/" if self.domain else "") + self.base_path
 
 
 def create(api: PulpApi, upstreams: dict[tuple[str, str], fixtures.Upstream],
-           plugins: list[str], unique: str, signing: dict[str, str] | None = None
-           ) -> list[Served]:
+           plugins: list[str], unique: str, signing: dict[str, str] | None = None,
+           domain: str = "") -> list[Served]:
     """Remote, repository, sync, publication, distribution for every (plugin, policy),
-    each step dispatched for all of them at once (the workers take two at a time)."""
-    served = [Served(plugin, policy, upstream) for (plugin, policy), upstream
+    each step dispatched for all of them at once (the workers take two at a time);
+    ``domain``: the domain ``api`` makes them in."""
+    served = [Served(plugin, policy, upstream, domain=domain) for (plugin, policy), upstream
               in upstreams.items() if plugin in plugins]
     served.sort(key=lambda one: plugins.index(one.plugin))
     for one in served:
@@ -286,9 +335,9 @@ def learn_pulled(api: PulpApi, registry: Registry, served: list[Served]) -> None
         if one.policy != "pull_through":
             continue
         if one.plugin == "python":
-            page = registry.client.get(f"/pypi/{one.base_path}/simple/{one.upstream.package}/",
+            page = registry.client.get(f"/pypi/{one.api_base}/simple/{one.upstream.package}/",
                                        auth=stacks.ADMIN)
-            prefix = f"{stacks.PREFIX}{one.base_path}/"
+            prefix = f"{one.content_base}/"
             links = [urlsplit(html.unescape(href)) for href in
                      re.findall(r'href="([^"]+)"', page.text)]
             one.files = [link.path[len(prefix):] + f"?{link.query}" for link in links
@@ -298,9 +347,9 @@ def learn_pulled(api: PulpApi, registry: Registry, served: list[Served]) -> None
                                  f"{page.status_code} {page.text[:300]}")
         elif one.plugin == "container":
             one.registry_path = f"{one.base_path}/{one.upstream.package}"
-            token = registry.token(one.registry_path)
+            token = registry.token(one.registry_name)
             manifest = registry.client.get(
-                f"/v2/{one.registry_path}/manifests/{one.upstream.version}",
+                f"/v2/{one.registry_name}/manifests/{one.upstream.version}",
                 headers={"Authorization": f"Bearer {token}",
                          "Accept": "application/vnd.oci.image.manifest.v1+json"})
             if manifest.status_code != 200:
@@ -314,7 +363,8 @@ def pulled_repository(api: PulpApi, name: str, timeout: float = 120) -> str:
     its task has saved the image (manifest, config and layer) in a version."""
     deadline = time.monotonic() + timeout
     while True:
-        found = api.get(f"{API}repositories/container/container/?name={quote(name)}")["results"]
+        found = api.get(f"{api.root}repositories/container/container/?name={quote(name)}"
+                        )["results"]
         if found and not found[0]["latest_version_href"].endswith("/versions/0/"):
             version = api.get(found[0]["latest_version_href"])
             present = version["content_summary"]["present"]
@@ -342,6 +392,7 @@ def discover(served: list[Served]) -> None:
         Publication,
         PublishedArtifact,
         Remote,
+        RemoteArtifact,
         Repository,
     )
 
@@ -396,6 +447,16 @@ def discover(served: list[Served]) -> None:
             # A streamed remote's content is never saved (pulpcore: save_artifact is
             # ``policy != streamed``).
             one.saves = set(one.cold.values()) if one.policy != "streamed" else set()
+            if one.policy == "streamed":
+                one.sha512_known = RemoteArtifact.objects.filter(
+                    content_artifact__in=list(one.cold.values()), sha512__isnull=False
+                ).exists()
+                one.never_saved = {pk: None for pk in one.cold.values()}
+                one.never_saved.update((str(pk), sha256) for pk, sha256 in
+                                       RemoteArtifact.objects.filter(
+                                           content_artifact__in=list(one.never_saved),
+                                           sha256__isnull=False).values_list(
+                                               "content_artifact_id", "sha256"))
 
 
 #: Synced content that is stored after every sync, made cold by dropping its artifact as
@@ -434,6 +495,62 @@ def saved(content_artifacts: Iterable[str]) -> set[str]:
     return found
 
 
+def streamed_saved(never: dict[str, str | None]) -> set[str]:
+    """Of a streamed remote's content artifacts (pk -> the sha256 its remote artifact
+    declares), those an artifact was saved for: linked to the content artifact, or an
+    Artifact row of that sha256 in any domain (saved, even if never linked)."""
+    from pulpcore.app.models import Artifact
+
+    found = saved(never)
+    by_digest = {sha256: pk for pk, sha256 in never.items() if sha256}
+    found.update(by_digest[sha256] for sha256 in Artifact.objects.filter(
+        sha256__in=list(by_digest)).values_list("sha256", flat=True))
+    return found
+
+
+#: Plugins whose REST API refuses a ``streamed`` remote: (the remote endpoint, where the
+#: installed version says so). Each is asked for one; a remote made fails the run.
+STREAMED_REFUSED: dict[str, tuple[str, str]] = {
+    "ostree": ("remotes/ostree/ostree/",
+               "pulp_ostree 2.6.1 `pulp_ostree/app/serializers.py:168`: "
+               "`OstreeRemoteSerializer.policy` choices `[Remote.IMMEDIATE, Remote.ON_DEMAND]`"),
+    "maven": ("remotes/maven/maven/",
+              "pulpcore 3.123.1 `pulpcore/app/serializers/repository.py:103-111`: "
+              "`RemoteSerializer.policy` offers `immediate` alone, and "
+              "`MavenRemoteSerializer` (pulp_maven 0.36.0 `pulp_maven/app/serializers.py:440`) "
+              "keeps it"),
+    "ansible": ("remotes/ansible/collection/",
+                "pulpcore 3.123.1 `pulpcore/app/serializers/repository.py:103-111`: "
+                "`RemoteSerializer.policy` offers `immediate` alone, and "
+                "`CollectionRemoteSerializer` (pulp_ansible 0.30.3 "
+                "`pulp_ansible/app/serializers.py:213`) keeps it"),
+    "container": ("remotes/container/pull-through/",
+                  "pulp_container 2.30.0 `pulp_container/app/serializers.py:412`: "
+                  "`ContainerPullThroughRemoteSerializer.policy` choices `[Remote.ON_DEMAND]` "
+                  "(the pull-through remote only; `ContainerRemote` offers `streamed`, line 385, "
+                  "and is in the corpus)"),
+}
+
+
+def streamed_refused(api: PulpApi, plugins: list[str], unique: str
+                     ) -> list[tuple[str, str, str, str | None]]:
+    """Ask each plugin of ``STREAMED_REFUSED`` for a streamed remote: (plugin, the API's
+    answer, the source, why this is a failure or None). The answer must be a 400 naming
+    ``policy``."""
+    found = []
+    for plugin, (endpoint, source) in STREAMED_REFUSED.items():
+        if plugin not in plugins:
+            continue
+        response = api.try_post(endpoint, {"name": f"parity-{plugin}-streamed-{unique}",
+                                           "url": "http://127.0.0.1:9/", "policy": "streamed"})
+        text = response.text[:200]
+        why = None
+        if response.status_code != 400 or "policy" not in response.text:
+            why = f"expected a 400 naming policy, got {response.status_code}"
+        found.append((plugin, f"{response.status_code} `{base._escape(text)}`", source, why))
+    return found
+
+
 @dataclass
 class PluginProbe(base.Probe):
     plugin: str = ""
@@ -445,6 +562,9 @@ class PluginProbe(base.Probe):
     cold: str | None = None
     #: the content artifact a cold request is about (whether the app saved it is compared)
     content_artifact: str | None = None
+    #: npm: whether Pulp knows the sha512 of the distribution's tarballs (a packument's
+    #: ``dist.integrity``; ``Served.sha512_known``)
+    sha512_known: bool = True
 
 
 #: The requests each app makes of on-demand content nobody has fetched, in this order
@@ -464,13 +584,14 @@ def _directories(files: Iterable[str]) -> list[str]:
 def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[PluginProbe]:
     """The requests of one distribution; ``registry(served, digest)`` is the registry
     API's redirect target for a blob."""
-    base_url = f"{stacks.PREFIX}{one.base_path}"
+    base_url = one.content_base
     kind = KINDS[one.plugin]
 
     def probe(label: str, path: str, method: str = "GET", **headers: str) -> PluginProbe:
         return PluginProbe(f"{one.plugin} {one.policy}: {label}", path, method,
                            {k.replace("_", "-"): v for k, v in headers.items()},
-                           plugin=one.plugin, policy=one.policy)
+                           plugin=one.plugin, policy=one.policy,
+                           sha512_known=one.sha512_known)
 
     def cold(key: str, label: str, path: str, digest: str | None = None
              ) -> list[PluginProbe]:
@@ -502,7 +623,7 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
             found.append(probe(f"blob {short} without the redirect's signature",
                                urlsplit(target).path))
         found.append(probe("unknown blob (unsigned)",
-                           f"/pulp/container/{one.registry_path or one.base_path}/blobs/"
+                           f"/pulp/container/{one.registry_name}/blobs/"
                            f"sha256:{'0' * 64}"))
         return found
     for filename, digest in one.downloads.items():  # ansible: the Galaxy API's redirect
@@ -574,6 +695,37 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
     return found
 
 
+def domain_probes(served: list[Served]) -> list[PluginProbe]:
+    """``DOMAIN_ENABLED``: per plugin, its first file (container: blob) asked in the
+    default domain, where the base path does not exist, and in an unknown domain; the
+    run's domain's root listing."""
+    found: list[PluginProbe] = []
+    seen: set[str] = set()
+    for one in served:
+        if one.plugin in seen or not one.domain or not (one.files or one.blobs):
+            continue
+        seen.add(one.plugin)
+        if one.plugin == "container":
+            name = one.registry_path or one.base_path
+            where = [("default", "the default domain"), (f"nope-{one.domain}", "an unknown domain")]
+            found += [PluginProbe(f"container {one.policy}: domain: blob in {label}",
+                                  f"/pulp/container/{domain}/{name}/blobs/{one.blobs[0]}",
+                                  plugin="container", policy=one.policy)
+                      for domain, label in where]
+            continue
+        target = one.files[0].split("?")[0]
+        found += [PluginProbe(f"{one.plugin} {one.policy}: domain: {target} in {label}",
+                              f"{stacks.PREFIX}{domain}/{one.base_path}/{quote(target)}",
+                              plugin=one.plugin, policy=one.policy)
+                  for domain, label in (("default", "the default domain"),
+                                        (f"nope-{one.domain}", "an unknown domain"))]
+        if len(seen) == 1:
+            found.append(PluginProbe(f"{one.plugin} {one.policy}: domain: the domain's root "
+                                     "listing", f"{stacks.PREFIX}{one.domain}/",
+                                     plugin=one.plugin, policy=one.policy))
+    return found
+
+
 class Registry:
     """The APIs' redirects to the content app through nginx, as a client meets them:
     pulp_container's registry API for a blob, pulp_ansible's Galaxy API for a
@@ -593,8 +745,10 @@ class Registry:
 
     def api_url(self, one: Served, key: str) -> str:
         if one.plugin == "container":
-            return f"/v2/{one.registry_path or one.base_path}/blobs/{key}"
-        return (f"/pulp_ansible/galaxy/{one.base_path}/api/v3/plugin/ansible/content/"
+            return f"/v2/{one.registry_name}/blobs/{key}"
+        # The Galaxy API root holds the domain (pulp_ansible/app/urls.py, GALAXY_API_ROOT),
+        # the content path under it the base path alone.
+        return (f"/pulp_ansible/galaxy/{one.api_base}/api/v3/plugin/ansible/content/"
                 f"{one.base_path}/collections/artifacts/{key}")
 
     def redirect(self, one: Served, key: str) -> str:
@@ -603,7 +757,7 @@ class Registry:
         url = self.api_url(one, key)
         if one.plugin == "container":
             response = self.client.get(url, headers={
-                "Authorization": f"Bearer {self.token(one.registry_path or one.base_path)}"})
+                "Authorization": f"Bearer {self.token(one.registry_name)}"})
         else:
             response = self.client.get(url, auth=stacks.ADMIN)
         location = response.headers.get("location", "")
@@ -635,13 +789,18 @@ def blob_check(answer: base.Answer, digest: str, registry: bool = True) -> str |
 #: pulp_container's blob route, as the registry API redirects to it.
 CONTAINER_BLOB = r"/pulp/container/.+/blobs/sha256:[0-9a-f]{64}(\?.*)?"
 
+#: The domain of a ``--domains`` run (``domain-<run id>``), between the prefix and the
+#: base path; absent otherwise.
+DOMAIN = r"(?:domain-[0-9a-f]+/)?"
 #: pulp_npm's packument: a package name right under an npm distribution of this corpus.
-NPM_PACKUMENT = re.escape(stacks.PREFIX) + r"parity-[0-9a-f]+/npm/[a-z-]+/[^/]+"
+NPM_PACKUMENT = re.escape(stacks.PREFIX) + DOMAIN + r"parity-[0-9a-f]+/npm/[a-z-]+/[^/]+"
 
-#: The corpus's distributions of a ``streamed`` remote (never stored).
-STREAMED = re.escape(stacks.PREFIX) + r"parity-[0-9a-f]+/[a-z]+/streamed/.+"
+#: The corpus's distributions of a ``streamed`` remote (never stored); container's by its
+#: blob route.
+STREAMED = (r"(" + re.escape(stacks.PREFIX) + DOMAIN + r"parity-[0-9a-f]+/[a-z]+/streamed/.+"
+            r"|/pulp/container/" + DOMAIN + r"parity-[0-9a-f]+/container/streamed/.+)")
 #: pulp_python's pages asked of the content app on a pull-through distribution.
-PYTHON_PULLED = (re.escape(stacks.PREFIX)
+PYTHON_PULLED = (re.escape(stacks.PREFIX) + DOMAIN
                  + r"parity-[0-9a-f]+/python/pull-through/(simple/[^/]+/|pypi/[^/]+/json)")
 
 #: #16 item 4: a streamed or first on-demand answer describes the content, not the
@@ -662,6 +821,10 @@ PLUGIN_RULES: list[base.Rule] = [
     # A verified on-demand blob: ours is the artifact's "<sha256>", the registry's
     # upstream ETag "sha256:<hex>" is not forwarded.
     base.Rule("etag", base.SHA256_ETAG, r'"sha256:[0-9a-f]{64}"', _UPSTREAM, (200, 206)),
+    # A streamed blob: streamed downloads are not verified, so ours has no ETag; the
+    # registry's "sha256:<hex>" is not forwarded.
+    base.Rule("etag", base.ABSENT, r'"sha256:[0-9a-f]{64}"', _UPSTREAM, (200, 206),
+              target=STREAMED),
     base.Rule("last-modified", base.ABSENT, base.HTTP_DATE, _UPSTREAM, (200, 206)),
     # #16 item 4 for pulp_container: a blob's Last-Modified is when it joined the
     # repository, on its first (live) answer as after its save.
@@ -715,6 +878,15 @@ PLUGIN_RULES: list[base.Rule] = [
               "Content-Length 100 bytes over the file) and sends the whole file; ours the "
               "last bytes (RFC 9110 §14.1.2; docs/differences.md, suffix range of a streamed "
               "file)", (206,), target=STREAMED, whole=True),
+    base.Rule("status", "416", "206",
+              "old-app bug: a range starting past the end of a streamed file whose size the "
+              "remote artifact does not record (pulp_npm's and pulp_gem's syncs record none): "
+              "pulpcore-content checks the start only against a recorded size "
+              "(pulpcore/content/handler.py:1345-1347) and answers 206 with Content-Range "
+              "bytes 99999999-<last>/<size> and a negative Content-Length; ours 416 with "
+              "bytes */<size> once the upstream's length is known (RFC 9110 §14.1.1, §15.5.17; "
+              "docs/differences.md, range past the end of a streamed file)", (416,),
+              target=STREAMED, method="GET", whole=True),
     base.Rule("body", r"416: Range Not Satisfiable", r"416: Requested Range Not Satisfiable",
               "deliberate: one 416 text on every path; pulpcore-content's streamed 416 is "
               "aiohttp's (docs/differences.md, 416 responses)", (416,), target=STREAMED),
@@ -752,10 +924,11 @@ def forget(served: list[Served], pair_dbs: Iterable[int]) -> None:
     import redis
     from pulpcore.app.util import cache_key
 
-    base_paths = [path for one in served if one.policy != "immediate" or one.cold
-                  for path in (one.base_path, one.registry_path) if path]
+    keys = [cache_key(path, one.domain or None) for one in served
+            if one.policy != "immediate" or one.cold
+            for path in (one.base_path, one.registry_path) if path]
     for db in pair_dbs:
-        redis.Redis(host="127.0.0.1", port=6379, db=db).delete(*cache_key(base_paths))
+        redis.Redis(host="127.0.0.1", port=6379, db=db).delete(*keys)
 
 
 def forget_pulled(api: PulpApi) -> None:
@@ -788,11 +961,18 @@ def unsave(content_artifacts: Iterable[str]) -> None:
 NPM_ENTRIES = ("deliberate: version entries also carry name, version and dist.integrity, "
                "without which npm 11 refuses the packument; the rest is the same "
                "(docs/differences.md, pulp_npm packument: version entries)")
+#: The same for a streamed remote's packument: no artifact is ever stored and pulp_npm's
+#: sync records no sha512 in the remote artifact, so there is no integrity to give.
+NPM_ENTRIES_UNKNOWN = ("deliberate: version entries also carry name and version; no "
+                       "dist.integrity, since Pulp knows no sha512 of a streamed tarball "
+                       "(never stored, none recorded by pulp_npm's sync); the rest is the "
+                       "same (docs/differences.md, pulp_npm packument: version entries)")
 
 
-def npm_packument_extends(ours: bytes, theirs: bytes) -> bool:
+def npm_packument_extends(ours: bytes, theirs: bytes, integrity: bool = True) -> bool:
     """Whether our packument is pulpcore-content's with ``name``, ``version`` and
-    ``dist.integrity`` (``sha512-…``) added to each version entry, nothing else."""
+    ``dist.integrity`` (``sha512-…``; absent when ``integrity`` is False: Pulp knows no
+    sha512) added to each version entry, nothing else."""
     try:
         mine, old = json.loads(ours), json.loads(theirs)
     except ValueError:
@@ -804,7 +984,8 @@ def npm_packument_extends(ours: bytes, theirs: bytes) -> bool:
         return False
     for number, entry in versions.items():
         dist = dict(entry.get("dist", {}))
-        if not str(dist.pop("integrity", "")).startswith("sha512-"):
+        given = dist.pop("integrity", None)
+        if (not str(given).startswith("sha512-")) if integrity else given is not None:
             return False
         trimmed = {k: v for k, v in entry.items() if k not in ("name", "version", "dist")}
         if (entry.get("name") != mine.get("name") or entry.get("version") != number
@@ -818,8 +999,10 @@ def compare(probe: PluginProbe, got: dict[str, base.Answer],
     diffs = base.differences(got["asgi"], got["legacy"], COMPARED)
     found = base.verdicts(probe, got["asgi"], got["legacy"], diffs, base.RULES + PLUGIN_RULES)
     if (re.fullmatch(NPM_PACKUMENT, probe.path) and got["asgi"].status == 200
-            and npm_packument_extends(got["asgi"].body, got["legacy"].body)):
-        found = [NPM_ENTRIES if diff.field == "body" else verdict
+            and npm_packument_extends(got["asgi"].body, got["legacy"].body,
+                                      probe.sha512_known)):
+        entries = NPM_ENTRIES if probe.sha512_known else NPM_ENTRIES_UNKNOWN
+        found = [entries if diff.field == "body" else verdict
                  for diff, verdict in zip(diffs, found, strict=True)]
         found = [base.FOLLOWS_BODY if diff.field == "content-length" and verdict ==
                  "UNEXPLAINED" else verdict for diff, verdict in zip(diffs, found, strict=True)]
@@ -855,15 +1038,35 @@ def settle(content_artifacts: set[str], timeout: float = SAVE_WAIT) -> set[str]:
         time.sleep(0.2)  # a row written by another process: nothing to wait on but the row
 
 
+#: A streamed remote's content found saved: (what was asked before it was found, the
+#: content artifacts).
+Leak = tuple[str, list[str]]
+#: A leak's "since" before any request: saved by the plugin's sync, not a content app
+#: (pulp_container's sync of a streamed remote stores each image's config blob: it reads
+#: it); ``unsave`` drops it before the first cold request, so the apps meet it unsaved.
+SYNCED = "the syncs (nothing asked yet)"
+
+
 def probe_all(probes: list[PluginProbe], pair: dict, host: str, expected: set[str],
-              forget: Callable[[], None], forget_pulled: Callable[[], None]) -> list[Row]:
+              forget: Callable[[], None], forget_pulled: Callable[[], None],
+              never: dict[str, str | None] | None = None) -> tuple[list[Row], list[Leak]]:
     """Both passes (ours first, theirs first). In each, every cold group goes to the
     first app with its content unsaved (``unsave``, cache entries forgotten), then,
     once the downloads it is ``expected`` to save are saved (or SAVE_WAIT has passed),
     to the second the same way. Then both apps' cache entries for the on-demand distributions are
     forgotten again and the rest of the requests go to both apps in the pass's
-    order."""
+    order. ``never``: streamed content (``Served.never_saved``), looked for before each
+    ``unsave`` (which would hide a save); what was found saved is returned with the
+    requests asked since the last look (the caller looks once more when the apps have
+    stopped)."""
     rows: list[Row] = []
+    leaks: list[Leak] = []
+    since = SYNCED
+
+    def look() -> None:
+        if never and (found := streamed_saved(never)):
+            leaks.append((since, sorted(found)))
+
     for name, order in (("ours first", ("asgi", "legacy")), ("theirs first", ("legacy", "asgi"))):
         got: dict[int, dict[str, base.Answer]] = {id(p): {} for p in probes}
         kept: dict[int, dict[str, bool]] = {id(p): {} for p in probes}
@@ -871,6 +1074,8 @@ def probe_all(probes: list[PluginProbe], pair: dict, host: str, expected: set[st
             members = [p for p in probes if p.cold == group]
             keys = {p.content_artifact for p in members if p.content_artifact}
             for side in order if members else ():
+                look()
+                since = f"pass {name}: {side}'s cold {group} requests"
                 unsave(keys)
                 if any(key.startswith("url:") for key in keys):
                     forget_pulled()
@@ -883,6 +1088,7 @@ def probe_all(probes: list[PluginProbe], pair: dict, host: str, expected: set[st
                     kept[id(probe)][side] = probe.content_artifact in done
         if any(p.cold for p in probes):
             forget()
+        since = f"pass {name}: both apps' other requests"
         for probe in probes:
             if probe.cold is None:
                 for side in order:
@@ -891,7 +1097,7 @@ def probe_all(probes: list[PluginProbe], pair: dict, host: str, expected: set[st
             diffs, found = compare(probe, got[id(probe)], kept[id(probe)])
             rows.append((name, probe, got[id(probe)]["asgi"], got[id(probe)]["legacy"],
                          diffs, found))
-    return rows
+    return rows, leaks
 
 
 #: Signature files of a signed distribution -> the file a detached one signs (None:
@@ -948,12 +1154,66 @@ def plugins_served(stack: stacks.Layout) -> tuple[int, str]:
     return done.returncode, done.stdout.strip()
 
 
+@dataclass
+class Streamed:
+    """What a run learnt of streamed remotes: the plugins' refusals
+    (``streamed_refused``), the saves found (``probe_all``'s leaks) and the content
+    watched (content artifact pk -> declared sha256)."""
+
+    refused: list[tuple[str, str, str, str | None]]
+    leaks: list[Leak]
+    watched: dict[str, str | None]
+
+
+def streamed_section(served: list[Served], streamed: Streamed) -> list[str]:
+    """The report's "Streamed remotes" section."""
+    lines = ["", "## Streamed remotes", "",
+             "A `streamed` remote's content is never saved (pulpcore-content: "
+             "`save_artifact = remote_artifact.remote.policy != Remote.STREAMED`, "
+             "`pulpcore/content/handler.py:1083`). Each app asked for each such file cold "
+             "(HEAD, a range, a GET), then again (a second GET, HEAD, ranges, "
+             "conditionals). Before each drop of on-demand content for the next app's cold "
+             "requests (a drop would hide a save), and once more after both apps stopped, "
+             "the database was searched for an artifact of it: one linked to its content "
+             "artifact, or an Artifact row (any domain) with the sha256 its remote "
+             "artifact declares.", "",
+             "| Plugin | Distribution | Files watched (with a declared sha256) | Saved |",
+             "|---|---|---|---|"]
+    leaked: dict[str, list[str]] = {}
+    for since, pks in streamed.leaks:
+        for pk in pks:
+            leaked.setdefault(pk, []).append(since)
+    for one in served:
+        if one.policy != "streamed":
+            continue
+        found = [f"`{one.path_of(pk)}` " + (
+            "by the plugin's sync (dropped before the first cold request), then nothing"
+            if since == SYNCED else f"**after {since}**")
+                 for pk in one.never_saved for since in leaked.get(pk, ())]
+        declared = sum(1 for sha256 in one.never_saved.values() if sha256)
+        lines.append(f"| {one.plugin} | `{one.base_path}` | {len(one.never_saved)} "
+                     f"({declared}) | {'<br>'.join(found) or 'nothing, by either app'} |")
+    if streamed.refused:
+        lines += ["", "Plugins whose REST API has no streamed remote, each asked for one "
+                  "(`policy: streamed`):", "",
+                  "| Plugin | Remote endpoint | API answer | Source | Verdict |",
+                  "|---|---|---|---|---|"]
+        for plugin, answer, source, why in streamed.refused:
+            endpoint = STREAMED_REFUSED[plugin][0]
+            lines.append(f"| {plugin} | `{endpoint}` | {answer} | {source} | "
+                         f"{why or 'refused, as its source says'} |")
+    return lines
+
+
 def write_report(path: str, rows: list[Row], served: list[Served], registry: Registry,
                  doors: list[tuple[str, str, str, str | None]], timings: dict[str, float],
                  front: str, plugins: tuple[int, str],
-                 signatures: list[tuple[str, str | None, str | None]]) -> int:
+                 signatures: list[tuple[str, str | None, str | None]],
+                 streamed: Streamed | None = None, domain: str = "") -> int:
     """The markdown report; returns the number of unexplained differences (front-door
-    failures of our app and a plugin needing the legacy app included)."""
+    failures of our app, a plugin needing the legacy app, a streamed file saved and a
+    streamed remote a plugin should have refused included)."""
+    streamed = streamed or Streamed([], [], {})
     commit = subprocess.run(["git", "-C", stacks.ROOT, "rev-parse", "HEAD"],
                             capture_output=True, text=True, check=False).stdout.strip()
     dirty = subprocess.run(["git", "-C", stacks.ROOT, "status", "--porcelain", "--", "conformance",
@@ -969,8 +1229,9 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
              + _versions() + ".", "",
              "Each plugin's content was created through the stack's REST API: a remote on "
              "a local upstream built at run time (conformance/fixtures/), a repository "
-             "synced with the `immediate` and with the `on_demand` policy (rpm also "
-             "`streamed`; rpm and deb also a signed repository, `signed`, with a signing "
+             "synced with the `immediate` and with the `on_demand` policy (and `streamed` "
+             "where the plugin offers it: rpm, deb, python, npm, gem, container; rpm and deb "
+             "also a signed repository, `signed`, with a signing "
              "service on a key made at run time), pull-through distributions (maven, it has "
              "no sync; python, npm, container), ansible a collection uploaded and one "
              "synced from a Galaxy v3 upstream (`immediate`: pulp_ansible has no on-demand "
@@ -989,12 +1250,21 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
              "Compared: status, "
              + ", ".join(COMPARED) + " by value, and the body bytes; container blobs must "
              "also hash to their digest and name it in Docker-Content-Digest.", "",
+             *([f"`DOMAIN_ENABLED` stack: everything was made in the domain `{domain}` "
+                f"through its API root `/pulp/{domain}/api/v3/` (storage: FileSystem in "
+                "MEDIA_ROOT, as the default domain's) and asked under "
+                f"`{stacks.PREFIX}{domain}/<base path>/`, container blobs under "
+                f"`/pulp/container/{domain}/<path>/blobs/`; each plugin's first file also "
+                "in the default domain and in an unknown one (requests labelled *domain:*).",
+                ""] if domain else []),
              "Time: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in
                                   timings.items()) + ".", "",
              f"**{len(rows)} requests: {sum(1 for r in rows if not r[4])} identical, "
              f"{sum(1 for r in rows if r[4])} different, {unexplained} unexplained "
              f"differences; front door: {len(doors)} downloads, {door_failures} failed "
-             "through our app.**", "",
+             f"through our app; streamed: {len(streamed.watched)} files watched, "
+             f"{len({pk for since, pks in streamed.leaks if since != SYNCED for pk in pks})} "
+             "found saved by an app.**", "",
              "| Plugin | Requests | Identical | Different | Unexplained |", "|---|---|---|---|---|"]
     for plugin in dict.fromkeys(one.plugin for one in served):
         mine = [row for row in rows if row[1].plugin == plugin]
@@ -1024,6 +1294,7 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
             lines.append(f"| {label} | {api_answer} | {why or 'exact bytes'}"
                          + (", Docker-Content-Digest" if "container" in label and not why
                             else "") + " |")
+    lines += streamed_section(served, streamed)
     if signatures:
         lines += ["", "## Signatures", "",
                   "Each signature file of the signed distributions as each app served it "
@@ -1048,21 +1319,45 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
                          f"| {theirs.status} | {cache} | {shown} |")
     with open(path, "w") as out:
         out.write("\n".join(lines) + "\n")
-    return unexplained + door_failures + bad_signatures + (1 if plugins[0] else 0)
+    streamed_failures = (sum(1 for since, _ in streamed.leaks if since != SYNCED)
+                         + sum(1 for *_, why in streamed.refused if why))
+    return (unexplained + door_failures + bad_signatures + (1 if plugins[0] else 0)
+            + streamed_failures)
+
+
+def make_domain(origin: str, name: str) -> str:
+    """A domain storing its artifacts in MEDIA_ROOT as the default domain does, made
+    through the default domain's API (``POST /pulp/default/api/v3/domains/``); its API
+    root."""
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    PulpApi(origin, "/pulp/default/api/v3/").post("domains/", {
+        "name": name, "storage_class": "pulpcore.app.models.storage.FileSystem",
+        "storage_settings": {"location": settings.MEDIA_ROOT}})
+    return f"/pulp/{name}/api/v3/"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--report", default=os.path.join(stacks.ROOT, "conformance",
-                                                         "parity-plugins.md"))
+    parser.add_argument("--report", help="default: conformance/parity-plugins.md, "
+                        "with --domains conformance/parity-plugins-domains.md")
     parser.add_argument("--plugins", default=",".join(PLUGINS),
                         help=f"a comma-separated subset of {','.join(PLUGINS)}")
+    parser.add_argument("--domains", action="store_true",
+                        help="on the DOMAIN_ENABLED stack, everything made in a domain of "
+                        "its own")
     args = parser.parse_args()
+    args.report = args.report or os.path.join(
+        stacks.ROOT, "conformance",
+        "parity-plugins-domains.md" if args.domains else "parity-plugins.md")
     plugins = [p for p in args.plugins.split(",") if p]
     if unknown := set(plugins) - set(PLUGINS):
         raise SystemExit(f"unknown plugins: {sorted(unknown)}")
-    stack = stacks.layout()
+    stack = stacks.layout(args.domains)
     timings: dict[str, float] = {}
     began = time.monotonic()
     started = stacks.ensure_up(stack)
@@ -1078,28 +1373,35 @@ def main() -> None:
                             stack.nginx + FIXTURE_OFFSET["registry"], unique) as upstreams:
             timings["fixtures"] = time.monotonic() - phase
             phase = time.monotonic()
-            api = PulpApi(stack.origin)
-            signing_hrefs = {plugin: api.get(f"{API}signing-services/?name={name}")
+            domain = f"domain-{unique}" if args.domains else ""
+            api = PulpApi(stack.origin, make_domain(stack.origin, domain) if domain else API)
+            signing_hrefs = {plugin: api.get(f"{api.root}signing-services/?name={name}")
                              ["results"][0]["pulp_href"] for plugin, name in
                              signing.services(stack, signers, unique, [
                                  plugin for (plugin, policy) in upstreams
                                  if policy == "signed" and plugin in plugins]).items()}
-            served = create(api, upstreams, plugins, unique, signing_hrefs)
+            served = create(api, upstreams, plugins, unique, signing_hrefs, domain)
+            refused = streamed_refused(api, plugins, unique)
             registry = Registry(stack.origin)
             learn_pulled(api, registry, served)
             timings["REST API: remotes, syncs, publications, distributions"] = (
                 time.monotonic() - phase)
             discover(served)
             probes = [p for one in served for p in probes_for(one, registry.redirect)]
+            probes += domain_probes(served)
+            never = {pk: sha256 for one in served for pk, sha256 in one.never_saved.items()}
             phase = time.monotonic()
             pair = base.start_pair(stack)
             try:
-                rows = probe_all(probes, pair, f"127.0.0.1:{stack.nginx}",
-                                 {key for one in served for key in one.saves},
-                                 lambda: forget(served, base.REDIS_DBS),
-                                 lambda: forget_pulled(api))
+                rows, leaks = probe_all(probes, pair, f"127.0.0.1:{stack.nginx}",
+                                        {key for one in served for key in one.saves},
+                                        lambda: forget(served, base.REDIS_DBS),
+                                        lambda: forget_pulled(api), never)
             finally:
                 base.stop_pair(pair)
+            if never and (found := streamed_saved(never)):  # a save finished late
+                leaks.append(("pass theirs first: both apps' other requests (looked for "
+                              "after both apps stopped)", sorted(found)))
             signatures = check_signatures(rows, signers)
             doors = []
             for one in served:
@@ -1118,7 +1420,7 @@ def main() -> None:
             stacks.down(stack)
     timings["total"] = time.monotonic() - began
     failures = write_report(args.report, rows, served, registry, doors, timings, front,
-                            how_served, signatures)
+                            how_served, signatures, Streamed(refused, leaks, never), domain)
     for name, probe, _ours, _theirs, diffs, texts in rows:
         for diff, text in zip(diffs, texts, strict=True):
             if text == "UNEXPLAINED":

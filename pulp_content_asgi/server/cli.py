@@ -41,6 +41,24 @@ def check(app_settings: conf.AppSettings) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+def setup() -> None:
+    """``bootstrap.setup()``, with a configuration Django refuses while loading the apps as
+    one line and exit 1 instead of a traceback: pulpcore's message says what to do. The
+    case met: with ``DOMAIN_ENABLED``, an installed plugin whose PluginConfig does not
+    declare ``domain_compatible`` (``pulpcore/app/apps.py``, "The plugin `…` is not
+    domain compatible. Please uninstall/update the plugin or turn off `DOMAIN_ENABLED`
+    for Pulp to start."); pulpcore-content and every other Pulp process refuse it the
+    same way, so no content app serves such a plugin under domains."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from pulp_content_asgi import bootstrap
+
+    try:
+        bootstrap.setup()
+    except ImproperlyConfigured as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
              invoke_without_command=True)
 @click.option("--bind", "-b", "binds", multiple=True,
@@ -80,9 +98,7 @@ def main(ctx: click.Context, binds: tuple[str, ...], workers: int, timeout: int,
     if access_logfile:
         os.environ["PULP_CONTENT_ASGI_ACCESS_LOGFILE"] = access_logfile
     os.environ["PULP_CONTENT_ASGI_LOG_LEVEL"] = log_level
-    from pulp_content_asgi import bootstrap
-
-    bootstrap.setup()
+    setup()
     app_settings = conf.load()
     check(app_settings)
     chosen = server or app_settings.server
@@ -121,9 +137,7 @@ def plugins() -> None:
     the plugin's model hooks; legacy: the plugin adds aiohttp routes to pulpcore-content
     that nothing here serves (they need CONTENT_ASGI_LEGACY_ORIGIN).
     """
-    from pulp_content_asgi import bootstrap
-
-    bootstrap.setup()
+    setup()
     from pulp_content_asgi.plugin import registry
 
     registry.discover()
