@@ -19,6 +19,12 @@ npm registry format): npm 11 refuses pulp_npm's entries (``EINCOMPLETEMANIFEST``
 ``missing version``), and with ``integrity`` it verifies the tarball it downloads
 (clients/report.md).
 
+Tarballs fetched from the upstream (on-demand content, whose remote artifacts pulp_npm's
+sync gives no digest, and pull-through) are held to the registry's version document,
+``<registry>/<name>/<version>``, which declares ``dist.integrity`` (and ``dist.shasum``):
+:class:`VersionDocumentCheck`, one small request before the first download (no document,
+``404``: saved as before).
+
 ``NpmRemote.get_remote_artifact_content_type`` and ``Package.init_from_artifact_and_
 relative_path`` keep serving pull-through (tarballs saved, upstream packuments streamed,
 as ``application/json`` too: ``NpmHandler.plugin_headers``).
@@ -37,6 +43,7 @@ from django.conf import settings
 from pulpcore.app.models import Distribution
 
 from pulp_content_asgi.plugin import DistributionHandler, Result, ServeBody, hooks
+from pulp_content_asgi.plugin.upstream import Declared, Unreadable, UpstreamCheck
 
 #: The packument's media type (RFC 8259 §11 defines no charset parameter: it is UTF-8).
 PACKUMENT_TYPE = "application/json"
@@ -111,6 +118,70 @@ def packument(name: str, packages: Iterable[Any], prefix: str,
     return document
 
 
+#: Subresource Integrity algorithms (https://www.w3.org/TR/SRI/) npm writes, and sha1 for
+#: ``dist.shasum``-era ``integrity`` strings.
+SRI_ALGORITHMS = ("sha512", "sha384", "sha256", "sha1")
+
+
+def tarball_version(url: str, relative_path: str) -> tuple[str, str] | None:
+    """``(registry prefix of the package, version)`` for a tarball ``url`` in a registry's
+    layout (``<prefix>/<name>/-/<basename>-<version>.tgz``, the relative path being
+    ``<name>/-/<file>``); None for anything else."""
+    head, sep, file = url.rpartition("/-/")
+    name = relative_path.split("/-/", 1)[0]
+    basename = name.rsplit("/", 1)[-1]
+    if not sep or not file.startswith(f"{basename}-") or not file.endswith(".tgz"):
+        return None
+    version = file[len(basename) + 1:-len(".tgz")]
+    return (head, version) if version else None
+
+
+def sri_digests(integrity: str) -> dict[str, str]:
+    """``{"sha512": hex, ...}`` from an SRI string (``sha512-<base64> sha1-<base64>``);
+    options (``?...``) are ignored, unknown algorithms left out."""
+    found = {}
+    for token in integrity.split():
+        algorithm, _, value = token.partition("-")
+        if algorithm in SRI_ALGORITHMS:
+            try:
+                found[algorithm] = base64.b64decode(value.split("?")[0], validate=True).hex()
+            except ValueError as exc:
+                raise Unreadable(f"integrity {token!r} is not base64") from exc
+    return found
+
+
+class VersionDocumentCheck(UpstreamCheck):
+    """An npm tarball against its registry's version document: ``dist.integrity`` (all
+    its hashes), else ``dist.shasum`` (sha1)."""
+
+    def document(self, url: str, relative_path: str) -> str | None:
+        found = tarball_version(url, relative_path)
+        return None if found is None else f"{found[0]}/{found[1]}"
+
+    def declared(self, url: str, relative_path: str, document: bytes | None) -> Declared:
+        found = tarball_version(url, relative_path)
+        if document is None or found is None:
+            return Declared()
+        try:
+            manifest = json.loads(document)
+            dist = manifest["dist"]
+            version = manifest.get("version", found[1])
+            integrity, shasum = dist.get("integrity"), dist.get("shasum")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise Unreadable(f"not an npm version document: {exc!r}") from exc
+        name = relative_path.split("/-/", 1)[0]
+        if version != found[1] or manifest.get("name", name) != name:
+            raise Unreadable(f"the document is about {manifest.get('name')}@{version}, "
+                             f"not {name}@{found[1]}")
+        digests = sri_digests(integrity) if isinstance(integrity, str) else {}
+        if not digests and isinstance(shasum, str):
+            digests = {"sha1": shasum}
+        return Declared(digests)
+
+
+VERSION_DOCUMENT = VersionDocumentCheck()
+
+
 class NpmHandler(DistributionHandler):
     """``NpmDistribution``: pulpcore's resolution order with the live packument."""
 
@@ -131,6 +202,9 @@ class NpmHandler(DistributionHandler):
         body = json.dumps(packument(name, packages, tarball_prefix(distribution),
                                     tarball_digests(packages)))
         return ServeBody(body.encode(), headers={"Content-Type": PACKUMENT_TYPE})
+
+    def upstream_check(self, distribution: Distribution, path: str) -> UpstreamCheck | None:
+        return VERSION_DOCUMENT
 
     def plugin_headers(self, distribution: Distribution, path: str) -> Mapping[str, str]:
         """The model's headers; a bare package name is a packument, JSON like the ones

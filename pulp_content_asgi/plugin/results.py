@@ -17,6 +17,8 @@ from pulp_content_asgi.protocol.listing import Listing
 if TYPE_CHECKING:
     from pulpcore.app.models import Artifact, ContentArtifact, RemoteArtifact, Repository
 
+    from pulp_content_asgi.plugin.upstream import UpstreamCheck
+
 Headers = Mapping[str, str]
 
 
@@ -54,6 +56,9 @@ class ServeRemote:
     becomes content, and ``repository`` receives it when it supports pull-through.
     ``last_modified`` is what the stored file will say (when the content joined the
     repository), so the response says the same before and after the save.
+    ``check`` learns what the upstream declares about the file, which a saved download
+    must match (:mod:`pulp_content_asgi.plugin.upstream`); when None, the dispatcher asks
+    the handler's ``upstream_check``.
     """
 
     content_artifact: ContentArtifact
@@ -62,6 +67,7 @@ class ServeRemote:
     save: bool = True
     repository: Repository | None = None
     last_modified: datetime | None = None
+    check: UpstreamCheck | None = None
 
 
 @dataclass(frozen=True)
