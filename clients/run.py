@@ -368,8 +368,12 @@ def main() -> None:
                             # client fetched (gem: the untouched gemspec) is genuine. An
                             # app may decide just after its answer (ours does): wait for
                             # its verdict on each tampered download.
-                            kept, pending = verdicts({key for path, key in one.cold.items()
-                                                      if path.endswith(TAMPERED)})
+                            kept, pending = verdicts(
+                                {key for path, key in one.cold.items()
+                                 if path.endswith(TAMPERED)},
+                                {key: f"{_content(stack, one.base_path)}{path}"
+                                 for path, key in one.cold.items()
+                                 if path.endswith(TAMPERED) and key.startswith("url:")})
                             rejected = not outcome.ok
                             outcome.ok = rejected and not kept and not pending
                             outcome.detail = (
@@ -393,13 +397,21 @@ def main() -> None:
     raise SystemExit(1 if failures else 0)
 
 
-def verdicts(keys: set[str]) -> tuple[set[str], set[str]]:
+def verdicts(keys: set[str], probes: dict[str, str] | None = None
+             ) -> tuple[set[str], set[str]]:
     """Wait until the app has recorded a verdict on each of these downloads (content
     artifact pks, or ``url:<upstream url>`` for pull-through content): its artifact saved,
     or a remote artifact of it marked failed (``failed_at``, which both apps set when a
     download fails its digest check, pulpcore's ``REMOTE_CONTENT_FETCH_FAILURE_COOLDOWN``).
-    Returns (saved, still undecided after ``VERDICT_DEADLINE`` seconds)."""
+    First-time pull-through content has no remote artifact row to mark (pulpcore's
+    ``_stream_remote_artifact`` skips it; ours too), so its verdict is asked of the app
+    (``probes``: key → the content URL): a refusing app answers the next request with a
+    cut or an error (it fetches and refuses again), one that saved the file answers it
+    whole from storage. Returns (saved, still undecided after ``VERDICT_DEADLINE``
+    seconds)."""
     from pulpcore.app.models import RemoteArtifact
+
+    probed: set[str] = set()
 
     def refused() -> set[str]:
         failed = RemoteArtifact.objects.filter(failed_at__isnull=False)
@@ -413,10 +425,25 @@ def verdicts(keys: set[str]) -> tuple[set[str], set[str]]:
     deadline = time.monotonic() + VERDICT_DEADLINE
     while True:
         kept = plugins.saved(keys)
-        pending = keys - kept - refused()
+        pending = keys - kept - refused() - probed
+        for key in pending & set(probes or {}):
+            if key not in probed and _refuses((probes or {})[key]):
+                probed.add(key)  # saved after all? ``kept`` says so on the next round
+                pending.discard(key)
         if not pending or time.monotonic() > deadline:
-            return kept, pending
+            return plugins.saved(keys), pending
         time.sleep(0.2)  # a row written by another process: nothing to wait on but the row
+
+
+def _refuses(url: str) -> bool:
+    """Whether the app refuses ``url``: anything but a whole ``200`` (a cut shows as an
+    incomplete chunked body)."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=120).status_code != 200
+    except httpx.TransportError:  # the body cut short: the app refused the bytes
+        return True
 
 
 def _make_cold(api: plugins.PulpApi, served: list[plugins.Served]) -> None:

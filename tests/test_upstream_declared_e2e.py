@@ -298,3 +298,31 @@ def test_ostree_object_not_matching_its_name_is_cut_and_not_saved(server, upstre
     assert not stored(cas[relative])
     assert no_artifact(tampered(blob))
     assert upstream.hits[f"{u}/{relative}"] == 1  # the name is the declaration: no request
+
+
+def test_npm_packument_carries_the_integrity_the_registry_declares(server, upstream):
+    """npm writes the packument's ``dist.integrity`` into package-lock.json and checks the
+    tarball against it: for a tarball Pulp has no digest for, it is the registry's."""
+    blob = os.urandom(2000)
+    dist, ca, prefix, path = npm_on_demand(upstream, blob, integrity(blob))
+    name = path.split("/-/")[0]
+    assert httpx.head(server.url(f"/pulp/content/{dist.base_path}/{name}")).status_code == 200
+    assert upstream.hits[f"{prefix}{name}/1.0.0"] == 0  # HEAD produces no document
+    answer = get(server, dist, name)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
+    (entry,) = answer.json()["versions"].values()
+    assert entry["dist"]["integrity"] == integrity(blob)["dist"]["integrity"]
+    assert upstream.hits[f"{prefix}{name}/1.0.0"] == 1
+    assert not stored(ca)  # the packument fetched no tarball
+    assert get(server, dist, path).content == blob
+    assert wait_for(lambda: stored(ca))
+    # Stored now: its digest is Pulp's, and the registry is not asked again.
+    assert get(server, dist, name).json() == answer.json()
+    assert upstream.hits[f"{prefix}{name}/1.0.0"] == 2  # once more, for the tarball
+
+
+def test_npm_packument_without_a_version_document_has_no_integrity(server, upstream):
+    dist, _, _, path = npm_on_demand(upstream, b"tarball", None)
+    (entry,) = get(server, dist, path.split("/-/")[0]).json()["versions"].values()
+    assert "integrity" not in entry["dist"]

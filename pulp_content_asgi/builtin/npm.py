@@ -37,12 +37,19 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from pulpcore.app.models import Distribution
 
-from pulp_content_asgi.plugin import DistributionHandler, Result, ServeBody, hooks
+from pulp_content_asgi.plugin import (
+    DistributionHandler,
+    Result,
+    ServeBody,
+    ServeGenerated,
+    hooks,
+)
 from pulp_content_asgi.plugin.upstream import Declared, Unreadable, UpstreamCheck
 
 #: The packument's media type (RFC 8259 §11 defines no charset parameter: it is UTF-8).
@@ -180,6 +187,67 @@ class VersionDocumentCheck(UpstreamCheck):
 
 
 VERSION_DOCUMENT = VersionDocumentCheck()
+#: Versions per packument whose integrity is asked of the upstream (the rest go without).
+LOOKUPS = 16
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A package whose tarball Pulp has no digest for, and where its registry declares one
+    (decided on the ORM thread: the remote is loaded and cast)."""
+
+    package: Any
+    remote: Any
+    url: str
+    relative_path: str
+
+
+def unverified(packages: Iterable[Any], digests: Mapping[Any, str]) -> list[Lookup]:
+    """At most :data:`LOOKUPS` packages without a known sha512 whose tarball is on a
+    remote that is not ``streamed`` (on-demand content of pulp_npm's sync), newest first."""
+    from pulpcore.app.models import Remote, RemoteArtifact
+
+    missing = [p.pk for p in packages if p.pk not in digests]
+    if not missing:
+        return []
+    found: dict[Any, Lookup] = {}
+    for remote_artifact in (RemoteArtifact.objects.filter(
+            content_artifact__content__in=missing).select_related(
+            "remote", "content_artifact").order_by("-content_artifact__content__pulp_created")):
+        package = remote_artifact.content_artifact.content_id
+        if package in found or len(found) >= LOOKUPS:
+            continue
+        remote = remote_artifact.remote.cast()
+        if remote.policy != Remote.STREAMED:
+            found[package] = Lookup(package, remote, remote_artifact.url,
+                                    remote_artifact.content_artifact.relative_path)
+    return list(found.values())
+
+
+async def declared_sha512(lookups: list[Lookup]) -> dict[Any, str]:
+    """Package pk → the sha512 (hex) its registry's version document declares, for those
+    that declare one (one request per package; a failed one leaves it out)."""
+    from pulp_content_asgi.ondemand import declared
+
+    by_remote: dict[Any, list[tuple[Lookup, str]]] = {}
+    for lookup in lookups:
+        url = VERSION_DOCUMENT.document(lookup.url, lookup.relative_path)
+        if url is not None:
+            by_remote.setdefault(lookup.remote.pk, []).append((lookup, url))
+    found: dict[Any, str] = {}
+    for wanted in by_remote.values():
+        bodies = await declared.documents(wanted[0][0].remote, [url for _, url in wanted])
+        for lookup, url in wanted:
+            if url not in bodies:
+                continue
+            try:
+                sha512 = VERSION_DOCUMENT.declared(lookup.url, lookup.relative_path,
+                                                   bodies[url]).digests.get("sha512")
+            except Unreadable:
+                continue
+            if sha512:
+                found[lookup.package] = sha512
+    return found
 
 
 class NpmHandler(DistributionHandler):
@@ -199,9 +267,18 @@ class NpmHandler(DistributionHandler):
                         .order_by("pulp_created"))
         if not packages:
             return None
-        body = json.dumps(packument(name, packages, tarball_prefix(distribution),
-                                    tarball_digests(packages)))
-        return ServeBody(body.encode(), headers={"Content-Type": PACKUMENT_TYPE})
+        prefix, digests = tarball_prefix(distribution), tarball_digests(packages)
+        lookups = unverified(packages, digests)
+        if not lookups:
+            body = json.dumps(packument(name, packages, prefix, digests))
+            return ServeBody(body.encode(), headers={"Content-Type": PACKUMENT_TYPE})
+
+        async def produce() -> bytes:
+            learned = await declared_sha512(lookups)
+            return json.dumps(packument(name, packages, prefix,
+                                        {**digests, **learned})).encode()
+
+        return ServeGenerated(produce, headers={"Content-Type": PACKUMENT_TYPE})
 
     def upstream_check(self, distribution: Distribution, path: str) -> UpstreamCheck | None:
         return VERSION_DOCUMENT

@@ -10,6 +10,7 @@ the remote is not used) are the app's, the same for every plugin.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from typing import Any
@@ -93,6 +94,25 @@ async def _close(used: list[Any]) -> None:
     for downloader in used:
         if hasattr(downloader, "session"):
             await downloader.session.close()
+
+
+async def documents(remote: Any, urls: list[str]) -> dict[str, bytes | None]:
+    """Several declaring documents of one remote, fetched concurrently through its
+    downloaders (its session closed afterwards): URL → body, None for a 404/410; a URL
+    that could not be fetched (:data:`UNAVAILABLE`) is left out."""
+    used: list[Any] = []
+    answers = await asyncio.gather(*(_fetch_document(remote, url, used) for url in urls),
+                                   return_exceptions=True)
+    await _close(used)
+    found: dict[str, bytes | None] = {}
+    for url, answer in zip(urls, answers, strict=True):
+        if isinstance(answer, UNAVAILABLE):
+            log.warning("Could not fetch %s (%r).", url, answer)
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            found[url] = answer
+    return found
 
 
 async def learn(candidate: Candidate) -> Declared | None:

@@ -55,7 +55,8 @@ NOT_POINTING = ("Distribution is not pointing to a publication, repository, repo
                 "version, or remote.")
 
 _RESULT_TYPES = (results.ServeArtifact, results.ServeLocalFile, results.ServeRemote,
-                 results.ServeListing, results.ServeBody, results.Redirect,
+                 results.ServeListing, results.ServeBody, results.ServeGenerated,
+                 results.Redirect,
                  results.NotFound, results.Denied, results.Failure)
 
 

@@ -7,7 +7,7 @@ aiohttp or Django responses.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -88,6 +88,19 @@ class ServeBody:
 
 
 @dataclass(frozen=True)
+class ServeGenerated:
+    """Send a document that needs the network (never the ORM) to be made: ``produce()``
+    runs on the event loop once the headers are sent (not for ``HEAD``), and returns the
+    body. ``200`` with ``headers``, no ``Content-Length`` (a failure cuts the response), no
+    Range, no validators, never kept by the response cache. For documents that combine
+    the database with an upstream's answers (the npm packument's integrity of tarballs
+    Pulp has no digest for); decide everything that needs the ORM in the handler."""
+
+    produce: Callable[[], Awaitable[bytes]]
+    headers: Headers = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Redirect:
     """Send the client elsewhere (301 for canonical paths, 302 for storage URLs).
 
@@ -137,6 +150,7 @@ Result = (
     | ServeRemote
     | ServeListing
     | ServeBody
+    | ServeGenerated
     | Redirect
     | NotFound
     | Denied
