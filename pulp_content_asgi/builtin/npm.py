@@ -14,10 +14,12 @@ with tarball URLs under ``CONTENT_ORIGIN``. Three differences (docs/differences.
 plugin's aiohttp ``Response(body=str)`` goes out as ``text/plain; charset=utf-8``, this
 as ``application/json``; when no version is a valid semver the plugin fails (``max()``
 of nothing, a 500) where this leaves ``latest`` out; and each version entry also carries
-``name``, ``version`` and, when Pulp knows the tarball's sha512, ``dist.integrity`` (the
-npm registry format): npm 11 refuses pulp_npm's entries (``EINCOMPLETEMANIFEST``,
-``missing version``), and with ``integrity`` it verifies the tarball it downloads
-(clients/report.md).
+``name``, ``version`` and ``dist.integrity`` (the npm registry format): the sha512 Pulp
+knows for the tarball, else the one the registry's version document declares (a
+packument naming such on-demand tarballs is then made on the event loop,
+``ServeGenerated``, one request per such version, at most :data:`LOOKUPS`). npm 11
+refuses pulp_npm's entries (``EINCOMPLETEMANIFEST``, ``missing version``), and with
+``integrity`` it verifies the tarball it downloads (clients/report.md).
 
 Tarballs fetched from the upstream (on-demand content, whose remote artifacts pulp_npm's
 sync gives no digest, and pull-through) are held to the registry's version document,

@@ -323,6 +323,11 @@ class Fetch:
                 "response was cut off" if sent else
                 "The upstream answered %r with other bytes than the remote artifact promised "
                 "(%s). Nothing was sent; the next remote artifact is tried")
+        if candidate.remote_artifact._state.adding:  # new pull-through content: no row
+            log.error(what + "; nothing was saved, and the next request asks the upstream "
+                      "again. Fix the upstream, or point the distribution at another "
+                      "remote.", candidate.remote_artifact.url, exc)
+            return
         log.error(
             what + " and this remote artifact is ignored for %ss. If the remote is fixed, "
             "resync the repository; if it is permanently corrupted, replace the remote and "
