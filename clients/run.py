@@ -106,7 +106,10 @@ _SEVERAL_RANGES = ("pulpcore-content answers 416 to a Range header naming severa
 EXPLAINED: dict[tuple[str, str], str] = {
     ("npm: npm", "immediate"): _NPM,
     ("npm: npm", "on_demand"): _NPM,
-    ("npm: npm (tampered upstream)", "on_demand"): f"{_NPM}; and {_NPM_DIGESTS}",
+    ("npm: npm (tampered upstream)", "on_demand"): (
+        f"{_NPM}: npm stops at the packument, never fetches the tarball, and the app "
+        "records no verdict on it (the run waits for one in vain); had it been fetched, "
+        f"the tampered tarball would have been saved: {_NPM_DIGESTS}"),
     ("maven: mvn (tampered upstream)", "pull_through"): _MAVEN_DIGESTS,
     ("ostree: ostree (tampered upstream)", "on_demand"): _OSTREE_DIGESTS,
     ("file: zckdl", "immediate"): _SEVERAL_RANGES,
