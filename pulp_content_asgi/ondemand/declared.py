@@ -15,7 +15,6 @@ import hashlib
 import logging
 from typing import Any
 
-from aiohttp import ClientResponseError
 from pulpcore.exceptions import DigestValidationError
 
 from pulp_content_asgi.bridge import downloads
@@ -80,8 +79,9 @@ async def _fetch_document(remote: Any, url: str, used: list[Any]) -> bytes | Non
     downloader.finalize = nothing
     try:
         await downloader.run()
-    except ClientResponseError as exc:
-        if exc.status in ABSENT:
+    except downloads.SKIPPABLE as exc:
+        refusal = downloads.upstream_refusal(exc)  # the upstream's HTTP status, if any
+        if refusal is not None and refusal[0] in ABSENT:
             return None
         raise
     except FileNotFoundError:  # a file:// remote's missing document
