@@ -146,7 +146,7 @@ def test_maven_metadata_is_streamed_without_a_sidecar_request(server, upstream):
 
 # --- npm: on-demand tarballs and the registry's version document ------------------------
 
-def npm_on_demand(upstream, tarball: bytes, document: dict | None):
+def npm_on_demand(upstream, tarball: bytes, document: dict | None, max_retries: int = 3):
     """An npm repository with one on-demand package (no digest, as pulp_npm's sync makes
     it) whose tarball and version document are on ``upstream``."""
     from pulp_npm.app.models import NpmDistribution, NpmRemote, NpmRepository, Package
@@ -161,7 +161,7 @@ def npm_on_demand(upstream, tarball: bytes, document: dict | None):
             {"name": name, "version": version, **document}).encode()
     remote = NpmRemote.objects.create(name=f"npm-{u}", url=upstream.url(f"{prefix}{name}/"
                                                                         f"{version}"),
-                                      policy="on_demand")
+                                      policy="on_demand", max_retries=max_retries)
     package = Package.objects.create(name=name, version=version)
     ca = ContentArtifact.objects.create(content=package, relative_path=path)
     RemoteArtifact.objects.create(content_artifact=ca, remote=remote,
@@ -208,6 +208,21 @@ def test_npm_tarball_not_matching_is_cut_marked_failed_and_not_saved(server, ups
     assert not stored(ca)
     assert no_artifact(tampered(blob))
     assert get(server, dist, path).status_code == 404  # the remote artifact cools down
+
+
+def test_npm_version_document_failing_fetches_no_tarball_and_cools_nothing(server, upstream):
+    """On-demand content whose declaration cannot be learned: 404 like any upstream
+    failure, the tarball never asked, the remote artifact not cooled down."""
+    blob = b"tarball behind a failing registry"
+    dist, ca, prefix, path = npm_on_demand(upstream, blob, integrity(blob), max_retries=0)
+    document = f"{prefix}{path.split('/-/')[0]}/1.0.0"
+    upstream.behaviour[document] = Behaviour(status=500)
+    assert get(server, dist, path).status_code == 404
+    assert upstream.hits[prefix + path] == 0
+    assert RemoteArtifact.objects.get(content_artifact=ca).failed_at is None
+    upstream.behaviour.pop(document)
+    assert get(server, dist, path).content == blob
+    assert wait_for(lambda: stored(ca))
 
 
 def test_npm_tarball_without_a_version_document_is_saved_as_before(server, upstream):

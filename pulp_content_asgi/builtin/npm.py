@@ -52,7 +52,12 @@ from pulp_content_asgi.plugin import (
     ServeGenerated,
     hooks,
 )
-from pulp_content_asgi.plugin.upstream import Declared, Unreadable, UpstreamCheck
+from pulp_content_asgi.plugin.upstream import (
+    Declared,
+    Unreadable,
+    UpstreamCheck,
+    fetch_documents,
+)
 
 #: The packument's media type (RFC 8259 §11 defines no charset parameter: it is UTF-8).
 PACKUMENT_TYPE = "application/json"
@@ -229,8 +234,6 @@ def unverified(packages: Iterable[Any], digests: Mapping[Any, str]) -> list[Look
 async def declared_sha512(lookups: list[Lookup]) -> dict[Any, str]:
     """Package pk → the sha512 (hex) its registry's version document declares, for those
     that declare one (one request per package; a failed one leaves it out)."""
-    from pulp_content_asgi.ondemand import declared
-
     by_remote: dict[Any, list[tuple[Lookup, str]]] = {}
     for lookup in lookups:
         url = VERSION_DOCUMENT.document(lookup.url, lookup.relative_path)
@@ -238,7 +241,7 @@ async def declared_sha512(lookups: list[Lookup]) -> dict[Any, str]:
             by_remote.setdefault(lookup.remote.pk, []).append((lookup, url))
     found: dict[Any, str] = {}
     for wanted in by_remote.values():
-        bodies = await declared.documents(wanted[0][0].remote, [url for _, url in wanted])
+        bodies = await fetch_documents(wanted[0][0].remote, [url for _, url in wanted])
         for lookup, url in wanted:
             if url not in bodies:
                 continue

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Algorithms a declaration may name (``hashlib`` names). md5 and sha1 are accepted although
 #: pulpcore's ``ALLOWED_CONTENT_CHECKSUMS`` excludes them: a declared digest is only used to
@@ -105,8 +106,8 @@ class UpstreamCheck:
 
 
 #: The most bytes of a declaring document the app reads (a checksum sidecar is a line, an
-#: npm version document a few KiB).
-DOCUMENT_LIMIT = 1024 * 1024
+#: npm version document a few KiB); held in memory while it is read.
+DOCUMENT_LIMIT = 256 * 1024
 
 
 class SidecarCheck(UpstreamCheck):
@@ -132,3 +133,13 @@ class SidecarCheck(UpstreamCheck):
         if not words:
             raise Unreadable(f"the {self.algorithm} sidecar of {url} is empty")
         return Declared({self.algorithm: words[0]})
+
+
+async def fetch_documents(remote: Any, urls: list[str]) -> dict[str, bytes | None]:
+    """Declaring documents of one remote, fetched concurrently through its downloaders (on
+    the event loop, e.g. in a ``ServeGenerated``'s ``produce``): URL → body (at most
+    :data:`DOCUMENT_LIMIT` bytes), None for a 404/410; a URL that could not be fetched is
+    left out (and logged). ``remote`` is the cast remote, loaded on the ORM thread."""
+    from pulp_content_asgi.ondemand import declared
+
+    return await declared.documents(remote, urls)
