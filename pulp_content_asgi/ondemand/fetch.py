@@ -33,12 +33,13 @@ from pulpcore.exceptions import DigestValidationError, SizeValidationError
 
 from pulp_content_asgi import db, metrics
 from pulp_content_asgi.bridge import downloads
-from pulp_content_asgi.ondemand import save
+from pulp_content_asgi.ondemand import declared, save
 from pulp_content_asgi.ondemand.coordination import spool_path
 from pulp_content_asgi.ondemand.placement import Placement, no_space
 from pulp_content_asgi.ondemand.plan import Candidate, RemotePlan
 from pulp_content_asgi.ondemand.spool import Abandoned, FollowedSpool, Spool, UpstreamError
 from pulp_content_asgi.plugin import hooks
+from pulp_content_asgi.plugin.upstream import Declared
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,13 @@ class Fetch:
             try:
                 await self._fetch(candidate)
                 return
+            except declared.Undeclarable as exc:
+                # Nothing was fetched: the next remote, as for an unreachable upstream,
+                # without a cool-down (the document may be back for the next request).
+                last = exc
+                log.warning("Not fetching %s from '%s': %s. Nothing is served or saved "
+                            "from this remote until the upstream answers; check it.",
+                            self.plan.relative_path, candidate.remote_artifact.url, exc)
             except downloads.SKIPPABLE as exc:
                 last = exc
                 if self.spool.size:
@@ -297,6 +305,9 @@ class Fetch:
                                               {"Retry-After": str(FULL_RETRY_AFTER)}))
 
     def _nothing_served(self, last: BaseException | None) -> UpstreamError:
+        if self.plan.pull_through_url and isinstance(last, declared.Undeclarable):
+            return UpstreamError(502, "Error while fetching from upstream remote("
+                                 f"{self.plan.pull_through_url}): {last}")
         refusal = downloads.upstream_refusal(last)
         if self.plan.pull_through_url and refusal is not None:
             status, message, headers = refusal
@@ -312,6 +323,11 @@ class Fetch:
                 "response was cut off" if sent else
                 "The upstream answered %r with other bytes than the remote artifact promised "
                 "(%s). Nothing was sent; the next remote artifact is tried")
+        if candidate.remote_artifact._state.adding:  # new pull-through content: no row
+            log.error(what + "; nothing was saved, and the next request asks the upstream "
+                      "again. Fix the upstream, or point the distribution at another "
+                      "remote.", candidate.remote_artifact.url, exc)
+            return
         log.error(
             what + " and this remote artifact is ignored for %ss. If the remote is fixed, "
             "resync the repository; if it is permanently corrupted, replace the remote and "
@@ -321,12 +337,15 @@ class Fetch:
 
     async def _fetch(self, candidate: Candidate) -> None:
         self.saves = candidate.save
+        promised = await declared.learn(candidate)
         result = await SpoolingDownloader(candidate, self.spool).run()
         self.downloaded = True
         if not candidate.save:
             await self.spool.finish()
             return
         attributes = result.artifact_attributes
+        if promised is not None and not promised.empty:
+            await self._hold_to(promised, result.path, attributes, candidate)
         placement = Placement(result.path, attributes["sha256"], int(attributes["size"]))
         try:
             await self._store(attributes, placement, candidate.remote_artifact)
@@ -343,6 +362,18 @@ class Fetch:
                 raise NoSpace("MEDIA_ROOT", str(settings.MEDIA_ROOT), exc) from exc
             raise
         await self.spool.finish()
+
+    async def _hold_to(self, promised: Declared, path: str, attributes: dict[str, Any],
+                       candidate: Candidate) -> None:
+        """Check the downloaded file against what the upstream declared (off the loop;
+        the tail of every response still waits): a mismatch removes the file and raises
+        :class:`DigestValidationError`, handled like any digest mismatch."""
+        url = candidate.remote_artifact.url
+        try:
+            await asyncio.to_thread(declared.verify, promised, path, attributes, url)
+        except BaseException:
+            await asyncio.to_thread(_remove, {path})
+            raise
 
     async def _store(self, attributes: dict[str, Any], placement: Placement,
                      remote_artifact: Any) -> None:

@@ -12,15 +12,25 @@ from django.conf import settings
 from django.utils import timezone
 from pulpcore.app.models import ContentArtifact, Remote, RemoteArtifact, Repository
 
+from pulp_content_asgi.plugin import hooks
 from pulp_content_asgi.plugin.results import ServeRemote
+from pulp_content_asgi.plugin.upstream import UpstreamCheck
 
 
 @dataclass
 class Candidate:
-    """One remote artifact to try, its remote already cast to the plugin's type."""
+    """One remote artifact to try, its remote already cast to the plugin's type.
+
+    ``check`` (saved downloads only) says how to learn what the upstream declares about
+    the file, ``document`` the URL of the one document that declares it (asked on this
+    thread, so the fetch needs no ORM), ``relative_path`` the content artifact's.
+    """
 
     remote_artifact: RemoteArtifact
     save: bool
+    check: UpstreamCheck | None = None
+    document: str | None = None
+    relative_path: str = ""
 
 
 @dataclass
@@ -52,13 +62,26 @@ class RemotePlan:
     last_modified: datetime | None = None
 
 
+def _checked(candidate: Candidate, check: UpstreamCheck | None, relative_path: str
+             ) -> Candidate:
+    """``candidate`` with the upstream check of a saved download and its document's URL."""
+    if check is None or not candidate.save:
+        return candidate  # streamed content is not verified (as in pulpcore)
+    candidate.check = check
+    candidate.relative_path = relative_path
+    candidate.document = hooks.call(check, "document", candidate.remote_artifact.url,
+                                    relative_path)
+    return candidate
+
+
 def _candidates(result: ServeRemote) -> list[Candidate]:
     """pulpcore's order: remotes of alternate content sources first, and remote artifacts
     that failed within REMOTE_CONTENT_FETCH_FAILURE_COOLDOWN left out."""
+    path = result.content_artifact.relative_path
     if result.remote_artifact is not None:  # first request of pull-through content
         remote = result.remote_artifact.remote.cast()
         result.remote_artifact.remote = remote
-        return [Candidate(result.remote_artifact, result.save)]
+        return [_checked(Candidate(result.remote_artifact, result.save), result.check, path)]
     cooldown = timedelta(seconds=settings.REMOTE_CONTENT_FETCH_FAILURE_COOLDOWN)
     found = (
         result.content_artifact.remoteartifact_set.select_related("remote")
@@ -68,8 +91,9 @@ def _candidates(result: ServeRemote) -> list[Candidate]:
     candidates = []
     for remote_artifact in found:
         remote_artifact.remote = remote_artifact.remote.cast()
-        candidates.append(Candidate(remote_artifact,
-                                    remote_artifact.remote.policy != Remote.STREAMED))
+        candidates.append(_checked(Candidate(
+            remote_artifact, remote_artifact.remote.policy != Remote.STREAMED),
+            result.check, path))
     return candidates
 
 

@@ -38,7 +38,7 @@ from pulpcore.app.models import (
     RepositoryVersion,
 )
 
-from pulp_content_asgi.plugin import hooks, results
+from pulp_content_asgi.plugin import hooks, results, upstream
 from pulp_content_asgi.plugin.request import ContentRequest
 from pulp_content_asgi.resolution import checkpoints, content, sources
 from pulp_content_asgi.resolution.distributions import content_prefix
@@ -55,7 +55,8 @@ NOT_POINTING = ("Distribution is not pointing to a publication, repository, repo
                 "version, or remote.")
 
 _RESULT_TYPES = (results.ServeArtifact, results.ServeLocalFile, results.ServeRemote,
-                 results.ServeListing, results.ServeBody, results.Redirect,
+                 results.ServeListing, results.ServeBody, results.ServeGenerated,
+                 results.Redirect,
                  results.NotFound, results.Denied, results.Failure)
 
 
@@ -101,6 +102,16 @@ class ContentHandler:
         """The plugin's own headers for ``path`` (they replace ours): the model's
         ``content_headers_for`` hook; a port computes them itself instead."""
         return hooks.call(distribution, "content_headers_for", path)
+
+    def upstream_check(self, distribution: Distribution, path: str
+                       ) -> upstream.UpstreamCheck | None:
+        """How to learn what the upstream declares about ``path``, which the app is about
+        to fetch for this distribution (on-demand or pull-through content, not stored):
+        a download that does not match is refused and nothing is saved
+        (:mod:`pulp_content_asgi.plugin.upstream`). Called on the ORM thread for
+        :class:`~.results.ServeRemote` results that carry no check of their own, never for
+        stored content. None (the default): only the remote artifact's own digests."""
+        return None
 
     def extra_names(self, distribution: Distribution, directory: str) -> frozenset[str]:
         """Names the plugin adds to the listing of ``directory`` ("" or ending in "/"):

@@ -7,7 +7,7 @@ aiohttp or Django responses.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -16,6 +16,8 @@ from pulp_content_asgi.protocol.listing import Listing
 
 if TYPE_CHECKING:
     from pulpcore.app.models import Artifact, ContentArtifact, RemoteArtifact, Repository
+
+    from pulp_content_asgi.plugin.upstream import UpstreamCheck
 
 Headers = Mapping[str, str]
 
@@ -54,6 +56,9 @@ class ServeRemote:
     becomes content, and ``repository`` receives it when it supports pull-through.
     ``last_modified`` is what the stored file will say (when the content joined the
     repository), so the response says the same before and after the save.
+    ``check`` learns what the upstream declares about the file, which a saved download
+    must match (:mod:`pulp_content_asgi.plugin.upstream`); when None, the dispatcher asks
+    the handler's ``upstream_check``.
     """
 
     content_artifact: ContentArtifact
@@ -62,6 +67,7 @@ class ServeRemote:
     save: bool = True
     repository: Repository | None = None
     last_modified: datetime | None = None
+    check: UpstreamCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,19 @@ class ServeBody:
 
     body: bytes
     status: int = 200
+    headers: Headers = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServeGenerated:
+    """Send a document that needs the network (never the ORM) to be made: ``produce()``
+    runs on the event loop once the headers are sent (not for ``HEAD``), and returns the
+    body. ``200`` with ``headers``, no ``Content-Length`` (a failure cuts the response), no
+    Range, no validators, never kept by the response cache. For documents that combine
+    the database with an upstream's answers (the npm packument's integrity of tarballs
+    Pulp has no digest for); decide everything that needs the ORM in the handler."""
+
+    produce: Callable[[], Awaitable[bytes]]
     headers: Headers = field(default_factory=dict)
 
 
@@ -131,6 +150,7 @@ Result = (
     | ServeRemote
     | ServeListing
     | ServeBody
+    | ServeGenerated
     | Redirect
     | NotFound
     | Denied

@@ -11,6 +11,7 @@ walk in the request's one thread hop; the response cache plugs in as the serve s
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from pulpcore.app.models import Distribution
 from pulpcore.app.util import set_domain
@@ -64,8 +65,15 @@ def admit(request: ContentRequest, distribution: Distribution, target: paths.Con
 
 def handle(request: ContentRequest, distribution: Distribution, relative: str
            ) -> results.Result:
-    """Hand the request to the handler registered for the distribution's type."""
-    return registry.handler_for(type(distribution)).serve(request, distribution, relative)
+    """Hand the request to the handler registered for the distribution's type; content
+    to fetch from a remote gets the handler's upstream check unless it has one."""
+    handler = registry.handler_for(type(distribution))
+    result = handler.serve(request, distribution, relative)
+    if isinstance(result, results.ServeRemote) and result.check is None:
+        check = handler.upstream_check(distribution, relative)
+        if check is not None:
+            result = replace(result, check=check)
+    return result
 
 
 def _admitted(request: ContentRequest, target: paths.RootListing | paths.ContentPath

@@ -9,7 +9,8 @@ loop, so a small file costs no extra thread hop.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pulp_content_asgi.ondemand import plan
@@ -20,7 +21,13 @@ from pulp_content_asgi.protocol.paths import quote_location
 from pulp_content_asgi.serving import artifacts
 from pulp_content_asgi.serving.representation import Representation, parse_last_modified
 from pulp_content_asgi.serving.responder import Request, respond
-from pulp_content_asgi.serving.response import FileRange, Response, redirect, text
+from pulp_content_asgi.serving.response import (
+    FileRange,
+    Response,
+    StreamRange,
+    redirect,
+    text,
+)
 
 
 def redirect_for(result: results.Redirect, query: str = "") -> Response:
@@ -46,6 +53,29 @@ def body(result: results.ServeBody) -> Representation:
     etag = next((headers.pop(k) for k in list(headers) if k.lower() == "etag"), None)
     return Representation(result.body, len(result.body), headers, etag,
                           parse_last_modified(headers), ranges=False)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A :class:`~.results.ServeGenerated` body as a live source: produced when read."""
+
+    produce: Callable[[], Awaitable[bytes]]
+
+    async def chunks(self, offset: int, length: int | None, step: int
+                     ) -> AsyncIterator[bytes]:
+        body = await self.produce()
+        for start in range(0, len(body), step):
+            yield body[start:start + step]
+
+    def release(self) -> None:
+        """Nothing is held: the document lives in this response alone."""
+
+
+def generated(result: results.ServeGenerated, method: str) -> Response:
+    headers = dict(result.headers)
+    if method == "HEAD":
+        return Response(200, headers)
+    return Response(200, headers, StreamRange(Generated(result.produce), 0, None))
 
 
 def prepare(result: results.Result, request: Request, received_at: float | None = None,
@@ -80,6 +110,8 @@ def prepare(result: results.Result, request: Request, received_at: float | None 
                                                 "Content-Length": str(len(result.body))},
                                 None if request.method == "HEAD" else result.body)
             return respond(body(result), request)
+        case results.ServeGenerated():
+            return generated(result, request.method)
         case results.Redirect():
             return redirect_for(result, request.query)
         case results.NotFound():

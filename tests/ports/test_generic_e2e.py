@@ -58,7 +58,8 @@ def test_ports_that_skip_hooks_only_skip_hooks_the_plugin_leaves_alone():
         for model_label, _ in __import__(module, fromlist=["HANDLERS"]).HANDLERS.items():
             model = apps.get_model(model_label)
             handler = handler_for(model)
-            if type(handler) is not RepositoryVersionHandler:
+            if not isinstance(handler, RepositoryVersionHandler) \
+                    or isinstance(handler, DistributionHandler):
                 continue
             assert model.content_handler is Distribution.content_handler, model_label
             assert model.get_fallback_ca is Distribution.get_fallback_ca, model_label
@@ -74,9 +75,14 @@ def test_every_plugin_is_served_by_its_port():
         assert by_label[label].source == PORTS[label]
     from pulp_gem.app.models import GemDistribution
     from pulp_maven.app.models import MavenDistribution
+    from pulp_ostree.app.models import OstreeDistribution
 
-    assert type(handler_for(MavenDistribution)) is DistributionHandler
+    from pulp_content_asgi.builtin.maven import MavenHandler
+    from pulp_content_asgi.builtin.ostree import OstreeHandler
+
+    assert type(handler_for(MavenDistribution)) is MavenHandler
     assert type(handler_for(GemDistribution)) is DistributionHandler
+    assert type(handler_for(OstreeDistribution)) is OstreeHandler
 
 
 def get(server, dist, path: str) -> httpx.Response:
