@@ -5,13 +5,20 @@ The upstream is nginx serving the data set's bytes; an on-demand repository
 content artifacts lose their artifacts again ("reclaimed"), so every request is a miss
 that streams from upstream: time to first byte over the 1 MiB files, and throughput of
 the 1 GiB file, through the app and directly.
+
+The hashing limit (issue #18) is measured in the same run: the time to compute the digests
+a download of the 1 GiB file must record (``ALLOWED_CONTENT_CHECKSUMS``, as pulpcore's
+downloader computes them) with every core, the file already in memory: no app can serve a
+cold on-demand download faster than it can digest it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import statistics
+import threading
 import time
 import urllib.request
 
@@ -95,3 +102,45 @@ def direct(upstream: str, paths: list[str]) -> dict:
     return {"ttfb_ms_median": statistics.median(s[0] for s in small) * 1000,
             "ttfb_ms_p90": sorted(s[0] for s in small)[int(len(small) * 0.9)] * 1000,
             "large_gbps": large[2] / large[1] / 1e9, "large_bytes": large[2]}
+
+
+#: Bytes per digest update in :func:`hashing_limit`, as pulpcore's downloaders read (1 MiB).
+CHUNK = 1 << 20
+
+
+def hashing_limit(path: str) -> dict:
+    """GB/s at which this machine computes the configured digests of the file at ``path``
+    (``Artifact.DIGEST_FIELDS``: pulpcore's order of ``ALLOWED_CONTENT_CHECKSUMS``) with all
+    cores: one thread per digest over the same memory-mapped bytes (hashlib releases the
+    GIL for updates above 2 KiB), the file mapped in memory first so no disk read is timed.
+    With at least as many digests as cores and none slower than the others together,
+    this keeps every core busy. Returns the digests, cores, bytes and ``gbps``."""
+    from pulpcore.app import pulp_hashlib
+    from pulpcore.app.models import Artifact
+
+    names = list(Artifact.DIGEST_FIELDS)
+    # Mapped pre-faulted (MAP_POPULATE reads the file into the page cache and maps every
+    # page), so neither disk reads nor page faults are timed.
+    with open(path, "rb") as source, \
+            mmap.mmap(source.fileno(), 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
+                      prot=mmap.PROT_READ) as mapped:
+        size = len(mapped)
+        view = memoryview(mapped)
+        try:
+            hashers = [pulp_hashlib.new(name) for name in names]
+
+            def digest(hasher: object) -> None:
+                for offset in range(0, size, CHUNK):
+                    hasher.update(view[offset:offset + CHUNK])  # type: ignore[attr-defined]
+
+            threads = [threading.Thread(target=digest, args=(h,)) for h in hashers]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter() - started
+        finally:
+            view.release()
+    return {"digests": names, "cores": os.cpu_count(), "bytes": size,
+            "seconds": elapsed, "gbps": size / elapsed / 1e9}

@@ -222,7 +222,10 @@ def ondemand_table(found: dict | None) -> list[str]:
     lines = ["## On-demand (cold: every request streams from upstream), 1 worker, cache off",
              "", "| | TTFB median ms (50 x 1 MiB) | TTFB p90 ms | 1 GiB GB/s |",
              "|---|---|---|---|"]
+    hashing = (found.get("hashing") or {}).get("runs") or []
     for name, values in found.items():
+        if name == "hashing":
+            continue
         if values.get("status") != "ran":
             lines.append(f"| {name} | {values['status']}: {values.get('error', '')} "
                          f"(log: {_path(values.get('log'))}) | | |")
@@ -231,6 +234,11 @@ def ondemand_table(found: dict | None) -> list[str]:
         lines.append(f"| {name} | {cell(spread([r['ttfb_ms_median'] for r in runs]), '{:.1f}')}"
                      f" | {cell(spread([r['ttfb_ms_p90'] for r in runs]), '{:.1f}')}"
                      f" | {cell(spread([r['large_gbps'] for r in runs]), '{:.2f}')} |")
+    if hashing:
+        digests = ", ".join(hashing[0]["digests"])
+        lines += ["", f"Hashing limit ({digests} of the 1 GiB file in memory, one thread "
+                  f"per digest on {hashing[0]['cores']} cores, measured before each app run): "
+                  f"{cell(spread([r['gbps'] for r in hashing]), '{:.2f}')} GB/s."]
     return [*lines, ""]
 
 
