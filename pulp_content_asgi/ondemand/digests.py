@@ -15,6 +15,12 @@ each chunk. Memory stays bounded: once :data:`WINDOW` bytes are accepted that so
 has not consumed, :meth:`Digests.wait_room` holds the download (and so the upstream
 connection: TCP back-pressure) until that lane catches up.
 
+The file is made durable before it is saved, as pulpcore's ``finalize`` does (``fsync``),
+but without leaving all of it for the end: every :data:`WRITEBACK` bytes written, a
+``fdatasync`` runs on a thread of its own while writing goes on, so the final ``fsync``
+(which the last bytes sent to clients wait for) only has the tail to flush. Left to the
+end, a 1 GiB file took seconds to reach the disk.
+
 The digests and size are then handed to pulpcore's downloader (see
 :meth:`Digests.finish`), whose own ``validate_digests``/``validate_size`` and
 ``artifact_attributes`` decide, exactly as they do after pulpcore's ``finalize``.
@@ -26,7 +32,7 @@ import asyncio
 import os
 import tempfile
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
@@ -37,10 +43,13 @@ from pulpcore.app.models import Artifact
 #: Bytes a download may be ahead of its slowest lane (digest or file write) before it
 #: waits: the memory one download holds for hashing, at most, plus one chunk.
 WINDOW = 8 << 20
+#: Bytes written between two background ``fdatasync`` of a download's file.
+WRITEBACK = 32 << 20
 #: The name of the threads that compute digests and write downloads (``ondemand-digest_N``).
 THREAD_NAME = "ondemand-digest"
 
 _pool: ThreadPoolExecutor | None = None
+_writeback: ThreadPoolExecutor | None = None
 
 
 class Hasher(Protocol):
@@ -60,6 +69,46 @@ def pool() -> ThreadPoolExecutor:
         _pool = ThreadPoolExecutor(max_workers=len(Artifact.DIGEST_FIELDS) + 1,
                                    thread_name_prefix=THREAD_NAME)
     return _pool
+
+
+def writeback_pool() -> ThreadPoolExecutor:
+    """The thread that flushes download files to disk while they are written."""
+    global _writeback
+    if _writeback is None:
+        _writeback = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ondemand-writeback")
+    return _writeback
+
+
+class _File:
+    """The download's file, written on a lane's thread, flushed to disk in the background
+    every :data:`WRITEBACK` bytes (one ``fdatasync`` at a time)."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self.unsynced = 0
+        self.syncing: Future[None] | None = None
+
+    def write(self, chunk: bytes) -> None:
+        self.file.write(chunk)
+        self.unsynced += len(chunk)
+        if self.unsynced >= WRITEBACK and (self.syncing is None or self.syncing.done()):
+            if self.syncing is not None:
+                self.syncing.result()  # raises a failed flush's error (EIO, ENOSPC)
+            self.file.flush()
+            self.unsynced = 0
+            self.syncing = writeback_pool().submit(os.fdatasync, self.file.fileno())
+
+    def close(self, sync: bool) -> None:
+        """Close (after any flush under way: its descriptor must stay this file's);
+        with ``sync``, first make every byte durable, as pulpcore's ``finalize`` does."""
+        try:
+            if self.syncing is not None:
+                self.syncing.result()
+            if sync:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+        finally:
+            self.file.close()
 
 
 def _feed(consume: Callable[[bytes], object], batch: list[bytes]) -> None:
@@ -120,15 +169,6 @@ def _create(url: str) -> IO[bytes]:
     return tempfile.NamedTemporaryFile(dir=directory, suffix=suffix, delete=False)
 
 
-def _close(file: IO[bytes], sync: bool) -> None:
-    try:
-        if sync:  # quiesced to disk before it is saved, as pulpcore's finalize does
-            file.flush()
-            os.fsync(file.fileno())
-    finally:
-        file.close()
-
-
 class Digests:
     """The file and digests of one attempt of a download: :meth:`put` every chunk, then
     :meth:`finish`; or :meth:`abandon` (a retry starts afresh, a failure keeps nothing).
@@ -139,12 +179,13 @@ class Digests:
 
     def __init__(self, file: IO[bytes], hashers: dict[str, Hasher]) -> None:
         self.file = file
+        self._file = _File(file)
         self.path: str = file.name
         self.hashers = hashers
         self.size = 0  # bytes put
         self._changed = asyncio.Event()
         consumers: Iterable[Callable[[bytes], object]] = (
-            file.write, *(hasher.update for hasher in hashers.values()))
+            self._file.write, *(hasher.update for hasher in hashers.values()))
         self.lanes = [_Lane(consume, self._notify) for consume in consumers]
         self._closing: asyncio.Future[Any] | None = None
 
@@ -192,7 +233,7 @@ class Digests:
             self.abandon()
             raise
         self._closing = asyncio.get_running_loop().run_in_executor(
-            pool(), _close, self.file, True)
+            pool(), self._file.close, True)
         await self._closing
         return self.hashers, self.size
 
@@ -207,7 +248,7 @@ class Digests:
 
     async def _close_after_lanes(self) -> None:
         await asyncio.gather(*(lane.task for lane in self.lanes), return_exceptions=True)
-        await asyncio.get_running_loop().run_in_executor(pool(), _close, self.file, False)
+        await asyncio.get_running_loop().run_in_executor(pool(), self._file.close, False)
 
     async def closed(self) -> None:
         """Until :meth:`abandon`'s closing is over (for tests and orderly shutdowns)."""
