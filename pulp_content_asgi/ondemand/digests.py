@@ -9,11 +9,12 @@ the worker answered nobody and the bytes already downloaded waited for the diges
 
 :class:`Digests` does the same work in *lanes*: one per digest and one for the file, each
 fed the chunks in order on a thread of its own pool (hashlib releases the GIL for updates
-above 2 KiB, so the digests run in parallel on every core), a batch of the chunks waiting
-per hop. A fast lane runs ahead of a slow one, so no core waits for the slowest digest at
-each chunk. Memory stays bounded: once :data:`WINDOW` bytes are accepted that some lane
-has not consumed, :meth:`Digests.wait_room` holds the download (and so the upstream
-connection: TCP back-pressure) until that lane catches up.
+above 2 KiB, so the digests run in parallel on every core). Chunks are gathered to at
+least :data:`GATHER` bytes, and a lane takes all those waiting in one hop. A fast lane
+runs ahead of a slow one, so no core waits for the slowest digest at each chunk. Memory
+stays bounded: once :data:`WINDOW` bytes are accepted that some lane has not consumed,
+:meth:`Digests.wait_room` holds the download (and so the upstream connection: TCP
+back-pressure) until that lane catches up.
 
 The file is made durable before it is saved, as pulpcore's ``finalize`` does (``fsync``),
 but without leaving all of it for the end: every :data:`WRITEBACK` bytes written, a
@@ -29,10 +30,11 @@ The digests and size are then handed to pulpcore's downloader (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
@@ -43,6 +45,10 @@ from pulpcore.app.models import Artifact
 #: Bytes a download may be ahead of its slowest lane (digest or file write) before it
 #: waits: the memory one download holds for hashing, at most, plus one chunk.
 WINDOW = 8 << 20
+#: Bytes gathered before they go to the lanes: a downloader hands over what the socket had
+#: (aiohttp: often 64 KiB), and every hop of a lane costs the event loop a wake-up, so
+#: small chunks are joined into one of at least this size first.
+GATHER = 1 << 20
 #: Bytes written between two background ``fdatasync`` of a download's file.
 WRITEBACK = 32 << 20
 #: The name of the threads that compute digests and write downloads (``ondemand-digest_N``).
@@ -100,15 +106,22 @@ class _File:
 
     def close(self, sync: bool) -> None:
         """Close (after any flush under way: its descriptor must stay this file's);
-        with ``sync``, first make every byte durable, as pulpcore's ``finalize`` does."""
+        with ``sync``, first make every byte durable, as pulpcore's ``finalize`` does,
+        raising what failed (``OSError``); without, the file is given up: no error."""
         try:
             if self.syncing is not None:
-                self.syncing.result()
+                wait([self.syncing])
             if sync:
+                if self.syncing is not None:
+                    self.syncing.result()
                 self.file.flush()
                 os.fsync(self.file.fileno())
         finally:
-            self.file.close()
+            if sync:
+                self.file.close()
+            else:
+                with contextlib.suppress(OSError):  # unwritten bytes of a file given up
+                    self.file.close()
 
 
 def _feed(consume: Callable[[bytes], object], batch: list[bytes]) -> None:
@@ -183,6 +196,8 @@ class Digests:
         self.path: str = file.name
         self.hashers = hashers
         self.size = 0  # bytes put
+        self._gathered: list[bytes] = []  # put, not yet handed to the lanes
+        self._gathered_size = 0
         self._changed = asyncio.Event()
         consumers: Iterable[Callable[[bytes], object]] = (
             self._file.write, *(hasher.update for hasher in hashers.values()))
@@ -207,11 +222,23 @@ class Digests:
                 raise lane.task.exception()  # type: ignore[misc]
 
     def put(self, data: bytes) -> None:
-        """Queue ``data`` for the file and every digest (returns at once)."""
+        """Queue ``data`` for the file and every digest (returns at once); they get it
+        once :data:`GATHER` bytes are gathered, or at :meth:`finish`."""
         if data:
             self.size += len(data)
-            for lane in self.lanes:
-                lane.put(data)
+            self._gathered.append(data)
+            self._gathered_size += len(data)
+            if self._gathered_size >= GATHER:
+                self._dispatch()
+
+    def _dispatch(self) -> None:
+        if not self._gathered:
+            return
+        gathered = self._gathered
+        chunk = gathered[0] if len(gathered) == 1 else b"".join(gathered)
+        self._gathered, self._gathered_size = [], 0
+        for lane in self.lanes:
+            lane.put(chunk)
 
     async def wait_room(self) -> None:
         """Until the slowest lane is at most :data:`WINDOW` bytes behind."""
@@ -225,6 +252,7 @@ class Digests:
         """Wait for every lane, then flush, fsync and close the file (off the loop);
         returns the hashers and the size. Raises what a lane raised (the file is closed
         anyway)."""
+        self._dispatch()
         for lane in self.lanes:
             lane.close()
         try:
@@ -242,6 +270,7 @@ class Digests:
         threads are done with it (removing it is the caller's). Returns at once."""
         if self._closing is not None:
             return
+        self._gathered, self._gathered_size = [], 0
         for lane in self.lanes:
             lane.close(drop=True)
         self._closing = asyncio.ensure_future(self._close_after_lanes())

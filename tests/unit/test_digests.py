@@ -110,11 +110,15 @@ def test_a_download_ahead_of_its_digests_by_the_window_waits(tmp_path):
 
 
 def test_the_configured_digests_are_computed(tmp_path, settings_digests):
-    data = os.urandom(70_000)
+    """Over chunks as small as a socket read hands over (gathered before hashing, the
+    rest at the end), in order."""
+    data = os.urandom(3 * (1 << 20) + 12_345)
 
     async def scenario() -> tuple[dict, int, str]:
         digests = await Digests.open("http://upstream.example/a/b.rpm")
-        digests.put(data)
+        for start in range(0, len(data), 65_000):
+            digests.put(data[start:start + 65_000])
+            await digests.wait_room()
         found, size = await digests.finish()
         return {n: h.hexdigest() for n, h in found.items()}, size, digests.path
 
@@ -157,7 +161,7 @@ def test_an_abandoned_attempt_drops_its_chunks_and_closes_its_file(tmp_path):
     async def scenario() -> Digests:
         digests = _open(tmp_path, {"sha256": hasher})
         for _ in range(4):
-            digests.put(b"y" * 100_000)
+            digests.put(b"y" * (digests_module.GATHER // 2 + 1))
         await asyncio.get_running_loop().run_in_executor(None, entered.wait)
         digests.abandon()
         gate.set()
@@ -197,3 +201,121 @@ def test_the_threads_are_the_digest_pool(tmp_path):
 
     asyncio.run(scenario())
     assert seen and all(n.startswith(digests_module.THREAD_NAME) for n in seen)
+
+
+def test_a_file_past_the_writeback_interval_is_whole(tmp_path):
+    """Flushed to disk in the background while written (every WRITEBACK bytes): every
+    byte still lands in order, and the digest describes them."""
+    block = os.urandom(1 << 20)
+    blocks = digests_module.WRITEBACK // len(block) * 2 + 3
+
+    async def scenario() -> tuple[str, int]:
+        digests = _open(tmp_path, {"sha256": hashlib.sha256()})
+        for _ in range(blocks):
+            digests.put(block)
+            await digests.wait_room()
+        found, size = await digests.finish()
+        return found["sha256"].hexdigest(), size
+
+    digest, size = asyncio.run(scenario())
+    assert size == blocks * len(block)
+    assert digest == hashlib.sha256(block * blocks).hexdigest()
+    expected = hashlib.sha256()
+    with open(tmp_path / "download", "rb") as kept:
+        while chunk := kept.read(1 << 20):
+            expected.update(chunk)
+    assert expected.hexdigest() == digest
+
+
+# -- the fetch path: a remote's real downloader (pulpcore's FileDownloader) into a spool --
+class _Remote:
+    """A plugin's remote as the fetch path sees it: ``get_downloader`` returns pulpcore's
+    own downloader for a ``file://`` URL, expecting ``expected`` digests."""
+
+    def __init__(self, expected: dict[str, str]) -> None:
+        self.expected = expected
+
+    def get_downloader(self, remote_artifact, headers_ready_callback):
+        from pulpcore.download.file import FileDownloader
+
+        return FileDownloader(remote_artifact.url, expected_digests=self.expected,
+                              expected_size=remote_artifact.size,
+                              headers_ready_callback=headers_ready_callback)
+
+
+def _candidate(path, blob: bytes, expected: dict[str, str]):
+    from types import SimpleNamespace
+
+    from pulp_content_asgi.ondemand.plan import Candidate
+
+    path.write_bytes(blob)
+    remote_artifact = SimpleNamespace(url=f"file://{path}", size=len(blob),
+                                      remote=_Remote(expected))
+    return Candidate(remote_artifact, save=True)  # type: ignore[arg-type]
+
+
+def test_a_saved_download_reaches_the_spool_while_its_digests_are_pending(
+        tmp_path, monkeypatch, settings_digests):
+    """The whole file reaches the spool (what clients read) while every digest is held at
+    its first update; only the loop can let them go on. Were the digests computed on the
+    loop (pulpcore's ``handle_data``, which also makes its hashers with
+    ``pulp_hashlib.new``), the loop would wait for them and never open the gate."""
+    from pulpcore.app import pulp_hashlib
+
+    from pulp_content_asgi.ondemand.fetch import SpoolingDownloader
+    from pulp_content_asgi.ondemand.spool import Spool
+
+    blob = os.urandom(3 * (1 << 20) + 5)
+    gate, entered = threading.Event(), threading.Event()
+    made: list[GatedHasher] = []
+
+    def gated(name: str) -> GatedHasher:
+        made.append(GatedHasher(name, gate, entered))
+        return made[-1]
+
+    monkeypatch.setattr(pulp_hashlib, "new", gated)
+    candidate = _candidate(tmp_path / "upstream.bin", blob,
+                           {"sha256": hashlib.sha256(blob).hexdigest()})
+
+    async def scenario() -> tuple[int, object]:
+        spool = Spool(str(tmp_path / "spool"))
+        await spool.open()
+        download = asyncio.ensure_future(SpoolingDownloader(candidate, spool).run())
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait)
+        while spool.size < len(blob) and not download.done():
+            await spool.changed()
+        spooled = spool.size
+        gate.set()
+        return spooled, await download
+
+    spooled, result = asyncio.run(scenario())
+    assert not GatedHasher.stuck, "the digests blocked the event loop"
+    assert spooled == len(blob)
+    assert sorted(h.real.name for h in made) == sorted(settings_digests)
+    attributes = result.artifact_attributes  # type: ignore[attr-defined]
+    assert attributes == {"size": len(blob), **{
+        name: hashlib.new(name, blob).hexdigest() for name in settings_digests}}
+    with open(result.path, "rb") as kept:  # type: ignore[attr-defined]
+        assert kept.read() == blob
+    os.unlink(result.path)  # type: ignore[attr-defined]
+
+
+def test_a_digest_mismatch_is_pulpcores_error_and_keeps_no_file(tmp_path):
+    from pulpcore.exceptions import DigestValidationError
+
+    from pulp_content_asgi.ondemand.fetch import SpoolingDownloader
+    from pulp_content_asgi.ondemand.spool import Spool
+
+    blob = os.urandom(2 * (1 << 20))
+    candidate = _candidate(tmp_path / "upstream.bin", blob, {"sha256": "0" * 64})
+
+    async def scenario() -> SpoolingDownloader:
+        spool = Spool(str(tmp_path / "spool"))
+        await spool.open()
+        downloader = SpoolingDownloader(candidate, spool)
+        with pytest.raises(DigestValidationError):
+            await downloader.run()
+        return downloader
+
+    downloader = asyncio.run(scenario())
+    assert downloader.files and not any(os.path.exists(f) for f in downloader.files)
