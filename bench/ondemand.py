@@ -14,6 +14,7 @@ cold on-demand download faster than it can digest it.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import statistics
@@ -96,9 +97,42 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def measure(base: str, paths: list[str], pid: int | None = None) -> dict:
+class Probe:
+    """GETs of a small published file, one every :data:`PROBE_EVERY` seconds on a thread
+    of its own, while something else runs: how long the same worker takes to answer them
+    (event-loop lag as a client sees it) in milliseconds."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(PROBE_EVERY):
+            started = time.perf_counter()
+            with urllib.request.urlopen(self.url, timeout=300) as answer:
+                answer.read()
+            self.latencies.append((time.perf_counter() - started) * 1000)
+
+    def __enter__(self) -> Probe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+#: Seconds between two probes during the 1 GiB download.
+PROBE_EVERY = 0.1
+
+
+def measure(base: str, paths: list[str], pid: int | None = None,
+            probe: str | None = None) -> dict:
     """One cold run; with the server's ``pid``, also the CPU seconds its processes used
-    for the 1 GiB file (less sensitive to a busy machine than the wall clock)."""
+    for the 1 GiB file (less sensitive to a busy machine than the wall clock); with a
+    ``probe`` path, the latency of requests for it while the 1 GiB file downloads."""
     from django.db import connections
 
     reclaim()
@@ -106,12 +140,19 @@ def measure(base: str, paths: list[str], pid: int | None = None) -> dict:
         conn.close()
     small = [_get(base + p) for p in paths[:-1]]
     before = cpu_seconds(pid) if pid else 0.0
-    large = _get(base + paths[-1])
+    with contextlib.ExitStack() as stack:
+        probing = stack.enter_context(Probe(base + probe)) if probe else None
+        large = _get(base + paths[-1])
     found = {"ttfb_ms_median": statistics.median(s[0] for s in small) * 1000,
              "ttfb_ms_p90": sorted(s[0] for s in small)[int(len(small) * 0.9)] * 1000,
              "large_gbps": large[2] / large[1] / 1e9, "large_bytes": large[2]}
     if pid:
         found["large_server_cpu_s"] = cpu_seconds(pid) - before
+    if probing and probing.latencies:
+        ordered = sorted(probing.latencies)
+        found.update(probe_ms_median=statistics.median(ordered),
+                     probe_ms_p90=ordered[int(len(ordered) * 0.9)],
+                     probe_ms_max=ordered[-1], probes=len(ordered))
     return found
 
 

@@ -294,14 +294,18 @@ def ondemand_contender(suite: Suite, contender: Any, paths: list[str], large_fil
         runs = []
         for _ in range(suite.plan.repeats):
             hashing.append(ondemand.hashing_limit(large_file))
-            runs.append(ondemand.measure(server.base, paths, server.process.pid))
+            runs.append(ondemand.measure(server.base, paths, server.process.pid,
+                                         suite.small[0]))
         ttfb = ", ".join(f"{r['ttfb_ms_median']:.1f}" for r in runs)
         gbps = ", ".join(f"{r['large_gbps']:.2f}" for r in runs)
         limit = ", ".join(f"{r['gbps']:.2f}" for r in hashing[-len(runs):])
         cpu = ", ".join(f"{r['large_server_cpu_s']:.1f}" for r in runs)
+        probes = ", ".join(f"{r.get('probe_ms_median', 0):.0f}/{r.get('probe_ms_max', 0):.0f}"
+                           for r in runs)
         hashing_cpu = ", ".join(f"{r['cpu_seconds']:.1f}" for r in hashing[-len(runs):])
         say(f"  {contender.name}: TTFB medians {ttfb} ms, 1 GiB at {gbps} GB/s, server CPU "
-            f"{cpu} s (hashing limit before each: {limit} GB/s, {hashing_cpu} CPU s)")
+            f"{cpu} s, probe median/max {probes} ms (hashing limit before each: {limit} "
+            f"GB/s, {hashing_cpu} CPU s)")
         return {"status": "ran", "runs": runs}
     except Exception as error:  # recorded; the other contenders still run
         say(f"  {contender.name} failed: {error}")
