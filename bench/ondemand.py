@@ -5,13 +5,20 @@ The upstream is nginx serving the data set's bytes; an on-demand repository
 content artifacts lose their artifacts again ("reclaimed"), so every request is a miss
 that streams from upstream: time to first byte over the 1 MiB files, and throughput of
 the 1 GiB file, through the app and directly.
+
+The hashing limit (issue #18) is measured in the same run: the time to compute the digests
+a download of the 1 GiB file must record (``ALLOWED_CONTENT_CHECKSUMS``, as pulpcore's
+downloader computes them) with every core, the file already in memory: no app can serve a
+cold on-demand download faster than it can digest it.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import mmap
 import os
 import statistics
+import threading
 import time
 import urllib.request
 
@@ -61,30 +68,92 @@ def reclaim() -> None:
 
 
 def _get(url: str) -> tuple[float, float, int]:
-    """(time to first byte, total time, bytes) for one GET."""
+    """(time to first byte, total time, bytes) for one GET. The client only counts the
+    bytes: a digest here (there was an unused sha256) would take CPU from the same cores
+    the server hashes on."""
     started = time.perf_counter()
     with urllib.request.urlopen(url, timeout=300) as response:
         first = response.read(1)
         ttfb = time.perf_counter() - started
         size = len(first)
-        digest = hashlib.sha256(first)
         while chunk := response.read(1 << 20):
             size += len(chunk)
-            digest.update(chunk)
     return ttfb, time.perf_counter() - started, size
 
 
-def measure(base: str, paths: list[str]) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, every thread) used so far by ``pid`` and its
+    descendants (the server's workers), from ``/proc/<pid>/stat``."""
+    from pulp_content_asgi.devtools import processes
+
+    ticks = 0
+    for member in processes.family(pid):
+        try:
+            with open(f"/proc/{member}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class Probe:
+    """GETs of a small published file, one every :data:`PROBE_EVERY` seconds on a thread
+    of its own, while something else runs: how long the same worker takes to answer them
+    (event-loop lag as a client sees it) in milliseconds."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(PROBE_EVERY):
+            started = time.perf_counter()
+            with urllib.request.urlopen(self.url, timeout=300) as answer:
+                answer.read()
+            self.latencies.append((time.perf_counter() - started) * 1000)
+
+    def __enter__(self) -> Probe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+#: Seconds between two probes during the 1 GiB download.
+PROBE_EVERY = 0.1
+
+
+def measure(base: str, paths: list[str], pid: int | None = None,
+            probe: str | None = None) -> dict:
+    """One cold run; with the server's ``pid``, also the CPU seconds its processes used
+    for the 1 GiB file (less sensitive to a busy machine than the wall clock); with a
+    ``probe`` path, the latency of requests for it while the 1 GiB file downloads."""
     from django.db import connections
 
     reclaim()
     for conn in connections.all():
         conn.close()
     small = [_get(base + p) for p in paths[:-1]]
-    large = _get(base + paths[-1])
-    return {"ttfb_ms_median": statistics.median(s[0] for s in small) * 1000,
-            "ttfb_ms_p90": sorted(s[0] for s in small)[int(len(small) * 0.9)] * 1000,
-            "large_gbps": large[2] / large[1] / 1e9, "large_bytes": large[2]}
+    before = cpu_seconds(pid) if pid else 0.0
+    with contextlib.ExitStack() as stack:
+        probing = stack.enter_context(Probe(base + probe)) if probe else None
+        large = _get(base + paths[-1])
+    found = {"ttfb_ms_median": statistics.median(s[0] for s in small) * 1000,
+             "ttfb_ms_p90": sorted(s[0] for s in small)[int(len(small) * 0.9)] * 1000,
+             "large_gbps": large[2] / large[1] / 1e9, "large_bytes": large[2]}
+    if pid:
+        found["large_server_cpu_s"] = cpu_seconds(pid) - before
+    if probing and probing.latencies:
+        ordered = sorted(probing.latencies)
+        found.update(probe_ms_median=statistics.median(ordered),
+                     probe_ms_p90=ordered[int(len(ordered) * 0.9)],
+                     probe_ms_max=ordered[-1], probes=len(ordered))
+    return found
 
 
 def direct(upstream: str, paths: list[str]) -> dict:
@@ -95,3 +164,46 @@ def direct(upstream: str, paths: list[str]) -> dict:
     return {"ttfb_ms_median": statistics.median(s[0] for s in small) * 1000,
             "ttfb_ms_p90": sorted(s[0] for s in small)[int(len(small) * 0.9)] * 1000,
             "large_gbps": large[2] / large[1] / 1e9, "large_bytes": large[2]}
+
+
+#: Bytes per digest update in :func:`hashing_limit`, as pulpcore's downloaders read (1 MiB).
+CHUNK = 1 << 20
+
+
+def hashing_limit(path: str) -> dict:
+    """GB/s at which this machine computes the configured digests of the file at ``path``
+    (``Artifact.DIGEST_FIELDS``: pulpcore's order of ``ALLOWED_CONTENT_CHECKSUMS``) with all
+    cores: one thread per digest over the same memory-mapped bytes (hashlib releases the
+    GIL for updates above 2 KiB), the file mapped in memory first so no disk read is timed.
+    With at least as many digests as cores and none slower than the others together,
+    this keeps every core busy. Returns the digests, cores, bytes, ``seconds`` and
+    ``gbps`` (wall clock) and ``cpu_seconds`` (the digests' CPU time, every thread)."""
+    from pulpcore.app import pulp_hashlib
+    from pulpcore.app.models import Artifact
+
+    names = list(Artifact.DIGEST_FIELDS)
+    # Mapped pre-faulted (MAP_POPULATE reads the file into the page cache and maps every
+    # page), so neither disk reads nor page faults are timed.
+    with open(path, "rb") as source, \
+            mmap.mmap(source.fileno(), 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
+                      prot=mmap.PROT_READ) as mapped:
+        size = len(mapped)
+        view = memoryview(mapped)
+        try:
+            hashers = [pulp_hashlib.new(name) for name in names]
+
+            def digest(hasher: object) -> None:
+                for offset in range(0, size, CHUNK):
+                    hasher.update(view[offset:offset + CHUNK])  # type: ignore[attr-defined]
+
+            threads = [threading.Thread(target=digest, args=(h,)) for h in hashers]
+            started, cpu = time.perf_counter(), time.process_time()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        finally:
+            view.release()
+    return {"digests": names, "cores": os.cpu_count(), "bytes": size,
+            "seconds": elapsed, "cpu_seconds": cpu, "gbps": size / elapsed / 1e9}

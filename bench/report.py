@@ -216,21 +216,40 @@ def cache_table(results: dict, digits: int) -> list[str]:
             *lines, ""]
 
 
+def _values(runs: list[dict], key: str) -> list[float]:
+    """``key`` of each run that has it (older results lack the newer measures)."""
+    return [r[key] for r in runs if key in r]
+
+
 def ondemand_table(found: dict | None) -> list[str]:
     if not found:
         return []
     lines = ["## On-demand (cold: every request streams from upstream), 1 worker, cache off",
-             "", "| | TTFB median ms (50 x 1 MiB) | TTFB p90 ms | 1 GiB GB/s |",
-             "|---|---|---|---|"]
+             "", "| | TTFB median ms (50 x 1 MiB) | TTFB p90 ms | 1 GiB GB/s | 1 GiB: server "
+             "CPU s | probe ms during the 1 GiB file, median | max |",
+             "|---|---|---|---|---|---|---|"]
+    hashing = (found.get("hashing") or {}).get("runs") or []
     for name, values in found.items():
+        if name == "hashing":
+            continue
         if values.get("status") != "ran":
             lines.append(f"| {name} | {values['status']}: {values.get('error', '')} "
-                         f"(log: {_path(values.get('log'))}) | | |")
+                         f"(log: {_path(values.get('log'))}) | | | | | |")
             continue
         runs = values["runs"]
         lines.append(f"| {name} | {cell(spread([r['ttfb_ms_median'] for r in runs]), '{:.1f}')}"
                      f" | {cell(spread([r['ttfb_ms_p90'] for r in runs]), '{:.1f}')}"
-                     f" | {cell(spread([r['large_gbps'] for r in runs]), '{:.2f}')} |")
+                     f" | {cell(spread([r['large_gbps'] for r in runs]), '{:.2f}')}"
+                     f" | {cell(spread(_values(runs, 'large_server_cpu_s')), '{:.1f}')}"
+                     f" | {cell(spread(_values(runs, 'probe_ms_median')), '{:.0f}')}"
+                     f" | {cell(spread(_values(runs, 'probe_ms_max')), '{:.0f}')} |")
+    if hashing:
+        digests = ", ".join(hashing[0]["digests"])
+        lines += ["", f"Hashing limit ({digests} of the 1 GiB file in memory, one thread "
+                  f"per digest on {hashing[0]['cores']} cores, measured before each app run): "
+                  f"{cell(spread([r['gbps'] for r in hashing]), '{:.2f}')} GB/s, "
+                  f"{cell(spread(_values(hashing, 'cpu_seconds')), '{:.1f}')}"
+                  " CPU s."]
     return [*lines, ""]
 
 

@@ -243,13 +243,16 @@ def measure(recorder: Any, suite: Suite, contender: Any, workers: int) -> None:
 
 def measure_ondemand(recorder: Any, suite: Suite, chosen: list, data: Any) -> None:
     """Cold on-demand requests through each app (cache off) versus the upstream itself,
-    ``repeats`` times each; recorded under ``ondemand``."""
+    ``repeats`` times each; recorded under ``ondemand``, with the hashing limit
+    (``ondemand.hashing_limit``) measured before every run of an app, so its spread
+    covers the machine's load over the same minutes."""
     from bench import ondemand, servers
     from pulp_content_asgi.devtools import processes
 
     say("on-demand: through the apps versus straight from the upstream")
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"hashing": {"status": "ran", "runs": []}}
     recorder.results["ondemand"] = out
+    large_file = os.path.join(data.nginx_root, data.large_path)
     try:
         upstream = servers.start(servers.Nginx("upstream", PREFIX, sendfile=False), 1, STATE,
                                  None, probe=suite.small[0], timeout=suite.plan.start_timeout)
@@ -266,13 +269,17 @@ def measure_ondemand(recorder: Any, suite: Suite, chosen: list, data: Any) -> No
             if contender.cache or not isinstance(
                     contender, servers.ContentAsgi | servers.PulpcoreContent):
                 continue
-            out[contender.name] = ondemand_contender(suite, contender, paths)
+            out[contender.name] = ondemand_contender(suite, contender, paths, large_file,
+                                                     out["hashing"]["runs"])
             recorder.save()
     finally:
         processes.stop(upstream)
 
 
-def ondemand_contender(suite: Suite, contender: Any, paths: list[str]) -> dict:
+def ondemand_contender(suite: Suite, contender: Any, paths: list[str], large_file: str,
+                       hashing: list[dict]) -> dict:
+    """``repeats`` cold runs through ``contender``, each after a measure of the hashing
+    limit of ``large_file`` (appended to ``hashing``)."""
     from bench import ondemand, servers
     from pulp_content_asgi.devtools import processes
 
@@ -284,10 +291,21 @@ def ondemand_contender(suite: Suite, contender: Any, paths: list[str]) -> dict:
         say(f"  {contender.name} did not start: {failure}")
         return {"status": "did not start", "error": failure.reason, "log": failure.log_path}
     try:
-        runs = [ondemand.measure(server.base, paths) for _ in range(suite.plan.repeats)]
+        runs = []
+        for _ in range(suite.plan.repeats):
+            hashing.append(ondemand.hashing_limit(large_file))
+            runs.append(ondemand.measure(server.base, paths, server.process.pid,
+                                         suite.small[0]))
         ttfb = ", ".join(f"{r['ttfb_ms_median']:.1f}" for r in runs)
         gbps = ", ".join(f"{r['large_gbps']:.2f}" for r in runs)
-        say(f"  {contender.name}: TTFB medians {ttfb} ms, 1 GiB at {gbps} GB/s")
+        limit = ", ".join(f"{r['gbps']:.2f}" for r in hashing[-len(runs):])
+        cpu = ", ".join(f"{r['large_server_cpu_s']:.1f}" for r in runs)
+        probes = ", ".join(f"{r.get('probe_ms_median', 0):.0f}/{r.get('probe_ms_max', 0):.0f}"
+                           for r in runs)
+        hashing_cpu = ", ".join(f"{r['cpu_seconds']:.1f}" for r in hashing[-len(runs):])
+        say(f"  {contender.name}: TTFB medians {ttfb} ms, 1 GiB at {gbps} GB/s, server CPU "
+            f"{cpu} s, probe median/max {probes} ms (hashing limit before each: {limit} "
+            f"GB/s, {hashing_cpu} CPU s)")
         return {"status": "ran", "runs": runs}
     except Exception as error:  # recorded; the other contenders still run
         say(f"  {contender.name} failed: {error}")
@@ -317,6 +335,10 @@ def arguments() -> argparse.Namespace:
                         help="just the on-demand comparison")
     parser.add_argument("--contenders", help=f"comma-separated; default {DEFAULT_CONTENDERS} "
                         f"(quick: {QUICK_CONTENDERS})")
+    parser.add_argument("--baseline", metavar="PATH",
+                        help="also run asgi-granian-baseline: our app imported from the "
+                             "source tree at PATH (e.g. `git archive main | tar -x -C PATH`) "
+                             "instead of this checkout, for before/after in one run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per point (>= 3)")
     parser.add_argument("--start-timeout", type=float, default=300.0,
                         help="seconds a contender may take to answer after it is started")
@@ -345,6 +367,8 @@ def suite_run(recorder: Any, args: argparse.Namespace, plan: Plan) -> None:
     close_our_connections()
     names = (args.contenders or (QUICK_CONTENDERS if plan.quick else DEFAULT_CONTENDERS))
     chosen = [c for c in servers.CONTENDERS if c.name in names.split(",")]
+    if args.baseline:
+        chosen.insert(0, servers.baseline(os.path.abspath(args.baseline)))
     suite = Suite(plan, [PREFIX + p for p in data.small_paths],
                   [PREFIX + p for p in data.medium_paths], data.large_path,
                   frozenset(filter(None, args.fail_start.split(","))))
@@ -384,7 +408,7 @@ def main() -> None:
         written = recorder.finish(status)
         say("wrote " + ", ".join(written))
     complete = status == "complete" and not plan.quick and not args.only_ondemand
-    if complete and not args.fail_start and not args.contenders:
+    if complete and not args.fail_start and not args.contenders and not args.baseline:
         say("updated " + goals.update_readme(recorder.results, os.path.basename(written[0])))
     with open(written[1]) as table:
         print(table.read())

@@ -123,6 +123,16 @@ CONTENDERS = [
 ]
 
 
+def baseline(source: str) -> ContentAsgi:
+    """``asgi-granian`` running the package found in the source tree ``source`` (another
+    commit's checkout): ``PYTHONPATH`` comes before the editable install on the server's
+    ``sys.path``."""
+    if not os.path.isfile(os.path.join(source, "pulp_content_asgi", "__init__.py")):
+        raise SystemExit(f"--baseline {source}: no pulp_content_asgi package there")
+    return ContentAsgi("asgi-granian-baseline", "/pulp/content/", server="granian",
+                       env={"PYTHONPATH": source})
+
+
 class StartFailure(Exception):
     """A contender that crashed or did not answer in time; ``log_path`` holds its output."""
 

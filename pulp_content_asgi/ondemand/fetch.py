@@ -24,7 +24,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -35,6 +35,7 @@ from pulp_content_asgi import db, metrics
 from pulp_content_asgi.bridge import downloads
 from pulp_content_asgi.ondemand import declared, save
 from pulp_content_asgi.ondemand.coordination import spool_path
+from pulp_content_asgi.ondemand.digests import Digests
 from pulp_content_asgi.ondemand.placement import Placement, no_space
 from pulp_content_asgi.ondemand.plan import Candidate, RemotePlan
 from pulp_content_asgi.ondemand.spool import Abandoned, FollowedSpool, Spool, UpstreamError
@@ -70,13 +71,17 @@ class SpoolingDownloader:
     """Attaches a plugin's downloader to a spool: every byte goes to the spool once (a
     retry that re-sends bytes already published only adds what is new), headers as soon
     as they are known, upstream latency to the metrics. ``candidate.save`` says whether
-    the downloader also keeps (and validates) the file to be saved."""
+    the downloader also keeps (and validates) the file to be saved: its file and digests
+    are then :class:`~.digests.Digests`' (off the event loop, in parallel) instead of
+    pulpcore's ``handle_data``/``finalize`` (on the loop), validated by pulpcore's own
+    ``validate_digests``/``validate_size``."""
 
     def __init__(self, candidate: Candidate, spool: Spool) -> None:
         self.candidate = candidate
         self.spool = spool
         self.offset = 0  # bytes of the current attempt
         self.files: set[str] = set()  # the downloader's file of every attempt
+        self.digests: Digests | None = None  # the current attempt's (saved downloads)
         self.asked = time.monotonic()
         self.answered = False
         remote_artifact = candidate.remote_artifact
@@ -84,10 +89,8 @@ class SpoolingDownloader:
                                      remote_artifact=remote_artifact,
                                      headers_ready_callback=self.on_headers)
         downloads.fetch_raw(self.downloader)  # the bytes the digests describe, undecoded
-        self._keep: Callable[[bytes], Awaitable[None]] = self.downloader.handle_data
         self.downloader.handle_data = self.on_data
-        if not candidate.save:
-            self.downloader.finalize = self.check_size  # streamed: nothing kept or digested
+        self.downloader.finalize = self.finalize if candidate.save else self.check_size
 
     def _first_byte(self) -> None:
         if not self.answered:
@@ -96,9 +99,17 @@ class SpoolingDownloader:
 
     async def on_headers(self, headers: Mapping[str, str]) -> None:
         self.offset = 0  # a retry starts again from the first byte
+        self._restart()
         self._first_byte()
         self.check_declared(headers)
         await self.spool.set_headers(headers)
+
+    def _restart(self) -> None:
+        """A new attempt digests and keeps a new file (pulpcore's retry starts a new one
+        too); the abandoned attempt's file is removed with the others at the end."""
+        if self.digests is not None:
+            self.digests.abandon()
+            self.digests = None
 
     def check_declared(self, headers: Mapping[str, str]) -> None:
         """An upstream that declares another length than the remote artifact promised is
@@ -115,12 +126,35 @@ class SpoolingDownloader:
     async def on_data(self, data: bytes) -> None:
         self._first_byte()
         if self.candidate.save:
-            await self._keep(data)
-            self.files.add(self.downloader.path)
+            digests = await self._digests()
+            digests.put(data)  # digested and written while the spool gets the bytes
         await self.spool.set_headers({})  # downloaders without a headers callback (file://)
         start, self.offset = self.offset, self.offset + len(data)
         if self.offset > self.spool.size:  # retries re-send bytes already published
             await self.spool.write(data[max(self.spool.size - start, 0):])
+        if self.digests is not None:
+            await self.digests.wait_room()
+
+    async def _digests(self) -> Digests:
+        if self.digests is None:
+            self.digests = await Digests.open(str(self.downloader.url))
+            self.files.add(self.digests.path)
+        return self.digests
+
+    async def finalize(self) -> None:
+        """pulpcore's ``BaseDownloader.finalize`` for a saved download, off the loop:
+        the file flushed, fsynced and closed once every digest has its bytes; then the
+        downloader holds the file, digests and size as its own ``handle_data`` would have
+        left them (``path``, ``_digests``, ``_size``: what its ``artifact_attributes`` and
+        ``validate_*`` read), and pulpcore's ``validate_digests``/``validate_size`` raise
+        :class:`DigestValidationError`/:class:`SizeValidationError` as they always do."""
+        digests = await self._digests()  # an empty body still gets its file and digests
+        hashers, size = await digests.finish()
+        self.downloader.path = digests.path
+        self.downloader._digests = hashers
+        self.downloader._size = size
+        self.downloader.validate_digests()
+        self.downloader.validate_size()
 
     async def check_size(self) -> None:
         """A streamed download is not digested (as in pulpcore), but a body of another
@@ -148,6 +182,8 @@ class SpoolingDownloader:
             # Every attempt's file but the result: pulpcore's retry means to delete the
             # file of the attempt it abandons (``_ensure_no_broken_file``), but on Python
             # 3.11 setting ``delete`` on an open NamedTemporaryFile deletes nothing.
+            if self.digests is not None and not completed:
+                self.digests.abandon()  # its file closes once its threads are done
             leftovers = self.files - {result.path} if completed else self.files
             if leftovers:
                 await asyncio.to_thread(_remove, leftovers)

@@ -1,0 +1,321 @@
+"""The digests of a saved download are computed off the event loop (``ondemand/digests.py``).
+
+The hashers here are real hashlib objects whose first update waits for a gate that only
+a callback *on the event loop* opens: if a digest ran on the loop, the loop could not run
+that callback and the update would give up waiting (the test then fails, saying so);
+nothing here measures time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+from typing import IO
+
+import pytest
+
+from pulp_content_asgi.ondemand import digests as digests_module
+from pulp_content_asgi.ondemand.digests import WINDOW, Digests
+
+#: How long a gated update waits for the loop before it records that it was never let
+#: through (a deadlock guard: the test fails then, it never passes by waiting).
+STUCK = 60.0
+
+
+class GatedHasher:
+    """A real hasher whose updates record their thread and wait for ``gate``; once one
+    has waited in vain (the loop never opened it) the others no longer wait."""
+
+    stuck = False
+
+    def __init__(self, name: str, gate: threading.Event, entered: threading.Event) -> None:
+        self.real = hashlib.new(name)
+        self.gate = gate
+        self.entered = entered
+        self.threads: set[int] = set()
+
+    def update(self, data: bytes) -> None:
+        self.threads.add(threading.get_ident())
+        self.entered.set()
+        if not GatedHasher.stuck and not self.gate.wait(STUCK):
+            GatedHasher.stuck = True
+        self.real.update(data)
+
+    def hexdigest(self) -> str:
+        return self.real.hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def _unstuck() -> None:
+    GatedHasher.stuck = False
+
+
+def _open(tmp_path, hashers):
+    return Digests(open(tmp_path / "download", "wb"), hashers)
+
+
+def test_the_loop_runs_while_a_digest_is_being_computed(tmp_path):
+    chunks = [os.urandom(300_000) for _ in range(5)]
+    gate, entered = threading.Event(), threading.Event()
+    hashers = {name: GatedHasher(name, gate, entered) for name in ("sha256", "sha512")}
+
+    async def scenario() -> tuple[int, dict, int]:
+        loop_thread = threading.get_ident()
+        digests = _open(tmp_path, hashers)
+        for chunk in chunks:
+            digests.put(chunk)
+            await digests.wait_room()  # within the window: returns with digests pending
+        # A digest is now inside its update, waiting for the gate; only the loop opens it.
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait)
+        asyncio.get_running_loop().call_soon(gate.set)
+        found, size = await digests.finish()
+        return loop_thread, found, size
+
+    loop_thread, found, size = asyncio.run(scenario())
+    assert not GatedHasher.stuck, "a digest blocked the event loop"
+    assert all(loop_thread not in h.threads for h in hashers.values())
+    assert all(h.threads for h in hashers.values())
+    whole = b"".join(chunks)
+    assert size == len(whole)
+    assert {n: h.hexdigest() for n, h in found.items()} == {
+        "sha256": hashlib.sha256(whole).hexdigest(), "sha512": hashlib.sha512(whole).hexdigest()}
+    assert (tmp_path / "download").read_bytes() == whole
+
+
+def test_a_download_ahead_of_its_digests_by_the_window_waits(tmp_path):
+    """Back-pressure: with a digest held back, ``wait_room`` does not return once more
+    than WINDOW bytes are pending, and does once the digest catches up."""
+    gate, entered = threading.Event(), threading.Event()
+    hasher = GatedHasher("sha256", gate, entered)
+    chunk = os.urandom(1 << 20)
+
+    async def scenario() -> tuple[bool, bool]:
+        digests = _open(tmp_path, {"sha256": hasher})
+        for _ in range(WINDOW // len(chunk) + 2):
+            digests.put(chunk)
+        waiting = asyncio.ensure_future(digests.wait_room())
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait)
+        for _ in range(3):  # let the loop run the waiter: it must still be waiting
+            await asyncio.sleep(0)
+        held = not waiting.done()
+        gate.set()
+        await waiting
+        await digests.finish()
+        return held, waiting.done()
+
+    held, released = asyncio.run(scenario())
+    assert held and released and not GatedHasher.stuck
+
+
+def test_the_configured_digests_are_computed(tmp_path, settings_digests):
+    """Over chunks as small as a socket read hands over (gathered before hashing, the
+    rest at the end), in order."""
+    data = os.urandom(3 * (1 << 20) + 12_345)
+
+    async def scenario() -> tuple[dict, int, str]:
+        digests = await Digests.open("http://upstream.example/a/b.rpm")
+        for start in range(0, len(data), 65_000):
+            digests.put(data[start:start + 65_000])
+            await digests.wait_room()
+        found, size = await digests.finish()
+        return {n: h.hexdigest() for n, h in found.items()}, size, digests.path
+
+    found, size, path = asyncio.run(scenario())
+    try:
+        assert size == len(data)
+        assert found == {n: hashlib.new(n, data).hexdigest() for n in settings_digests}
+        assert path.endswith("-b.rpm")
+        with open(path, "rb") as kept:
+            assert kept.read() == data
+    finally:
+        os.unlink(path)
+
+
+def test_a_failed_write_is_raised_and_the_file_closed(tmp_path):
+    """A lane's error (here writing to a file opened read-only, as a full disk would
+    fail) reaches the download, not a log of unretrieved task exceptions."""
+    (tmp_path / "download").write_bytes(b"")
+
+    async def scenario(file: IO[bytes]) -> BaseException | None:
+        digests = Digests(file, {"sha256": hashlib.sha256()})
+        digests.put(b"x" * 10_000)
+        try:
+            await digests.finish()
+        except OSError as error:
+            await digests.closed()
+            return error
+        return None
+
+    with open(tmp_path / "download", "rb") as file:
+        error = asyncio.run(scenario(file))
+        assert isinstance(error, OSError)
+        assert file.closed
+
+
+def test_an_abandoned_attempt_drops_its_chunks_and_closes_its_file(tmp_path):
+    gate, entered = threading.Event(), threading.Event()
+    hasher = GatedHasher("sha256", gate, entered)
+
+    async def scenario() -> Digests:
+        digests = _open(tmp_path, {"sha256": hasher})
+        for _ in range(4):
+            digests.put(b"y" * (digests_module.GATHER // 2 + 1))
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait)
+        digests.abandon()
+        gate.set()
+        await digests.closed()
+        return digests
+
+    digests = asyncio.run(scenario())
+    assert digests.file.closed
+    assert all(not lane.waiting for lane in digests.lanes)
+
+
+@pytest.fixture
+def settings_digests() -> list[str]:
+    from pulpcore.app.models import Artifact
+
+    return list(Artifact.DIGEST_FIELDS)
+
+
+def test_the_threads_are_the_digest_pool(tmp_path):
+    seen: set[str] = set()
+
+    class Named:
+        def __init__(self) -> None:
+            self.real = hashlib.sha256()
+
+        def update(self, data: bytes) -> None:
+            seen.add(threading.current_thread().name)
+            self.real.update(data)
+
+        def hexdigest(self) -> str:
+            return self.real.hexdigest()
+
+    async def scenario() -> None:
+        digests = _open(tmp_path, {"sha256": Named()})
+        digests.put(b"z" * 5000)
+        await digests.finish()
+
+    asyncio.run(scenario())
+    assert seen and all(n.startswith(digests_module.THREAD_NAME) for n in seen)
+
+
+def test_a_file_past_the_writeback_interval_is_whole(tmp_path):
+    """Flushed to disk in the background while written (every WRITEBACK bytes): every
+    byte still lands in order, and the digest describes them."""
+    block = os.urandom(1 << 20)
+    blocks = digests_module.WRITEBACK // len(block) * 2 + 3
+
+    async def scenario() -> tuple[str, int]:
+        digests = _open(tmp_path, {"sha256": hashlib.sha256()})
+        for _ in range(blocks):
+            digests.put(block)
+            await digests.wait_room()
+        found, size = await digests.finish()
+        return found["sha256"].hexdigest(), size
+
+    digest, size = asyncio.run(scenario())
+    assert size == blocks * len(block)
+    assert digest == hashlib.sha256(block * blocks).hexdigest()
+    expected = hashlib.sha256()
+    with open(tmp_path / "download", "rb") as kept:
+        while chunk := kept.read(1 << 20):
+            expected.update(chunk)
+    assert expected.hexdigest() == digest
+
+
+# -- the fetch path: a remote's real downloader (pulpcore's FileDownloader) into a spool --
+class _Remote:
+    """A plugin's remote as the fetch path sees it: ``get_downloader`` returns pulpcore's
+    own downloader for a ``file://`` URL, expecting ``expected`` digests."""
+
+    def __init__(self, expected: dict[str, str]) -> None:
+        self.expected = expected
+
+    def get_downloader(self, remote_artifact, headers_ready_callback):
+        from pulpcore.download.file import FileDownloader
+
+        return FileDownloader(remote_artifact.url, expected_digests=self.expected,
+                              expected_size=remote_artifact.size,
+                              headers_ready_callback=headers_ready_callback)
+
+
+def _candidate(path, blob: bytes, expected: dict[str, str]):
+    from types import SimpleNamespace
+
+    from pulp_content_asgi.ondemand.plan import Candidate
+
+    path.write_bytes(blob)
+    remote_artifact = SimpleNamespace(url=f"file://{path}", size=len(blob),
+                                      remote=_Remote(expected))
+    return Candidate(remote_artifact, save=True)  # type: ignore[arg-type]
+
+
+def test_a_saved_download_reaches_the_spool_while_its_digests_are_pending(
+        tmp_path, monkeypatch, settings_digests):
+    """The whole file reaches the spool (what clients read) while every digest is held at
+    its first update; only the loop can let them go on. Were the digests computed on the
+    loop (pulpcore's ``handle_data``, which also makes its hashers with
+    ``pulp_hashlib.new``), the loop would wait for them and never open the gate."""
+    from pulpcore.app import pulp_hashlib
+
+    from pulp_content_asgi.ondemand.fetch import SpoolingDownloader
+    from pulp_content_asgi.ondemand.spool import Spool
+
+    blob = os.urandom(3 * (1 << 20) + 5)
+    gate, entered = threading.Event(), threading.Event()
+    made: list[GatedHasher] = []
+
+    def gated(name: str) -> GatedHasher:
+        made.append(GatedHasher(name, gate, entered))
+        return made[-1]
+
+    monkeypatch.setattr(pulp_hashlib, "new", gated)
+    candidate = _candidate(tmp_path / "upstream.bin", blob,
+                           {"sha256": hashlib.sha256(blob).hexdigest()})
+
+    async def scenario() -> tuple[int, object]:
+        spool = Spool(str(tmp_path / "spool"))
+        await spool.open()
+        download = asyncio.ensure_future(SpoolingDownloader(candidate, spool).run())
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait)
+        while spool.size < len(blob) and not download.done():
+            await spool.changed()
+        spooled = spool.size
+        gate.set()
+        return spooled, await download
+
+    spooled, result = asyncio.run(scenario())
+    assert not GatedHasher.stuck, "the digests blocked the event loop"
+    assert spooled == len(blob)
+    assert sorted(h.real.name for h in made) == sorted(settings_digests)
+    attributes = result.artifact_attributes  # type: ignore[attr-defined]
+    assert attributes == {"size": len(blob), **{
+        name: hashlib.new(name, blob).hexdigest() for name in settings_digests}}
+    with open(result.path, "rb") as kept:  # type: ignore[attr-defined]
+        assert kept.read() == blob
+    os.unlink(result.path)  # type: ignore[attr-defined]
+
+
+def test_a_digest_mismatch_is_pulpcores_error_and_keeps_no_file(tmp_path):
+    from pulpcore.exceptions import DigestValidationError
+
+    from pulp_content_asgi.ondemand.fetch import SpoolingDownloader
+    from pulp_content_asgi.ondemand.spool import Spool
+
+    blob = os.urandom(2 * (1 << 20))
+    candidate = _candidate(tmp_path / "upstream.bin", blob, {"sha256": "0" * 64})
+
+    async def scenario() -> SpoolingDownloader:
+        spool = Spool(str(tmp_path / "spool"))
+        await spool.open()
+        downloader = SpoolingDownloader(candidate, spool)
+        with pytest.raises(DigestValidationError):
+            await downloader.run()
+        return downloader
+
+    downloader = asyncio.run(scenario())
+    assert downloader.files and not any(os.path.exists(f) for f in downloader.files)
