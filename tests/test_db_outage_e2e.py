@@ -5,7 +5,6 @@ live route (pulp_container's blob route)."""
 from __future__ import annotations
 
 import hashlib
-import os
 import statistics
 import subprocess
 import sys
@@ -20,8 +19,8 @@ import httpx
 import psycopg
 import pytest
 
-from pulp_content_asgi.devtools.pgcluster import BINDIR, Cluster
-from tests.helpers import DEADLINE, content_app, stop_server, wait_for
+from pulp_content_asgi.devtools.pgcluster import Cluster
+from tests.helpers import DEADLINE, content_app, migrated_cluster, stop_server, wait_for
 
 FILE = "/pulp/content/outage/f.txt"
 BLOB = b"a layer that survives"
@@ -55,22 +54,7 @@ ContainerDistribution.objects.create(name='outage-registry', base_path='registry
 
 @pytest.fixture(scope="module")
 def cluster():
-    assert BINDIR, "PostgreSQL's server binaries are missing: dev/database.sh installs them"
-    pg = Cluster()
-    pg.init()
-    pg.start()
-    env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(pg.port), "PGUSER": "postgres"}
-    settings_root = os.path.join(pg.root, "pulp")
-    script = (
-        "import os, sys\n"
-        "from pulp_content_asgi.devtools import settings as s\n"
-        "s.ensure_database('pulp')\n"
-        f"print(s.write({settings_root!r}, 'pulp'))\n")
-    settings_path = subprocess.run([sys.executable, "-c", script], env=env, check=True,
-                                   capture_output=True, text=True).stdout.strip()
-    env["PULP_SETTINGS"] = settings_path
-    subprocess.run([os.path.join(os.path.dirname(sys.executable), "pulpcore-manager"),
-                    "migrate", "--noinput"], env=env, check=True, capture_output=True)
+    pg, env = migrated_cluster()
     built = subprocess.run([sys.executable, "-c", _BUILD], env=env, capture_output=True,
                            text=True)
     assert built.returncode == 0, built.stderr

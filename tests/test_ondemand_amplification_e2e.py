@@ -7,12 +7,14 @@ following the download) is receiving it, a download with more than that left to 
 cancelled, saves nothing and leaves no spool; one with less is finished and saved as before.
 
 The upstream is a real server on loopback that counts the body bytes it handed to each
-connection and notices when the downloader hangs up. It holds every download of the big
-file after :data:`HELD_AFTER` bytes until the test opens it, so the bound is checked on
-events, not on the clock: the app hangs up on the held upstream (the download is
-cancelled) *before* the gate opens, so the bytes fetched are at most ``HELD_AFTER`` (the
-slack over what the client was sent: what the upstream sent before the client left).
-Without the bound the download resumes when the gate opens and fetches the whole file.
+connection and notices when the downloader hangs up. It holds a download after a number
+of bytes (:data:`HELD_AFTER`, or a range's end) until the test opens it, so the bound is
+checked on events, not on the clock: the app must hang up on the held upstream (the
+download is cancelled) *before* the gate opens; without the bound the download resumes
+when the gate opens and fetches the whole file. What is then asserted is what an operator
+sees: the upstream's requests and bytes (exact where the hold makes them exact), the
+``abandoned`` counter, no artifact, no spool or downloader file, no advisory lock of the
+download left, and the next request saving the file whole.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -113,33 +116,208 @@ def hang_up_early(target: str) -> None:
         next(response.iter_raw(65536))  # the first 64 KiB, then the client hangs up
 
 
+def download_locks(repo: object, name: str) -> list[tuple]:
+    """Advisory locks (held or awaited, by any session) naming the on-demand download of
+    ``name``: its leader lock and its readers lock (``ondemand/coordination.py``; this
+    process shares the servers' WORKING_DIRECTORY, so it derives the same ids). An int8
+    advisory key is in ``pg_locks`` as ``classid`` (high 32 bits), ``objid`` (low 32 bits)
+    and ``objsubid`` 1."""
+    from django.db import connection
+
+    from pulp_content_asgi.ondemand.coordination import lock_id, readers_id
+
+    key = f"ca:{content_artifact(repo, name).pk}"
+    found = []
+    for lock in (lock_id(key), readers_id(key)):
+        unsigned = lock & 0xFFFFFFFFFFFFFFFF
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pid, mode, granted FROM pg_locks WHERE locktype = "
+                           "'advisory' AND classid = %s::oid AND objid = %s::oid AND "
+                           "objsubid = 1", [unsigned >> 32, unsigned & 0xFFFFFFFF])
+            found += cursor.fetchall()
+    return found
+
+
+def working_files() -> set[str]:
+    """Files in the servers' WORKING_DIRECTORY (spools, sidecars, downloaders' files)."""
+    from django.conf import settings
+
+    return {f for f in os.listdir(settings.WORKING_DIRECTORY) if not f.startswith(".")}
+
+
+def saved_whole(repo: object, name: str, blob: bytes) -> bool:
+    """Whether ``name`` is saved as an artifact whose stored file is ``blob``."""
+    found = content_artifact(repo, name).artifact
+    if found is None:
+        return False
+    with found.file.open("rb") as stored:
+        return found.sha256 == hashlib.sha256(blob).hexdigest() == hashlib.sha256(
+            stored.read()).hexdigest() and found.size == len(blob)
+
+
+def assert_cancelled_cleanly(server: object, repo: object, name: str) -> None:
+    """What an operator finds after a cancelled download: nothing saved, no spool or
+    downloader file left, no lock of it held, no download counted as running."""
+    spool = spool_of(repo, name)
+    assert wait_for(lambda: not os.path.exists(spool) and not os.path.exists(f"{spool}.json"))
+    assert wait_for(lambda: value(scrape(server), DOWNLOADS) == 0)
+    assert content_artifact(repo, name).artifact_id is None
+    # The leader lock goes once the download's grace ends (Inflight.GRACE).
+    assert wait_for(lambda: download_locks(repo, name) == []), download_locks(repo, name)
+
+
 @pytest.mark.parametrize("ask", [one_byte, headers_only, hang_up_early],
                          ids=["1-byte-range", "head", "abandoned"])
 def test_a_download_nobody_receives_stops_at_the_bound(bounded, upstream, ask):
-    distribution, path, repo, name, gate, _ = held(upstream)
+    distribution, path, repo, name, gate, blob = held(upstream)
+    abandoned = value(scrape(bounded), ABANDONED)
+    files_before = working_files()
     try:
         ask(url(bounded, distribution, name))
-        # The app hangs up on the held upstream: the download is cancelled.
+        # The app hangs up on the upstream while the upstream holds the rest: the download
+        # is cancelled, not merely waiting.
         assert wait_for(lambda: upstream.hung_up[path] == 1), (
             f"the download went on after its client left ({upstream.sent[path]} bytes "
             "fetched, held there)")
     finally:
         gate.set()
+    fetched = upstream.sent[path]  # final: that response ended when the app hung up
     assert upstream.hits[path] == 1
-    assert upstream.sent[path] <= HELD_AFTER < BIG
-    spool = spool_of(repo, name)
-    assert wait_for(lambda: not os.path.exists(spool) and not os.path.exists(f"{spool}.json"))
-    assert wait_for(lambda: value(scrape(bounded), DOWNLOADS) == 0)
-    assert content_artifact(repo, name).artifact_id is None
-    assert value(scrape(bounded), ABANDONED) >= 1
-    # The next request downloads it afresh, and a client that stays gets all of it, saved.
+    # The operator's count says so, once: one download, cancelled once.
+    assert value(scrape(bounded), ABANDONED) == abandoned + 1
+    assert_cancelled_cleanly(bounded, repo, name)
+    assert wait_for(lambda: working_files() <= files_before), working_files() - files_before
+    # The next request downloads it afresh, and a client that stays gets all of it, saved
+    # whole; the upstream served the little request's bytes and one whole file, no more
+    # (the cancelled download was not resumed or retried once the upstream let go).
     upstream.behaviour.pop(path)
     again = httpx.get(url(bounded, distribution, name), timeout=120)
     assert again.status_code == 200
-    assert hashlib.sha256(again.content).hexdigest() == hashlib.sha256(
-        upstream.files[path]).hexdigest()
+    assert hashlib.sha256(again.content).digest() == hashlib.sha256(blob).digest()
+    assert wait_for(lambda: saved_whole(repo, name, blob))
     assert upstream.hits[path] == 2
-    assert wait_for(lambda: content_artifact(repo, name).artifact_id is not None)
+    assert upstream.sent[path] == fetched + BIG
+    assert value(scrape(bounded), ABANDONED) == abandoned + 1
+    stored = httpx.get(url(bounded, distribution, name), timeout=120)
+    assert stored.headers["content-length"] == str(BIG) and upstream.hits[path] == 2
+
+
+#: Concurrent HEAD requests of the storm.
+STORM = 64
+
+
+def test_a_head_storm_on_a_cold_file_is_bounded(bounded, upstream, capsys):
+    """64 concurrent HEADs of a cold 32 MiB file, each client leaving with its headers:
+    at most one download per HEAD (those arriving while one runs join it), every one of
+    them cancelled while the upstream still held the body, so the storm fetched at most
+    ``hits * HELD_AFTER`` bytes and stored nothing; afterwards no spool, file or lock of
+    it is left and the next GET saves the file whole."""
+    distribution, path, repo, name, gate, blob = held(upstream)
+    abandoned = value(scrape(bounded), ABANDONED)
+    target = url(bounded, distribution, name)
+    try:
+        with ThreadPoolExecutor(STORM) as pool:
+            answers = list(pool.map(lambda _: httpx.head(target, timeout=120), range(STORM)))
+        assert [a.status_code for a in answers] == [200] * STORM
+        assert {a.headers["x-pulp-artifact-size"] for a in answers} == {str(BIG)}
+        assert all(a.content == b"" for a in answers)
+        # Every download the storm started has been cancelled while held.
+        assert wait_for(lambda: value(scrape(bounded), DOWNLOADS) == 0)
+        assert wait_for(lambda: upstream.hung_up[path] == upstream.hits[path])
+    finally:
+        gate.set()
+    downloads = upstream.hits[path]
+    assert 1 <= downloads <= STORM
+    assert value(scrape(bounded), ABANDONED) == abandoned + downloads
+    fetched = upstream.sent[path]
+    assert fetched <= downloads * HELD_AFTER
+    assert_cancelled_cleanly(bounded, repo, name)
+    with capsys.disabled():
+        print(f"\nHEAD storm: {STORM} HEADs, {downloads} upstream downloads, {fetched} bytes "
+              f"fetched of a {BIG}-byte file, nothing stored")
+    upstream.behaviour.pop(path)
+    again = httpx.get(target, timeout=120)
+    assert again.status_code == 200 and hashlib.sha256(again.content).digest() == \
+        hashlib.sha256(blob).digest()
+    assert wait_for(lambda: saved_whole(repo, name, blob))
+    assert upstream.sent[path] == fetched + BIG and upstream.hits[path] == downloads + 1
+
+
+#: The file read in consecutive ranges, and the ranges (inclusive byte positions).
+RANGED = 6 * MiB + 123
+#: Each range's download is cancelled once its client leaves (more than LIMIT left) ...
+CANCELLED_RANGES = [(0, 2 * MiB - 1), (2 * MiB, 4 * MiB - 1)]
+#: ... this one's download has 512 KiB + 123 bytes (under LIMIT) left: finished and saved.
+FINISHED_RANGE = (4 * MiB, 5 * MiB + MiB // 2 - 1)
+#: From storage.
+STORED_RANGE = (5 * MiB + MiB // 2, RANGED - 1)
+
+
+def ask_range(target: str, first: int, last: int, blob: bytes) -> None:
+    response = httpx.get(target, headers={"Range": f"bytes={first}-{last}"}, timeout=120)
+    assert response.status_code == 206
+    assert response.headers["content-range"] == f"bytes {first}-{last}/{len(blob)}"
+    assert response.content == blob[first:last + 1]
+
+
+def test_consecutive_ranges_under_the_bound_refetch_from_byte_zero(bounded, upstream):
+    """A client reading a cold file in consecutive ranges (curl ``-C -``, aria2c) with
+    the bound set: the cost docs/ondemand.md states. The upstream holds each download
+    just after the range's last byte, so the figures are exact: each range whose download
+    has more than the bound left when its client leaves is a new download from byte 0,
+    cancelled there (nothing saved); the first whose download has the bound or less left
+    is finished and saved; later ranges come from storage. Upstream bytes: the sum of the
+    ranges' ends plus the file once (2 + 4 + 6 MiB for a 6 MiB file)."""
+    blob = os.urandom(RANGED)
+    distribution, prefix, repo = on_demand(upstream, {"ranged.bin": blob})
+    path = prefix + "ranged.bin"
+    target = url(bounded, distribution, "ranged.bin")
+    abandoned = value(scrape(bounded), ABANDONED)
+    expected = 0
+    for number, (first, last) in enumerate(CANCELLED_RANGES, start=1):
+        gate = threading.Event()
+        upstream.behaviour[path] = Behaviour(gate=gate, gate_after=last + 1)
+        try:
+            ask_range(target, first, last, blob)
+            assert wait_for(lambda n=number: upstream.hung_up[path] == n)  # type: ignore[misc]
+        finally:
+            gate.set()
+        expected += last + 1  # from byte 0 to the range's end, held there
+        assert upstream.hits[path] == number and upstream.sent[path] == expected
+        assert content_artifact(repo, "ranged.bin").artifact_id is None
+        assert wait_for(lambda: download_locks(repo, "ranged.bin") == [])
+    assert value(scrape(bounded), ABANDONED) == abandoned + len(CANCELLED_RANGES)
+    first, last = FINISHED_RANGE
+    gate = threading.Event()
+    upstream.behaviour[path] = Behaviour(gate=gate, gate_after=last + 1)
+    before = finished(bounded)
+    try:
+        ask_range(target, first, last, blob)
+        assert wait_for(lambda: finished(bounded) > before)  # the app saw the client leave
+    finally:
+        gate.set()
+    assert wait_for(lambda: saved_whole(repo, "ranged.bin", blob))
+    expected += RANGED
+    downloads = len(CANCELLED_RANGES) + 1
+    assert upstream.hits[path] == downloads and upstream.hung_up[path] == downloads - 1
+    assert upstream.sent[path] == expected
+    ask_range(target, *STORED_RANGE, blob)
+    assert upstream.hits[path] == downloads
+    assert value(scrape(bounded), ABANDONED) == abandoned + len(CANCELLED_RANGES)
+
+
+def test_consecutive_ranges_without_a_bound_fetch_the_file_once(server, upstream):
+    """The same client without the bound (the default): the first range's download is
+    finished and saved; every byte is fetched once."""
+    blob = os.urandom(RANGED)
+    distribution, prefix, repo = on_demand(upstream, {"ranged.bin": blob})
+    path = prefix + "ranged.bin"
+    target = url(server, distribution, "ranged.bin")
+    for first, last in [*CANCELLED_RANGES, FINISHED_RANGE, STORED_RANGE]:
+        ask_range(target, first, last, blob)
+    assert wait_for(lambda: saved_whole(repo, "ranged.bin", blob))
+    assert upstream.hits[path] == 1 and upstream.sent[path] == RANGED
+    assert upstream.hung_up[path] == 0
 
 
 def test_a_streamed_download_nobody_receives_stops_at_once(server, upstream):
@@ -254,9 +432,7 @@ def test_once_the_followers_client_leaves_too_the_download_stops(bounded, second
     finally:
         gate.set()
     assert upstream.hits[path] == 1 and upstream.sent[path] <= HELD_AFTER
-    spool = spool_of(repo, name)
-    assert wait_for(lambda: not os.path.exists(spool) and not os.path.exists(f"{spool}.json"))
-    assert content_artifact(repo, name).artifact_id is None
+    assert_cancelled_cleanly(bounded, repo, name)
 
 
 #: The measured file, and the bound of the measurement (the bound is off by default).

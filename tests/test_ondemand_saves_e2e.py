@@ -4,8 +4,9 @@ critical points of a save, on a private cluster and a private Redis this module 
 The save is stopped at a known point by PostgreSQL itself, never by the clock: the test
 holds a row lock on the content artifact, so the save waits in its ``UPDATE`` after the
 file was placed and the artifact row inserted (``pg_stat_activity`` says when it waits);
-for the commit whose acknowledgement is lost, synchronous replication to a standby that
-does not exist holds the ``COMMIT`` after it reached the WAL (wait event ``SyncRep``).
+for the commit whose acknowledgement is lost, a relay between the app and PostgreSQL
+(``tests/pgrelay.py``) forwards the save's ``COMMIT``, reads PostgreSQL's answer and
+closes the connection instead of passing it on.
 Afterwards, whatever happened: every artifact row has its whole file, every file in
 storage has its row, and the content artifact is linked to the right artifact.
 """
@@ -37,6 +38,7 @@ from tests.helpers import (
     unique_name,
     wait_for,
 )
+from tests.pgrelay import PgRelay
 from tests.upstream import Behaviour
 
 #: What the app logs when a save cut off by the database completes on a later attempt.
@@ -259,71 +261,84 @@ def test_postgresql_crashing_after_the_file_is_placed_loses_nothing(cluster, app
     assert wait_for(lambda: working_files(env) == []), working_files(env)
 
 
-def _hold_commits(pg: Any) -> None:
-    """Make every commit wait for a synchronous standby that never comes; returns once
-    the server applies it (a probe commit is held, which its statement timeout cancels
-    with PostgreSQL's warning)."""
-    sql(pg, "ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
-    sql(pg, "SELECT pg_reload_conf()")
-
-    def probe_held() -> bool:
-        warnings: list[str] = []
-        with connect(pg) as conn:
-            conn.add_notice_handler(lambda notice: warnings.append(notice.message_primary))
-            conn.execute("SET statement_timeout = '200ms'")
-            with conn.transaction():
-                conn.execute("SELECT txid_current()")
-        return any("synchronous replication" in w for w in warnings)
-
-    assert wait_for(probe_held)
+@pytest.fixture(scope="module")
+def relay(cluster) -> Iterator[PgRelay]:
+    pg, _ = cluster
+    running = PgRelay(pg.port)
+    yield running
+    running.stop()
 
 
-def _forget_standby(pg: Any) -> None:
-    """Drop the setting while the cluster is down (ALTER SYSTEM needs it up)."""
-    auto = os.path.join(pg.data, "postgresql.auto.conf")
-    with open(auto) as conf:
-        kept = [line for line in conf if "synchronous_standby_names" not in line]
-    with open(auto, "w") as conf:
-        conf.writelines(kept)
+@pytest.fixture(scope="module")
+def relayed_app(cluster, relay) -> Iterator[Any]:
+    """One granian worker whose every database connection goes through :class:`PgRelay`
+    (the test's own queries go to PostgreSQL directly)."""
+    _, env = cluster
+    running = content_app(env=cluster_server_env(
+        env, CONTENT_ASGI_DB_POOL_TIMEOUT="2", CONTENT_APP_TTL="300",
+        DATABASES__default__PORT=str(relay.port)))
+    yield running
+    stop_server(running)
 
 
-@pytest.mark.skip(reason="not yet deterministic (#17): holding the COMMIT through a missing "
-                  "synchronous standby is not detected, so this would wait on the clock; until "
-                  "it runs, docs/ondemand.md states the lost-acknowledgement case as untested")
-def test_a_commit_whose_acknowledgement_is_lost_keeps_its_file(cluster, app, upstream):
-    """PostgreSQL crashes after the save's COMMIT reached the WAL but before it answered:
-    the save failed as far as the app knows, yet the rows come back with the restart. A
-    save that removed its file whenever the commit failed would leave a row without its
-    file; this one keeps the file and simply runs again (and finds its rows)."""
+def artifact_rows(pg: Any, sha256: str) -> int:
+    return sql(pg, "SELECT count(*) FROM core_artifact WHERE sha256 = %s", (sha256,))[0][0]
+
+
+def partial_copies(env: dict[str, str]) -> list[str]:
+    """Copies into storage that never became a file (``.partial-`` names)."""
+    return [os.path.join(d, f) for d, _, files in os.walk(media_root(env)) for f in files
+            if f.startswith(".partial-")]
+
+
+@pytest.mark.parametrize("database", ["answers-the-retry", "gone-until-later"])
+def test_a_commit_whose_acknowledgement_is_lost_keeps_its_file(cluster, relay, relayed_app,
+                                                               upstream, database):
+    """PostgreSQL commits the save, and the connection dies before the app reads the
+    acknowledgement (:class:`PgRelay` forwards the ``COMMIT``, reads PostgreSQL's
+    ``CommandComplete COMMIT``, withholds it and closes both sockets). As far as the app
+    knows the save failed, yet its rows are committed. A save that removed its file when
+    the commit failed would leave a row without its file; this one keeps the file and
+    runs again, finds its rows and links to them: one artifact, its file whole.
+
+    ``answers-the-retry``: the database answers at once, so the save's unit is retried
+    once on a fresh connection (``db.run``). ``gone-until-later``: the relay refuses
+    connections from the lost commit on, so the save waits for the database
+    (``Fetch._save_when_back``) while requests are answered 503; then it is let back."""
     pg, env = cluster
     item = OnDemandFile(pg, env, upstream, 1024 * 1024 + 3)
-    saved_again = app.log().count(SAVED_AGAIN)
+    log_before = len(relayed_app.log())
+    relay.lost.clear()
+    relay.arm(b'INSERT INTO "core_artifact"', then_refuse=database == "gone-until-later")
     try:
-        with row_held(pg, item.ca) as release:
-            response = in_background(lambda: get(item.url(app)))
-            assert wait_for(lambda: waiting(pg, "Lock", None, 'UPDATE "CORE_CONTENTARTIFACT"'))
-            _hold_commits(pg)
-            release()
-        assert wait_for(lambda: waiting(pg, "IPC", "SyncRep", "COMMIT"))
-        pg.kill()
-        _forget_standby(pg)
-        assert_down_answers_503(item.url(app))
-        first = response.result(timeout=DEADLINE)
+        first = get(item.url(relayed_app))
         assert first.status_code == 200 and first.content == item.blob
-    finally:
-        if answers(pg):  # failed before the crash: commits must not stay held
-            sql(pg, "ALTER SYSTEM RESET synchronous_standby_names")
-            sql(pg, "SELECT pg_reload_conf()")
+        assert relay.lost.wait(DEADLINE)
+        # PostgreSQL answered the COMMIT: the rows are there, the app never heard so.
+        assert relay.committed(), relay.reply
+        assert item.linked()
+        assert problems(pg, env) == []  # the file stayed with its committed row
+        if database == "gone-until-later":
+            assert_down_answers_503(item.url(relayed_app))
+            relay.accept()
+            assert wait_for(lambda: SAVED_AGAIN in relayed_app.log()[log_before:])
         else:
-            _forget_standby(pg)
-            restart(pg)
-    assert item.linked()  # committed before the crash: back with the WAL replay
+            assert wait_for(lambda: "retrying once" in relayed_app.log()[log_before:])
+    finally:
+        relay.accept()
+    log = relayed_app.log()[log_before:]
+    assert "Traceback" not in log, log
+    # The retry found the rows: nothing duplicated, nothing removed, nothing half-made.
+    assert item.linked()
+    assert artifact_rows(pg, item.sha256) == 1
     assert problems(pg, env) == []
-    assert wait_for(lambda: app.log().count(SAVED_AGAIN) > saved_again)  # ran again
-    assert problems(pg, env) == []
-    assert sql(pg, "SELECT count(*) FROM core_artifact WHERE sha256 = %s",
-               (item.sha256,)) == [(1,)]
-    assert get(item.url(app)).content == item.blob
+    assert partial_copies(env) == []
+    again = get(item.url(relayed_app))
+    assert again.status_code == 200 and again.content == item.blob
+    assert again.headers["content-length"] == str(len(item.blob))  # from storage
+    assert upstream.hits[item.upstream_path] == 1
+    assert relayed_app.process.poll() is None
+    assert wait_for(lambda: working_files(env) == []), working_files(env)
 
 
 def test_postgresql_crashing_during_the_download_loses_nothing(cluster, app, upstream):

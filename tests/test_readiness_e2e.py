@@ -21,6 +21,7 @@ from pulp_content_asgi.devtools.pgcluster import Cluster
 from pulp_content_asgi.devtools.processes import Server
 from pulp_content_asgi.entry import readiness
 from tests.conftest import content_app, stop_server
+from tests.helpers import migrated_cluster
 
 PREFIX = "/pulp/content/"
 BIN = os.path.dirname(sys.executable)
@@ -40,17 +41,7 @@ def _until(check: Callable[[], httpx.Response], done: Callable[[httpx.Response],
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[tuple[Cluster, dict[str, str]]]:
     """A migrated private cluster logging every statement, and the server's environment."""
-    pg = Cluster(options=("log_statement=all",))
-    pg.init()
-    pg.start()
-    env = {**os.environ, **pg.env()}
-    script = ("from pulp_content_asgi.devtools import settings as s\n"
-              "s.ensure_database('pulp')\n"
-              f"print(s.write({os.path.join(pg.root, 'pulp')!r}, 'pulp'))\n")
-    env["PULP_SETTINGS"] = subprocess.run([sys.executable, "-c", script], env=env, check=True,
-                                          capture_output=True, text=True).stdout.strip()
-    subprocess.run([os.path.join(BIN, "pulpcore-manager"), "migrate", "--noinput"], env=env,
-                   check=True, capture_output=True)
+    pg, env = migrated_cluster(options=("log_statement=all",))
     yield pg, {k: env[k] for k in ("PULP_SETTINGS", "PGHOST", "PGPORT")}
     pg.stop()
     pg.remove()

@@ -70,6 +70,10 @@ OLD_RELEASE = "112dcc586fa2a747b36039f9f43bc26914a51bef"
 #: Concurrent clients through nginx, and the answers each process must give through the
 #: group in each phase before the next switch (the CI slice; ``make adversarial`` scales).
 CLIENTS = 4 if adversarial.PROFILE == "ci" else 12
+#: Seconds a started process may take to answer: a replacement starts while the others
+#: serve the load, and a full adversarial run on a shared 2-core machine once took more
+#: than 60 s for one (a deadline for the event, not a pause).
+STARTUP = 180.0
 SHARE = 20 if adversarial.PROFILE == "ci" else 40 * min(adversarial.SCALE, 5)
 #: A file large enough to be in flight when its server is told to stop (more than the
 #: socket buffers between it and a slow client can hold).
@@ -149,7 +153,7 @@ def start_process(kind: Kind, port: int, env: dict[str, str], old_tree: str) -> 
             env = {**env, "PYTHONPATH": old_tree}
             cwd = old_tree
     return start(argv, os.path.join(TEST_ROOT, "rolling"), env, port=port, cwd=cwd,
-                 timeout=DEADLINE)
+                 timeout=STARTUP)
 
 
 def start_all(kinds: list[Kind], ports: list[int], env: dict[str, str], old_tree: str

@@ -50,7 +50,8 @@ class Upstream:
     hits: collections.Counter = field(default_factory=collections.Counter)
     #: The headers of the last request for each path.
     asked: dict[str, dict[str, str]] = field(default_factory=dict)
-    #: Body bytes handed to the connection per path (a closed connection stops the count).
+    #: Body bytes handed to the connection per path, counted as each 64 KiB write begins
+    #: (a closed connection stops the count; a held response counts what came before).
     sent: collections.Counter = field(default_factory=collections.Counter)
     #: Responses per path whose client (the content app's downloader) hung up before the
     #: body was complete.
@@ -87,8 +88,10 @@ class Upstream:
                         and start >= how.gate_after:
                     await _opened(how.gate, request)
                 chunk = body[start:min(start + 65536, limit)]
-                await response.write(chunk)
+                # Counted as the write begins: a chunk handed over is counted even when the
+                # connection closes while aiohttp waits for it to drain.
                 self.sent[path] += len(chunk)
+                await response.write(chunk)
                 if how.chunk_delay:
                     await asyncio.sleep(how.chunk_delay)
         except (ConnectionError, asyncio.CancelledError):
