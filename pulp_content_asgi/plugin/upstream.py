@@ -110,10 +110,16 @@ class UpstreamCheck:
 DOCUMENT_LIMIT = 256 * 1024
 
 
+#: openssl's ``dgst`` output, which Maven also accepts in a sidecar: ``… = <hex>``.
+OPENSSL_LINE = re.compile(r"^.+= ?[0-9A-Fa-f]+$")
+
+
 class SidecarCheck(UpstreamCheck):
     """The ``<url>.<algorithm>`` sidecar Maven repositories publish (and many mirrors of
-    other formats): one hex digest, optionally followed by a file name
-    (``sha1sum`` output)."""
+    other formats), read as Maven reads it (``ChecksumUtils.read`` in maven-resolver):
+    the first line; when it has the openssl shape ``<anything>= <hex>``
+    (``SHA1(x.jar)= …``, ``SHA1 (x.jar) = …``) the digest is its last word, otherwise
+    its first word (a bare digest, or ``sha1sum`` output ``<hex>  x.jar``)."""
 
     def __init__(self, algorithm: str = "sha1",
                  skip: tuple[str, ...] = (".md5", ".sha1", ".sha256", ".sha512", ".asc")
@@ -129,9 +135,12 @@ class SidecarCheck(UpstreamCheck):
     def declared(self, url: str, relative_path: str, document: bytes | None) -> Declared:
         if document is None:
             return Declared()
-        words = document.decode("ascii", "replace").split()
+        lines = document.decode("ascii", "replace").strip().splitlines()
+        words = lines[0].split() if lines else []
         if not words:
             raise Unreadable(f"the {self.algorithm} sidecar of {url} is empty")
+        if OPENSSL_LINE.match(lines[0].strip()):
+            return Declared({self.algorithm: words[-1]})
         return Declared({self.algorithm: words[0]})
 
 

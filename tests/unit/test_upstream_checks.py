@@ -24,8 +24,13 @@ SHA1 = hashlib.sha1(b"jar").hexdigest()
 @pytest.mark.parametrize(("body", "expected"), [
     (SHA1.encode(), SHA1),
     (f"{SHA1.upper()}  tool-1.0.jar\n".encode(), SHA1),  # sha1sum output, any case
+    # openssl dgst output, which Maven's ChecksumUtils.read also takes (last word)
+    (f"SHA1(tool-1.0.jar)= {SHA1}\n".encode(), SHA1),
+    (f"SHA1 (tool-1.0.jar) = {SHA1}".encode(), SHA1),
+    (f"{SHA1}\nsecond line ignored\n".encode(), SHA1),
+    (f"\n{SHA1}\n".encode(), SHA1),  # blank leading lines are skipped, as Maven does
 ])
-def test_a_sidecar_declares_its_first_word(body, expected):
+def test_a_sidecar_declares_its_digest_as_maven_reads_it(body, expected):
     assert SidecarCheck().declared("u.jar", "u.jar", body).digests == {"sha1": expected}
 
 
