@@ -369,17 +369,25 @@ def main() -> None:
                             continue
                         folder = os.path.join(work, app, one.plugin, "tampered")
                         os.makedirs(folder, exist_ok=True)
+                        watched = {key for path, key in one.cold.items()
+                                   if path.endswith(TAMPERED)}
+                        # A failure left by an earlier column or run (the same content
+                        # unit, another remote's remote artifact) is neither this app's
+                        # verdict nor a reason for it to refuse: forget it, and count
+                        # only failures recorded from now on.
+                        _cool_down(one, watched)
+                        since = _database_now()
                         for outcome in run_clients(one, stack, folder, root)[:1]:
                             # Only the tampered files must not be saved: what else the
                             # client fetched (gem: the untouched gemspec) is genuine. An
                             # app may decide just after its answer (ours does): wait for
                             # its verdict on each tampered download.
                             kept, pending = verdicts(
-                                {key for path, key in one.cold.items()
-                                 if path.endswith(TAMPERED)},
+                                watched,
                                 {key: f"{_content(stack, one.base_path)}{path}"
                                  for path, key in one.cold.items()
-                                 if path.endswith(TAMPERED) and key.startswith("url:")})
+                                 if path.endswith(TAMPERED) and key.startswith("url:")},
+                                since)
                             rejected = not outcome.ok
                             outcome.ok = rejected and not kept and not pending
                             outcome.detail = (
@@ -392,7 +400,7 @@ def main() -> None:
                             rows.append(Row(f"{one.plugin}: {outcome.client} (tampered "
                                             "upstream)", one.policy, app, outcome))
                     _forget_cache(served)
-                    _cool_down(one)
+                    _cool_down(one, {key for key in one.cold.values()})
     finally:
         if started:
             stacks.down(stack)
@@ -403,8 +411,8 @@ def main() -> None:
     raise SystemExit(1 if failures else 0)
 
 
-def verdicts(keys: set[str], probes: dict[str, str] | None = None
-             ) -> tuple[set[str], set[str]]:
+def verdicts(keys: set[str], probes: dict[str, str] | None = None,
+             since: datetime.datetime | None = None) -> tuple[set[str], set[str]]:
     """Wait until the app has recorded a verdict on each of these downloads (content
     artifact pks, or ``url:<upstream url>`` for pull-through content): its artifact saved,
     or a remote artifact of it marked failed (``failed_at``, which both apps set when a
@@ -413,14 +421,16 @@ def verdicts(keys: set[str], probes: dict[str, str] | None = None
     ``_stream_remote_artifact`` skips it; ours too), so its verdict is asked of the app
     (``probes``: key → the content URL): a refusing app answers the next request with a
     cut or an error (it fetches and refuses again), one that saved the file answers it
-    whole from storage. Returns (saved, still undecided after ``VERDICT_DEADLINE``
-    seconds)."""
+    whole from storage. Only failures recorded at or after ``since`` (the database's
+    clock) count. Returns (saved, still undecided after ``VERDICT_DEADLINE`` seconds)."""
     from pulpcore.app.models import RemoteArtifact
 
     probed: set[str] = set()
 
     def refused() -> set[str]:
         failed = RemoteArtifact.objects.filter(failed_at__isnull=False)
+        if since is not None:
+            failed = failed.filter(failed_at__gte=since)
         return ({str(pk) for pk in failed.filter(
                     content_artifact_id__in=[k for k in keys if not k.startswith("url:")]
                 ).values_list("content_artifact_id", flat=True)}
@@ -461,14 +471,30 @@ def _make_cold(api: plugins.PulpApi, served: list[plugins.Served]) -> None:
     _forget_cache(served)
 
 
-def _cool_down(one: plugins.Served) -> None:
-    """Forget the failed downloads the tampered run caused: both apps refuse a remote
+def _cool_down(one: plugins.Served, keys: set[str]) -> None:
+    """Forget failed downloads of this remote and of these downloads (content artifact
+    pks, ``url:<upstream url>``), whichever remote's remote artifact holds them (the same
+    content unit is shared by every run on one database): both apps refuse a remote
     artifact during ``REMOTE_CONTENT_FETCH_FAILURE_COOLDOWN`` after a failure, and the
     next column must not inherit that (an operator would wait it out)."""
+    from django.db.models import Q
     from pulpcore.app.models import RemoteArtifact
 
-    RemoteArtifact.objects.filter(remote_id=one.remote.rstrip("/").split("/")[-1]).update(
-        failed_at=None)
+    RemoteArtifact.objects.filter(
+        Q(remote_id=one.remote.rstrip("/").split("/")[-1])
+        | Q(content_artifact_id__in=[k for k in keys if not k.startswith("url:")])
+        | Q(url__in=[k[4:] for k in keys if k.startswith("url:")])
+    ).update(failed_at=None)
+
+
+def _database_now() -> datetime.datetime:
+    """The database's clock (``failed_at`` is written by the apps on this same machine)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        now: datetime.datetime = cursor.fetchone()[0]
+    return now
 
 
 def _forget_cache(served: list[plugins.Served]) -> None:
