@@ -809,6 +809,40 @@ PYTHON_PULLED = (re.escape(stacks.PREFIX) + DOMAIN
 _UPSTREAM = ("deliberate: a response describes the content, not the upstream: no upstream "
              "header is forwarded, the type comes from Pulp's mime map as for stored files "
              "(docs/differences.md, upstream headers)")
+
+
+def from_upstream(probe: base.Probe) -> bool:
+    """Whether pulpcore-content's answer to ``probe`` carries an upstream's headers: a
+    first (cold) request of on-demand or pull-through content, or any request of a
+    ``streamed`` or pull-through distribution (never stored: pulpcore-content
+    forwards the upstream's answer each time). A stored file's answer is aiohttp's
+    FileResponse on both sides of the comparison, so losing a header there is a bug.
+
+    Decided by the probe, not its path: a cold probe and a later one of the same file
+    share the path."""
+    return isinstance(probe, PluginProbe) and (
+        probe.cold is not None or probe.policy in ("streamed", "pull_through"))
+
+
+@dataclass(frozen=True)
+class UpstreamRule(base.Rule):
+    """A ``Rule`` that holds only for answers whose headers came from an upstream
+    (``from_upstream``)."""
+
+    def explains(self, diff: base.Difference, probe: base.Probe, status: int) -> bool:
+        return from_upstream(probe) and super().explains(diff, probe, status)
+
+
+@dataclass(frozen=True)
+class BlobEtagRule(UpstreamRule):
+    """Ours ``"<hex>"`` vs the registry's ``"sha256:<hex>"``, the same ``<hex>``: our ETag
+    is the blob's own digest (the artifact's sha256), the registry's is not forwarded."""
+
+    def explains(self, diff: base.Difference, probe: base.Probe, status: int) -> bool:
+        return (super().explains(diff, probe, status)
+                and diff.ours.strip('"') == diff.theirs.strip('"').removeprefix("sha256:"))
+
+
 #: (ours: Pulp's mime map for the path, theirs: what the local upstream sent)
 _TYPES = r"application/octet-stream|text/xml|application/java-archive"
 _UPSTREAM_TYPES = (r"application/(x-rpm|zip|gzip|xml|vnd\.debian\.binary-package|"
@@ -816,16 +850,19 @@ _UPSTREAM_TYPES = (r"application/(x-rpm|zip|gzip|xml|vnd\.debian\.binary-package
 
 #: Differences of the plugins' content, keyed as parity.py's RULES are.
 PLUGIN_RULES: list[base.Rule] = [
-    base.Rule("accept-ranges", base.ABSENT, r"bytes", _UPSTREAM, (200, 206)),
-    base.Rule("etag", base.ABSENT, base.AIOHTTP_ETAG, _UPSTREAM, (200, 206)),
-    # A verified on-demand blob: ours is the artifact's "<sha256>", the registry's
-    # upstream ETag "sha256:<hex>" is not forwarded.
-    base.Rule("etag", base.SHA256_ETAG, r'"sha256:[0-9a-f]{64}"', _UPSTREAM, (200, 206)),
+    # The five upstream-header rules hold only where pulpcore-content's answer came
+    # from an upstream (``from_upstream``): on a stored file each would hide a lost
+    # header (tests/unit/test_parity_plugin_rules_review.py).
+    UpstreamRule("accept-ranges", base.ABSENT, r"bytes", _UPSTREAM, (200, 206)),
+    UpstreamRule("etag", base.ABSENT, base.AIOHTTP_ETAG, _UPSTREAM, (200, 206)),
+    # A verified on-demand blob: ours is the artifact's "<sha256>" (the blob's digest),
+    # the registry's upstream ETag "sha256:<the same hex>" is not forwarded.
+    BlobEtagRule("etag", base.SHA256_ETAG, r'"sha256:[0-9a-f]{64}"', _UPSTREAM, (200, 206)),
     # A streamed blob: streamed downloads are not verified, so ours has no ETag; the
     # registry's "sha256:<hex>" is not forwarded.
-    base.Rule("etag", base.ABSENT, r'"sha256:[0-9a-f]{64}"', _UPSTREAM, (200, 206),
-              target=STREAMED),
-    base.Rule("last-modified", base.ABSENT, base.HTTP_DATE, _UPSTREAM, (200, 206)),
+    UpstreamRule("etag", base.ABSENT, r'"sha256:[0-9a-f]{64}"', _UPSTREAM, (200, 206),
+                 target=STREAMED),
+    UpstreamRule("last-modified", base.ABSENT, base.HTTP_DATE, _UPSTREAM, (200, 206)),
     # #16 item 4 for pulp_container: a blob's Last-Modified is when it joined the
     # repository, on its first (live) answer as after its save.
     base.Rule("last-modified", base.HTTP_DATE, base.ABSENT,
@@ -833,8 +870,8 @@ PLUGIN_RULES: list[base.Rule] = [
               "before and after its on-demand or pull-through save; pulpcore-content sends "
               "none until the blob is stored (docs/differences.md, upstream headers)",
               (200, 206), target=CONTAINER_BLOB),
-    base.Rule("cache-control", base.ABSENT, r"max-age=\d+", _UPSTREAM, (200, 206)),
-    base.Rule("content-type", _TYPES, _UPSTREAM_TYPES, _UPSTREAM, (200, 206)),
+    UpstreamRule("cache-control", base.ABSENT, r"max-age=\d+", _UPSTREAM, (200, 206)),
+    UpstreamRule("content-type", _TYPES, _UPSTREAM_TYPES, _UPSTREAM, (200, 206)),
     base.Rule("content-type", r"application/json", r"text/plain; charset=utf-8",
               "deliberate: the packument is JSON; pulpcore-content sends aiohttp's default "
               "type (docs/differences.md, pulp_npm packument Content-Type)",

@@ -7,12 +7,14 @@ after the registry API's redirect; a wrong answer here breaks every pull.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from django.utils.http import http_date
 
 from tests.helpers import BIN, start_server, stop_server
 
@@ -75,6 +77,17 @@ class Registry:
     def path(self, digest: str) -> str:
         return f"/pulp/container/{self.distribution.base_path}/blobs/{digest}"
 
+    def joined(self, digest: str) -> datetime.datetime:
+        """When the blob joined the repository's latest version; a pending blob, when it
+        was created (the blob's Last-Modified)."""
+        from pulp_container.app.models import Blob
+        from pulpcore.app.models import RepositoryContent
+
+        blob = Blob.objects.get(digest=digest)
+        added = RepositoryContent.objects.filter(repository=self.repository,
+                                                 content=blob).first()
+        return added.pulp_created if added is not None else blob.pulp_created
+
 
 @pytest.fixture(scope="module")
 def legacy() -> Iterator[object]:
@@ -115,10 +128,17 @@ def test_stored_pending_and_empty_blobs_match_pulpcore_content(server, legacy, u
         if data is not None:
             assert ours.content == data
         _same(ours, theirs)
+        if data is not None:  # a stored file's validators (docs/differences.md, blobs)
+            assert ours.headers["etag"] == f'"{digest.removeprefix("sha256:")}"'
+            assert ours.headers["last-modified"] == http_date(
+                registry.joined(digest).timestamp())
+            assert ours.headers["accept-ranges"] == theirs.headers["accept-ranges"] == "bytes"
         head = _fetch(server, registry.path(digest), "HEAD")
         assert head.status_code == 200 and head.content == b""
         assert head.headers["content-length"] == ours.headers["content-length"]
         assert head.headers["docker-content-digest"] == digest
+        for name in ("etag", "last-modified", "accept-ranges"):
+            assert head.headers.get(name) == ours.headers.get(name), name
 
 
 def test_ranges_on_a_stored_blob(server, legacy, upstream, unique):

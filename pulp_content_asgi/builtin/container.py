@@ -28,7 +28,7 @@ from pulp_container.app.models import ContainerDistribution
 from pulp_container.constants import BLOB_CONTENT_TYPE, EMPTY_BLOB
 from pulpcore.app.models import Content, ContentArtifact
 
-from pulp_content_asgi.plugin import live, results
+from pulp_content_asgi.plugin import hooks, live, results
 from pulp_content_asgi.plugin.request import ContentRequest
 
 #: The empty layer (a gzip of an empty tar archive, 1024 zero bytes); its sha256 is
@@ -53,14 +53,21 @@ def find_blob(request: ContentRequest, path: str, digest: str) -> results.Result
     denied = live.permit(request, distribution)
     if denied is not None:
         return denied
-    version = distribution.get_repository_version()
+    # The plugin's and pulpcore's model methods go through hooks.call, so a failure in
+    # them is logged and answered naming the hook (docs/plugin-api.md, hooks).
+    version = hooks.call(distribution, "get_repository_version")
     if version is None:
         return results.NotFound()
     headers = headers_for(digest)
     if digest == EMPTY_BLOB:
         return results.ServeBody(EMPTY_LAYER, headers=headers)
-    repository = version.repository.cast()
-    pending = Content.objects.filter(pk__in=repository.pending_blobs.values_list("pk"))
+    repository = hooks.call(version.repository, "cast")
+    # ``pending_blobs`` is a many-to-many field of both container repository types, not
+    # code of the plugin's: reading it builds a query and runs nothing. A repository type
+    # without it has no pending blobs (rather than an unnamed AttributeError).
+    blobs = getattr(repository, "pending_blobs", None)
+    pending = (Content.objects.filter(pk__in=blobs.values_list("pk")) if blobs is not None
+               else Content.objects.none())
     joined = (version._content_relationships().filter(content_id=OuterRef("content_id"))
               .values("pulp_created")[:1])
     found = (ContentArtifact.objects.select_related("artifact", "artifact__pulp_domain",

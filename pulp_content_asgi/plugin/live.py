@@ -4,10 +4,12 @@ A plugin's live route is an ordinary Django view in the URLconf it declares
 (``content_asgi_urls``). To answer with content it hands :func:`serve` a function that
 decides, on an ORM thread, what to send::
 
+    from functools import partial
     from pulp_content_asgi.plugin import live, NotFound, ServeArtifact
 
     async def blob(request, path, digest, pulp_domain=None):
-        return await live.serve(request, lambda content: find_blob(content, path, digest))
+        # a named function (a partial of one): the logged 500 names it, a lambda's not
+        return await live.serve(request, partial(find_blob, path=path, digest=digest))
 
     def find_blob(request, path, digest):            # runs on an ORM thread
         distribution = live.distribution(request, FooDistribution, path)
