@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the tests talk to besides PostgreSQL: curl, redis-server, nginx, gpg (Debian packages,
+# What the tests talk to besides PostgreSQL: curl, redis-server, nginx, gpg, ostree (Debian packages,
 # installed with apt-get when missing) and Azurite (Azure Blob Storage's emulator, from npm,
 # under .dev/node). Says what it installs before installing it.
 set -euo pipefail
@@ -9,6 +9,7 @@ command -v curl >/dev/null || missing+=(curl)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v gpg >/dev/null || missing+=(gnupg)
+command -v ostree >/dev/null || missing+=(ostree)  # builds the objects the ostree check reads
 if [ ! -x .dev/node/node_modules/.bin/azurite-blob ]; then
   command -v npm >/dev/null || missing+=(npm)
 fi
