@@ -218,13 +218,19 @@ def unverified(packages: Iterable[Any], digests: Mapping[Any, str]) -> list[Look
     if not missing:
         return []
     found: dict[Any, Lookup] = {}
+    remotes: dict[Any, Any] = {}  # cast once per remote: a cast is a query
     for remote_artifact in (RemoteArtifact.objects.filter(
             content_artifact__content__in=missing).select_related(
-            "remote", "content_artifact").order_by("-content_artifact__content__pulp_created")):
+            "remote", "content_artifact").order_by("-content_artifact__content__pulp_created")
+            .iterator()):
+        if len(found) >= LOOKUPS:
+            break
         package = remote_artifact.content_artifact.content_id
-        if package in found or len(found) >= LOOKUPS:
+        if package in found:
             continue
-        remote = remote_artifact.remote.cast()
+        remote = remotes.get(remote_artifact.remote_id)
+        if remote is None:
+            remote = remotes[remote_artifact.remote_id] = remote_artifact.remote.cast()
         if remote.policy != Remote.STREAMED:
             found[package] = Lookup(package, remote, remote_artifact.url,
                                     remote_artifact.content_artifact.relative_path)
