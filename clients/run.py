@@ -259,9 +259,9 @@ def check_files(outcome: drivers.Outcome, one: plugins.Served, root: str) -> dri
 
 
 @contextlib.contextmanager
-def tampered(one: plugins.Served, root: str) -> Iterator[bool]:
+def tampered(one: plugins.Served, root: str) -> Iterator[list[str]]:
     """The upstream's package files with one byte flipped (same size), restored after.
-    Yields False when the plugin has no static package file to tamper."""
+    Yields their paths (none when the plugin has no static package file to tamper)."""
     files = [p for p in glob.glob(os.path.join(root, "www", one.plugin, one.policy, "**", "*"),
                                   recursive=True)
              if os.path.isfile(p) and p.endswith(TAMPERED)]
@@ -274,11 +274,57 @@ def tampered(one: plugins.Served, root: str) -> Iterator[bool]:
         with open(path, "wb") as handle:
             handle.write(bytes(data))
     try:
-        yield bool(files)
+        yield files
     finally:
         for path, data in saved.items():
             with open(path, "wb") as handle:
                 handle.write(data)
+
+
+def _log_end(path: str) -> int:
+    """Where an nginx access log ends now (0 when there is none yet)."""
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+#: A request line in nginx's ``combined`` log format: its method and target.
+_REQUEST_LINE = re.compile(r'"(GET|HEAD) (\S+) HTTP/[0-9.]+"')
+
+
+def _logged_gets(path: str, since: int) -> set[str]:
+    """The paths (query removed) of the ``GET`` requests nginx logged in ``path`` after
+    byte ``since``."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(since)
+            text = log.read().decode("latin-1")
+    except FileNotFoundError:
+        return set()
+    return {m.group(2).split("?", 1)[0] for m in _REQUEST_LINE.finditer(text)
+            if m.group(1) == "GET"}
+
+
+def tamper_reached(one: plugins.Served, stack: stacks.Layout, root: str, files: list[str],
+                   front_since: int, upstream_since: int) -> tuple[bool, str]:
+    """Whether a tampered-upstream check exercised the tampering: the client asked the
+    front door (the stack's nginx) for a tampered file, and the app fetched a tampered file
+    from the upstream (the fixtures' nginx), both after the marks. Without both, a client
+    that failed for another reason (an error before the package, a cached copy) would pass
+    as having rejected tampered bytes."""
+    asked = {f"{stacks.PREFIX}{one.base_path}/{path}" for path in one.cold
+             if path.endswith(TAMPERED)}
+    front = _logged_gets(stack.path("logs", "nginx-access.log"), front_since) & asked
+    upstream = {"/" + os.path.relpath(f, os.path.join(root, "www")) for f in files}
+    fetched = _logged_gets(os.path.join(root, "nginx-access.log"), upstream_since) & upstream
+    detail = (f"; the client asked the front door for {len(front)} of {len(asked)} tampered "
+              f"file(s), the app fetched {len(fetched)} of {len(upstream)} from the upstream")
+    if not front:
+        detail += " (the client NEVER ASKED for a tampered file)"
+    if not fetched:
+        detail += " (NO tampered file was fetched from the upstream)"
+    return bool(front and fetched), detail
 
 
 def _versions() -> dict[str, str]:
@@ -364,8 +410,8 @@ def main() -> None:
                 for one in served:
                     if one.policy not in FETCHED:
                         continue
-                    with tampered(one, root) as done:
-                        if not done:
+                    with tampered(one, root) as files:
+                        if not files:
                             continue
                         folder = os.path.join(work, app, one.plugin, "tampered")
                         os.makedirs(folder, exist_ok=True)
@@ -377,6 +423,8 @@ def main() -> None:
                         # only failures recorded from now on.
                         _cool_down(one, watched)
                         since = _database_now()
+                        front_since = _log_end(stack.path("logs", "nginx-access.log"))
+                        upstream_since = _log_end(os.path.join(root, "nginx-access.log"))
                         for outcome in run_clients(one, stack, folder, root)[:1]:
                             # Only the tampered files must not be saved: what else the
                             # client fetched (gem: the untouched gemspec) is genuine. An
@@ -388,15 +436,17 @@ def main() -> None:
                                  for path, key in one.cold.items()
                                  if path.endswith(TAMPERED) and key.startswith("url:")},
                                 since)
+                            reached, how = tamper_reached(one, stack, root, files,
+                                                          front_since, upstream_since)
                             rejected = not outcome.ok
-                            outcome.ok = rejected and not kept and not pending
+                            outcome.ok = rejected and not kept and not pending and reached
                             outcome.detail = (
                                 ("rejected by the client: " if rejected
                                  else "ACCEPTED tampered bytes: ") + outcome.detail
                                 + ("" if not kept else f"; SAVED {sorted(kept)}")
                                 + ("" if not pending else
                                    f"; NO VERDICT within {VERDICT_DEADLINE:.0f} s on "
-                                   f"{sorted(pending)}"))
+                                   f"{sorted(pending)}") + how)
                             rows.append(Row(f"{one.plugin}: {outcome.client} (tampered "
                                             "upstream)", one.policy, app, outcome))
                     _forget_cache(served)

@@ -149,7 +149,9 @@ async def learn(candidate: Candidate) -> Declared | None:
 
 def verify(declared: Declared, path: str, computed: dict[str, Any], url: str) -> None:
     """Hold the downloaded file at ``path`` to ``declared`` (``computed``: the digests the
-    downloader already has). Blocking (reads the file): run it off the loop. Raises
+    download already has: the artifact's, and the declared ones it hashed in lanes of
+    their own, ``digests.Digests.declared``). Blocking (reads the file for a digest not
+    computed, and for ``declared.verify``): run it off the loop. Raises
     :class:`DigestValidationError` on a mismatch."""
     missing = [a for a in declared.digests if not computed.get(a)]
     actual = {a: computed[a] for a in declared.digests if computed.get(a)}

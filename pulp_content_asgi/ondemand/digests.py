@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -190,27 +191,40 @@ class Digests:
     are raised by the next :meth:`wait_room` or by :meth:`finish`.
     """
 
-    def __init__(self, file: IO[bytes], hashers: dict[str, Hasher]) -> None:
+    def __init__(self, file: IO[bytes], hashers: dict[str, Hasher],
+                 declared: dict[str, Hasher] | None = None) -> None:
         self.file = file
         self._file = _File(file)
         self.path: str = file.name
         self.hashers = hashers
+        #: Digests the upstream declares that pulpcore does not compute (a Maven ``.sha1``
+        #: sidecar): lanes like the others, kept apart from ``hashers`` (which become the
+        #: artifact's digests), so checking them needs no second read of the file.
+        self.declared = declared or {}
         self.size = 0  # bytes put
         self._gathered: list[bytes] = []  # put, not yet handed to the lanes
         self._gathered_size = 0
         self._changed = asyncio.Event()
         consumers: Iterable[Callable[[bytes], object]] = (
-            self._file.write, *(hasher.update for hasher in hashers.values()))
+            self._file.write, *(hasher.update for hasher in hashers.values()),
+            *(hasher.update for hasher in self.declared.values()))
         self.lanes = [_Lane(consume, self._notify) for consume in consumers]
         self._closing: asyncio.Future[Any] | None = None
 
     @classmethod
-    async def open(cls, url: str) -> Digests:
+    async def open(cls, url: str, declared: Iterable[str] = ()) -> Digests:
         """A new file for a download of ``url`` (created off the loop) and a hasher for
         each of ``Artifact.DIGEST_FIELDS`` (``ALLOWED_CONTENT_CHECKSUMS``), as pulpcore's
-        ``_ensure_writer_has_open_file`` makes them."""
+        ``_ensure_writer_has_open_file`` makes them; plus one for each algorithm of
+        ``declared`` (``hashlib`` names: md5, sha1) that is not among them."""
         file = await asyncio.get_running_loop().run_in_executor(pool(), _create, url)
-        return cls(file, {name: pulp_hashlib.new(name) for name in Artifact.DIGEST_FIELDS})
+        hashers = {name: pulp_hashlib.new(name) for name in Artifact.DIGEST_FIELDS}
+        return cls(file, hashers, {name: hashlib.new(name) for name in declared
+                                   if name not in hashers})
+
+    def declared_digests(self) -> dict[str, str]:
+        """The hex digests of :attr:`declared` (after :meth:`finish`)."""
+        return {name: hasher.hexdigest() for name, hasher in self.declared.items()}
 
     def _notify(self) -> None:
         self._changed.set()

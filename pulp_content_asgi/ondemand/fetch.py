@@ -76,9 +76,14 @@ class SpoolingDownloader:
     pulpcore's ``handle_data``/``finalize`` (on the loop), validated by pulpcore's own
     ``validate_digests``/``validate_size``."""
 
-    def __init__(self, candidate: Candidate, spool: Spool) -> None:
+    def __init__(self, candidate: Candidate, spool: Spool,
+                 declared: tuple[str, ...] = ()) -> None:
         self.candidate = candidate
         self.spool = spool
+        #: Algorithms the upstream declares a digest in that pulpcore does not compute:
+        #: hashed in lanes of their own while the file downloads (``declared_digests``).
+        self.declared = declared
+        self.declared_digests: dict[str, str] = {}
         self.offset = 0  # bytes of the current attempt
         self.files: set[str] = set()  # the downloader's file of every attempt
         self.digests: Digests | None = None  # the current attempt's (saved downloads)
@@ -137,7 +142,7 @@ class SpoolingDownloader:
 
     async def _digests(self) -> Digests:
         if self.digests is None:
-            self.digests = await Digests.open(str(self.downloader.url))
+            self.digests = await Digests.open(str(self.downloader.url), self.declared)
             self.files.add(self.digests.path)
         return self.digests
 
@@ -150,6 +155,7 @@ class SpoolingDownloader:
         :class:`DigestValidationError`/:class:`SizeValidationError` as they always do."""
         digests = await self._digests()  # an empty body still gets its file and digests
         hashers, size = await digests.finish()
+        self.declared_digests = digests.declared_digests()
         self.downloader.path = digests.path
         self.downloader._digests = hashers
         self.downloader._size = size
@@ -374,14 +380,17 @@ class Fetch:
     async def _fetch(self, candidate: Candidate) -> None:
         self.saves = candidate.save
         promised = await declared.learn(candidate)
-        result = await SpoolingDownloader(candidate, self.spool).run()
+        downloading = SpoolingDownloader(
+            candidate, self.spool, tuple(promised.digests) if promised is not None else ())
+        result = await downloading.run()
         self.downloaded = True
         if not candidate.save:
             await self.spool.finish()
             return
         attributes = result.artifact_attributes
         if promised is not None and not promised.empty:
-            await self._hold_to(promised, result.path, attributes, candidate)
+            computed = {**downloading.declared_digests, **attributes}
+            await self._hold_to(promised, result.path, computed, candidate)
         placement = Placement(result.path, attributes["sha256"], int(attributes["size"]))
         try:
             await self._store(attributes, placement, candidate.remote_artifact)

@@ -13,7 +13,7 @@ from pulp_content_asgi.ondemand.plan import RemotePlan
 from pulp_content_asgi.ondemand.spool import LeaderGone, Stale, UpstreamError
 from pulp_content_asgi.protocol import ranges
 from pulp_content_asgi.serving.representation import Representation
-from pulp_content_asgi.serving.responder import Request, unsatisfiable
+from pulp_content_asgi.serving.responder import HTTP_10, Request, unsatisfiable
 from pulp_content_asgi.serving.responder import respond as respond_to
 from pulp_content_asgi.serving.response import Response, reads_live, text
 
@@ -41,17 +41,20 @@ class AnswerFromStorage:
 
 @dataclass
 class SpoolSource:
-    """A download's spool as a live body: the last ``VERIFIED_TAIL`` bytes of the
-    artifact wait for the digest check."""
+    """A download's spool as a live body: the last ``VERIFIED_TAIL`` bytes of every
+    response of a known length (the whole file, a range anywhere in it, each part of a
+    multipart answer) wait for the digest check, so no response is complete before the
+    file is verified; a range that ends before the end of the file therefore waits for
+    the whole download (its bytes cannot be verified on their own)."""
 
     fetch: Fetch | Follow
     size: int | None
 
     async def chunks(self, offset: int, length: int | None, step: int
                      ) -> AsyncIterator[bytes]:
-        hold = 0
-        if self.size is not None and length is not None and offset + length == self.size:
-            hold = min(length, VERIFIED_TAIL)
+        # Without a length (a file of unknown size, sent chunked) there is no tail to
+        # hold: a refusal cuts the chunked body, which clients see as incomplete.
+        hold = 0 if length is None else min(length, VERIFIED_TAIL)
         async for chunk in self.fetch.spool.read(offset, length, step, hold):
             yield chunk
 
@@ -132,6 +135,15 @@ async def _join(plan: RemotePlan) -> tuple[Fetch | Follow, bool, Mapping[str, st
     return text(502, f"The download of this content was abandoned {ATTEMPTS} times; retry.")
 
 
+def _refused(error: BaseException | None) -> Response:
+    """The answer to a client that waited for a download which then failed: nothing of it
+    was sent, so the failure can be said (a digest mismatch, a cut upstream: 502)."""
+    if isinstance(error, UpstreamError):
+        return text(error.status, str(error), error.headers)
+    return text(502, f"The download of this content from its upstream failed ({error}); "
+                "nothing was saved. Retry: the next request downloads it again.")
+
+
 async def respond(plan: RemotePlan, request: Request, cached: bool = False
                   ) -> Response | AnswerFromStorage:
     """The response for one client; a body reads the spool (one range or several).
@@ -150,6 +162,14 @@ async def respond(plan: RemotePlan, request: Request, cached: bool = False
     fetch, started, upstream = joined
     headers = _merge(plan.headers, upstream)
     total = _total(upstream, plan.size)
+    if total is None and request.method == "GET" and request.http_version in HTTP_10:
+        # An HTTP/1.0 body without a length ends where the connection closes, so a cut
+        # would look complete: such a client waits for the verified download, whose size
+        # is then known (a file of unknown size only: otherwise the held tail protects).
+        if not await fetch.spool.wait_done():
+            inflight.leave(fetch)
+            return _refused(fetch.spool.error)
+        total = fetch.spool.size
     if cached and not started and request.headers.get("Range") is None \
             and request.method == "GET" and total is not None and total <= VERIFIED_TAIL \
             and plan.candidates[0].save and await fetch.spool.wait_done():

@@ -319,3 +319,31 @@ def test_a_digest_mismatch_is_pulpcores_error_and_keeps_no_file(tmp_path):
 
     downloader = asyncio.run(scenario())
     assert downloader.files and not any(os.path.exists(f) for f in downloader.files)
+
+
+def test_declared_digests_get_lanes_of_their_own_and_stay_out_of_the_artifact(tmp_path):
+    """A digest the upstream declares that pulpcore does not compute (a Maven ``.sha1``)
+    is hashed while the file downloads, in a lane of its own, so its check needs no second
+    read of the file; it never joins the artifact's digests (``hashers``)."""
+    from django.test import override_settings
+
+    chunks = [os.urandom(700_000) for _ in range(4)]
+
+    async def run() -> tuple[dict[str, str], dict[str, str], str]:
+        found = await Digests.open("http://upstream/x.jar", ("sha1", "md5", "sha256"))
+        for chunk in chunks:
+            found.put(chunk)
+            await found.wait_room()
+        hashers, _ = await found.finish()
+        return ({name: h.hexdigest() for name, h in hashers.items()},
+                found.declared_digests(), found.path)
+
+    with override_settings(WORKING_DIRECTORY=str(tmp_path)):
+        artifact, declared, path = asyncio.run(run())
+    whole = b"".join(chunks)
+    assert declared == {"sha1": hashlib.sha1(whole).hexdigest(),
+                        "md5": hashlib.md5(whole).hexdigest()}  # sha256 is the artifact's
+    assert "sha1" not in artifact and "md5" not in artifact
+    assert artifact["sha256"] == hashlib.sha256(whole).hexdigest()
+    with open(path, "rb") as written:
+        assert written.read() == whole
