@@ -247,6 +247,33 @@ def test_a_reset_that_the_retry_heals_gives_the_whole_file(server, raw, leftover
         assert_nothing_saved(repo, "f.bin", leftovers, blob)
 
 
+@pytest.mark.parametrize("policy", SLICED)
+def test_a_retry_that_sends_other_bytes_is_a_cut_not_a_spliced_file(
+        server, raw, leftovers, policy):
+    """The first attempt sends half of *other* bytes of the promised length (the upstream
+    replaced the file, or a proxy mangled that attempt), then closes early; the retry
+    sends the file. The client already has the first attempt's half: continuing it with
+    the retry's second half would hand it a body that is neither file, complete-looking
+    (for on_demand, with a verdict that only describes the retry's bytes). It must be
+    cut instead; nothing of the spliced download is kept, no cool-down (the next request
+    downloads it again)."""
+    blob = os.urandom(SIZE)
+    other = os.urandom(SIZE)
+    distribution, prefix, repo = repository(raw, blob, policy)
+    # A clean FIN (not an RST) so the whole half reaches the app before the retry.
+    raw.behaviour[prefix + "f.bin"] = Raw(body=other, send=SIZE // 2, end="close", times=1)
+    seen = get(url(server, distribution, "f.bin"))
+    assert raw.hits[prefix + "f.bin"] == 2  # tried, retried once
+    assert seen.status == 200
+    assert seen.cut, (f"a body of {len(seen.body)} bytes spliced from two attempts was "
+                      f"served complete (the file: {seen.body == blob})")
+    assert other[:SIZE // 2].startswith(seen.body)  # the first attempt's bytes, no more
+    assert failed_at(raw, prefix) is None
+    assert wait_for(lambda: not leftovers(), timeout=30), leftovers()
+    behaves(raw, prefix)
+    assert_served_then_saved(server, distribution, repo, blob, policy)
+
+
 # -- redirects --------------------------------------------------------------------------
 
 #: A signed query as CDNs and object stores write them: percent-encoded slashes and

@@ -9,6 +9,7 @@ nothing here measures time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import threading
@@ -347,3 +348,135 @@ def test_declared_digests_get_lanes_of_their_own_and_stay_out_of_the_artifact(tm
     assert artifact["sha256"] == hashlib.sha256(whole).hexdigest()
     with open(path, "rb") as written:
         assert written.read() == whole
+
+
+class _GatedFile:
+    """A real file whose writes wait for ``gate``; records whether ``close`` came while a
+    write was still running on a lane's thread."""
+
+    def __init__(self, path, gate: threading.Event, entered: threading.Event) -> None:
+        self.real = open(path, "wb")  # noqa: SIM115 (closed by the code under test)
+        self.name = self.real.name
+        self.gate = gate
+        self.entered = entered
+        self.writing = False
+        self.closed_while_writing: bool | None = None
+
+    def write(self, data: bytes) -> int:
+        self.writing = True
+        self.entered.set()
+        if not self.gate.wait(STUCK):
+            GatedHasher.stuck = True
+        try:
+            return self.real.write(data)
+        finally:
+            self.writing = False
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    @property
+    def closed(self) -> bool:
+        return self.real.closed
+
+    def close(self) -> None:
+        if self.closed_while_writing is None:
+            self.closed_while_writing = self.writing
+        self.real.close()
+
+
+def test_a_finish_cancelled_while_the_file_is_written_closes_it_after_the_write(
+        tmp_path, monkeypatch):
+    """The download is cancelled (the worker stops, or its last client left) while
+    ``finish`` waits for the lanes and the file's lane is still writing on its thread:
+    the file is closed once that write is over, never under it (``abandon``'s promise).
+
+    The pool has one thread besides the one held in the write, so a close the cancel
+    sends to the pool runs before the marker job the test sends after it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    gate, entered = threading.Event(), threading.Event()
+    file = _GatedFile(tmp_path / "download", gate, entered)
+    two = ThreadPoolExecutor(max_workers=2, thread_name_prefix=digests_module.THREAD_NAME)
+    monkeypatch.setattr(digests_module, "_pool", two)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        digests = Digests(file, {"sha256": hashlib.sha256()})  # type: ignore[arg-type]
+        digests.put(b"w" * 10_000)
+        finishing = asyncio.ensure_future(digests.finish())
+        await loop.run_in_executor(None, entered.wait)  # the file's lane is in its write
+        await digests.lanes[1].task  # the digest's lane is done: one thread is free
+        finishing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await finishing
+        for _ in range(10):  # the cancel's clean-up runs as far as it goes on the loop
+            await asyncio.sleep(0)
+        await loop.run_in_executor(two, lambda: None)  # after anything it sent the pool
+        gate.set()
+        await digests.closed()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        gate.set()
+        two.shutdown(wait=True)
+    assert not GatedHasher.stuck
+    assert file.closed
+    assert file.closed_while_writing is False, "the file was closed under a running write"
+
+
+def test_a_saved_download_stops_taking_bytes_once_its_window_is_full(
+        tmp_path, monkeypatch):
+    """The memory bound through the fetch path: with every digest held at its first
+    update, the downloader is held once WINDOW bytes wait for the slowest lane, so a
+    download holds at most WINDOW bytes plus one chunk (1 MiB, pulpcore's read) for its
+    digests; let go, it completes. Without the wait in ``on_data`` the whole file would
+    reach the spool while the digests are held."""
+    from pulpcore.app import pulp_hashlib
+
+    from pulp_content_asgi.ondemand.fetch import SpoolingDownloader
+    from pulp_content_asgi.ondemand.spool import Spool
+
+    blob = os.urandom(WINDOW + 6 * (1 << 20) + 7)
+    gate, entered = threading.Event(), threading.Event()
+    monkeypatch.setattr(pulp_hashlib, "new", lambda name: GatedHasher(name, gate, entered))
+    candidate = _candidate(tmp_path / "upstream.bin", blob,
+                           {"sha256": hashlib.sha256(blob).hexdigest()})
+    pending: list[int] = []
+    put = Digests.put
+
+    def recorded(self: Digests, data: bytes) -> None:
+        put(self, data)
+        pending.append(self.size - min(lane.taken for lane in self.lanes))
+
+    monkeypatch.setattr(Digests, "put", recorded)
+
+    async def scenario() -> tuple[int, object]:
+        spool = Spool(str(tmp_path / "spool"))
+        await spool.open()
+        downloading = SpoolingDownloader(candidate, spool)
+        download = asyncio.ensure_future(downloading.run())
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait)
+        # Until the download waits for room, or (the bound not kept) the spool has it all.
+        while spool.size < len(blob):
+            digests = downloading.digests
+            if digests is not None and digests.size - min(
+                    lane.taken for lane in digests.lanes) > WINDOW:
+                break
+            await spool.changed()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        held = spool.size
+        gate.set()
+        return held, await download
+
+    held, result = asyncio.run(scenario())
+    assert not GatedHasher.stuck
+    assert held < len(blob), "the whole file was taken while every digest was held"
+    assert max(pending) <= WINDOW + (1 << 20)
+    assert result.artifact_attributes["sha256"] == hashlib.sha256(blob).hexdigest()  # type: ignore[attr-defined]
+    os.unlink(result.path)  # type: ignore[attr-defined]
