@@ -270,7 +270,11 @@ class Digests:
         for lane in self.lanes:
             lane.close()
         try:
-            await asyncio.gather(*(lane.task for lane in self.lanes))
+            # Not gather: a cancelled gather cancels the lanes' tasks while their threads
+            # go on writing the file, and abandon would then close it under them.
+            await asyncio.wait([lane.task for lane in self.lanes],
+                               return_when=asyncio.FIRST_EXCEPTION)
+            self._raise_failure()
         except BaseException:
             self.abandon()
             raise
