@@ -62,6 +62,17 @@ class NoSpace(Exception):
         self.path = path
 
 
+class Diverged(Exception):
+    """A retry sent other bytes than its earlier attempt where that attempt's bytes were
+    already published (the upstream's file changed, or one attempt was mangled): the
+    clients' responses cannot be completed with the retry's bytes."""
+
+
+#: An upstream that failed this download: the next remote before any byte was sent,
+#: else a cut.
+_UPSTREAM_FAILED: tuple[type[BaseException], ...] = (*downloads.SKIPPABLE, Diverged)
+
+
 def _private_spool_path() -> str:
     """A spool file of this process alone (created by the download, off the loop)."""
     return os.path.join(str(settings.WORKING_DIRECTORY), f"ondemand-{uuid.uuid4().hex}")
@@ -135,7 +146,12 @@ class SpoolingDownloader:
             digests.put(data)  # digested and written while the spool gets the bytes
         await self.spool.set_headers({})  # downloaders without a headers callback (file://)
         start, self.offset = self.offset, self.offset + len(data)
-        if self.offset > self.spool.size:  # retries re-send bytes already published
+        if start < self.spool.size:  # a retry re-sends bytes already published
+            again = data[:self.spool.size - start]
+            if await self.spool.written(start, len(again)) != again:
+                raise Diverged(f"the upstream sent other bytes at offset {start} on a "
+                               "retry than before it; the clients already have the first")
+        if self.offset > self.spool.size:
             await self.spool.write(data[max(self.spool.size - start, 0):])
         if self.digests is not None:
             await self.digests.wait_room()
@@ -302,7 +318,7 @@ class Fetch:
                 log.warning("Not fetching %s from '%s': %s. Nothing is served or saved "
                             "from this remote until the upstream answers; check it.",
                             self.plan.relative_path, candidate.remote_artifact.url, exc)
-            except downloads.SKIPPABLE as exc:
+            except _UPSTREAM_FAILED as exc:
                 last = exc
                 if self.spool.size:
                     log.warning("Downloading %s from '%s' failed after %d bytes were sent "

@@ -156,6 +156,11 @@ class Spool(_Progress):
         self.size += len(data)
         self._notify()
 
+    async def written(self, offset: int, length: int) -> bytes:
+        """``length`` bytes the spool already holds from ``offset`` (read off the loop;
+        fewer only past its end)."""
+        return bytes(await _off_loop(_read_at, self.path, offset, length))
+
     def _append(self, data: bytes) -> None:
         assert self._file is not None, "Spool.open() comes first"
         self._file.write(data)
@@ -271,6 +276,11 @@ class FollowedSpool(_Progress):
 def _create(path: str) -> IO[bytes]:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     return open(path, "wb")
+
+
+def _read_at(path: str, offset: int, length: int) -> bytes:
+    with open(path, "rb") as handle:
+        return os.pread(handle.fileno(), length, offset)
 
 
 def _size(path: str) -> int:
