@@ -480,3 +480,41 @@ def test_a_saved_download_stops_taking_bytes_once_its_window_is_full(
     assert max(pending) <= WINDOW + (1 << 20)
     assert result.artifact_attributes["sha256"] == hashlib.sha256(blob).hexdigest()  # type: ignore[attr-defined]
     os.unlink(result.path)  # type: ignore[attr-defined]
+
+
+def test_a_full_disk_in_the_files_lane_ends_the_download_and_keeps_no_file(
+        tmp_path, monkeypatch):
+    """ENOSPC from the file's lane (its thread writes the downloader's file) reaches the
+    fetch path as that ``OSError`` before the whole file is taken (``wait_room`` raises
+    it), is not retried by pulpcore's downloader, and no file of the download is left."""
+    import errno
+
+    from pulp_content_asgi.ondemand.fetch import SpoolingDownloader
+    from pulp_content_asgi.ondemand.spool import Spool
+
+    blob = os.urandom(WINDOW * 3)
+    candidate = _candidate(tmp_path / "upstream.bin", blob,
+                           {"sha256": hashlib.sha256(blob).hexdigest()})
+    write = digests_module._File.write
+
+    def full(self, chunk: bytes) -> None:
+        if self.file.tell() + len(chunk) > 2 * (1 << 20):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, chunk)
+
+    monkeypatch.setattr(digests_module._File, "write", full)
+
+    async def scenario() -> tuple[BaseException | None, SpoolingDownloader, int]:
+        spool = Spool(str(tmp_path / "spool"))
+        await spool.open()
+        downloading = SpoolingDownloader(candidate, spool)
+        try:
+            await downloading.run()
+        except OSError as error:
+            return error, downloading, spool.size
+        return None, downloading, spool.size
+
+    error, downloading, spooled = asyncio.run(scenario())
+    assert isinstance(error, OSError) and error.errno == errno.ENOSPC
+    assert spooled < len(blob)
+    assert downloading.files and not any(os.path.exists(f) for f in downloading.files)
