@@ -339,6 +339,12 @@ def test_a_second_client_keeps_the_download_alive(bounded, upstream):
     try:
         with httpx.stream("GET", target, timeout=120) as staying:
             assert staying.status_code == 200
+            # What assert_cancelled_cleanly looks for exists while a download runs: its
+            # spool where spool_of says, its leader lock where download_locks looks (this
+            # process derives the servers' ids), so those checks can fail.
+            assert os.path.exists(spool_of(repo, name))
+            assert ("ExclusiveLock", True) in [(mode, granted) for _, mode, granted
+                                               in download_locks(repo, name)]
             with httpx.stream("GET", target, timeout=60) as leaving:
                 assert leaving.status_code == 200
                 next(leaving.iter_raw(65536))
