@@ -208,7 +208,11 @@ def _settled(worker: Worker) -> resources.Figures:
         last.append(now)
         return same and not now.working_files and not now.fds.get("client")
 
-    wait_for(quiet, DEADLINE, interval=1.0)
+    # The baseline of every "back to idle" comparison: one taken while the worker was
+    # still busy would let the storm leave as much behind unnoticed.
+    assert wait_for(quiet, DEADLINE, interval=1.0), (
+        f"the worker did not settle before the storm: {last[-1].summary()}, "
+        f"{last[-1].working_files[:5]}")
     return last[-1]
 
 
