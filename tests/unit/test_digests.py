@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import os
 import threading
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -518,3 +518,44 @@ def test_a_full_disk_in_the_files_lane_ends_the_download_and_keeps_no_file(
     assert isinstance(error, OSError) and error.errno == errno.ENOSPC
     assert spooled < len(blob)
     assert downloading.files and not any(os.path.exists(f) for f in downloading.files)
+
+
+def test_the_digests_are_pulpcores_for_every_checksum_pulp_allows(tmp_path, monkeypatch):
+    """Every checksum ALLOWED_CONTENT_CHECKSUMS may name (md5 and sha1 too), over chunks
+    of uneven sizes across GATHER: the artifact attributes are those pulpcore's own
+    ``handle_data``/``finalize`` compute over the same chunks (its code is the oracle)."""
+    import random
+
+    from django.test import override_settings
+    from pulpcore.app.models import Artifact
+    from pulpcore.download.base import BaseDownloader
+
+    every = ["sha512", "sha384", "sha256", "sha224", "sha1", "md5"]
+    monkeypatch.setattr(Artifact, "DIGEST_FIELDS", every)
+    rng = random.Random(18)
+    chunks = [os.urandom(rng.choice((1, 100, 65_536, 300_001, 1 << 20, 3 << 20)))
+              for _ in range(12)]
+
+    async def ours() -> tuple[dict[str, str], int]:
+        digests = await Digests.open("http://upstream.example/x.bin")
+        for chunk in chunks:
+            digests.put(chunk)
+            await digests.wait_room()
+        hashers, size = await digests.finish()
+        os.unlink(digests.path)
+        return {n: h.hexdigest() for n, h in hashers.items()}, size
+
+    async def pulpcores() -> dict[str, Any]:
+        downloader = BaseDownloader("http://upstream.example/x.bin")
+        for chunk in chunks:
+            await downloader.handle_data(chunk)
+        await downloader.finalize()
+        os.unlink(downloader.path)
+        return downloader.artifact_attributes
+
+    with override_settings(ALLOWED_CONTENT_CHECKSUMS=every,
+                           WORKING_DIRECTORY=str(tmp_path)):
+        found, size = asyncio.run(ours())
+        expected = asyncio.run(pulpcores())
+    assert sorted(found) == sorted(every)
+    assert {"size": size, **found} == expected
