@@ -559,3 +559,54 @@ def test_the_digests_are_pulpcores_for_every_checksum_pulp_allows(tmp_path, monk
         expected = asyncio.run(pulpcores())
     assert sorted(found) == sorted(every)
     assert {"size": size, **found} == expected
+
+
+def test_a_download_cancelled_while_its_file_is_created_leaves_no_file(
+        tmp_path, monkeypatch):
+    """The download is cancelled (its last client left, the worker stops) while the
+    downloader's file is being created on a pool thread (behind other downloads' digests,
+    that can take a while): once that thread is done, no file of the download is left in
+    WORKING_DIRECTORY."""
+    from django.test import override_settings
+
+    from pulp_content_asgi.ondemand.fetch import SpoolingDownloader
+    from pulp_content_asgi.ondemand.spool import Spool
+
+    blob = os.urandom(100_000)
+    candidate = _candidate(tmp_path / "upstream.bin", blob,
+                           {"sha256": hashlib.sha256(blob).hexdigest()})
+    working = tmp_path / "working"
+    working.mkdir()
+    gate, entered, created = threading.Event(), threading.Event(), threading.Event()
+    create = digests_module._create
+
+    def slow(url: str) -> IO[bytes]:
+        try:
+            file = create(url)
+            entered.set()
+            if not gate.wait(STUCK):
+                GatedHasher.stuck = True
+            return file
+        finally:
+            created.set()
+
+    monkeypatch.setattr(digests_module, "_create", slow)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        spool = Spool(str(tmp_path / "spool"))
+        await spool.open()
+        download = asyncio.ensure_future(SpoolingDownloader(candidate, spool).run())
+        await loop.run_in_executor(None, entered.wait)  # the file exists, not yet handed
+        download.cancel()
+        loop.call_soon(gate.set)  # the thread ends while the cancelled download cleans up
+        with contextlib.suppress(asyncio.CancelledError):
+            await download
+        await loop.run_in_executor(None, created.wait)
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    with override_settings(WORKING_DIRECTORY=str(working)):
+        asyncio.run(scenario())
+    assert not GatedHasher.stuck
+    assert sorted(os.listdir(working)) == []
