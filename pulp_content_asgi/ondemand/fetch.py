@@ -98,6 +98,7 @@ class SpoolingDownloader:
         self.offset = 0  # bytes of the current attempt
         self.files: set[str] = set()  # the downloader's file of every attempt
         self.digests: Digests | None = None  # the current attempt's (saved downloads)
+        self._opening: asyncio.Future[Digests] | None = None  # its file being created
         self.asked = time.monotonic()
         self.answered = False
         remote_artifact = candidate.remote_artifact
@@ -158,7 +159,12 @@ class SpoolingDownloader:
 
     async def _digests(self) -> Digests:
         if self.digests is None:
-            self.digests = await Digests.open(str(self.downloader.url), self.declared)
+            # Shielded: the file is created on a pool thread whatever happens, so a
+            # download cancelled meanwhile still gets it to close and remove (run()).
+            self._opening = asyncio.ensure_future(
+                Digests.open(str(self.downloader.url), self.declared))
+            self.digests = await asyncio.shield(self._opening)
+            self._opening = None
             self.files.add(self.digests.path)
         return self.digests
 
@@ -206,6 +212,11 @@ class SpoolingDownloader:
             # 3.11 setting ``delete`` on an open NamedTemporaryFile deletes nothing.
             if self.digests is not None and not completed:
                 self.digests.abandon()  # its file closes once its threads are done
+            if self._opening is not None:  # cancelled while its file was being created
+                with contextlib.suppress(Exception):
+                    opened = await self._opening
+                    opened.abandon()
+                    self.files.add(opened.path)
             leftovers = self.files - {result.path} if completed else self.files
             if leftovers:
                 await asyncio.to_thread(_remove, leftovers)
