@@ -610,3 +610,38 @@ def test_a_download_cancelled_while_its_file_is_created_leaves_no_file(
         asyncio.run(scenario())
     assert not GatedHasher.stuck
     assert sorted(os.listdir(working)) == []
+
+
+def test_the_file_is_on_disk_before_finish_returns(tmp_path, monkeypatch):
+    """Durability as pulpcore's ``finalize`` gives it: when ``finish`` returns (and the
+    file may be saved) an ``fsync`` of the download's file has returned, after its last
+    write; past WRITEBACK bytes, ``fdatasync``s ran on it while it was written."""
+    synced: list[tuple[str, int, int]] = []  # (call, inode, size on disk at the call)
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        synced.append(("fsync", os.fstat(fd).st_ino, os.fstat(fd).st_size))
+
+    def fdatasync(fd: int) -> None:
+        real_fdatasync(fd)
+        synced.append(("fdatasync", os.fstat(fd).st_ino, os.fstat(fd).st_size))
+
+    monkeypatch.setattr(digests_module.os, "fsync", fsync)
+    monkeypatch.setattr(digests_module.os, "fdatasync", fdatasync)
+    block = os.urandom(1 << 20)
+    blocks = digests_module.WRITEBACK // len(block) * 2 + 3
+
+    async def scenario() -> int:
+        digests = _open(tmp_path, {"sha256": hashlib.sha256()})
+        for _ in range(blocks):
+            digests.put(block)
+            await digests.wait_room()
+        await digests.finish()
+        return len(synced)
+
+    at_finish = asyncio.run(scenario())
+    inode = os.stat(tmp_path / "download").st_ino
+    mine = [(call, size) for call, ino, size in synced[:at_finish] if ino == inode]
+    assert ("fsync", blocks * len(block)) in mine
+    assert any(call == "fdatasync" for call, _ in mine)
