@@ -275,6 +275,8 @@ class Digests:
             await asyncio.wait([lane.task for lane in self.lanes],
                                return_when=asyncio.FIRST_EXCEPTION)
             self._raise_failure()
+            if any(lane.task.cancelled() for lane in self.lanes):  # the loop is closing
+                raise asyncio.CancelledError
         except BaseException:
             self.abandon()
             raise
