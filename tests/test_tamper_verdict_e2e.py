@@ -109,3 +109,70 @@ def test_an_http10_client_of_an_unknown_size_file_waits_for_the_verdict(server, 
         assert f"content-length: {len(blob)}" in head.lower()
         assert out.read_bytes() == blob
         assert wait_for(lambda: saved_jar(u))
+
+
+@pytest.mark.parametrize("http10", [False, True], ids=["http11", "http10"])
+def test_an_empty_body_the_upstream_declares_otherwise_never_completes(server, upstream,
+                                                                       tmp_path, http10):
+    """The smallest tampering: an upstream that answers a file it declares (the ``.sha1``
+    sidecar) with an empty ``200`` (a truncated upload, a broken mirror). The size is not
+    recorded (pull-through), so the upstream's ``Content-Length: 0`` is the response's
+    length, and "hold the last 256 KiB, or all of a smaller range" holds nothing: the
+    client must still not get a complete response of bytes the verdict refuses (review
+    #15 of bba490f)."""
+    import subprocess
+
+    dist, u, jar = maven(upstream)
+    blob = os.urandom(100 * 1024)
+    upstream.files[f"{u}/{jar}"] = b""
+    upstream.files[f"{u}/{jar}.sha1"] = hashlib.sha1(blob).hexdigest().encode()
+    out = tmp_path / "out.jar"
+    run = subprocess.run(["curl", "-sS", *(["--http1.0"] if http10 else []),
+                          "-o", str(out), "-w", "%{http_code}",
+                          server.url(f"/pulp/content/{dist.base_path}/{jar}")],
+                         capture_output=True, text=True, timeout=120)
+    assert upstream.hits[f"{u}/{jar}"] >= 1
+    assert not saved_jar(u)
+    complete_200 = run.returncode == 0 and run.stdout == "200"
+    assert not complete_200, (
+        f"a complete empty 200 (curl exit {run.returncode}, {out.stat().st_size} bytes) "
+        "for a file whose .sha1 declares other bytes")
+
+
+def test_an_http10_client_of_a_known_size_file_sees_the_cut(server, upstream, tmp_path):
+    """A known size goes out as ``Content-Length`` to an HTTP/1.0 client, so the held
+    tail's cut is visible to it (curl: exit 18, a partial file), not a short body that
+    looks complete."""
+    import subprocess
+
+    blob = os.urandom(1024 * 1024)
+    dist, prefix, repo = on_demand(upstream, {"k.bin": blob})
+    upstream.files[prefix + "k.bin"] = flipped_early(blob)
+    out = tmp_path / "k.bin"
+    run = subprocess.run(["curl", "-sS", "--http1.0", "-D", "-", "-o", str(out),
+                          server.url(f"/pulp/content/{dist.base_path}/k.bin")],
+                         capture_output=True, text=True, timeout=120)
+    assert f"content-length: {len(blob)}" in run.stdout.lower(), run.stdout
+    assert run.returncode == 18, (run.returncode, run.stderr)
+    assert out.stat().st_size <= len(blob) - 256 * 1024
+    ca = content_artifact(repo, "k.bin")
+    assert wait_for(lambda: RemoteArtifact.objects.get(content_artifact=ca).failed_at)
+    assert no_artifact(flipped_early(blob))
+
+
+def test_multipart_ranges_of_a_tampered_download_never_complete(server, upstream):
+    """Several ranges (``multipart/byteranges``, a declared ``Content-Length``), all
+    before the end of a tampered 2 MiB file: each part's bytes wait for the verdict, so
+    the response is cut, never complete."""
+    blob = os.urandom(2 * 1024 * 1024)
+    dist, prefix, repo = on_demand(upstream, {"m.bin": blob})
+    upstream.files[prefix + "m.bin"] = flipped_early(blob)
+    target = server.url(f"/pulp/content/{dist.base_path}/m.bin")
+    try:
+        got = httpx.get(target, headers={"Range": "bytes=0-99,1000-1999,5000-5099"},
+                        timeout=60)
+    except httpx.TransportError:
+        got = None
+    ca = content_artifact(repo, "m.bin")
+    assert wait_for(lambda: RemoteArtifact.objects.get(content_artifact=ca).failed_at)
+    assert got is None, (got.status_code, got.headers.get("content-type"))
