@@ -162,10 +162,13 @@ async def respond(plan: RemotePlan, request: Request, cached: bool = False
     fetch, started, upstream = joined
     headers = _merge(plan.headers, upstream)
     total = _total(upstream, plan.size)
-    if total is None and request.method == "GET" and request.http_version in HTTP_10:
+    if request.method == "GET" and (
+            total == 0 or (total is None and request.http_version in HTTP_10)):
         # An HTTP/1.0 body without a length ends where the connection closes, so a cut
         # would look complete: such a client waits for the verified download, whose size
         # is then known (a file of unknown size only: otherwise the held tail protects).
+        # An empty body has no tail to hold, and is complete as soon as it starts: it
+        # waits too (for a download of nothing, so at no cost).
         if not await fetch.spool.wait_done():
             inflight.leave(fetch)
             return _refused(fetch.spool.error)
