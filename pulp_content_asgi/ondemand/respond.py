@@ -3,8 +3,9 @@ headers, then let the single responder decide what of the spool this client gets
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from pulp_content_asgi.ondemand.fetch import Fetch, Follow
@@ -144,14 +145,49 @@ def _refused(error: BaseException | None) -> Response:
                 "nothing was saved. Retry: the next request downloads it again.")
 
 
-async def respond(plan: RemotePlan, request: Request, cached: bool = False
-                  ) -> Response | AnswerFromStorage:
+#: Returns once the client has gone (the ASGI ``http.disconnect``); None: not watched.
+Gone = Callable[[], Awaitable[object]] | None
+#: The status of the answer to a client that left while it waited: nobody reads it; the
+#: access log shows it, as nginx's 499 does.
+LEFT = 499
+
+
+def _left() -> Response:
+    return text(LEFT, "The client closed the connection before the answer.")
+
+
+async def _verdict(fetch: Fetch | Follow, gone: Gone) -> bool | None:
+    """Until the download is over: True when it completed (verified), False when it
+    failed; None when the client left first (``gone`` returned), so that a client that
+    waits for a verdict before its headers (and so sends nothing the server could see
+    fail) does not keep the download alive once it has gone."""
+    if gone is None:
+        return await fetch.spool.wait_done()
+    waiting = asyncio.ensure_future(fetch.spool.wait_done())
+    watch = asyncio.ensure_future(gone())
+    try:
+        done, _ = await asyncio.wait((waiting, watch), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        waiting.cancel()
+        watch.cancel()
+        raise
+    if waiting in done:
+        watch.cancel()
+        return waiting.result()
+    waiting.cancel()  # the client has gone (a failing receive says the same)
+    return None
+
+
+async def respond(plan: RemotePlan, request: Request, cached: bool = False,
+                  gone: Gone = None) -> Response | AnswerFromStorage:
     """The response for one client; a body reads the spool (one range or several).
 
     :class:`AnswerFromStorage` when the file is small and this request joined someone
     else's download while the response cache is on: all of its bytes wait for
     verification anyway, so the request waits for the save and is then answered like any
-    stored file (a cache hit, as the first request's save stored it).
+    stored file (a cache hit, as the first request's save stored it). ``gone`` returns
+    once the client has left: a request that waits for the verdict before its headers
+    then leaves the download (answered :data:`LEFT`), which the bound may then cancel.
     """
     refused = _early_refusal(plan, request)
     if refused is not None:
@@ -169,15 +205,29 @@ async def respond(plan: RemotePlan, request: Request, cached: bool = False
         # is then known (a file of unknown size only: otherwise the held tail protects).
         # An empty body has no tail to hold, and is complete as soon as it starts: it
         # waits too (for a download of nothing, so at no cost).
-        if not await fetch.spool.wait_done():
+        try:
+            verdict = await _verdict(fetch, gone)
+        except BaseException:
             inflight.leave(fetch)
-            return _refused(fetch.spool.error)
+            raise
+        if not verdict:
+            inflight.leave(fetch)
+            return _left() if verdict is None else _refused(fetch.spool.error)
         total = fetch.spool.size
     if cached and not started and request.headers.get("Range") is None \
             and request.method == "GET" and total is not None and total <= VERIFIED_TAIL \
-            and plan.candidates[0].save and await fetch.spool.wait_done():
-        inflight.leave(fetch)
-        return AnswerFromStorage()
+            and plan.candidates[0].save:
+        try:
+            verdict = await _verdict(fetch, gone)
+        except BaseException:
+            inflight.leave(fetch)
+            raise
+        if verdict is None:
+            inflight.leave(fetch)
+            return _left()
+        if verdict:
+            inflight.leave(fetch)
+            return AnswerFromStorage()
     rep = Representation(SpoolSource(fetch, total), total, headers, plan.etag,
                          plan.last_modified, artifact_size=total, live=True)
     response = respond_to(rep, request)
