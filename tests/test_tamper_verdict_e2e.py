@@ -176,3 +176,35 @@ def test_multipart_ranges_of_a_tampered_download_never_complete(server, upstream
     ca = content_artifact(repo, "m.bin")
     assert wait_for(lambda: RemoteArtifact.objects.get(content_artifact=ca).failed_at)
     assert got is None, (got.status_code, got.headers.get("content-type"))
+
+
+def test_the_http10_502_says_what_the_next_request_gets(server, raw, tmp_path):
+    """The ``502`` an HTTP/1.0 client of a tampered file of unknown size gets (an
+    on-demand file whose sync recorded no size: pulp_npm, pulp_gem, pulp_ostree) is read
+    by an operator: what it says about retrying must be what happens. The remote
+    artifact is cooled down (``REMOTE_CONTENT_FETCH_FAILURE_COOLDOWN``), so the next
+    request does not download it again (review #15 of bba490f: the text promised it
+    would)."""
+    import subprocess
+
+    from tests.upstream import Raw
+
+    blob = os.urandom(300 * 1024)
+    dist, prefix, repo = on_demand(raw, {"u.bin": blob})
+    ca = content_artifact(repo, "u.bin")
+    RemoteArtifact.objects.filter(content_artifact=ca).update(size=None)
+    raw.files[prefix + "u.bin"] = flipped_early(blob)
+    raw.behaviour[prefix + "u.bin"] = Raw(chunked=True)
+    target = server.url(f"/pulp/content/{dist.base_path}/u.bin")
+    out = tmp_path / "out"
+    run = subprocess.run(["curl", "-sS", "--http1.0", "-o", str(out), "-w", "%{http_code}",
+                          target], capture_output=True, text=True, timeout=120)
+    said = out.read_bytes().decode()
+    assert run.stdout == "502", (run.stdout, said)
+    assert wait_for(lambda: RemoteArtifact.objects.get(content_artifact=ca).failed_at)
+    hits = raw.hits[prefix + "u.bin"]
+    again = httpx.get(target, timeout=60)
+    downloaded_again = raw.hits[prefix + "u.bin"] > hits
+    promised = "the next request downloads it again" in said
+    assert promised == downloaded_again, (said, again.status_code, again.text)
+    assert prefix not in said and raw.base not in said, f"the upstream URL in: {said}"
