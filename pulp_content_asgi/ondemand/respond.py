@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pulp_content_asgi.ondemand.fetch import Fetch, Follow
 from pulp_content_asgi.ondemand.inflight import inflight
 from pulp_content_asgi.ondemand.plan import RemotePlan
-from pulp_content_asgi.ondemand.spool import LeaderGone, Stale, UpstreamError
+from pulp_content_asgi.ondemand.spool import LeaderGone, Stale, UpstreamError, refusal
 from pulp_content_asgi.protocol import ranges
 from pulp_content_asgi.serving.representation import Representation
 from pulp_content_asgi.serving.responder import HTTP_10, Request, unsatisfiable
@@ -138,11 +138,11 @@ async def _join(plan: RemotePlan) -> tuple[Fetch | Follow, bool, Mapping[str, st
 
 def _refused(error: BaseException | None) -> Response:
     """The answer to a client that waited for a download which then failed: nothing of it
-    was sent, so the failure can be said (a digest mismatch, a cut upstream: 502)."""
+    was sent, so the failure can be said (a digest mismatch, a cut upstream: 502; a
+    follower's is the leader's, from the spool's sidecar)."""
     if isinstance(error, UpstreamError):
         return text(error.status, str(error), error.headers)
-    return text(502, f"The download of this content from its upstream failed ({error}); "
-                "nothing was saved. Retry: the next request downloads it again.")
+    return text(502, refusal(error))
 
 
 #: Returns once the client has gone (the ASGI ``http.disconnect``); None: not watched.
