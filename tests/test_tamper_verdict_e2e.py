@@ -17,6 +17,7 @@ from pulpcore.app.models import RemoteArtifact
 
 from tests.helpers import content_artifact, on_demand, wait_for
 from tests.test_upstream_declared_e2e import maven, no_artifact, saved_jar
+from tests.upstream import Raw
 
 
 def flipped_early(blob: bytes, at: int = 100) -> bytes:
@@ -85,8 +86,6 @@ def test_an_http10_client_of_an_unknown_size_file_waits_for_the_verdict(server, 
     download: an intact file comes with its length; a tampered one is a ``502`` that
     says so, and nothing is saved."""
     import subprocess
-
-    from tests.upstream import Raw
 
     dist, u, jar = maven(raw)
     blob = os.urandom(400 * 1024)
@@ -187,8 +186,6 @@ def test_the_http10_502_says_what_the_next_request_gets(server, raw, tmp_path):
     would)."""
     import subprocess
 
-    from tests.upstream import Raw
-
     blob = os.urandom(300 * 1024)
     dist, prefix, repo = on_demand(raw, {"u.bin": blob})
     ca = content_artifact(repo, "u.bin")
@@ -208,3 +205,55 @@ def test_the_http10_502_says_what_the_next_request_gets(server, raw, tmp_path):
     promised = "the next request downloads it again" in said
     assert promised == downloaded_again, (said, again.status_code, again.text)
     assert prefix not in said and raw.base not in said, f"the upstream URL in: {said}"
+
+
+@pytest.fixture(scope="module")
+def stock_nginx(server):
+    """nginx in front of the app as Pulp's own images set it up (conformance/stack.py's
+    ``stock`` layout): nothing but ``proxy_pass``, so HTTP/1.0 to the app, buffering on."""
+    import shutil
+
+    from pulp_content_asgi.devtools.processes import free_port, start, stop
+    from tests.helpers import TEST_ROOT
+
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert os.path.exists(binary), "nginx is missing: dev/bench-tools.sh installs it"
+    port, backend = free_port(), server.base.rsplit(":", 1)[1]
+    state = os.path.join(TEST_ROOT, f"nginx-stock-{port}")
+    os.makedirs(os.path.join(state, "tmp"), exist_ok=True)
+    conf = os.path.join(state, "nginx.conf")
+    with open(conf, "w") as out:
+        out.write(f"daemon off; pid {state}/pid; error_log {state}/error.log;\n"
+                  "events {}\n"
+                  f"http {{ access_log off; client_body_temp_path {state}/tmp; "
+                  f"proxy_temp_path {state}/tmp;\n"
+                  f"server {{ listen 127.0.0.1:{port}; location /pulp/content/ {{ "
+                  f"proxy_pass http://127.0.0.1:{backend}; }} }}\n}}\n")
+    running = start([binary, "-c", conf], state, port=port)
+    yield f"http://127.0.0.1:{port}"
+    stop(running)
+
+
+@pytest.mark.parametrize("tampered", [True, False], ids=["tampered", "intact"])
+def test_behind_stock_nginx_a_file_of_unknown_size_is_whole_or_an_error(stock_nginx, raw,
+                                                                       tampered):
+    """Through Pulp's stock nginx layout (HTTP/1.0 to the app) an HTTP/1.1 client of a
+    file of unknown size gets the verified file with its length, or the app's ``502``:
+    never a body that looks complete (nginx would otherwise end a close-delimited body
+    as complete). Nothing tampered is saved."""
+    dist, u, jar = maven(raw)
+    blob = os.urandom(400 * 1024)
+    raw.files[f"{u}/{jar}"] = flipped_early(blob, len(blob) // 2) if tampered else blob
+    raw.files[f"{u}/{jar}.sha1"] = hashlib.sha1(blob).hexdigest().encode()
+    raw.behaviour[f"{u}/{jar}"] = Raw(chunked=True)
+    try:
+        got = httpx.get(f"{stock_nginx}/pulp/content/{dist.base_path}/{jar}", timeout=120)
+    except httpx.TransportError as cut:
+        pytest.fail(f"cut instead of an answer: {cut!r}")
+    if tampered:
+        assert got.status_code == 502, (got.status_code, got.content[:200])
+        assert not saved_jar(u)
+    else:
+        assert got.status_code == 200 and got.content == blob
+        assert got.headers["content-length"] == str(len(blob))
+        assert wait_for(lambda: saved_jar(u))
