@@ -135,9 +135,12 @@ def _get(server: object, path: str, method: str = "GET", **headers: str) -> http
                          timeout=60)
 
 
-def _storage_path(blob: bytes) -> str:
-    digest = hashlib.sha256(blob).hexdigest()
-    return f"artifact/{digest[:2]}/{digest[2:]}"
+def _storage_path(domain: Domain, blob: bytes) -> str:
+    """The object key of ``blob``'s artifact in ``domain``'s bucket."""
+    from pulpcore.app.models import Artifact
+
+    return Artifact.objects.get(sha256=hashlib.sha256(blob).hexdigest(),
+                                pulp_domain=domain).file.name
 
 
 def _assert_redirect(answer: httpx.Response, s3: str, domain: Domain, blob: bytes,
@@ -148,7 +151,7 @@ def _assert_redirect(answer: httpx.Response, s3: str, domain: Domain, blob: byte
     assert answer.headers["content-disposition"] == f"attachment;filename={filename}"
     location = answer.headers["location"]
     bucket = domain.storage_settings["bucket_name"]
-    assert urlsplit(location).path == f"/{bucket}/{_storage_path(blob)}"
+    assert urlsplit(location).path == f"/{bucket}/{_storage_path(domain, blob)}"
     assert location.startswith(f"{s3}/{bucket}/")
     assert s3_signed_for(location, method)
     assert not s3_signed_for(location, "HEAD" if method == "GET" else "GET")
