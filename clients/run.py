@@ -293,13 +293,13 @@ def _log_end(path: str) -> int:
 _REQUEST_LINE = re.compile(r'"(GET|HEAD) (\S+) HTTP/[0-9.]+"')
 
 
-def _logged_gets(path: str, since: int) -> set[str]:
+def _logged_gets(path: str, since: int, until: int | None = None) -> set[str]:
     """The paths (query removed) of the ``GET`` requests nginx logged in ``path`` after
-    byte ``since``."""
+    byte ``since`` (and before byte ``until``; None: to the end)."""
     try:
         with open(path, "rb") as log:
             log.seek(since)
-            text = log.read().decode("latin-1")
+            text = log.read(-1 if until is None else max(until - since, 0)).decode("latin-1")
     except FileNotFoundError:
         return set()
     return {m.group(2).split("?", 1)[0] for m in _REQUEST_LINE.finditer(text)
@@ -307,17 +307,23 @@ def _logged_gets(path: str, since: int) -> set[str]:
 
 
 def tamper_reached(one: plugins.Served, stack: stacks.Layout, root: str, files: list[str],
-                   front_since: int, upstream_since: int) -> tuple[bool, str]:
+                   front_since: int, upstream_since: int, front_until: int | None = None,
+                   upstream_until: int | None = None) -> tuple[bool, str]:
     """Whether a tampered-upstream check exercised the tampering: the client asked the
     front door (the stack's nginx) for a tampered file, and the app fetched a tampered file
-    from the upstream (the fixtures' nginx), both after the marks. Without both, a client
-    that failed for another reason (an error before the package, a cached copy) would pass
-    as having rejected tampered bytes."""
+    from the upstream (the fixtures' nginx), both after the ``since`` marks and before the
+    ``until`` marks (byte offsets in the two access logs; None: to the end). Without both,
+    a client that failed for another reason (an error before the package, a cached copy)
+    would pass as having rejected tampered bytes. The ``until`` marks keep out what the
+    run asks itself once the client has run (``verdicts``' probe asks the front door for
+    a pull-through file, and the app fetches it from the upstream again)."""
     asked = {f"{stacks.PREFIX}{one.base_path}/{path}" for path in one.cold
              if path.endswith(TAMPERED)}
-    front = _logged_gets(stack.path("logs", "nginx-access.log"), front_since) & asked
+    front = _logged_gets(stack.path("logs", "nginx-access.log"), front_since,
+                         front_until) & asked
     upstream = {"/" + os.path.relpath(f, os.path.join(root, "www")) for f in files}
-    fetched = _logged_gets(os.path.join(root, "nginx-access.log"), upstream_since) & upstream
+    fetched = _logged_gets(os.path.join(root, "nginx-access.log"), upstream_since,
+                           upstream_until) & upstream
     detail = (f"; the client asked the front door for {len(front)} of {len(asked)} tampered "
               f"file(s), the app fetched {len(fetched)} of {len(upstream)} from the upstream")
     if not front:
@@ -426,18 +432,28 @@ def main() -> None:
                         front_since = _log_end(stack.path("logs", "nginx-access.log"))
                         upstream_since = _log_end(os.path.join(root, "nginx-access.log"))
                         for outcome in run_clients(one, stack, folder, root)[:1]:
+                            # The client's requests are all logged once it has exited
+                            # (nginx logs a request before its client sees the end):
+                            # the verdict's probes below must not pass for the client's.
+                            front_until = _log_end(stack.path("logs", "nginx-access.log"))
+                            upstream_until = _log_end(os.path.join(root, "nginx-access.log"))
+                            probes = {key: f"{_content(stack, one.base_path)}{path}"
+                                      for path, key in one.cold.items()
+                                      if path.endswith(TAMPERED) and key.startswith("url:")}
                             # Only the tampered files must not be saved: what else the
                             # client fetched (gem: the untouched gemspec) is genuine. An
                             # app may decide just after its answer (ours does): wait for
                             # its verdict on each tampered download.
-                            kept, pending = verdicts(
-                                watched,
-                                {key: f"{_content(stack, one.base_path)}{path}"
-                                 for path, key in one.cold.items()
-                                 if path.endswith(TAMPERED) and key.startswith("url:")},
-                                since)
-                            reached, how = tamper_reached(one, stack, root, files,
-                                                          front_since, upstream_since)
+                            kept, pending = verdicts(watched, probes, since)
+                            # Without probes, the app's fetch may end after the client
+                            # left (a client that hangs up early): read the upstream's
+                            # log to its end, after the verdict. With them, the fetch the
+                            # client caused must be logged by now (its cut comes only
+                            # after the whole file was fetched); a later one may be the
+                            # probe's.
+                            reached, how = tamper_reached(
+                                one, stack, root, files, front_since, upstream_since,
+                                front_until, upstream_until if probes else None)
                             rejected = not outcome.ok
                             outcome.ok = rejected and not kept and not pending and reached
                             outcome.detail = (

@@ -176,6 +176,31 @@ def s3_domain(endpoint: str, redirect: bool) -> Any:
         redirect_to_object_storage=redirect)
 
 
+def s3_signed_for(location: str, method: str) -> bool:
+    """Whether ``location`` carries a valid S3 SigV4 query signature for ``method``
+    (botocore recomputes it from the URL alone, with the test credentials)."""
+    import hmac
+    from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+    from botocore.auth import S3SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    parts = urlsplit(location)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = dict(pairs)
+    unsigned = urlunsplit(parts._replace(query=urlencode(
+        [(k, v) for k, v in pairs if k != "X-Amz-Signature"], quote_via=quote)))
+    request = AWSRequest(method=method, url=unsigned)
+    request.context["timestamp"] = query["X-Amz-Date"]
+    region = query["X-Amz-Credential"].split("/")[2]
+    auth = S3SigV4QueryAuth(Credentials("test", "test"), "s3", region,
+                            expires=int(query["X-Amz-Expires"]))
+    expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)),
+                              request)
+    return hmac.compare_digest(expected, query["X-Amz-Signature"])
+
+
 # --- Redis ---------------------------------------------------------------------------
 
 class PrivateRedis:

@@ -7,9 +7,7 @@ boto3 use in production."""
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -20,33 +18,12 @@ from tests.helpers import (
     distribution_in,
     on_demand,
     s3_domain,
+    s3_signed_for,
     unique_name,
     wait_for,
 )
 
 BODY = os.urandom(512 * 1024)
-
-
-def signed_for(location: str, method: str) -> bool:
-    """Whether ``location`` carries a valid S3 SigV4 query signature for ``method``
-    (botocore recomputes it from the URL alone, with the test credentials)."""
-    from botocore.auth import S3SigV4QueryAuth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    parts = urlsplit(location)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    query = dict(pairs)
-    unsigned = urlunsplit(parts._replace(query=urlencode(
-        [(k, v) for k, v in pairs if k != "X-Amz-Signature"], quote_via=quote)))
-    request = AWSRequest(method=method, url=unsigned)
-    request.context["timestamp"] = query["X-Amz-Date"]
-    region = query["X-Amz-Credential"].split("/")[2]
-    auth = S3SigV4QueryAuth(Credentials("test", "test"), "s3", region,
-                            expires=int(query["X-Amz-Expires"]))
-    expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)),
-                              request)
-    return hmac.compare_digest(expected, query["X-Amz-Signature"])
 
 
 def test_redirect_to_a_url_signed_for_the_method(domain_server, s3):
@@ -66,9 +43,14 @@ def test_redirect_to_a_url_signed_for_the_method(domain_server, s3):
     assert head.status_code == 302
     assert httpx.head(head.headers["location"]).status_code == 200
     # The method is part of what is signed (moto does not check it; S3 does).
-    assert signed_for(location, "GET") and not signed_for(location, "HEAD")
-    assert signed_for(head.headers["location"], "HEAD")
-    assert not signed_for(head.headers["location"], "GET")
+    assert s3_signed_for(location, "GET") and not s3_signed_for(location, "HEAD")
+    assert s3_signed_for(head.headers["location"], "HEAD")
+    assert not s3_signed_for(head.headers["location"], "GET")
+    # A client that holds the file is answered before any redirect, as by pulpcore.
+    etag = f'"{hashlib.sha256(BODY).hexdigest()}"'
+    assert httpx.get(url, headers={"If-None-Match": etag}).status_code == 304
+    assert httpx.get(url, headers={"If-Match": '"other"'}).status_code == 412
+    assert httpx.get(url, headers={"If-None-Match": '"other"'}).status_code == 302
 
 
 def test_proxying_keeps_file_semantics(domain_server, s3):
@@ -119,7 +101,7 @@ def test_container_blobs_on_object_storage(domain_server, s3, upstream, redirect
     if redirect:
         assert answer.status_code == 302
         location = answer.headers["location"]
-        assert location.startswith(s3) and signed_for(location, "GET")
+        assert location.startswith(s3) and s3_signed_for(location, "GET")
         answer = httpx.get(location)
     else:
         assert answer.headers["docker-content-digest"] == digest

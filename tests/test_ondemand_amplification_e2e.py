@@ -449,3 +449,64 @@ def test_upstream_bytes_fetched_for_little_asked(app, ask, measured_server, lega
               f"from the upstream, saved: {saved}")
     if app == "ours":
         assert not saved and upstream.sent[path] < MEASURED
+
+
+def test_an_http10_client_that_hangs_up_while_waiting_leaves_its_download(bounded):
+    """An HTTP/1.0 client of a file of unknown size (a chunked upstream, no size recorded)
+    waits for the verified download before its headers (docs/ondemand.md). Behind nginx's
+    default ``proxy_http_version 1.0`` every client is such a client, and nginx hangs up
+    on the app when its client goes. A client that hangs up while it waits receives
+    nothing: the download is unattended and, with more than the bound left (an unknown
+    size counts as more), cancelled. Here the upstream sends 2 MiB of the jar and then
+    holds the rest until its client (the app) hangs up (review #15 of bba490f)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from tests.test_upstream_declared_e2e import maven
+    from tests.upstream import Raw, RawUpstream
+
+    raw = RawUpstream().start()
+    try:
+        dist, u, jar = maven(raw)
+        blob = os.urandom(4 * MiB)
+        raw.files[f"{u}/{jar}"] = blob
+        raw.files[f"{u}/{jar}.sha1"] = hashlib.sha1(blob).hexdigest().encode()
+        raw.behaviour[f"{u}/{jar}"] = Raw(chunked=True, send=HELD_AFTER, end="stall")
+        target = urlsplit(url(bounded, dist, jar))
+        client = socket.create_connection((target.hostname, target.port))
+        client.sendall(f"GET {target.path} HTTP/1.0\r\nHost: {target.netloc}\r\n\r\n"
+                       .encode())
+        assert wait_for(lambda: raw.hits[f"{u}/{jar}"] == 1)
+        assert raw.open >= 1  # the app holds the stalled download
+        client.close()
+        assert wait_for(lambda: raw.open == 0), (
+            "the download went on (its upstream connection still open) after its only "
+            "client, an HTTP/1.0 one waiting for the verdict, hung up")
+    finally:
+        raw.stop()
+
+
+def test_a_followers_range_of_a_tampered_download_is_cut(bounded, second_host, upstream):
+    """A range of a download another instance leads (read through its spool and
+    sidecar, :class:`FollowedSpool`) waits for the leader's verdict like a local one: a
+    tampered download cuts it (the leader's client too), nothing is saved."""
+    distribution, path, repo, name, gate, _ = held(upstream, size=4 * MiB)
+    upstream.behaviour[path].corrupt = True  # the first 16 bytes flipped, same size
+    try:
+        with httpx.stream("GET", url(bounded, distribution, name), timeout=60) as leading:
+            assert leading.status_code == 200  # the bounded instance leads
+            with httpx.stream("GET", url(second_host, distribution, name),
+                              headers={"Range": "bytes=0-999"}, timeout=60) as following:
+                assert following.status_code == 206  # read from the leader's spool
+                gate.set()
+                with pytest.raises(httpx.TransportError):
+                    following.read()
+            with pytest.raises(httpx.TransportError):
+                leading.read()
+    finally:
+        gate.set()
+    ca = content_artifact(repo, name)
+    from pulpcore.app.models import RemoteArtifact
+
+    assert wait_for(lambda: RemoteArtifact.objects.get(content_artifact=ca).failed_at)
+    assert content_artifact(repo, name).artifact_id is None

@@ -41,9 +41,19 @@ def entry_for(result: results.Result, response: Response | None = None) -> entri
     """What the cache keeps for a result (and its response, for signed redirects)."""
     if response is not None and response.status == 302 and isinstance(
             result, results.ServeArtifact):  # an object-storage redirect: keep the URL
-        return entries.Entry("Redirect", entries.stored_headers(response.headers), 302,
+        # and the file's validators, which a hit checks before redirecting (not sent).
+        stored = artifacts.stored_headers(result)
+        validators: dict[str, str] = {k: stored[k] for k in ("ETag", "Last-Modified")
+                                      if k in stored}
+        return entries.Entry("Redirect", {**entries.stored_headers(response.headers),
+                                          **validators}, 302,
                              location=response.headers["Location"])
     if response is not None and response.status >= 500:
+        return None
+    if response is not None and isinstance(result, results.ServeArtifact) \
+            and artifacts.redirects(result):
+        # A 304/412 instead of the redirect: the entry would serve the bytes to the next
+        # client, which must be redirected; that client's answer makes the entry.
         return None
     if isinstance(result, results.ServeArtifact):
         return entries.from_result(result, artifacts.local_path(result.artifact),

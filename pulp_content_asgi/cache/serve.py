@@ -10,10 +10,12 @@ from pulp_content_asgi.cache.entries import Entry
 from pulp_content_asgi.plugin import results
 from pulp_content_asgi.serving import artifacts
 from pulp_content_asgi.serving.representation import FileSource, from_headers, header
-from pulp_content_asgi.serving.responder import Request, respond
+from pulp_content_asgi.serving.responder import Request, preconditions, respond
 from pulp_content_asgi.serving.response import Response, redirect, text
 
 HIT = "HIT"
+#: Kept in a redirect's entry for the preconditions, never sent on the 302 itself.
+VALIDATORS = frozenset({"etag", "last-modified"})
 
 
 def on_loop(entry: Entry, request: Request, pathsend: bool) -> Response | None:
@@ -42,7 +44,13 @@ def _file(path: str, size: int, entry: Entry, request: Request) -> Response:
 def from_memory(entry: Entry, request: Request) -> Response:
     """Responses held entirely in the entry (listings, plugin bodies, redirects, 404s)."""
     if entry.kind == "Redirect":
-        return redirect(entry.location or "", 302, entry.headers).with_cache(HIT)
+        # An object-storage redirect's entry keeps the validators of the file it stands
+        # for (pulpcore's entries too): preconditions come first, as on a miss.
+        early = preconditions(from_headers(b"", None, entry.headers), request)
+        if early is not None:
+            return early.with_cache(HIT)
+        sent = {k: v for k, v in entry.headers.items() if k.lower() not in VALIDATORS}
+        return redirect(entry.location or "", 302, sent).with_cache(HIT)
     if entry.kind == "HTTPNotFound":
         return text(404, entry.reason or "Not Found").with_cache(HIT)
     body = entry.body or b""

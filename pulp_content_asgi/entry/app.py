@@ -41,7 +41,13 @@ from pulp_content_asgi.resolution import dispatch
 from pulp_content_asgi.routes.handler import LiveRoutes
 from pulp_content_asgi.serving.prepare import redirect_for
 from pulp_content_asgi.serving.response import Response, text
-from pulp_content_asgi.serving.send import Receive, Send, Sending, send_response
+from pulp_content_asgi.serving.send import (
+    Receive,
+    Send,
+    Sending,
+    send_response,
+    until_disconnect,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +139,11 @@ class ContentApp:
             self._cached = CachedResolver(cache, self.sending.pathsend)
         return self._cached
 
-    async def respond(self, scope: dict[str, Any]) -> tuple[Response | None, Labels]:
+    async def respond(self, scope: dict[str, Any], receive: Receive | None = None
+                      ) -> tuple[Response | None, Labels]:
         """Everything up to the response: validation, then one ORM hop. None: a path
-        nothing here serves, whatever the method (:meth:`unserved` answers it)."""
+        nothing here serves, whatever the method (:meth:`unserved` answers it).
+        ``receive``: the request's, for waits that must end when the client goes."""
         try:
             path = paths.decode_path(scope.get("raw_path") or scope["path"].encode())
         except paths.BadPath as bad:
@@ -172,7 +180,7 @@ class ContentApp:
         # content with a task, which requires one): the client's, as the API uses it.
         set_guid(correlation_id(request.headers.get(CORRELATION_HEADER)))
         try:
-            return await self._answer(request, target), labels
+            return await self._answer(request, target, receive), labels
         except db.DatabaseUnavailable as exc:
             log.error("Database unavailable while serving %s: %s", path, exc)
             return text(503, "The content database is unavailable; retry shortly.",
@@ -182,25 +190,28 @@ class ContentApp:
             return text(500, "Internal Server Error: the content app failed to answer this "
                              "request; the server log has the details."), labels
 
-    async def _answer(self, request: ContentRequest, target: Target) -> Response:
+    async def _answer(self, request: ContentRequest, target: Target,
+                      receive: Receive | None = None) -> Response:
         """Resolve (through the cache), then stream remote content if that is the answer.
 
         A request that waited for another client's small download to be saved is answered
         from storage: resolved once more, which finds the saved artifact (a cache hit).
+        ``receive`` tells on-demand waits that the client has gone.
         """
         resolve = self.resolver()
         outcome = await resolve(request, target)
         if not isinstance(outcome, RemotePlan):
             return outcome
         cached = resolve is not _uncached
-        answered = await ondemand_respond(outcome, request.http, cached)
+        gone = None if receive is None else (lambda: until_disconnect(receive))
+        answered = await ondemand_respond(outcome, request.http, cached, gone)
         if not isinstance(answered, AnswerFromStorage):
             return answered
         outcome = await resolve(request, target)
         if not isinstance(outcome, RemotePlan):
             return outcome
         # Gone again (reclaimed meanwhile): stream it, without waiting this time.
-        answered = await ondemand_respond(outcome, request.http)
+        answered = await ondemand_respond(outcome, request.http, gone=gone)
         if isinstance(answered, AnswerFromStorage):
             raise RuntimeError("on-demand asked to wait for a save without a cache")
         return answered
@@ -227,7 +238,7 @@ class ContentApp:
         if self.is_live_route(scope):
             await self.live_route(scope, receive, send, started)
             return
-        response, labels = await self.respond(scope)
+        response, labels = await self.respond(scope, receive)
         if response is None:
             await self.unserved(scope, receive, send, started)
             return

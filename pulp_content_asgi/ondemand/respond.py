@@ -3,14 +3,15 @@ headers, then let the single responder decide what of the spool this client gets
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from pulp_content_asgi.ondemand.fetch import Fetch, Follow
 from pulp_content_asgi.ondemand.inflight import inflight
 from pulp_content_asgi.ondemand.plan import RemotePlan
-from pulp_content_asgi.ondemand.spool import LeaderGone, Stale, UpstreamError
+from pulp_content_asgi.ondemand.spool import LeaderGone, Stale, UpstreamError, refusal
 from pulp_content_asgi.protocol import ranges
 from pulp_content_asgi.serving.representation import Representation
 from pulp_content_asgi.serving.responder import HTTP_10, Request, unsatisfiable
@@ -137,21 +138,56 @@ async def _join(plan: RemotePlan) -> tuple[Fetch | Follow, bool, Mapping[str, st
 
 def _refused(error: BaseException | None) -> Response:
     """The answer to a client that waited for a download which then failed: nothing of it
-    was sent, so the failure can be said (a digest mismatch, a cut upstream: 502)."""
+    was sent, so the failure can be said (a digest mismatch, a cut upstream: 502; a
+    follower's is the leader's, from the spool's sidecar)."""
     if isinstance(error, UpstreamError):
         return text(error.status, str(error), error.headers)
-    return text(502, f"The download of this content from its upstream failed ({error}); "
-                "nothing was saved. Retry: the next request downloads it again.")
+    return text(502, refusal(error))
 
 
-async def respond(plan: RemotePlan, request: Request, cached: bool = False
-                  ) -> Response | AnswerFromStorage:
+#: Returns once the client has gone (the ASGI ``http.disconnect``); None: not watched.
+Gone = Callable[[], Awaitable[object]] | None
+#: The status of the answer to a client that left while it waited: nobody reads it; the
+#: access log shows it, as nginx's 499 does.
+LEFT = 499
+
+
+def _left() -> Response:
+    return text(LEFT, "The client closed the connection before the answer.")
+
+
+async def _verdict(fetch: Fetch | Follow, gone: Gone) -> bool | None:
+    """Until the download is over: True when it completed (verified), False when it
+    failed; None when the client left first (``gone`` returned), so that a client that
+    waits for a verdict before its headers (and so sends nothing the server could see
+    fail) does not keep the download alive once it has gone."""
+    if gone is None:
+        return await fetch.spool.wait_done()
+    waiting = asyncio.ensure_future(fetch.spool.wait_done())
+    watch = asyncio.ensure_future(gone())
+    try:
+        done, _ = await asyncio.wait((waiting, watch), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        waiting.cancel()
+        watch.cancel()
+        raise
+    if waiting in done:
+        watch.cancel()
+        return waiting.result()
+    waiting.cancel()  # the client has gone (a failing receive says the same)
+    return None
+
+
+async def respond(plan: RemotePlan, request: Request, cached: bool = False,
+                  gone: Gone = None) -> Response | AnswerFromStorage:
     """The response for one client; a body reads the spool (one range or several).
 
     :class:`AnswerFromStorage` when the file is small and this request joined someone
     else's download while the response cache is on: all of its bytes wait for
     verification anyway, so the request waits for the save and is then answered like any
-    stored file (a cache hit, as the first request's save stored it).
+    stored file (a cache hit, as the first request's save stored it). ``gone`` returns
+    once the client has left: a request that waits for the verdict before its headers
+    then leaves the download (answered :data:`LEFT`), which the bound may then cancel.
     """
     refused = _early_refusal(plan, request)
     if refused is not None:
@@ -162,19 +198,36 @@ async def respond(plan: RemotePlan, request: Request, cached: bool = False
     fetch, started, upstream = joined
     headers = _merge(plan.headers, upstream)
     total = _total(upstream, plan.size)
-    if total is None and request.method == "GET" and request.http_version in HTTP_10:
+    if request.method == "GET" and (
+            total == 0 or (total is None and request.http_version in HTTP_10)):
         # An HTTP/1.0 body without a length ends where the connection closes, so a cut
         # would look complete: such a client waits for the verified download, whose size
         # is then known (a file of unknown size only: otherwise the held tail protects).
-        if not await fetch.spool.wait_done():
+        # An empty body has no tail to hold, and is complete as soon as it starts: it
+        # waits too (for a download of nothing, so at no cost).
+        try:
+            verdict = await _verdict(fetch, gone)
+        except BaseException:
             inflight.leave(fetch)
-            return _refused(fetch.spool.error)
+            raise
+        if not verdict:
+            inflight.leave(fetch)
+            return _left() if verdict is None else _refused(fetch.spool.error)
         total = fetch.spool.size
     if cached and not started and request.headers.get("Range") is None \
             and request.method == "GET" and total is not None and total <= VERIFIED_TAIL \
-            and plan.candidates[0].save and await fetch.spool.wait_done():
-        inflight.leave(fetch)
-        return AnswerFromStorage()
+            and plan.candidates[0].save:
+        try:
+            verdict = await _verdict(fetch, gone)
+        except BaseException:
+            inflight.leave(fetch)
+            raise
+        if verdict is None:
+            inflight.leave(fetch)
+            return _left()
+        if verdict:
+            inflight.leave(fetch)
+            return AnswerFromStorage()
     rep = Representation(SpoolSource(fetch, total), total, headers, plan.etag,
                          plan.last_modified, artifact_size=total, live=True)
     response = respond_to(rep, request)

@@ -17,6 +17,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import IO, Any
 
+from pulpcore.exceptions import DigestValidationError, SizeValidationError
+
 
 class SpoolFailed(Exception):
     """The download behind a spool failed; readers must not end the response cleanly."""
@@ -32,6 +34,18 @@ class UpstreamError(Exception):
         super().__init__(message)
         self.status = status
         self.headers = dict(headers or {})
+
+
+def refusal(error: BaseException | None) -> str:
+    """What a client that waited for a download which then failed is told (a ``502``):
+    the kind of failure only. The server log has the upstream URL and the digests, and
+    says whether the remote artifact is now cooled down (then the next request does not
+    download it again)."""
+    what = ("its bytes are not the ones promised for it"
+            if isinstance(error, (DigestValidationError, SizeValidationError))
+            else "the transfer failed")
+    return (f"The download of this content from its upstream failed: {what}. Nothing "
+            "was saved; the server log has the details.")
 
 
 class LeaderGone(Exception):
@@ -178,7 +192,8 @@ class Spool(_Progress):
             upstream = error if isinstance(error, UpstreamError) else None
             state = "abandoned" if isinstance(error, Abandoned) else "failed"
             await self._publish(state=state, status=upstream.status if upstream else 502,
-                                message=str(error), at=time.time(),
+                                message=str(error) if upstream else refusal(error),
+                                at=time.time(),
                                 answer_headers=upstream.headers if upstream else {})
         self._notify()
 

@@ -29,7 +29,14 @@ class ServeArtifact:
     On a domain that redirects downloads to object storage the client is sent a signed
     URL, unless ``inline``: then the bytes go through the content app, as pulpcore's
     ``ArtifactResponse`` sends them (for documents whose relative links must resolve
-    against the content app, such as pulp_python's simple index).
+    against the content app, such as pulp_python's simple index). ``redirect`` sends the
+    client to a signed URL even when the domain's ``redirect_to_object_storage`` is off,
+    if its storage can sign one (S3, Azure, GCS; a FileSystem domain serves the bytes):
+    for plugins that redirect by their own rule (pulp_maven's path index redirects files
+    above ``MAVEN_PATH_INDEX_REDIRECT_THRESHOLD``). Either way the request's
+    preconditions are evaluated first (a ``304``/``412`` instead of the redirect), and the
+    redirect carries ``headers`` to the storage as its response parameters. ``inline``
+    and ``redirect`` together raise ``ValueError``.
     """
 
     artifact: Artifact
@@ -37,6 +44,11 @@ class ServeArtifact:
     headers: Headers = field(default_factory=dict)
     last_modified: datetime | None = None
     inline: bool = False
+    redirect: bool = False
+
+    def __post_init__(self) -> None:
+        if self.inline and self.redirect:
+            raise ValueError("a ServeArtifact is either inline or redirected, not both")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from pulp_content_asgi.plugin import results
 from pulp_content_asgi.serving.representation import (
     FileSource,
     Representation,
+    header,
     parse_last_modified,
 )
 from pulp_content_asgi.serving.responder import representation_headers
@@ -119,13 +120,29 @@ def stored_headers(result: results.ServeArtifact) -> dict[str, str]:
     return representation_headers(artifact(result, stat=False))
 
 
+def redirects(result: results.ServeArtifact) -> bool:
+    """Whether the client is sent to the storage instead of getting the bytes from us:
+    never ``inline`` results or FileSystem domains; otherwise when the domain's
+    ``redirect_to_object_storage`` is on (as pulpcore), or the result asks for it
+    (``redirect``) and the storage can sign a URL."""
+    if result.inline:
+        return False
+    storage_class = result.artifact.pulp_domain.storage_class
+    if storage_class == FILESYSTEM_STORAGE:
+        return False
+    if result.artifact.pulp_domain.redirect_to_object_storage:
+        return True
+    return result.redirect and storage_class in STORAGE_RESPONSE_MAP
+
+
 def storage_redirect(result: results.ServeArtifact, method: str) -> Response | None:
     """302 to a URL the object storage signed (for this method), as pulpcore does when
-    ``Domain.redirect_to_object_storage`` is on; None to serve the bytes ourselves."""
+    ``Domain.redirect_to_object_storage`` is on; None to serve the bytes ourselves
+    (:func:`redirects`). Preconditions are the caller's (they come first)."""
+    if not redirects(result):
+        return None
     art = result.artifact
     domain = art.pulp_domain
-    if domain.storage_class == FILESYSTEM_STORAGE or not domain.redirect_to_object_storage:
-        return None
     mapping = STORAGE_RESPONSE_MAP.get(domain.storage_class)
     if mapping is None:
         log.error("REDIRECT_TO_OBJECT_STORAGE is on for domain %r but its storage %s cannot "
@@ -135,10 +152,15 @@ def storage_redirect(result: results.ServeArtifact, method: str) -> Response | N
                          "log says what to change.")
     headers = stored_headers(result)
     headers.pop("Accept-Ranges", None)
-    headers["Content-Disposition"] = (
-        f"attachment;filename={os.path.basename(result.relative_path)}")
-    parameters = {mapping[name]: value for name, value in headers.items()
-                  if name in mapping and value}
+    disposition = f"attachment;filename={os.path.basename(result.relative_path)}"
+    headers["Content-Disposition"] = disposition
+    # The storage is told what the handler said about the file, as pulpcore tells it: a
+    # type only when the handler named one (without, the object's own type stands).
+    described = {**{k: v for k, v in result.headers.items()
+                    if k.lower() != "content-disposition"},
+                 "Content-Disposition": disposition}
+    parameters = {mapping[name]: value for name in mapping
+                  if (value := header(described, name))}
     extra = {"http_method": method} if domain.storage_class in SIGNS_METHOD else {}
     if domain.storage_class == GCS:
         parameters["method"] = method  # pulpcore signs GET only: HEAD would fail

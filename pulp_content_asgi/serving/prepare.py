@@ -20,7 +20,7 @@ from pulp_content_asgi.protocol import listing
 from pulp_content_asgi.protocol.paths import quote_location
 from pulp_content_asgi.serving import artifacts
 from pulp_content_asgi.serving.representation import Representation, parse_last_modified
-from pulp_content_asgi.serving.responder import Request, respond
+from pulp_content_asgi.serving.responder import Request, preconditions, respond
 from pulp_content_asgi.serving.response import (
     FileRange,
     Response,
@@ -89,10 +89,15 @@ def prepare(result: results.Result, request: Request, received_at: float | None 
         case results.ServeRemote():
             return plan.make(result, received_at, hook_request)
         case results.ServeArtifact():
-            redirected = (None if result.inline
-                          else artifacts.storage_redirect(result, request.method))
-            if redirected is not None:
-                return redirected
+            if artifacts.redirects(result):
+                # The redirect stands for the file: a client that holds it gets 304 (and a
+                # failed If-Match 412), as from pulpcore-content and pulp_maven.
+                early = preconditions(artifacts.artifact(result, stat=False), request)
+                if early is not None:
+                    return early
+                redirected = artifacts.storage_redirect(result, request.method)
+                if redirected is not None:
+                    return redirected
             try:
                 return respond(artifacts.artifact(result), request)
             except artifacts.MissingFile as missing:

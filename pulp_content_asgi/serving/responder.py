@@ -97,6 +97,13 @@ def _preconditions(rep: Representation, request: Request, headers: Mapping[str, 
     return None
 
 
+def preconditions(rep: Representation, request: Request) -> Response | None:
+    """The ``304``/``412`` the request's preconditions call for, None to go on: for
+    answers that are not the representation itself but stand for it (a redirect to the
+    storage that holds it), which come after the preconditions as a ``200`` would."""
+    return _preconditions(rep, request, representation_headers(rep))
+
+
 def _wanted(rep: Representation, request: Request) -> list[ranges.ByteRange] | None:
     """The ranges to send, None for the whole representation; raises RangeNotSatisfiable."""
     if not rep.ranges or rep.size is None:

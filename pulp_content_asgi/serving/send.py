@@ -93,7 +93,10 @@ async def _copy_parts(body: Parts, handle: IO[bytes] | None, chunk_size: int, se
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _until_disconnect(receive: Receive) -> None:
+async def until_disconnect(receive: Receive) -> None:
+    """Return once the client has gone (``http.disconnect``); other messages (the empty
+    request body of a GET) are skipped. Cancel it when done waiting: every ASGI server
+    takes a cancelled ``receive`` (Starlette's streaming responses do the same)."""
     while (await receive())["type"] != "http.disconnect":
         pass
 
@@ -168,7 +171,7 @@ async def _stream(copying: Awaitable[None], cleanup: Callable[[], None], receive
                   ) -> bool:
     """Run ``copying`` until done or the client leaves; then ``cleanup``."""
     copy = asyncio.ensure_future(copying)
-    watch = asyncio.ensure_future(_until_disconnect(receive))
+    watch = asyncio.ensure_future(until_disconnect(receive))
     try:
         await asyncio.wait((copy, watch), return_when=asyncio.FIRST_COMPLETED)
         if copy.done():

@@ -61,3 +61,19 @@ def test_nothing_fetched_from_the_upstream_does_not_count(tmp_path):
     log(front, ("GET", f"{PREFIX}mvn/od/a.jar"))
     reached, detail = tamper_reached(one, stack, root, files, *marks)
     assert not reached and "NO tampered file was fetched" in detail
+
+
+def test_the_verdicts_own_probe_does_not_pass_for_the_client(tmp_path):
+    """First-time pull-through content has no row to mark failed, so the run asks the
+    app for the file once more through the front door (``verdicts``' probe), which makes
+    the app fetch the tampered file again. Those requests come after the client ran: a
+    client that never asked for the tampered file must not pass because of them (review
+    #15 of bba490f: the marks were read after the probe)."""
+    one, stack, root, files, front, upstream = setup(tmp_path)
+    marks = _log_end(front), _log_end(upstream)
+    log(front, ("GET", f"{PREFIX}mvn/od/a.pom"))  # the client: fails before the jar
+    client_ran = _log_end(front), _log_end(upstream)
+    log(front, ("GET", f"{PREFIX}mvn/od/a.jar"))  # the verdict's probe...
+    log(upstream, ("GET", "/maven/on_demand/a.jar"))  # ...and the app's fetch for it
+    reached, detail = tamper_reached(one, stack, root, files, *marks, *client_ran)
+    assert not reached and "NEVER ASKED" in detail and "NO tampered file" in detail

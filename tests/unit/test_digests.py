@@ -645,3 +645,37 @@ def test_the_file_is_on_disk_before_finish_returns(tmp_path, monkeypatch):
     mine = [(call, size) for call, ino, size in synced[:at_finish] if ino == inode]
     assert ("fsync", blocks * len(block)) in mine
     assert any(call == "fdatasync" for call, _ in mine)
+
+def test_the_fetch_path_hashes_the_declared_digests_so_the_check_reads_no_file(tmp_path):
+    """The wiring of the declared lanes (review #15 of bba490f): the spooling downloader
+    given the algorithms an upstream declares hands back their digests of the bytes it
+    fetched, and ``declared.verify`` with them (and the artifact's) never opens the file:
+    the check needs no second read."""
+    from pulpcore.exceptions import DigestValidationError
+
+    from pulp_content_asgi.ondemand import declared
+    from pulp_content_asgi.ondemand.fetch import SpoolingDownloader
+    from pulp_content_asgi.ondemand.spool import Spool
+    from pulp_content_asgi.plugin.upstream import Declared
+
+    blob = os.urandom(3 * (1 << 20) + 7)
+    candidate = _candidate(tmp_path / "upstream.bin", blob, {})
+
+    async def scenario() -> tuple[SpoolingDownloader, object]:
+        spool = Spool(str(tmp_path / "spool"))
+        await spool.open()
+        downloader = SpoolingDownloader(candidate, spool, ("sha1", "md5"))
+        return downloader, await downloader.run()
+
+    downloader, result = asyncio.run(scenario())
+    assert downloader.declared_digests == {"sha1": hashlib.sha1(blob).hexdigest(),
+                                           "md5": hashlib.md5(blob).hexdigest()}
+    promised = Declared({"sha1": hashlib.sha1(blob).hexdigest(),
+                         "md5": hashlib.md5(blob).hexdigest()})
+    computed = {**downloader.declared_digests,
+                **result.artifact_attributes}  # type: ignore[attr-defined]
+    os.unlink(result.path)  # type: ignore[attr-defined]
+    declared.verify(promised, result.path, computed, "file://x")  # no file to read: fine
+    tampered = Declared({"sha1": hashlib.sha1(blob + b"x").hexdigest()})
+    with pytest.raises(DigestValidationError, match="declared by the upstream"):
+        declared.verify(tampered, result.path, computed, "file://x")
