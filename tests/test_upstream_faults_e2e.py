@@ -265,9 +265,14 @@ def test_a_retry_that_sends_other_bytes_is_a_cut_not_a_spliced_file(
     seen = get(url(server, distribution, "f.bin"))
     assert raw.hits[prefix + "f.bin"] == 2  # tried, retried once
     assert seen.status == 200
-    assert seen.cut, (f"a body of {len(seen.body)} bytes spliced from two attempts was "
-                      f"served complete (the file: {seen.body == blob})")
-    assert other[:SIZE // 2].startswith(seen.body)  # the first attempt's bytes, no more
+    if not seen.cut:
+        # On a busy machine the first attempt can fail before any of its bytes reached
+        # the spool; then the retry is the whole download and the file is right. A
+        # complete body is only ever the file, never a splice.
+        assert seen.body == blob, (f"a body of {len(seen.body)} bytes spliced from two "
+                                   "attempts was served complete")
+    else:
+        assert other[:SIZE // 2].startswith(seen.body)  # the first attempt's bytes, no more
     assert failed_at(raw, prefix) is None
     assert wait_for(lambda: not leftovers(), timeout=30), leftovers()
     behaves(raw, prefix)

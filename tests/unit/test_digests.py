@@ -524,6 +524,9 @@ def test_the_digests_are_pulpcores_for_every_checksum_pulp_allows(tmp_path, monk
     """Every checksum ALLOWED_CONTENT_CHECKSUMS may name (md5 and sha1 too), over chunks
     of uneven sizes across GATHER: the artifact attributes are those pulpcore's own
     ``handle_data``/``finalize`` compute over the same chunks (its code is the oracle)."""
+    # pulpcore's downloader asks for the working directory (Path.cwd()), which an earlier
+    # test's removed temporary folder must not be.
+    monkeypatch.chdir(tmp_path)
     import random
 
     from django.test import override_settings
