@@ -77,8 +77,10 @@ LANES = (
     Lane("e2e-2", SECOND, database="test2"),
     # Everything else (the last lane takes whatever the others do not name): the fuzzers,
     # the guard corpus, matching over rows, the amplification measurement.
-    Lane("e2e", ("tests", "--ignore=tests/http", "--ignore=tests/unit",
-                 *(f"--ignore={m}" for m in SECOND)), live=True),
+    # --ignore paths absolute: tests/conftest.py changes the working directory before
+    # collection, and pytest resolves them against the directory it is in then.
+    Lane("e2e", ("tests", *(f"--ignore={os.path.join(ROOT, m)}"
+                            for m in ("tests/http", "tests/unit", *SECOND))), live=True),
 )
 
 
@@ -160,6 +162,9 @@ def _finish(run: Run, narrowed: bool) -> list[str]:
             found = json.load(out)
     except (OSError, ValueError) as exc:
         return [*problems, f"lane {run.lane.name} wrote no results: {exc}"]
+    twice = sorted(set(found["outcomes"]) & set(adversarial.OUTCOMES))
+    if twice:
+        problems.append(f"lane {run.lane.name} ran tests another lane ran: {twice[:5]}")
     adversarial.absorb(found)
     run.tests = len(found["outcomes"])
     run.seconds = float(found["seconds"])
