@@ -43,13 +43,13 @@ test: venv database test-tools
 test-fast: venv
 	$(VENV)/bin/pytest -q -m fast tests/http tests/unit $(PYTEST_ARGS)
 
-## Hostile input (issue #17) with the big Hypothesis profile, under ~20 minutes →
-## reliability/report.md (reliability/README.md). ADVERSARIAL_SEED=<n> repeats a run.
+## Hostile input (issue #17) with the big Hypothesis profile, as three pytest lanes side by
+## side (tests/adversarial_lanes.py) → reliability/report.md (reliability/README.md: what
+## it checks, how long it takes here). ADVERSARIAL_SEED=<n> repeats a run.
 ADVERSARIAL_SEED ?= $(shell date +%s)
 adversarial: venv database test-tools
-	@$(DEV_ENV); HYPOTHESIS_PROFILE=adversarial ADVERSARIAL_REPORT=$(CURDIR)/reliability/report.md \
-	  $(VENV)/bin/pytest -q -m adversarial --hypothesis-seed=$(ADVERSARIAL_SEED) \
-	  $(ADVERSARIAL_ARGS) tests
+	@$(DEV_ENV); $(PY) -m tests.adversarial_lanes --seed=$(ADVERSARIAL_SEED) \
+	  --report=$(CURDIR)/reliability/report.md --args="$(ADVERSARIAL_ARGS)"
 
 lint: venv
 	$(VENV)/bin/ruff check pulp_content_asgi tests bench conformance clients docs/examples

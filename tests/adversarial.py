@@ -95,6 +95,28 @@ def record_slow(server: str, figures: dict) -> None:
     SLOW[server] = figures
 #: pytest outcomes of the adversarial tests: node id -> "passed" / "failed" / "skipped".
 OUTCOMES: dict[str, str] = {}
+#: Seconds each adversarial test took (set-up, call and tear-down), by node id.
+DURATIONS: dict[str, float] = {}
+
+
+def results() -> dict:
+    """This session's outcomes, durations and figures as JSON-able data: a lane of
+    ``make adversarial`` hands them to the runner (tests/adversarial_lanes.py)."""
+    return {"outcomes": OUTCOMES, "durations": DURATIONS,
+            "tallies": {name: {"counts": dict(t.counts), "failures": sorted(t.failures)}
+                        for name, t in TALLIES.items()},
+            "storms": STORMS, "slow": SLOW}
+
+
+def absorb(found: dict) -> None:
+    """Add a lane's :func:`results` to this process's (tallies are summed)."""
+    OUTCOMES.update(found["outcomes"])
+    DURATIONS.update(found["durations"])
+    for name, tally in found["tallies"].items():
+        TALLIES[name].counts.update(tally["counts"])
+        TALLIES[name].failures.update(tally["failures"])
+    STORMS.update(found["storms"])
+    SLOW.update(found["slow"])
 
 
 def section_of(nodeid: str) -> str | None:
@@ -122,8 +144,10 @@ def _commit() -> str:
     return head + (" (with uncommitted changes)" if dirty else "")
 
 
-def write_report(path: str, seconds: float, seed: str | None) -> None:
-    """``reliability/report.md``: per section, requests tried, 5xx seen, bytes leaked."""
+def write_report(path: str, seconds: float, seed: str | None,
+                 lanes: list[str] | None = None) -> None:
+    """``reliability/report.md``: per section, requests tried, 5xx seen, bytes leaked;
+    ``seconds`` of wall time; ``lanes``: a line per pytest process that ran side by side."""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Adversarial run: input nobody should trust",
@@ -134,6 +158,7 @@ def write_report(path: str, seconds: float, seed: str | None) -> None:
         f"- Date: {now}; {seconds / 60:.1f} minutes",
         f"- Hypothesis profile: `{PROFILE}` ({SCALE} times the CI slice's examples)"
         + (f", seed `{seed}`" if seed else ""),
+        *(["- Run as pytest processes side by side: " + "; ".join(lanes)] if lanes else []),
         "",
         "| Section | Tests passed | Requests tried | No answer (server refused) | 5xx seen |"
         " Bytes leaked | 200 bodies checked | 206 ranges checked | Cases (no server) |",
@@ -150,7 +175,11 @@ def write_report(path: str, seconds: float, seed: str | None) -> None:
     rolling = TALLIES["rolling"].counts
     if rolling["requests"]:
         lines += ["", f"Rolling upgrade: {rolling['held']} downloads held in flight on a "
-                      "process while it was told to stop (SIGTERM), each checked whole."]
+                      "process while it was told to stop (SIGTERM), each checked whole; "
+                      f"{rolling['cache_bypassed']} cross-version cache reads served without "
+                      "the cache while the reader's Redis calls failed (its log), each read "
+                      "again until the reader asked its cache (one that was then not a HIT "
+                      "is listed under Failures)."]
     failed = [(n, o) for n, o in OUTCOMES.items() if o == "failed"]
     lines += ["", "## Failures", ""]
     if not failed and not any(t.failures for t in TALLIES.values()):
@@ -160,7 +189,7 @@ def write_report(path: str, seconds: float, seed: str | None) -> None:
     for name, tally in TALLIES.items():
         for failure in sorted(tally.failures)[:20]:
             lines.append(f"- {name}: {failure}")
-    lines += _storm_lines() + _slow_lines()
+    lines += _storm_lines() + _slow_lines() + _duration_lines()
     lines += ["", "## Status codes seen", ""]
     for name, tally in TALLIES.items():
         statuses = sorted((k, v) for k, v in tally.counts.items() if k.startswith("status "))
@@ -169,6 +198,18 @@ def write_report(path: str, seconds: float, seed: str | None) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as report:
         report.write("\n".join(lines) + "\n")
+
+
+def _duration_lines(count: int = 15) -> list[str]:
+    """The longest tests (pytest's own per-test times: set-up, call and tear-down)."""
+    if not DURATIONS:
+        return []
+    longest = sorted(DURATIONS.items(), key=lambda item: -item[1])[:count]
+    return ["", "## Where the time went", "",
+            f"The {len(longest)} longest of {len(DURATIONS)} tests (set-up, call and "
+            "tear-down; lanes run side by side, so they share the CPU).", "",
+            "| Seconds | Test |", "|---|---|",
+            *(f"| {seconds:.0f} | `{nodeid}` |" for nodeid, seconds in longest)]
 
 
 def _mib(value: float) -> str:
@@ -222,6 +263,54 @@ def _slow_lines() -> list[str]:
             f"{f['max'] * 1000:.0f} ms | {_mib(f['rss_idle'])} → {_mib(f['rss_peak'])} | "
             f"{f['loris_cut']} | {f['first_cut']} |")
     return lines
+
+
+# --- the response cache across versions (tests/test_rolling_upgrade_e2e.py) --------------
+
+#: What this app logs (``cache/store.py``, the same in the old release) when a Redis call
+#: fails: the cache is then off for that process for ``CONTENT_ASGI_CACHE_RETRY`` seconds.
+REDIS_FAILED = "Redis unavailable ("
+
+
+def _log_time(stamp: str) -> float | None:
+    """Seconds since the epoch of a JSON log line's ``time`` (``...T12:34:56.789Z``)."""
+    try:
+        moment = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except (TypeError, ValueError):
+        return None
+    return moment.replace(tzinfo=datetime.UTC).timestamp()
+
+
+def cache_bypass_explained(log: str, sent: float, answered: float, retry_after: float,
+                           correlation_id: str) -> str | None:
+    """Why a request answered without ``X-PULP-CACHE`` (the cache not used at all) was
+    served without the cache, from its server's JSON log (``CONTENT_ASGI_LOG_FORMAT =
+    "json"``): a Redis failure logged by the request itself (its ``correlation_id``), or
+    logged by another request while this one was sent and answered, or at most
+    ``retry_after`` seconds before it was sent (the cache stays off that long). ``sent``
+    and ``answered`` are seconds since the epoch. None: nothing in the log explains it
+    (a MISS is never explained this way: the cache was asked and had no usable entry)."""
+    import json
+
+    for line in log.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or not str(record.get("message", "")).startswith(
+                REDIS_FAILED):
+            continue
+        if record.get("correlation_id") == correlation_id:
+            return f"its own Redis call failed: {record['message'][:160]}"
+        logged = _log_time(record.get("time"))
+        # The log's time is truncated to the millisecond.
+        if logged is not None and sent - retry_after - 0.001 <= logged <= answered:
+            return (f"a Redis failure logged {logged - sent:+.1f} s after it was sent "
+                    f"(the cache is off for {retry_after:g} s after one): "
+                    f"{record['message'][:160]}")
+    return None
 
 
 # --- a raw HTTP client -------------------------------------------------------------------

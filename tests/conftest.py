@@ -15,6 +15,7 @@ reads the settings file and touches no database.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -89,17 +90,26 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return
     if report.when == "call" or report.outcome != "passed":
         adversarial.OUTCOMES[report.nodeid] = report.outcome
+    adversarial.DURATIONS[report.nodeid] = (adversarial.DURATIONS.get(report.nodeid, 0.0)
+                                            + report.duration)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """``ADVERSARIAL_REPORT=path``: write the adversarial figures there (`make adversarial`)."""
+    """``ADVERSARIAL_REPORT=path``: write the adversarial figures there;
+    ``ADVERSARIAL_RESULTS=path``: write them as JSON for the runner of `make adversarial`
+    (tests/adversarial_lanes.py), which merges its lanes' into one report."""
+    from tests import adversarial
+
+    seed = session.config.getoption("hypothesis_seed", None)
     path = os.environ.get("ADVERSARIAL_REPORT")
     if path:
-        from tests import adversarial
-
-        seed = session.config.getoption("hypothesis_seed", None)
         adversarial.write_report(path, time.monotonic() - _started,
                                  None if seed is None else str(seed))
+    results = os.environ.get("ADVERSARIAL_RESULTS")
+    if results:
+        with open(results, "w") as out:
+            json.dump({**adversarial.results(), "seconds": time.monotonic() - _started},
+                      out, default=str)
 
 
 def _database() -> None:

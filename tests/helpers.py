@@ -20,7 +20,10 @@ from collections.abc import Callable
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEST_ROOT = os.path.join(ROOT, ".dev", "test")
+# Where a test session keeps its settings, media and logs; conftest.py empties it at the
+# start of a session. `make adversarial` runs lanes side by side, each with its own
+# (tests/adversarial_lanes.py).
+TEST_ROOT = os.environ.get("CONTENT_ASGI_TEST_ROOT") or os.path.join(ROOT, ".dev", "test")
 BIN = os.path.dirname(sys.executable)
 # One database per checkout, created afresh for every run: the machine's PostgreSQL is
 # shared by every clone (CI runs in another folder), and artifacts must match the files
