@@ -139,3 +139,39 @@ def test_on_demand_content_is_saved_into_the_bucket(domain_server, s3, upstream)
     assert again.status_code == 200 and again.content == blob
     assert again.headers["content-length"] == str(len(blob))
     assert upstream.hits[prefix + "s3.bin"] == 1
+
+
+@pytest.fixture(scope="module")
+def cached_domain_server(cache_settings):
+    from tests.helpers import content_app, stop_server
+
+    running = content_app(env={"PULP_DOMAIN_ENABLED": "true", **cache_settings},
+                          probe="/pulp/content/default/")
+    yield running
+    stop_server(running)
+
+
+def test_saved_on_demand_file_on_a_redirecting_domain_is_redirected_when_cached(
+        cached_domain_server, s3, upstream):
+    """Review (rev14): with the cache on, the save stores an ``ArtifactResponse`` entry
+    (lookup._store_saved, entry_for without a response), and a hit on it serves the bytes
+    (serve.on_thread): the domain's ``redirect_to_object_storage`` is skipped. Uncached,
+    and on pulpcore-content (streams are not cached), the request after the save is the
+    302."""
+    from pulpcore.app.util import set_domain
+
+    domain = s3_domain(s3, redirect=True)
+    default = Domain.objects.get(name="default")
+    blob = os.urandom(300_000)
+    set_domain(domain)
+    try:
+        distribution, _prefix, repo = on_demand(upstream, {"r.bin": blob})
+    finally:
+        set_domain(default)
+    target = cached_domain_server.url(
+        f"/pulp/content/{domain.name}/{distribution.base_path}/r.bin")
+    first = httpx.get(target, timeout=60)
+    assert first.status_code == 200 and first.content == blob
+    assert wait_for(lambda: content_artifact(repo, "r.bin").artifact_id is not None)
+    again = httpx.get(target, timeout=60)
+    assert again.status_code == 302, (again.status_code, again.headers.get("x-pulp-cache"))

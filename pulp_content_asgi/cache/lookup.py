@@ -50,10 +50,10 @@ def entry_for(result: results.Result, response: Response | None = None) -> entri
                              location=response.headers["Location"])
     if response is not None and response.status >= 500:
         return None
-    if response is not None and isinstance(result, results.ServeArtifact) \
-            and artifacts.redirects(result):
-        # A 304/412 instead of the redirect: the entry would serve the bytes to the next
-        # client, which must be redirected; that client's answer makes the entry.
+    if isinstance(result, results.ServeArtifact) and artifacts.redirects(result):
+        # A 304/412 instead of the redirect, or an on-demand save (no response): the
+        # entry would serve the bytes to the next client, which must be redirected; that
+        # client's answer makes the entry.
         return None
     if isinstance(result, results.ServeArtifact):
         return entries.from_result(result, artifacts.local_path(result.artifact),

@@ -110,3 +110,27 @@ def test_a_cached_redirect_checks_the_preconditions_first():
     # An entry without validators (a plugin's own 302) is always the redirect.
     bare = Entry("Redirect", {}, 302, location="http://elsewhere.example/")
     assert from_memory(bare, Request("GET", {"If-None-Match": "*"})).status == 302
+
+
+def test_a_304_for_a_redirect_is_the_same_from_the_cache():
+    """Review (rev14): the 304 a client holding the file gets must not depend on whether
+    the redirect was cached. A miss's 304 carries the file's Cache-Control (pulp_maven's
+    index entry: public, max-age=86400, must-revalidate, as pulp_maven's own 304); a hit's
+    must too, not the 302's ``no-store`` (which tells the client's cache to drop the file)."""
+    from pulp_content_asgi.cache.lookup import entry_for
+    from pulp_content_asgi.cache.serve import from_memory
+
+    cache_control = "public, max-age=86400, must-revalidate"
+    result = results.ServeArtifact(_artifact(S3, False), "com/x/1.0/x-1.0.war",
+                                   {"Cache-Control": cache_control}, redirect=True)
+    redirected = prepare(result, Request("GET", {}))
+    assert redirected.status == 302
+    entry = entry_for(result, redirected)
+    assert entry is not None
+    conditional = {"If-None-Match": ETAG}
+    missed = prepare(result, Request("GET", conditional))
+    hit = from_memory(entry, Request("GET", conditional))
+    assert missed.status == hit.status == 304
+    assert missed.headers.get("Cache-Control") == cache_control
+    assert {k.lower(): v for k, v in hit.headers.items()} \
+        == {k.lower(): v for k, v in missed.headers.items()}
