@@ -72,6 +72,26 @@ def stop_server(server: Any) -> int:
     return processes.stop(server)
 
 
+def start_nginx(name: str, http: Callable[[int], str]) -> tuple[Any, int]:
+    """nginx from the system, in a folder of its own under TEST_ROOT (``nginx-<name>-<port>``),
+    with ``http(port)`` as the body of its ``http`` block (the server block listening on
+    ``port``); returns the running process (``devtools.processes.stop`` it) and the port."""
+    from pulp_content_asgi.devtools.processes import free_port, start
+
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert os.path.exists(binary), "nginx is missing: dev/bench-tools.sh installs it"
+    port = free_port()
+    state = os.path.join(TEST_ROOT, f"nginx-{name}-{port}")
+    os.makedirs(os.path.join(state, "tmp"), exist_ok=True)
+    conf = os.path.join(state, "nginx.conf")
+    with open(conf, "w") as out:
+        out.write(f"daemon off; pid {state}/pid; error_log {state}/error.log;\n"
+                  "events {}\n"
+                  f"http {{ access_log off; client_body_temp_path {state}/tmp; "
+                  f"proxy_temp_path {state}/tmp;\n{http(port)}\n}}\n")
+    return start([binary, "-c", conf], state, port=port), port
+
+
 def content_app(server: str = "granian", env: dict[str, str] | None = None,
                 workers: int = 1, probe: str = "/pulp/content/",
                 extra: list[str] | None = None, timeout: float = DEADLINE) -> Any:

@@ -3,36 +3,25 @@
 from __future__ import annotations
 
 import os
-import shutil
 from urllib.parse import unquote
 
 import httpx
 import pytest
 
 from pulp_content_asgi.devtools import data
-from pulp_content_asgi.devtools.processes import free_port, start, stop
-from tests.helpers import ROOT, TEST_ROOT, follow_listing
+from pulp_content_asgi.devtools.processes import stop
+from tests.helpers import ROOT, follow_listing, start_nginx
 
 SNIPPET = os.path.join(ROOT, "docs", "deployment", "nginx-pulp-content.conf")
 
 
 @pytest.fixture(scope="module")
 def nginx(server):
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    assert os.path.exists(binary), "nginx is missing: dev/bench-tools.sh installs it"
-    port, backend = free_port(), server.base.rsplit(":", 1)[1]
+    backend = server.base.rsplit(":", 1)[1]
     with open(SNIPPET) as shipped:
-        snippet = (shipped.read().replace("127.0.0.1:24816", f"127.0.0.1:{backend}")
-                   .replace("listen 127.0.0.1:8080", f"listen 127.0.0.1:{port}"))
-    state = os.path.join(TEST_ROOT, f"nginx-{port}")
-    os.makedirs(os.path.join(state, "tmp"), exist_ok=True)
-    conf = os.path.join(state, "nginx.conf")
-    with open(conf, "w") as out:
-        out.write(f"daemon off; pid {state}/pid; error_log {state}/error.log;\n"
-                  "events {}\n"
-                  f"http {{ access_log off; client_body_temp_path {state}/tmp; "
-                  f"proxy_temp_path {state}/tmp;\n{snippet}\n}}\n")
-    running = start([binary, "-c", conf], state, port=port)
+        shipped_text = shipped.read().replace("127.0.0.1:24816", f"127.0.0.1:{backend}")
+    running, _port = start_nginx("snippet", lambda port: shipped_text.replace(
+        "listen 127.0.0.1:8080", f"listen 127.0.0.1:{port}"))
     yield running
     stop(running)
 

@@ -109,6 +109,18 @@ def test_container_blobs_on_object_storage(domain_server, s3, upstream, redirect
     assert answer.status_code == 200 and answer.content == registry.stored
 
 
+def on_demand_in(domain: Domain, upstream: object, files: dict[str, bytes]
+                 ) -> tuple[object, str, object]:
+    """``helpers.on_demand`` with everything made in ``domain`` (then back to default)."""
+    from pulpcore.app.util import set_domain
+
+    set_domain(domain)
+    try:
+        return on_demand(upstream, files)
+    finally:
+        set_domain(Domain.objects.get(name="default"))
+
+
 def test_on_demand_content_is_saved_into_the_bucket(domain_server, s3, upstream):
     """The save puts the verified download into the domain's bucket with one upload
     (ondemand/placement.py): the next request is served from there, the upstream asked
@@ -118,11 +130,7 @@ def test_on_demand_content_is_saved_into_the_bucket(domain_server, s3, upstream)
     domain = s3_domain(s3, redirect=False)
     default = Domain.objects.get(name="default")
     blob = os.urandom(300_000)
-    set_domain(domain)
-    try:
-        distribution, prefix, repo = on_demand(upstream, {"s3.bin": blob})
-    finally:
-        set_domain(default)
+    distribution, prefix, repo = on_demand_in(domain, upstream, {"s3.bin": blob})
     target = domain_server.url(f"/pulp/content/{domain.name}/{distribution.base_path}/s3.bin")
     first = httpx.get(target, timeout=60)
     assert first.status_code == 200 and first.content == blob
@@ -158,16 +166,9 @@ def test_saved_on_demand_file_on_a_redirecting_domain_is_redirected_when_cached(
     (serve.on_thread): the domain's ``redirect_to_object_storage`` is skipped. Uncached,
     and on pulpcore-content (streams are not cached), the request after the save is the
     302."""
-    from pulpcore.app.util import set_domain
-
     domain = s3_domain(s3, redirect=True)
-    default = Domain.objects.get(name="default")
     blob = os.urandom(300_000)
-    set_domain(domain)
-    try:
-        distribution, _prefix, repo = on_demand(upstream, {"r.bin": blob})
-    finally:
-        set_domain(default)
+    distribution, _prefix, repo = on_demand_in(domain, upstream, {"r.bin": blob})
     target = cached_domain_server.url(
         f"/pulp/content/{domain.name}/{distribution.base_path}/r.bin")
     first = httpx.get(target, timeout=60)

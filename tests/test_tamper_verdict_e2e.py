@@ -211,25 +211,13 @@ def test_the_http10_502_says_what_the_next_request_gets(server, raw, tmp_path):
 def stock_nginx(server):
     """nginx in front of the app as Pulp's own images set it up (conformance/stack.py's
     ``stock`` layout): nothing but ``proxy_pass``, so HTTP/1.0 to the app, buffering on."""
-    import shutil
+    from pulp_content_asgi.devtools.processes import stop
+    from tests.helpers import start_nginx
 
-    from pulp_content_asgi.devtools.processes import free_port, start, stop
-    from tests.helpers import TEST_ROOT
-
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    assert os.path.exists(binary), "nginx is missing: dev/bench-tools.sh installs it"
-    port, backend = free_port(), server.base.rsplit(":", 1)[1]
-    state = os.path.join(TEST_ROOT, f"nginx-stock-{port}")
-    os.makedirs(os.path.join(state, "tmp"), exist_ok=True)
-    conf = os.path.join(state, "nginx.conf")
-    with open(conf, "w") as out:
-        out.write(f"daemon off; pid {state}/pid; error_log {state}/error.log;\n"
-                  "events {}\n"
-                  f"http {{ access_log off; client_body_temp_path {state}/tmp; "
-                  f"proxy_temp_path {state}/tmp;\n"
-                  f"server {{ listen 127.0.0.1:{port}; location /pulp/content/ {{ "
-                  f"proxy_pass http://127.0.0.1:{backend}; }} }}\n}}\n")
-    running = start([binary, "-c", conf], state, port=port)
+    backend = server.base.rsplit(":", 1)[1]
+    running, port = start_nginx("stock", lambda port: (
+        f"server {{ listen 127.0.0.1:{port}; location /pulp/content/ {{ "
+        f"proxy_pass http://127.0.0.1:{backend}; }} }}"))
     yield f"http://127.0.0.1:{port}"
     stop(running)
 
