@@ -175,7 +175,10 @@ def test_indexed_file_on_a_redirecting_domain(ours, theirs, s3):
     the request's method, from both; preconditions are answered before the redirect; the
     index page is inline."""
     domain = s3_domain(s3, redirect=True)
-    jar, war = "com/example/lib/1.0/lib-1.0.jar", "com/example/lib/1.0/lib-1.0.war"
+    # Coordinates of this run only: the index's maven-metadata.xml is unique by sha256
+    # across the database, and other tests index com/example coordinates too.
+    a = f"lib{unique_name()}"
+    jar, war = f"com/example/{a}/1.0/{a}-1.0.jar", f"com/example/{a}/1.0/{a}-1.0.war"
     base = indexed_repository(domain, {jar: BIG, war: SMALL})
     etag = f'"{hashlib.sha256(BIG).hexdigest()}"'
     for server in (ours, theirs):
@@ -193,7 +196,7 @@ def test_indexed_file_on_a_redirecting_domain(ours, theirs, s3):
         page = _get(server, f"{base}/com/example/lib/1.0/")
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
-        assert "lib-1.0.jar" in page.text
+        assert f"{a}-1.0.jar" in page.text
 
     for path, blob in ((jar, BIG), (war, SMALL)):
         ours_302, theirs_302 = _get(ours, f"{base}/{path}"), _get(theirs, f"{base}/{path}")
@@ -217,14 +220,15 @@ def test_threshold_redirects_only_larger_files(ours, theirs, s3):
     """``redirect_to_object_storage`` off: files above MAVEN_PATH_INDEX_REDIRECT_THRESHOLD
     are still redirected, smaller ones are proxied with the index entry's headers."""
     domain = s3_domain(s3, redirect=False)
-    big, small = "org/acme/tool/2.0/tool-2.0.jar", "org/acme/tool/2.0/tool-2.0-sources.jar"
+    a = f"tool{unique_name()}"  # this run's coordinates (see above)
+    big, small = f"org/acme/{a}/2.0/{a}-2.0.jar", f"org/acme/{a}/2.0/{a}-2.0-sources.jar"
     base = indexed_repository(domain, {big: BIG, small: SMALL})
     for server in (ours, theirs):
         _once_indexed(server, f"{base}/{small}")
     for server in (ours, theirs):
         location = _assert_redirect(_get(server, f"{base}/{big}"), s3, domain, BIG,
-                                    "tool-2.0.jar", "GET")
-        _follow(location, BIG, "tool-2.0.jar")
+                                    f"{a}-2.0.jar", "GET")
+        _follow(location, BIG, f"{a}-2.0.jar")
         proxied = _get(server, f"{base}/{small}")
         assert proxied.status_code == 200 and proxied.content == SMALL
         assert proxied.headers["cache-control"] == INDEX_CACHE_CONTROL
