@@ -175,10 +175,11 @@ def test_indexed_file_on_a_redirecting_domain(ours, theirs, s3):
     the request's method, from both; preconditions are answered before the redirect; the
     index page is inline."""
     domain = s3_domain(s3, redirect=True)
-    # Coordinates of this run only: the index's maven-metadata.xml is unique by sha256
-    # across the database, and other tests index com/example coordinates too.
-    a = f"lib{unique_name()}"
-    jar, war = f"com/example/{a}/1.0/{a}-1.0.jar", f"com/example/{a}/1.0/{a}-1.0.war"
+    # Coordinates of this run only, from the top: the index's pages (one per folder, "com/"
+    # included) are unique by sha256 across the database, and other tests index com/ too.
+    u = unique_name()
+    a = f"lib{u}"
+    jar, war = f"com{u}/example/{a}/1.0/{a}-1.0.jar", f"com{u}/example/{a}/1.0/{a}-1.0.war"
     base = indexed_repository(domain, {jar: BIG, war: SMALL})
     etag = f'"{hashlib.sha256(BIG).hexdigest()}"'
     for server in (ours, theirs):
@@ -220,8 +221,9 @@ def test_threshold_redirects_only_larger_files(ours, theirs, s3):
     """``redirect_to_object_storage`` off: files above MAVEN_PATH_INDEX_REDIRECT_THRESHOLD
     are still redirected, smaller ones are proxied with the index entry's headers."""
     domain = s3_domain(s3, redirect=False)
-    a = f"tool{unique_name()}"  # this run's coordinates (see above)
-    big, small = f"org/acme/{a}/2.0/{a}-2.0.jar", f"org/acme/{a}/2.0/{a}-2.0-sources.jar"
+    u = unique_name()  # this run's coordinates (see above)
+    a = f"tool{u}"
+    big, small = f"org{u}/acme/{a}/2.0/{a}-2.0.jar", f"org{u}/acme/{a}/2.0/{a}-2.0-sources.jar"
     base = indexed_repository(domain, {big: BIG, small: SMALL})
     for server in (ours, theirs):
         _once_indexed(server, f"{base}/{small}")
