@@ -194,7 +194,7 @@ def test_indexed_file_on_a_redirecting_domain(ours, theirs, s3):
                     _follow(location, blob, filename)
         assert _get(server, f"{base}/{jar}", **{"If-None-Match": etag}).status_code == 304
         assert _get(server, f"{base}/{jar}", **{"If-Match": '"other"'}).status_code == 412
-        page = _get(server, f"{base}/com/example/lib/1.0/")
+        page = _get(server, f"{base}/com{u}/example/{a}/1.0/")
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
         assert f"{a}-1.0.jar" in page.text
