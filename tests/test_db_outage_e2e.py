@@ -167,14 +167,21 @@ def test_under_load_an_outage_is_answered_503_at_once_and_recovery_loses_nothing
             accepting = time.monotonic()
             assert load.wait_for(accepting, 600)
         everything = load.begun_after(began)
-        down = load.begun_after(stopped, restarting)
+        # Answered while PostgreSQL was down (sent after it stopped, answered before it was
+        # started again). A request sent just before the restart may be read by the worker
+        # once PostgreSQL accepts connections again, and then rightly gets its 200.
+        down = [a for a in load.begun_after(stopped, restarting)
+                if a.started + a.seconds < restarting]
+        straddling = [a for a in load.begun_after(stopped, accepting)
+                      if a.started + a.seconds >= restarting]
         up = load.begun_after(accepting)
         # Never a 500 nor a request left hanging, even while PostgreSQL stops and starts.
         assert {a.error for a in everything} == {""}
         assert set(Counter(a.status for a in everything)) <= {200, 503}
         before = [a for a in everything if a.started + a.seconds < stopping]
         assert len(before) >= 200 and {a.status for a in before} == {200}
-        assert Counter(a.status for a in down) == {503: len(down)}
+        assert len(down) >= 300 and Counter(a.status for a in down) == {503: len(down)}
+        assert all(a.status == 503 or a.body == BODIES[a.path] for a in straddling)
         assert all(a.retry_after == "5" and b"database is unavailable" in a.body
                    for a in down)
         assert {a.path for a in down} == {FILE, LAYER} == {a.path for a in up}
