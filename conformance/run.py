@@ -488,7 +488,11 @@ def main() -> None:
         parser.error("--repeat must be at least 5 for the full run (rates, not samples)")
     sides = [args.only] if args.only else list(SIDES)
     modules = FULL if args.slice == "full" else CI
-    out_dir = os.path.join(stacks.ROOT, ".dev", "conformance")
+    # The full slice's files are kept in the repository (committed with the report), so
+    # the report can be rebuilt from any clone and columns run in different sessions (each
+    # with its own commit and date) combine; the CI slice's stay in the scratch folder.
+    out_dir = (os.path.join(stacks.ROOT, "conformance", "results") if args.slice == "full"
+               else os.path.join(stacks.ROOT, ".dev", "conformance"))
     os.makedirs(out_dir, exist_ok=True)
     stack = stacks.layout(False)
     columns: list[Column] = []
