@@ -41,10 +41,13 @@ def entry_for(result: results.Result, response: Response | None = None) -> entri
     """What the cache keeps for a result (and its response, for signed redirects)."""
     if response is not None and response.status == 302 and isinstance(
             result, results.ServeArtifact):  # an object-storage redirect: keep the URL
-        # and the file's validators, which a hit checks before redirecting (not sent).
+        # and the file's validators and Cache-Control, which a hit's 304 uses (not sent
+        # on the 302).
         stored = artifacts.stored_headers(result)
         validators: dict[str, str] = {k: stored[k] for k in ("ETag", "Last-Modified")
                                       if k in stored}
+        # What a 304 for the file says (serve.from_memory); "" when the file has none.
+        validators[serve.FILE_CACHE_CONTROL] = stored.get("Cache-Control", "")
         return entries.Entry("Redirect", {**entries.stored_headers(response.headers),
                                           **validators}, 302,
                              location=response.headers["Location"])

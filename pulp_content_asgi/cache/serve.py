@@ -14,8 +14,13 @@ from pulp_content_asgi.serving.responder import Request, preconditions, respond
 from pulp_content_asgi.serving.response import Response, redirect, text
 
 HIT = "HIT"
+#: Kept in an object-storage redirect's entry, never sent on its 302: the ``Cache-Control``
+#: of the file the redirect stands for, which a ``304`` carries (the 302's own is
+#: ``no-store``). A header, not a field of its own, because pulpcore-content reads these
+#: entries during a rolling upgrade and passes every other field to ``HTTPFound``.
+FILE_CACHE_CONTROL = "X-Content-Asgi-File-Cache-Control"
 #: Kept in a redirect's entry for the preconditions, never sent on the 302 itself.
-VALIDATORS = frozenset({"etag", "last-modified"})
+VALIDATORS = frozenset({"etag", "last-modified", FILE_CACHE_CONTROL.lower()})
 
 
 def on_loop(entry: Entry, request: Request, pathsend: bool) -> Response | None:
@@ -46,7 +51,7 @@ def from_memory(entry: Entry, request: Request) -> Response:
     if entry.kind == "Redirect":
         # An object-storage redirect's entry keeps the validators of the file it stands
         # for (pulpcore's entries too): preconditions come first, as on a miss.
-        early = preconditions(from_headers(b"", None, entry.headers), request)
+        early = preconditions(from_headers(b"", None, _file_headers(entry.headers)), request)
         if early is not None:
             return early.with_cache(HIT)
         sent = {k: v for k, v in entry.headers.items() if k.lower() not in VALIDATORS}
@@ -59,6 +64,19 @@ def from_memory(entry: Entry, request: Request) -> Response:
                         None if request.method == "HEAD" else body, cache=HIT)
     return respond(from_headers(body, len(body), entry.headers, ranges=False),
                    request).with_cache(HIT)
+
+
+def _file_headers(stored: dict[str, str]) -> dict[str, str]:
+    """A redirect entry's headers as the file's: its own ``Cache-Control`` (none when kept
+    empty) in place of the 302's, so a ``304`` says what a miss's does, without the
+    private name. Entries that do not keep it (written by pulpcore-content or an older
+    version) keep the 302's."""
+    kept = header(stored, FILE_CACHE_CONTROL)
+    headers = {k: v for k, v in stored.items() if k.lower() != FILE_CACHE_CONTROL.lower()}
+    if kept is None:
+        return headers
+    headers = {k: v for k, v in headers.items() if k.lower() != "cache-control"}
+    return {**headers, "Cache-Control": kept} if kept else headers
 
 
 def on_thread(entry: Entry, request: Request) -> Response | None:
