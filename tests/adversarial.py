@@ -20,7 +20,9 @@ import socket
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
@@ -312,6 +314,54 @@ def cache_bypass_explained(log: str, sent: float, answered: float, retry_after: 
                     f"{record['message'][:160]}")
     return None
 
+
+
+def read_cached(ask: Callable[[dict[str, str]], Any], right: Callable[[Any], bool],
+                reader_log: Callable[[], str] | None, retry_after: float,
+                deadline: float, interval: float = 0.5) -> tuple[str | None, str | None]:
+    """One read of another version's response-cache entry, judged (the rolling upgrade's
+    cross-version check). ``ask(headers)`` sends the read and returns an httpx-like answer
+    (``headers``, ``status_code``, ``content``); ``right(answer)`` judges its status and
+    bytes; ``reader_log()`` is the reader's JSON log (None: a reader whose log says nothing
+    about Redis, pulpcore-content, so nothing is excused).
+
+    Returns (problem, note), each None or a sentence. A ``HIT`` with the right answer is
+    the claim. A wrong answer, or a ``MISS`` (the cache was asked and did not use the
+    entry: another key, or an entry it cannot read), is a problem. An answer without
+    ``X-PULP-CACHE`` (served without the cache) passes, with a note, only when the reader's
+    log shows a Redis failure that put its cache off for this very request
+    (:func:`cache_bypass_explained`) and the same read, repeated every ``interval`` seconds
+    until the reader asks its cache again (at most ``deadline`` seconds), is then a right
+    ``HIT``."""
+    import uuid
+
+    correlation = uuid.uuid4().hex
+    sent = time.time()
+    answer = ask({"Correlation-ID": correlation})
+    answered = time.time()
+    cache = answer.headers.get("x-pulp-cache")
+    seen = f"{answer.status_code} {cache} {len(answer.content)} bytes"
+    if not right(answer) or cache == "MISS":
+        return seen, None
+    if cache == "HIT":
+        return None, None
+    why = None if reader_log is None else cache_bypass_explained(
+        reader_log(), sent, answered, retry_after, correlation)
+    if why is None:
+        return f"{seen}, served without the cache and no Redis failure in its log", None
+    again: list[Any] = []
+    until = time.monotonic() + deadline
+    while True:
+        again.append(ask({}))
+        last = again[-1]
+        if not right(last) or last.headers.get("x-pulp-cache") is not None \
+                or time.monotonic() >= until:
+            break
+        time.sleep(interval)
+    if last.headers.get("x-pulp-cache") != "HIT" or not right(last):
+        return (f"{seen} without the cache ({why}); read again: {last.status_code} "
+                f"{last.headers.get('x-pulp-cache')} {len(last.content)} bytes"), None
+    return None, f"served without the cache ({why}); read again {len(again)} times: HIT"
 
 # --- a raw HTTP client -------------------------------------------------------------------
 

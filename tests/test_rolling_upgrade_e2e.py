@@ -46,7 +46,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -518,41 +517,12 @@ class Crossed:
 
 
 def read_cached(reader: Slot, ask: Any, right: Any) -> tuple[str | None, str | None]:
-    """One read of another version's cache entry: ``ask(headers)`` sends it, ``right``
-    judges an answer's status and bytes. (problem, note): a ``HIT`` with the right answer
-    is the claim. A ``MISS`` never passes (the cache was asked and did not use the entry:
-    another key or an entry it cannot read). An answer without ``X-PULP-CACHE`` (served
-    without the cache) passes only when the reader's own log shows a Redis failure that
-    put its cache off for this very request, and the same read, repeated until the
-    reader asks its cache again, is then a ``HIT``."""
-    correlation = uuid.uuid4().hex
-    sent = time.time()
-    answer = ask({"Correlation-ID": correlation})
-    answered = time.time()
-    cache = answer.headers.get("x-pulp-cache")
-    seen = f"{answer.status_code} {cache} {len(answer.content)} bytes"
-    if not right(answer) or cache == "MISS":
-        return seen, None
-    if cache == "HIT":
-        return None, None
-    why = None if reader.process is None or reader.kind.version == "pulpcore-content" else \
-        adversarial.cache_bypass_explained(reader.process.log(), sent, answered, CACHE_RETRY,
-                                           correlation)
-    if why is None:
-        return f"{seen}, served without the cache and no Redis failure in its log", None
-    again: list[httpx.Response] = []
-
-    def asked_its_cache() -> bool:
-        again.append(ask({}))
-        return not right(again[-1]) or again[-1].headers.get("x-pulp-cache") is not None
-
-    # The cache comes back CACHE_RETRY seconds after the last failure.
-    if not wait_for(asked_its_cache, DEADLINE, interval=0.5) \
-            or again[-1].headers.get("x-pulp-cache") != "HIT" or not right(again[-1]):
-        last = again[-1]
-        return (f"{seen} without the cache ({why}); read again: {last.status_code} "
-                f"{last.headers.get('x-pulp-cache')} {len(last.content)} bytes"), None
-    return None, f"served without the cache ({why}); read again {len(again)} times: HIT"
+    """One read of another version's cache entry, judged by
+    :func:`tests.adversarial.read_cached` (its verdicts are unit-tested in
+    tests/unit/test_cross_version_cache_check.py) with the reader's own log."""
+    log = None if reader.process is None or reader.kind.version == "pulpcore-content" \
+        else reader.process.log
+    return adversarial.read_cached(ask, right, log, CACHE_RETRY, DEADLINE)
 
 
 def cross_read(slots: list[Slot], upstream: Any, redis: Any) -> Crossed:
