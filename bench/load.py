@@ -19,8 +19,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def wrk(base: str, paths: Sequence[str], connections: int, seconds: float, threads: int = 1,
-        cpus: str | None = None) -> dict:
-    """One wrk run over random ``paths``; the summary wrk's Lua ``done()`` printed."""
+        cpus: str | None = None, status: int | None = None) -> dict:
+    """One wrk run over random ``paths``; the summary wrk's Lua ``done()`` printed.
+
+    With ``status`` (e.g. 302), wrk also counts the responses with that status
+    (``status_matched``, and ``status_per_s`` per second) and the others
+    (``status_other``)."""
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as listing:
         listing.write("\n".join(paths))
     argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
@@ -29,7 +33,8 @@ def wrk(base: str, paths: Sequence[str], connections: int, seconds: float, threa
         argv = ["taskset", "-c", cpus, *argv]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120,
-                              env={**os.environ, "PATHS": listing.name})
+                              env={**os.environ, "PATHS": listing.name,
+                                   **({"COUNT_STATUS": str(status)} if status else {})})
     finally:
         os.unlink(listing.name)
     line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
@@ -40,6 +45,8 @@ def wrk(base: str, paths: Sequence[str], connections: int, seconds: float, threa
     duration = result["duration_us"] / 1e6
     result["rps"] = result["requests"] / duration
     result["bytes_per_s"] = result["bytes"] / duration
+    if status:
+        result["status_per_s"] = result["status_matched"] / duration
     result["errors"] = sum(result[k] for k in ("connect_errors", "read_errors", "write_errors",
                                                "status_errors", "timeouts"))
     return result

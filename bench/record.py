@@ -67,8 +67,11 @@ def versions() -> dict[str, str]:
 
 
 def kind_of(meta: dict[str, Any]) -> str:
-    """"ondemand" (only the on-demand comparison), "quick" or "full"."""
-    return "ondemand" if meta.get("only_ondemand") else "quick" if meta["quick"] else "full"
+    """"ondemand" (only the on-demand comparison), "smoke" (a tooling check), "quick" or
+    "full"."""
+    if meta.get("only_ondemand"):
+        return "ondemand"
+    return "smoke" if meta.get("smoke") else "quick" if meta["quick"] else "full"
 
 
 def now() -> str:
@@ -93,7 +96,7 @@ class Recorder:
                      "status": "running", "commit": commit(), "machine": machine,
                      "cpus": os.cpu_count(), "cpu_model": cpu_model(),
                      "load_average_start": load_average(), "versions": versions(), **meta},
-            "runs": [], "ondemand": None, "hops": None}
+            "runs": [], "objects": None, "ondemand": None, "hops": None}
 
     def add_run(self, run: dict[str, Any]) -> dict[str, Any]:
         self.results["runs"].append(run)

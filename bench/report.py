@@ -113,11 +113,20 @@ def measures(results: dict, workers: int) -> list[Measure]:
         groups=(PULPCORE,)))
     rows.append(Measure("1 GiB file, 8 clients: GB/s",
                         lambda e: [r["bytes_per_s"] / 1e9 for r in e["large"]], "{:.2f}"))
+    rows.append(Measure("idle RSS after the warm-up, MiB, all processes",
+                        lambda e: [e["idle"]["rss_mib_total"]] if "idle" in e else [],
+                        "{:.0f}", False))
     if workers == 1:
         rows += [
             Measure("slow readers completed", _list("slow", "completed"), "{:.0f}"),
             Measure("slow readers: max RSS per process MiB",
                     _list("slow", "max_rss_mib_per_process"), "{:.0f}", False),
+            Measure("slow readers: idle RSS just before, MiB, all processes",
+                    lambda e: _values(e["slow"], "idle_rss_mib_total"), "{:.0f}", False),
+            Measure("slow readers: (max RSS - idle) per connection, KiB (largest process)",
+                    lambda e: [(r["max_rss_mib_per_process"] - r["idle_rss_mib_per_process"])
+                               * 1024 / r["clients"] for r in e["slow"]
+                               if "idle_rss_mib_per_process" in r], "{:.1f}", False),
             Measure("slow readers: max PG connections", _list("slow", "max_pg_connections"),
                     "{:.0f}", False, groups=(PULPCORE,)),
             Measure("slow readers: small-file probe p99 ms, steady (loop lag)",
@@ -148,6 +157,10 @@ def _contenders(results: dict, workers: int) -> list[str]:
     return [r["contender"] for r in results["runs"] if r["workers"] == workers]
 
 
+def _started(results: dict, name: str, workers: int) -> bool:
+    return (entry(results, name, workers) or {}).get("status") != "did not start"
+
+
 def worker_table(results: dict, workers: int, digits: int) -> list[str]:
     names = _contenders(results, workers)
     lines = [f"## {workers} worker(s)", "",
@@ -156,6 +169,8 @@ def worker_table(results: dict, workers: int, digits: int) -> list[str]:
              "|---|" + "---|" * (len(names) + 2)]
     for m in measures(results, workers):
         spreads = {n: _spread_of(results, n, workers, m.values) for n in names}
+        if not any(spreads.values()) and any(_started(results, n, workers) for n in names):
+            continue  # a scenario this run did not measure
         cells = [cell(spreads[n], m.fmt) if (entry(results, n, workers) or {}).get("status")
                  != "did not start" else "did not start" for n in names]
         ratios = [ratio(spreads.get(OURS), {g: spreads.get(g) for g in group},
@@ -214,6 +229,53 @@ def cache_table(results: dict, digits: int) -> list[str]:
             f"| workers | clients | {CACHED_OURS} | " + " | ".join(CACHED_PULPCORE)
             + " | ours / faster pulpcore-content |", "|---|---|---|---|---|---|",
             *lines, ""]
+
+
+def objects_table(found: dict | None, digits: int) -> list[str]:
+    """The object-storage scenario: 302/s per contender (median, min-max) at each worker
+    count and concurrency level, ours against the faster pulpcore-content, and each
+    contender's GET/HEAD check."""
+    if not found:
+        return []
+    lines = ["## Object storage: 302s to an S3 server on loopback (moto), 4 KiB objects, "
+             "cache off", ""]
+    if found.get("status") in ("did not start", "failed"):
+        lines += [f"The scenario {found['status']}: {found.get('error', '')} (log: "
+                  f"{_path(found.get('log'))}).", ""]
+    runs = found.get("runs", [])
+    lines += [f"{found.get('count', '?')} published objects in bucket "
+              f"`{found.get('bucket', '?')}` of domain `{found.get('domain', '?')}` "
+              "(redirect_to_object_storage on). Before measuring, GET and HEAD of 3 files: "
+              "302 to the object, signed for the request's method, following it gives the "
+              "bytes (GET) or their length (HEAD).", "",
+              "| contender | workers | status | GET/HEAD check | log |", "|---|---|---|---|---|"]
+    for r in runs:
+        check = r.get("check")
+        verdict = ("not checked" if check is None else "correct" if check["ok"]
+                   else "wrong: " + "; ".join(check["problems"])[:300])
+        state = r["status"] + (f": {r['error']}" if r.get("error") else "")
+        lines.append(f"| {r['contender']} | {r['workers']} | {state} | {verdict} | "
+                     f"{_path(r.get('log'))} |")
+    lines.append("")
+    for workers in sorted({r["workers"] for r in runs}):
+        names = [r["contender"] for r in runs if r["workers"] == workers]
+        levels = sorted({c for r in runs if r["workers"] == workers
+                         for c in r.get("redirect", {})}, key=int)
+        if not levels:
+            continue
+        lines += [f"302/s, {workers} worker(s):", "",
+                  "| clients | " + " | ".join(names) + " | ours / faster pulpcore-content |",
+                  "|---|" + "---|" * (len(names) + 1)]
+        for c in levels:
+            spreads = {r["contender"]: spread([x["status_per_s"] for x in
+                                               r.get("redirect", {}).get(c, [])])
+                       for r in runs if r["workers"] == workers}
+            ratio_cell = ratio(spreads.get(OURS), {g: spreads.get(g) for g in PULPCORE},
+                               True, digits)
+            lines.append(f"| c{c} | " + " | ".join(cell(spreads[n], "{:.0f}") for n in names)
+                         + f" | {ratio_cell} |")
+        lines.append("")
+    return lines
 
 
 def _values(runs: list[dict], key: str) -> list[float]:
@@ -295,8 +357,8 @@ def _seconds(meta: dict) -> str:
 
 def header(results: dict, json_name: str) -> list[str]:
     meta = results["meta"]
-    kind = {"quick": "quick (indicative)", "ondemand": "on-demand comparison only"}.get(
-        record.kind_of(meta), "full")
+    kind = {"quick": "quick (indicative)", "ondemand": "on-demand comparison only",
+            "smoke": "smoke (a tooling check, not results)"}.get(record.kind_of(meta), "full")
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     lines = [
         f"# Benchmark {meta['started']}, {kind}", "",
@@ -313,9 +375,11 @@ def header(results: dict, json_name: str) -> list[str]:
         f"| pinning | {meta['pinning']} |",
         f"| versions | {versions} |", "",
     ]
-    if meta["quick"]:
+    if meta["quick"] or meta.get("smoke"):
         lines += ["**Indicative only.** Short runs on a shared machine: ratios keep one "
                   "significant digit; quote full runs, not this.", ""]
+    if meta.get("scenarios"):
+        lines += [f"Scenarios: {', '.join(meta['scenarios'])}.", ""]
     return [*lines,
             "Cells: median of the runs (min-max). Ratios compare medians; > 1 favours us "
             f"(`{OURS}`); for latency, RSS and connections the ratio is theirs / ours. Each "
@@ -325,20 +389,26 @@ def header(results: dict, json_name: str) -> list[str]:
 
 
 def markdown(results: dict, json_name: str) -> str:
-    digits = 1 if results["meta"]["quick"] else 2
+    digits = 1 if results["meta"]["quick"] or results["meta"].get("smoke") else 2
     hops = results.get("hops") or {}
     lines = [*header(results, json_name), *status_table(results)]
     for workers in sorted({r["workers"] for r in results["runs"]}):
         lines += worker_table(results, workers, digits)
     lines += [*burst_table(results), *cache_table(results, digits),
+              *objects_table(results.get("objects"), digits),
               *ondemand_table(results.get("ondemand")),
               "Per published-file request, counted in-process (exact): "
               f"ours {_counts(hops.get('asgi'))}; pulpcore-content "
               f"{_counts(hops.get('pulpcore-content'))}.", ""]
-    if record.kind_of(results["meta"]) == "full":
+    kind = record.kind_of(results["meta"])
+    if kind in ("full", "smoke"):
         from bench import goals
 
-        lines += ["## Goals (issue #3)", "", *goals.table(results)]
+        lines += ["## Goals (issue #18)", ""]
+        if kind == "smoke":
+            lines += ["A smoke run: the figures show the evaluation works; no verdict is "
+                      "given from fewer than 3 runs per point.", ""]
+        lines += goals.table(results)
     return "\n".join(lines) + "\n"
 
 

@@ -5,68 +5,30 @@ Same machine, same database and files, same worker counts; every point is run
 (rewritten after every point) with a generated markdown report and PNG charts, written
 at the end and also when the run is interrupted or fails. A contender that does not
 start becomes a "did not start" row and the run goes on.
+
+Phases: each contender at each worker count (published files, 1 GiB file, slow readers,
+burst), then object storage (:func:`measure_objects`), on-demand and the in-process
+counts, as far as the plan's scenarios ask (``bench/plan.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from pulp_content_asgi.devtools import databases
+from bench.plan import Plan, arguments, contenders, make_plan
+from bench.points import DBNAME, burst_run, idle, large_run, say, slow_run, small_run, warm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 STATE = os.path.join(ROOT, ".dev", "bench")
-#: This checkout's benchmark database (``make clean`` drops it with the others).
-DBNAME = databases.name("bench")
 PREFIX = "/pulp/content/"
-DEFAULT_CONTENDERS = ("asgi-granian,asgi-uvicorn,pulpcore-content,pulpcore-content-uvloop,"
-                      "nginx,nginx-copy,asgi-granian-cache,pulpcore-content-cache,"
-                      "pulpcore-content-uvloop-cache")
-QUICK_CONTENDERS = "asgi-granian,pulpcore-content,pulpcore-content-uvloop,nginx,nginx-copy"
-
-
-def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What one run measures: seconds per wrk run, runs per point, concurrency levels,
-    worker counts, slow-reader and burst clients, and how long a start may take."""
-
-    quick: bool
-    seconds: float
-    repeats: int
-    concurrency: tuple[int, ...]
-    worker_counts: tuple[int, ...]
-    slow_clients: int
-    burst_clients: int
-    start_timeout: float
-
-    def duration(self, connections: int) -> float:
-        """Seconds per small-file wrk run at ``connections``: at least ``seconds`` and
-        ``connections / 8``. pulpcore-content answers its concurrent requests in batches
-        (all of a batch finish together); at ~40-60 req/s a c256 batch takes ~5 s, so
-        a 10 s window holds two batches and the count jumps by a whole batch."""
-        return max(self.seconds, connections / 8)
-
-    def meta(self) -> dict[str, Any]:
-        return {"quick": self.quick, "seconds": self.seconds, "repeats": self.repeats,
-                "concurrency": list(self.concurrency), "workers": list(self.worker_counts),
-                "small_seconds": {str(c): self.duration(c) for c in self.concurrency},
-                "slow_clients": self.slow_clients, "burst_clients": self.burst_clients,
-                "start_timeout": self.start_timeout,
-                "pinning": "1 worker: server on CPU 0, wrk on CPU 1; 2 workers: unpinned"}
 
 
 def pool_size() -> int:
@@ -109,64 +71,6 @@ def forget_cached() -> None:
     client.delete("bench-small", "bench-medium", "bench-large")
 
 
-def warm(base: str, paths: list[str]) -> None:
-    for path in paths:
-        with urllib.request.urlopen(base + path, timeout=60) as response:
-            response.read()
-
-
-def small_run(server: Any, paths: list[str], connections: int, seconds: float,
-              cpus: str | None, threads: int) -> dict:
-    """One wrk run over the small files, with DB transactions per request and the
-    server's RSS and PostgreSQL connections sampled meanwhile."""
-    from bench import load, sampling
-
-    before = sampling.pg_transactions(DBNAME)
-    with sampling.Sampler(server.pid, DBNAME) as sampler:
-        result = load.wrk(server.base, paths, connections, seconds, threads, cpus)
-    time.sleep(1.2)  # PostgreSQL publishes statistics about once a second
-    result["db_round_trips_per_request"] = (sampling.pg_transactions(DBNAME) - before) / max(
-        result["requests"], 1)
-    result.update(sampler.figures())
-    say(f"    c{connections}: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms, "
-        f"socket errors {result['errors'] - result['status_errors']}, "
-        f"HTTP>=400 {result['status_errors']}, PG {result['max_pg_connections']}")
-    return result
-
-
-def large_run(server: Any, path: str, seconds: float, cpus: str | None, threads: int) -> dict:
-    from bench import load
-
-    result = load.wrk(server.base, [path], 8, seconds, threads, cpus)
-    say(f"    1 GiB x8: {result['bytes_per_s'] / 1e9:.2f} GB/s, errors {result['errors']}")
-    return result
-
-
-def slow_run(server: Any, paths: list[str], clients: int, probe: str) -> dict:
-    from bench import load, sampling
-
-    with sampling.Sampler(server.pid, DBNAME) as sampler:
-        outcome = load.slow_readers(server.base, paths, clients, rate=256 * 1024,
-                                    size=1 << 20, probe_path=probe)
-    result = {**outcome.summary(), **sampler.figures()}
-    say(f"    {clients} slow readers: {result['completed']} completed, "
-        f"{result['failed']} failed, RSS {result['max_rss_mib_per_process']:.0f} MiB, "
-        f"PG {result['max_pg_connections']}, probe p99 {result['probe_p99_ms']:.0f} ms")
-    return result
-
-
-def burst_run(server: Any, paths: list[str], clients: int) -> dict:
-    from bench import load, sampling
-
-    with sampling.Sampler(server.pid, DBNAME) as sampler:
-        outcome = load.burst(server.base, paths, clients, window=2.0)
-    result = {**outcome.summary(), **sampler.figures()}
-    say(f"    burst of {clients}: {result['completed']} completed, {result['failed']} failed,"
-        f" statuses {result['statuses']}, errors {result['errors']}, "
-        f"{result['seconds']:.1f} s")
-    return result
-
-
 @dataclass(frozen=True)
 class Suite:
     """Everything a contender's measurements need besides the contender."""
@@ -178,15 +82,28 @@ class Suite:
     fail_start: frozenset[str]
 
 
+def _client(workers: int) -> tuple[str | None, str | None, int]:
+    """(server CPUs, wrk CPUs, wrk threads): pinned apart with 1 worker, unpinned with 2."""
+    return ("0", "1", 1) if workers == 1 else (None, None, 2)
+
+
+#: The scenarios measured on a contender's ordinary start, and those of 1 worker only.
+MAIN = ("published", "large", "slow", "burst")
+ONE_WORKER = ("slow", "burst")
+
+
 def measure(recorder: Any, suite: Suite, contender: Any, workers: int) -> None:
-    """Start ``contender`` with ``workers`` workers and run every point ``repeats`` times,
-    saving the JSON after each; a start failure or a failing point is recorded in the
-    run's entry (status, reason, log) and the suite goes on."""
+    """Start ``contender`` with ``workers`` workers and run every point of the plan's
+    scenarios ``repeats`` times, saving the JSON after each; a start failure or a failing
+    point is recorded in the run's entry (status, reason, log) and the suite goes on."""
     from bench import load, servers
     from pulp_content_asgi.devtools import processes
 
     plan = suite.plan
-    server_cpus, client_cpus, threads = ("0", "1", 1) if workers == 1 else (None, None, 2)
+    wanted = {s for s in MAIN if s in plan.scenarios and (workers == 1 or s not in ONE_WORKER)}
+    if not wanted:
+        return
+    server_cpus, client_cpus, threads = _client(workers)
     entry = recorder.add_run({"contender": contender.name, "workers": workers,
                               "status": "starting", "small": {}, "large": [], "slow": [],
                               "burst": []})
@@ -208,32 +125,132 @@ def measure(recorder: Any, suite: Suite, contender: Any, workers: int) -> None:
             # A hot set the cache holds: 500 files, each requested once first.
             paths = suite.small[:500]
             warm(server.base, paths)
-        load.wrk(server.base, paths, 16, 5, threads, client_cpus)  # warm-up
+        load.wrk(server.base, paths, 16, plan.warmup(), threads, client_cpus)  # warm-up
         # A slow server still works on the requests wrk dropped at the end of the
         # warm-up; one more request waits (roughly) for that before measuring.
         warm(server.base, paths[:1])
         mapped, family = servers.uvloop_workers(server.pid)
         entry["uvloop_processes"] = {"mapped": mapped, "processes": family}
-        for c in plan.concurrency:
+        entry["idle"] = idle(server.pid)
+        for c in plan.concurrency if "published" in wanted else ():
             runs = entry["small"].setdefault(str(c), [])
             for _ in range(plan.repeats):
                 runs.append(small_run(server, paths, c, plan.duration(c), client_cpus,
                                       threads))
                 recorder.save()
-        for _ in range(plan.repeats):
+        for _ in range(plan.repeats if "large" in wanted else 0):
             entry["large"].append(large_run(server, PREFIX + suite.large, plan.seconds,
                                             client_cpus, threads))
             recorder.save()
-        if workers == 1:
-            for _ in range(plan.repeats):
-                entry["slow"].append(slow_run(server, suite.medium, plan.slow_clients,
-                                              suite.small[0]))
-                recorder.save()
-            for _ in range(plan.repeats):
-                entry["burst"].append(burst_run(server, paths, plan.burst_clients))
-                recorder.save()
+        for _ in range(plan.repeats if "slow" in wanted else 0):
+            entry["slow"].append(slow_run(server, suite.medium, plan.slow_clients,
+                                          suite.small[0]))
+            recorder.save()
+        for _ in range(plan.repeats if "burst" in wanted else 0):
+            entry["burst"].append(burst_run(server, paths, plan.burst_clients))
+            recorder.save()
         entry["status"] = "ran"
     except Exception as error:  # recorded in the results; the other contenders still run
+        entry.update(status="failed", error=f"{type(error).__name__}: {error}"[:500])
+        say(f"  failed: {entry['error']} (log: {server.log_path})")
+    finally:
+        processes.stop(server)
+        recorder.save()
+
+
+def _apps(chosen: list) -> list:
+    """The contenders that serve from the database with the cache off (our app,
+    pulpcore-content): on-demand and object storage run these."""
+    from bench import servers
+
+    return [c for c in chosen if not c.cache
+            and isinstance(c, servers.ContentAsgi | servers.PulpcoreContent)]
+
+
+def measure_objects(recorder: Any, suite: Suite, chosen: list) -> None:
+    """The object-storage scenario: moto's S3 server on loopback, the object set uploaded
+    (``dataset.objects``), then for each worker count and app (ours on granian, the
+    pulpcore-content variants, a baseline): start it with domains on,
+    check GET and HEAD (``bench/objects.py``), count 302/s at the plan's concurrency
+    levels. Recorded under ``objects``; a contender that does not start or fails the
+    check is a row saying so."""
+    from bench import dataset, servers
+    from pulp_content_asgi.devtools import processes
+
+    say("object storage: 302s to an S3 server on loopback")
+    out: dict[str, Any] = {"status": "starting", "count": dataset.S3_COUNT, "runs": []}
+    recorder.results["objects"] = out
+    try:
+        s3 = servers.start(servers.S3Server("s3", "/"), 1, STATE, None, probe="/",
+                           timeout=suite.plan.start_timeout)
+    except servers.StartFailure as failure:
+        out.update(status="did not start", error=failure.reason, log=failure.log_path)
+        say(f"  S3 server did not start: {failure}")
+        recorder.save()
+        return
+    try:
+        found = dataset.objects(s3.base)
+        close_our_connections()
+        out.update(status="running", endpoint=s3.base, bucket=found.bucket,
+                   domain=found.domain, log=s3.log_path)
+        # Our app on its default server (granian): uvicorn would run the same code for
+        # ~7 more minutes of a full run.
+        measured = [c for c in _apps(chosen)
+                    if not isinstance(c, servers.ContentAsgi) or c.server == "granian"]
+        for workers in suite.plan.worker_counts:
+            for contender in measured:
+                say(f"{contender.name}, {workers} worker(s), object storage")
+                entry: dict[str, Any] = {"contender": contender.name, "workers": workers,
+                                         "status": "starting", "redirect": {}}
+                out["runs"].append(entry)
+                redirects(recorder, suite, contender, workers, found, s3.base, entry)
+        out["status"] = "ran"
+    except Exception as error:  # recorded; the rest of the suite still runs
+        out.update(status="failed", error=f"{type(error).__name__}: {error}"[:500])
+        say(f"  object storage failed: {out['error']}")
+    finally:
+        processes.stop(s3)
+        recorder.save()
+
+
+def redirects(recorder: Any, suite: Suite, contender: Any, workers: int, found: Any,
+              endpoint: str, entry: dict[str, Any]) -> None:
+    """One contender's object-storage points, recorded in ``entry``."""
+    from bench import dataset, load, objects, servers
+    from pulp_content_asgi.devtools import processes
+
+    plan = suite.plan
+    server_cpus, client_cpus, threads = _client(workers)
+    try:
+        server = servers.start(contender, workers, STATE, server_cpus,
+                               probe=f"{PREFIX}{found.domain}/", timeout=plan.start_timeout,
+                               fail=contender.name in suite.fail_start,
+                               extra_env=servers.DOMAINS_ENV)
+    except servers.StartFailure as failure:
+        entry.update(status="did not start", error=failure.reason, log=failure.log_path)
+        say(f"  did not start: {failure}")
+        recorder.save()
+        return
+    entry.update(status="checking", log=server.log_path)
+    try:
+        urls = {p: f"{endpoint}/{found.bucket}/{found.keys[p]}" for p in found.paths}
+        entry["check"] = objects.check(server.base, PREFIX, found.paths, found.blobs, urls,
+                                       dataset.S3_CREDENTIALS)
+        if not entry["check"]["ok"]:
+            entry["status"] = "failed the check"
+            say(f"  failed the check: {'; '.join(entry['check']['problems'])[:400]}")
+            return
+        say(f"  check: GET and HEAD of {objects.CHECKED} files correct")
+        paths = [PREFIX + p for p in found.paths]
+        load.wrk(server.base, paths, 16, plan.warmup(), threads, client_cpus, 302)
+        for c in plan.concurrency:
+            runs = entry["redirect"].setdefault(str(c), [])
+            for _ in range(plan.repeats):
+                runs.append(small_run(server, paths, c, plan.duration(c), client_cpus,
+                                      threads, status=302))
+                recorder.save()
+        entry["status"] = "ran"
+    except Exception as error:  # recorded; the other contenders still run
         entry.update(status="failed", error=f"{type(error).__name__}: {error}"[:500])
         say(f"  failed: {entry['error']} (log: {server.log_path})")
     finally:
@@ -265,10 +282,7 @@ def measure_ondemand(recorder: Any, suite: Suite, chosen: list, data: Any) -> No
         out["upstream"] = {"status": "ran", "runs": [
             ondemand.direct(upstream.base, paths) for _ in range(suite.plan.repeats)]}
         recorder.save()
-        for contender in chosen:
-            if contender.cache or not isinstance(
-                    contender, servers.ContentAsgi | servers.PulpcoreContent):
-                continue
+        for contender in _apps(chosen):
             out[contender.name] = ondemand_contender(suite, contender, paths, large_file,
                                                      out["hashing"]["runs"])
             recorder.save()
@@ -327,45 +341,15 @@ def hops(env: dict[str, str], which: str, path: str) -> dict | None:
         return None
 
 
-def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help="an indicative subset: 1 worker, c64, 8 s runs, fewer contenders")
-    parser.add_argument("--only-ondemand", action="store_true",
-                        help="just the on-demand comparison")
-    parser.add_argument("--contenders", help=f"comma-separated; default {DEFAULT_CONTENDERS} "
-                        f"(quick: {QUICK_CONTENDERS})")
-    parser.add_argument("--baseline", metavar="PATH",
-                        help="also run asgi-granian-baseline: our app imported from the "
-                             "source tree at PATH (e.g. `git archive main | tar -x -C PATH`) "
-                             "instead of this checkout, for before/after in one run")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per point (>= 3)")
-    parser.add_argument("--start-timeout", type=float, default=300.0,
-                        help="seconds a contender may take to answer after it is started")
-    parser.add_argument("--fail-start", default="",
-                        help="comma-separated contenders started with an invalid argument, "
-                             "to check that a start failure is reported (tooling test)")
-    args = parser.parse_args()
-    if args.repeats < 3:
-        parser.error("--repeats must be at least 3: a point's spread needs 3 runs")
-    return args
-
-
-def make_plan(args: argparse.Namespace) -> Plan:
-    if args.quick:
-        return Plan(True, 8.0, args.repeats, (64,), (1,), 200, 1000, args.start_timeout)
-    return Plan(False, 10.0, args.repeats, (16, 64, 256), (1, 2), 1000, 1000,
-                args.start_timeout)
-
-
-def suite_run(recorder: Any, args: argparse.Namespace, plan: Plan) -> None:
-    say("preparing database and data set (the first run builds 1.2 GiB of files)")
-    env = setup()
+def suite_run(recorder: Any, args: Any, plan: Plan) -> None:
     from bench import dataset, servers
 
-    data = dataset.build(STATE)
+    servers.PORTS.configure(servers.parse_ports(args.ports) if args.ports else None)
+    say("preparing database and data set (the first run builds 1.2 GiB of files)")
+    env = setup()
+    data = dataset.build(STATE, plan.scenarios)
     close_our_connections()
-    names = (args.contenders or (QUICK_CONTENDERS if plan.quick else DEFAULT_CONTENDERS))
+    names = contenders(args, plan)
     chosen = [c for c in servers.CONTENDERS if c.name in names.split(",")]
     if args.baseline:
         chosen.insert(0, servers.baseline(os.path.abspath(args.baseline)))
@@ -373,16 +357,20 @@ def suite_run(recorder: Any, args: argparse.Namespace, plan: Plan) -> None:
                   [PREFIX + p for p in data.medium_paths], data.large_path,
                   frozenset(filter(None, args.fail_start.split(","))))
     recorder.results["meta"].update(contenders=[c.name for c in chosen],
-                                    pool_per_worker=pool_size())
-    for workers in ([] if args.only_ondemand else plan.worker_counts):
+                                    pool_per_worker=pool_size(), ports=args.ports)
+    for workers in plan.worker_counts:
         for contender in chosen:
-            say(f"{contender.name}, {workers} worker(s)")
+            if {"published", "large", "slow", "burst"} & plan.scenarios:
+                say(f"{contender.name}, {workers} worker(s)")
             measure(recorder, suite, contender, workers)
-    if not plan.quick or args.only_ondemand:
+    if "objects" in plan.scenarios:
+        measure_objects(recorder, suite, chosen)
+    if "ondemand" in plan.scenarios:
         measure_ondemand(recorder, suite, chosen, data)
-    say("counting thread hops per request in-process")
-    recorder.results["hops"] = {"asgi": hops(env, "ours", suite.small[0]),
-                                "pulpcore-content": hops(env, "pulpcore", suite.small[0])}
+    if "counts" in plan.scenarios and suite.small:
+        say("counting thread hops per request in-process")
+        recorder.results["hops"] = {"asgi": hops(env, "ours", suite.small[0]),
+                                    "pulpcore-content": hops(env, "pulpcore", suite.small[0])}
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -394,8 +382,8 @@ def main() -> None:
     plan = make_plan(args)
     from bench import goals, record
 
-    recorder = record.Recorder(os.path.join(HERE, "results"),
-                               {**plan.meta(), "only_ondemand": args.only_ondemand})
+    folder = os.path.join(HERE, "results", *(["tmp"] if plan.smoke else []))
+    recorder = record.Recorder(folder, {**plan.meta(), "only_ondemand": args.only_ondemand})
     signal.signal(signal.SIGTERM, _terminate)
     status = "interrupted"
     try:
@@ -407,8 +395,9 @@ def main() -> None:
     finally:
         written = recorder.finish(status)
         say("wrote " + ", ".join(written))
-    complete = status == "complete" and not plan.quick and not args.only_ondemand
-    if complete and not args.fail_start and not args.contenders and not args.baseline:
+    full = record.kind_of(recorder.results["meta"]) == "full"
+    if status == "complete" and full and not (args.fail_start or args.contenders
+                                               or args.baseline):
         say("updated " + goals.update_readme(recorder.results, os.path.basename(written[0])))
     with open(written[1]) as table:
         print(table.read())

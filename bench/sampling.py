@@ -49,6 +49,15 @@ class Sampler:
         self._thread.join()
 
 
+def rss_now(pid: int) -> dict[str, float]:
+    """The RSS of ``pid``'s family now, MiB: its largest process and the sum."""
+    from pulp_content_asgi.devtools.processes import family, rss
+
+    sizes = [rss(p) for p in family(pid)]
+    return {"rss_mib_per_process": max(sizes, default=0) / 2**20,
+            "rss_mib_total": sum(sizes) / 2**20, "processes": len(sizes)}
+
+
 def pg_connect() -> Any:
     """A monitoring connection to the ``postgres`` database (not the bench database, so
     it is not counted among the server's connections)."""

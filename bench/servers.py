@@ -1,16 +1,22 @@
 """The contenders, each started with the same number of worker processes on the same
 database and files: our app (granian, uvicorn), pulpcore-content (gunicorn + aiohttp,
 from the installed pulpcore, with asyncio's default loop and with uvloop) and nginx
-serving the same bytes by relative path.
+serving the same bytes by relative path; and moto's S3 server for the object-storage
+scenario.
 
 A contender that does not start raises :class:`StartFailure` naming the reason and its
 log file, so the run can record a "did not start" row and go on with the others.
+
+Every server listens on loopback on a port of :data:`PORTS` when a range is configured
+(``--ports``/``BENCH_PORTS``: a machine shared with other jobs keeps each to its own
+range), else on any free ephemeral port.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +37,52 @@ INVALID_ARGUMENT = "--bench-simulated-start-failure"
 
 #: The shared library a process maps once uvloop is imported (uvloop/loop.cpython-*.so).
 UVLOOP_LIBRARY = "/uvloop/loop."
+
+#: What our app and pulpcore-content need for the object-storage scenario: the domain
+#: segment in content URLs (the S3 storage is a domain's, ``bench/dataset.py``).
+DOMAINS_ENV = {"PULP_DOMAIN_ENABLED": "true"}
+
+
+def parse_ports(spec: str) -> range:
+    """``"25500-25599"`` → the inclusive range of ports; raises ValueError on anything
+    else (not two integers, reversed, outside 1024-65535)."""
+    low, sep, high = spec.partition("-")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+        raise ValueError(f"ports {spec!r}: expected LOW-HIGH, e.g. 25500-25599")
+    first, last = int(low), int(high)
+    if not 1024 <= first <= last <= 65535:
+        raise ValueError(f"ports {spec!r}: need 1024 <= LOW <= HIGH <= 65535")
+    return range(first, last + 1)
+
+
+class Ports:
+    """Loopback ports from a configured range, taken in turn (a port just released may
+    still be held by a stopping server), or ephemeral ports when no range is set."""
+
+    def __init__(self) -> None:
+        self.range: range | None = None
+        self._next = 0
+
+    def configure(self, ports: range | None) -> None:
+        self.range, self._next = ports, 0
+
+    def take(self) -> int:
+        """A port nothing listens on now; raises RuntimeError when the range is full."""
+        if self.range is None:
+            return processes.free_port()
+        for step in range(len(self.range)):
+            port = self.range[(self._next + step) % len(self.range)]
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            self._next = (self._next + step + 1) % len(self.range)
+            return port
+        raise RuntimeError(f"no free port in {self.range.start}-{self.range.stop - 1}")
+
+
+PORTS = Ports()
 
 
 @dataclass(frozen=True)
@@ -102,6 +154,16 @@ http {{
 }}
 """
 
+@dataclass(frozen=True)
+class S3Server(Contender):
+    """moto's S3 server (``moto_server``, from the ``moto[server]`` package the tests use):
+    an S3-protocol server on loopback that checks SigV4 request signatures' form and keeps
+    objects in memory (they are gone when it stops)."""
+
+    def argv(self, workers: int, root: str, port: int) -> list[str]:
+        return [os.path.join(BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+
+
 UVLOOP_ENV = {"PULP_UVLOOP_ENABLED": "true"}
 METRICS_ENV = {"PULP_CONTENT_ASGI_PROMETHEUS_ENABLED": "true"}
 
@@ -142,19 +204,20 @@ class StartFailure(Exception):
 
 
 def start(contender: Contender, workers: int, root: str, cpus: str | None, *, probe: str,
-          timeout: float, fail: bool = False) -> processes.Server:
-    """Start ``contender`` (pinned to ``cpus`` with taskset when given) and wait up to
-    ``timeout`` seconds until GET ``probe`` answers; ``fail`` adds
-    :data:`INVALID_ARGUMENT`.
+          timeout: float, fail: bool = False,
+          extra_env: dict[str, str] | None = None) -> processes.Server:
+    """Start ``contender`` (pinned to ``cpus`` with taskset when given) on a port of
+    :data:`PORTS` and wait up to ``timeout`` seconds until GET ``probe`` answers; ``fail``
+    adds :data:`INVALID_ARGUMENT`; ``extra_env`` is added to the contender's environment.
 
     Raises :class:`StartFailure` when the process exits or does not answer in time.
     """
-    port = processes.free_port()
+    port = PORTS.take()
     argv = contender.argv(workers, root, port) + ([INVALID_ARGUMENT] if fail else [])
     if cpus:
         argv = ["taskset", "-c", cpus, *argv]
     env = {**(CACHE_ENV if contender.cache else {"PULP_CACHE_ENABLED": "false"}),
-           **contender.env}
+           **contender.env, **(extra_env or {})}
     logs = os.path.join(root, "logs")
     os.makedirs(logs, exist_ok=True)
     log_path = os.path.join(logs, f"{contender.name}-w{workers}-{port}.log")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -156,10 +156,30 @@ def _digests(blob: bytes) -> dict[str, str]:
     return {name: hashlib.new(name, blob).hexdigest() for name in Artifact.DIGEST_FIELDS}
 
 
-def bulk_repository(name: str, files: Iterable[tuple[str, bytes]], batch: int = 2000
-                    ) -> FileRepository:
+def artifact_name(sha256: str) -> str:
+    """The storage name of an artifact in the current domain, relative to the storage's
+    root or bucket: pulpcore's ``get_artifact_path`` (``artifact/ab/cdef…``, with the
+    domain's id after ``artifact/`` outside the default domain). ``Artifact.file``'s
+    ``pre_save`` moves a file stored under any other name."""
+    from pulpcore.app.models.storage import get_artifact_path
+
+    return str(get_artifact_path(sha256))
+
+
+def write_local(name: str, blob: bytes) -> None:
+    """Write ``blob`` at storage name ``name`` under MEDIA_ROOT (FileSystem storage)."""
+    path = os.path.join(settings.MEDIA_ROOT, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as out:
+        out.write(blob)
+
+
+def bulk_repository(name: str, files: Iterable[tuple[str, bytes]], batch: int = 2000,
+                    store: Callable[[str, bytes], None] = write_local) -> FileRepository:
     """Like :func:`repository` for thousands of files: artifacts are written straight into
-    storage and rows are bulk-inserted (benchmark data sets)."""
+    storage by ``store(name, bytes)`` (MEDIA_ROOT by default; the benchmark's object set
+    uploads to a bucket) and rows are bulk-inserted, in the current domain (benchmark data
+    sets)."""
     from django.db import transaction
 
     repo = FileRepository.objects.create(name=name)
@@ -173,11 +193,8 @@ def bulk_repository(name: str, files: Iterable[tuple[str, bytes]], batch: int = 
             sha = digests["sha256"]
             if sha in by_sha:
                 continue
-            name = f"artifact/{sha[:2]}/{sha[2:]}"
-            path = os.path.join(settings.MEDIA_ROOT, name)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as out:
-                out.write(blob)
+            name = artifact_name(sha)
+            store(name, blob)
             by_sha[sha] = Artifact(file=name, size=len(blob), **digests)
         with transaction.atomic():
             Artifact.objects.bulk_create(list(by_sha.values()), ignore_conflicts=True)
