@@ -1,0 +1,372 @@
+"""bench/goals.py judges issue #18's table from one results file: each row met, missed, or
+not evaluated when an input is missing (fail-closed), from hand-made results shaped like
+bench/run.py's JSON. Pure: no server, no database."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import goals
+
+pytestmark = pytest.mark.fast
+
+LEVELS = ("16", "64")
+
+
+def _small(rps: float, p99: float = 5.0, pg: int = 4) -> list[dict[str, Any]]:
+    """Three wrk runs around ``rps`` (±5 %)."""
+    return [{"rps": rps * f, "p99_ms": p99 * f, "max_pg_connections": pg, "requests": 1000,
+             "errors": 0, "status_errors": 0, "db_round_trips_per_request": 1.01}
+            for f in (0.95, 1.0, 1.05)]
+
+
+def _slow(peak: float, idle: float, idle_total: float) -> list[dict[str, Any]]:
+    return [{"clients": 1000, "completed": 1000, "failed": 0, "max_rss_mib_per_process": peak,
+             "idle_rss_mib_per_process": idle, "idle_rss_mib_total": idle_total}] * 3
+
+
+def _run(name: str, workers: int, rps: float, p99: float = 5.0, pg: int | None = None,
+         gbps: float = 1.0, slow: list | None = None) -> dict[str, Any]:
+    pg = 4 * workers if pg is None else pg
+    return {"contender": name, "workers": workers, "status": "ran",
+            "small": {c: _small(rps, p99, pg) for c in LEVELS},
+            "large": [{"bytes_per_s": gbps * 1e9}] * 3, "slow": slow or [],
+            "burst": [{"clients": 1000, "completed": 1000, "failed": 0}] * 3 if workers == 1
+            else []}
+
+
+def _redirects(name: str, workers: int, rate: float, ok: bool = True) -> dict[str, Any]:
+    return {"contender": name, "workers": workers, "status": "ran" if ok else
+            "failed the check",
+            "check": {"ok": ok, "problems": [] if ok else ["HEAD x: Location signed for GET, "
+                                                             "expected HEAD"]},
+            "redirect": {} if not ok else {c: [{"status_per_s": rate * f, "status_other": 0,
+                                                "errors": 0, "status_errors": 0}
+                                               for f in (0.95, 1.0, 1.05)] for c in LEVELS}}
+
+
+def complete() -> dict[str, Any]:
+    """Results of a full run in which every row is met."""
+    runs = []
+    for w in (1, 2):
+        runs += [
+            _run("asgi-granian", w, 2000 * w, p99=5, slow=_slow(130, 110, 180)),
+            _run("asgi-uvicorn", w, 1900 * w),
+            _run("asgi-granian-cache", w, 4000 * w),
+            _run("pulpcore-content", w, 100 * w, p99=50, slow=_slow(300, 240, 260)),
+            _run("pulpcore-content-uvloop", w, 150 * w, p99=40, slow=_slow(300, 230, 250)),
+            _run("nginx", w, 9000, gbps=1.0), _run("nginx-copy", w, 9000, gbps=1.05),
+        ]
+    for r in runs:
+        if r["workers"] == 1 and not r["contender"].startswith("asgi-granian") \
+                and not r["slow"]:
+            r["slow"] = _slow(100, 90, 120)
+    objects = [_redirects(n, w, rate * w) for w in (1, 2) for n, rate in
+               (("asgi-granian", 1000), ("pulpcore-content", 150),
+                ("pulpcore-content-uvloop", 180))]
+    return {
+        "meta": {"commit": "0123456789ab", "started": "2026-12-01T00:00:00+00:00",
+                 "status": "complete", "quick": False, "repeats": 3,
+                 "concurrency": [int(c) for c in LEVELS], "workers": [1, 2],
+                 "slow_clients": 1000, "burst_clients": 1000, "pool_per_worker": 4},
+        "runs": runs,
+        "objects": {"status": "ran", "count": 1000, "runs": objects},
+        "ondemand": {"hashing": {"status": "ran", "runs": [{"gbps": 1.0}] * 3},
+                     "asgi-granian": {"status": "ran", "runs": [{"large_gbps": 0.9}] * 3},
+                     "pulpcore-content": {"status": "ran", "runs": [{"large_gbps": 0.3}] * 3},
+                     "pulpcore-content-uvloop": {"status": "ran",
+                                                 "runs": [{"large_gbps": 0.5}] * 3}},
+        "hops": {"asgi": {"hops_per_request": 1.0, "queries_per_request": 1.0},
+                 "pulpcore-content": {"hops_per_request": 12.0, "queries_per_request": 9.0}},
+    }
+
+
+ROWS = ["published 1w", "published 2w", "object storage", "on-demand", "burst",
+        "slow readers", "PG connections", "round trips", "large file", "thread hops"]
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, str]:
+    return dict(zip(ROWS, (r.verdict for r in goals.rows(results)), strict=True))
+
+
+def row(results: dict[str, Any], name: str) -> goals.Row:
+    return goals.rows(results)[ROWS.index(name)]
+
+
+def _entry(results: dict[str, Any], name: str, workers: int = 1) -> dict[str, Any]:
+    return next(r for r in results["runs"] if r["contender"] == name and r["workers"] == workers)
+
+
+def _redirect(results: dict[str, Any], name: str, workers: int = 1) -> dict[str, Any]:
+    return next(r for r in results["objects"]["runs"]
+                if r["contender"] == name and r["workers"] == workers)
+
+
+def _scale(runs: list[dict[str, Any]], key: str, factor: float) -> None:
+    for r in runs:
+        r[key] *= factor
+
+
+def test_every_row_is_met_on_complete_results() -> None:
+    assert set(verdicts(complete()).values()) == {"met"}
+
+
+# --- each row missed ------------------------------------------------------------------
+
+def _slower_at_c64(r: dict) -> None:  # 2000 → 1400 req/s: 9.3x pulpcore-content-uvloop's 150
+    _scale(_entry(r, "asgi-granian")["small"]["64"], "rps", 0.7)
+
+
+def _cache_four_times_faster(r: dict) -> None:  # ours 2000 vs cache 9000: 0.22x
+    _scale(_entry(r, "asgi-granian-cache")["small"]["16"], "rps", 9000 / 4000)
+
+
+def _p99_worse_than_pulpcore(r: dict) -> None:  # 45 ms vs pulpcore-content-uvloop's 40
+    _scale(_entry(r, "asgi-granian")["small"]["16"], "p99_ms", 9)
+
+
+def _two_workers_five_times(r: dict) -> None:  # 4000 → 1500 req/s at 2w: 5x
+    _scale(_entry(r, "asgi-granian", 2)["small"]["64"], "rps", 1500 / 4000)
+
+
+def _objects_four_times(r: dict) -> None:  # 1000 → 700 302/s: 3.9x 180
+    _scale(_redirect(r, "asgi-granian")["redirect"]["16"], "status_per_s", 0.7)
+
+
+def _our_head_signed_for_get(r: dict) -> None:
+    r["objects"]["runs"][0] = _redirects("asgi-granian", 1, 0, ok=False)
+
+
+def _some_answers_not_302(r: dict) -> None:
+    _redirect(r, "asgi-granian", 2)["redirect"]["64"][1]["status_other"] = 3
+
+
+def _ondemand_slow(r: dict) -> None:  # 0.7 GB/s: 1.4x pulpcore's 0.5
+    r["ondemand"]["asgi-granian"]["runs"] = [{"large_gbps": 0.7}] * 3
+
+
+def _hashing_far_ahead(r: dict) -> None:  # limit 1.2 GB/s: 1.33x ours
+    r["ondemand"]["hashing"]["runs"] = [{"gbps": 1.2}] * 3
+
+
+def _uvicorn_burst_one_failed(r: dict) -> None:
+    _entry(r, "asgi-uvicorn")["burst"] = [{"failed": 0}, {"failed": 1}, {"failed": 0}]
+
+
+def _metrics_burst_failed(r: dict) -> None:  # another contender of ours that ran
+    metrics = _run("asgi-granian-metrics", 1, 1800)
+    metrics["burst"] = [{"failed": 272}] * 3
+    r["runs"].append(metrics)
+
+
+def _forty_kib_per_connection(r: dict) -> None:
+    _entry(r, "asgi-granian")["slow"] = _slow(110 + 1000 * 40 / 1024, 110, 180)
+
+
+def _idle_above_pulpcore(r: dict) -> None:  # 260 MiB vs pulpcore-content-uvloop's 250
+    _entry(r, "asgi-granian")["slow"] = _slow(280, 260, 260)
+
+
+def _a_reader_failed(r: dict) -> None:
+    _entry(r, "asgi-granian")["slow"][1] = {**_entry(r, "asgi-granian")["slow"][1],
+                                            "completed": 999, "failed": 1}
+
+
+def _five_connections_per_worker(r: dict) -> None:
+    _entry(r, "asgi-granian", 2)["small"]["64"][2]["max_pg_connections"] = 10
+
+
+def _two_statements(r: dict) -> None:
+    r["hops"]["asgi"]["queries_per_request"] = 2.0
+
+
+def _large_file_slow(r: dict) -> None:
+    _scale(_entry(r, "asgi-granian", 2)["large"], "bytes_per_s", 0.5)
+
+
+def _two_hops(r: dict) -> None:
+    r["hops"]["asgi"]["hops_per_request"] = 2.0
+
+
+@pytest.mark.parametrize(("mutate", "missed"), [
+    (_slower_at_c64, {"published 1w", "PG connections"}),
+    (_cache_four_times_faster, {"published 1w", "PG connections"}),
+    (_p99_worse_than_pulpcore, {"published 1w", "PG connections"}),
+    (_two_workers_five_times, {"published 2w"}),
+    (_objects_four_times, {"object storage"}),
+    (_our_head_signed_for_get, {"object storage"}),
+    (_some_answers_not_302, {"object storage"}),
+    (_ondemand_slow, {"on-demand"}),
+    (_hashing_far_ahead, {"on-demand"}),
+    (_uvicorn_burst_one_failed, {"burst"}),
+    (_metrics_burst_failed, {"burst"}),
+    (_forty_kib_per_connection, {"slow readers"}),
+    (_idle_above_pulpcore, {"slow readers"}),
+    (_a_reader_failed, {"slow readers"}),
+    (_five_connections_per_worker, {"PG connections"}),
+    (_two_statements, {"round trips"}),
+    (_large_file_slow, {"large file"}),
+    (_two_hops, {"thread hops"}),
+], ids=lambda x: x.__name__.strip("_") if callable(x) else "")
+def test_a_figure_past_its_bound_misses_its_row(mutate: Callable[[dict], None],
+                                                missed: set[str]) -> None:
+    results = complete()
+    mutate(results)
+    found = verdicts(results)
+    assert {name for name, v in found.items() if v == "missed"} == missed
+    assert {name for name, v in found.items() if v != "missed"} == set(ROWS) - missed
+    assert all(found[name] == "met" for name in set(ROWS) - missed)
+
+
+# --- each row not evaluated when an input is missing ----------------------------------
+
+def _without(name: str, workers: int | None = None) -> Callable[[dict], None]:
+    def mutate(r: dict) -> None:
+        r["runs"] = [e for e in r["runs"] if not (
+            e["contender"] == name and workers in (None, e["workers"]))]
+    mutate.__name__ = f"without_{name}" + (f"_{workers}w" if workers else "")
+    return mutate
+
+
+def _did_not_start(name: str, workers: int) -> Callable[[dict], None]:
+    def mutate(r: dict) -> None:
+        e = _entry(r, name, workers)
+        e.clear()
+        e.update(contender=name, workers=workers, status="did not start",
+                 error="exited with status 1", small={}, large=[], slow=[], burst=[])
+    mutate.__name__ = f"{name}_{workers}w_did_not_start"
+    return mutate
+
+
+def _no_objects(r: dict) -> None:
+    r["objects"] = None
+
+
+def _s3_did_not_start(r: dict) -> None:
+    r["objects"] = {"status": "did not start", "error": "exited with status 1", "runs": []}
+
+
+def _pulpcore_failed_the_check(r: dict) -> None:
+    r["objects"]["runs"][2] = _redirects("pulpcore-content-uvloop", 1, 0, ok=False)
+
+
+def _no_ondemand_hashing(r: dict) -> None:
+    r["ondemand"]["hashing"]["runs"] = []
+
+
+def _ondemand_pulpcore_failed(r: dict) -> None:
+    r["ondemand"]["pulpcore-content"] = {"status": "failed", "error": "timeout"}
+
+
+def _burst_of_200(r: dict) -> None:
+    r["meta"]["burst_clients"] = 200
+
+
+def _slow_results_without_idle(r: dict) -> None:  # results older than the measure
+    for e in r["runs"]:
+        for run in e["slow"]:
+            run.pop("idle_rss_mib_total", None)
+
+
+def _no_hops(r: dict) -> None:
+    r["hops"] = None
+
+
+def _no_c64(r: dict) -> None:
+    r["meta"]["concurrency"] = [16]
+
+
+@pytest.mark.parametrize(("mutate", "unevaluated"), [
+    (_without("pulpcore-content-uvloop", 1), {"published 1w", "slow readers",
+                                              "PG connections"}),
+    (_without("asgi-granian-cache", 1), {"published 1w", "burst", "PG connections"}),
+    (_without("pulpcore-content", 2), {"published 2w"}),
+    (_did_not_start("asgi-uvicorn", 1), {"burst"}),
+    (_did_not_start("nginx-copy", 2), {"large file"}),
+    (_no_objects, {"object storage"}),
+    (_s3_did_not_start, {"object storage"}),
+    (_pulpcore_failed_the_check, {"object storage"}),
+    (_no_ondemand_hashing, {"on-demand"}),
+    (_ondemand_pulpcore_failed, {"on-demand"}),
+    (_burst_of_200, {"burst"}),
+    (_slow_results_without_idle, {"slow readers"}),
+    (_no_hops, {"round trips", "thread hops"}),
+    (_no_c64, {"PG connections"}),
+], ids=lambda x: x.__name__.strip("_") if callable(x) else "")
+def test_a_missing_input_leaves_its_row_not_evaluated(mutate: Callable[[dict], None],
+                                                      unevaluated: set[str]) -> None:
+    results = complete()
+    mutate(results)
+    found = verdicts(results)
+    assert {name for name, v in found.items() if v == "not evaluated"} == unevaluated
+    assert all(found[name] == "met" for name in set(ROWS) - unevaluated)
+
+
+def test_the_missing_input_is_named() -> None:
+    results = complete()
+    _without("pulpcore-content-uvloop", 1)(results)
+    assert "pulpcore-content-uvloop (1 worker(s)) did not run" in row(
+        results, "published 1w").result
+    _pulpcore_failed_the_check(results)
+    assert "pulpcore-content-uvloop (1 worker(s)) failed the GET/HEAD check: HEAD x: " \
+        "Location signed for GET" in row(results, "object storage").result
+
+
+def test_fewer_than_three_runs_show_the_figures_without_a_verdict() -> None:
+    results = complete()
+    for e in results["runs"]:
+        for runs in e["small"].values():
+            del runs[1:]
+    first = row(results, "published 1w")
+    assert first.verdict == "not evaluated"
+    assert "(1 run(s) per point, 3 needed)" in first.result
+    assert "c16: 1900 (1 run) req/s, 13.3x pulpcore-content-uvloop's" in first.result
+    assert row(results, "object storage").verdict == "met"  # its points kept 3 runs
+
+
+def test_p99_is_today_s_code_when_a_baseline_ran() -> None:
+    results = complete()
+    assert "no baseline recorded, today = pulpcore-content" in row(results,
+                                                                   "published 1w").result
+    results["runs"].append(_run("asgi-granian-baseline", 1, 300, p99=4))
+    first = row(results, "published 1w")
+    assert first.verdict == "missed"  # ours 5 ms against today's 4 ms
+    assert "asgi-granian-baseline, today's code in this run" in first.result
+
+
+def test_pg_connections_follow_the_first_row() -> None:
+    results = complete()
+    _entry(results, "asgi-granian-cache")["small"] = {}
+    assert row(results, "PG connections").verdict == "not evaluated"
+    assert "the first row is not evaluated" in row(results, "PG connections").result
+
+
+def test_the_faster_pulpcore_variant_is_the_reference() -> None:
+    results = complete()
+    text = row(results, "object storage").result
+    assert "1w c16: 1000 (950-1050) 302/s, 5.56x pulpcore-content-uvloop's 180 (171-189)" \
+        in text
+    slow = row(results, "slow readers").result  # memory: the smaller variant's
+    assert "20.5 KiB per connection" in slow
+    assert "idle RSS 180 MiB vs pulpcore-content-uvloop's 250" in slow
+
+
+def test_the_readme_section_is_the_new_table(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    shutil.copy(goals.README, readme)
+    results = complete()
+    goals.update_readme(copy.deepcopy(results), "2026-12-01T0000Z-vm-full.json", str(readme))
+    text = readme.read_text()
+    section = text[text.index(goals.BEGIN):text.index(goals.END)]
+    assert "From `results/2026-12-01T0000Z-vm-full.json` (commit `0123456789ab`" in section
+    assert section.count("| met |") == len(ROWS)
+    assert "| object storage (S3 on loopback, redirects on), 4 KiB objects, cache off |" \
+        in section
+    assert "RSS ≤ 150 MiB" not in section  # the first round's goals are gone
+    assert text.count(goals.BEGIN) == 1 and text.count(goals.END) == 1
