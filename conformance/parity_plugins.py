@@ -4,6 +4,7 @@ stack from local upstreams, asked of our app and of pulpcore-content.
     python -m conformance.parity_plugins [--report conformance/parity-plugins.md]
                                          [--plugins rpm,deb,python,npm,ostree,maven,
                                                     ansible,gem,container] [--domains]
+                                         [--object-storage file,rpm,python,container]
 
 Runs on the stack of ``make pulp-up`` (started here if it is not up). For each plugin it
 builds local upstreams (conformance/fixtures/), then through pulpcore-api (HTTP, Basic
@@ -14,15 +15,18 @@ it (rpm, deb, python, npm, gem, container: nothing may be saved for them, which 
 database is searched for; ostree, maven, ansible and pulp_container's pull-through remote
 are asked for one and must refuse it, ``STREAMED_REFUSED``); rpm and deb a
 signed repository (conformance/signing.py); pull-through distributions on a remote for
-maven (it has no sync), python, npm and container; ansible a collection uploaded into a
-repository and one synced from a Galaxy v3 upstream. It publishes where the plugin
-publishes (rpm, deb, python, gem) and distributes. The requests of each distribution —
-listings, every file it serves, the package with HEAD, ranges and conditionals, the
-plugin's own paths (``config.repo``, the PyPI JSON API, the npm packument, …) — go to a
-pair of processes on the stack's
-database, our app and pulpcore-content, each with its own Redis database
-(conformance/parity.py: raw requests, the same ``Host``, independent answers), and are
-compared on status, the headers that matter and the body.
+maven (it has no sync), python, npm and container, and for python and npm also on a
+``streamed`` remote (``pull_through_streamed``: nothing may be saved); ansible a
+collection uploaded into a repository, one synced from a Galaxy v3 upstream and one
+uploaded and signed (pulp_ansible's ``sign`` task; its signature, as the Galaxy API
+lists it, is verified against ``MANIFEST.json`` of the tarball each app served). It
+publishes where the plugin publishes (rpm, deb, python, gem) and distributes. The
+requests of each distribution — listings, every file it serves, the package with HEAD,
+ranges and conditionals, the plugin's own paths (``config.repo``, the PyPI JSON API, the
+npm packument, …) — go to a pair of processes on the stack's database, our app and
+pulpcore-content, each with its own Redis database (conformance/parity.py: raw requests,
+the same ``Host``, independent answers), and are compared on status, the headers that
+matter and the body.
 
 Two passes: our app first, then pulpcore-content first. What the apps fetch from an
 upstream (on-demand content, pull-through files) is fetched by whichever app asks
@@ -46,7 +50,12 @@ the stack must name no plugin that needs the legacy app.
 STACK_ARGS=--domains``), everything made through the API root of a domain of its own
 (``/pulp/<domain>/api/v3/``) and asked under ``<prefix><domain>/<base path>/``, container
 blobs under ``/pulp/container/<domain>/<path>/blobs/``, plus each plugin's first file in
-the default and in an unknown domain → conformance/parity-plugins-domains.md.
+the default and in an unknown domain → conformance/parity-plugins-domains.md. Besides,
+file, rpm, python and container content (``immediate``, ``on_demand``) in two domains on
+S3 (conformance/object_storage.py: moto's server on loopback), one with
+``redirect_to_object_storage`` and one without: a redirect's ``Location`` is compared
+without its signing time, its signature verified for the method, and followed, so what
+the client ends with is compared too.
 
 Every difference needs a rule (conformance/parity.py ``RULES``, and ``PLUGIN_RULES``
 here); one that none explains is ``UNEXPLAINED`` and makes the command exit 1.
@@ -57,6 +66,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import hashlib
 import html
 import importlib.metadata
@@ -75,6 +85,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from conformance import fixtures, signing
+from conformance import object_storage as s3
 from conformance import parity as base
 from conformance import stack as stacks
 
@@ -83,7 +94,8 @@ PLUGINS = ("rpm", "deb", "python", "npm", "ostree", "maven", "ansible", "gem", "
 COMPARED = (*base.COMPARED, "docker-content-digest", "docker-distribution-api-version",
             "x-pypi-last-serial")
 #: Ports after the parity pair (+4, +5): the static upstreams and the registry.
-FIXTURE_OFFSET = {"http": 6, "registry": 7}
+#: moto's S3 server (``--domains``) after them.
+FIXTURE_OFFSET = {"http": 6, "registry": 7, "s3": 8}
 API = "/pulp/api/v3/"
 
 
@@ -147,9 +159,34 @@ def signed_publication(plugin: str, service: str) -> dict[str, object]:
     return {"signing_service": service} if plugin == "deb" else {}
 
 
+#: Pull-through distributions on a ``streamed`` remote (python, npm): the content app
+#: streams each file and saves nothing (pulpcore: ``save_artifact`` is False for a
+#: streamed remote, ``handler.py:1008-1011``; no content unit is made either).
+PULL_THROUGH_STREAMED = "pull_through_streamed"
+
+
+def pulls_through(policy: str) -> bool:
+    """Whether the distribution of this policy serves a remote alone (``pull_through``,
+    ``pull_through_streamed``)."""
+    return policy.startswith("pull_through")
+
+
+def never_stores(policy: str) -> bool:
+    """Whether the distribution's remote is ``streamed``: nothing may ever be saved."""
+    return policy in ("streamed", PULL_THROUGH_STREAMED)
+
+
+def remote_policy(plugin: str, policy: str) -> str:
+    """The ``policy`` of the remote a distribution of this (corpus) policy syncs or pulls
+    through."""
+    if policy == "pull_through":
+        return PULL_THROUGH_POLICY.get(plugin, "immediate")
+    return {"signed": "immediate", PULL_THROUGH_STREAMED: "streamed"}.get(policy, policy)
+
+
 def kind_of(plugin: str, policy: str) -> Kind:
     """The endpoints of a plugin's distribution of this policy."""
-    if policy == "pull_through":
+    if pulls_through(policy):
         return PULL_THROUGH_KINDS.get(plugin, KINDS[plugin])
     return KINDS[plugin]
 
@@ -244,11 +281,21 @@ class Served:
     #: ``DOMAIN_ENABLED``: the domain everything of this distribution was made in
     domain: str = ""
     #: a streamed remote's content: content artifact pk -> the sha256 its remote
-    #: artifact declares (None: none declared); nothing may ever be saved for them
+    #: artifact declares (None: none declared); a streamed pull-through distribution's
+    #: files (in no table until saved): ``url:<upstream url>`` -> the sha256 of the
+    #: upstream's bytes; nothing may ever be saved for them
     never_saved: dict[str, str | None] = field(default_factory=dict)
     #: npm: whether Pulp will know its tarballs' sha512 when the packument is asked
     #: (False: streamed, and no remote artifact records one)
     sha512_known: bool = True
+    #: a domain on object storage (``object_storage.DOMAINS``): ``S3 redirect`` or ``S3
+    #: proxy``; empty on FileSystem storage
+    storage: str = ""
+
+    @property
+    def who(self) -> str:
+        """How its requests are labelled: ``<plugin> <policy>[ [<storage>]]``."""
+        return f"{self.plugin} {self.policy}" + (f" [{self.storage}]" if self.storage else "")
 
     def path_of(self, content_artifact: str) -> str:
         """The served path (container: digest) of one of its content artifacts."""
@@ -287,14 +334,12 @@ def create(api: PulpApi, upstreams: dict[tuple[str, str], fixtures.Upstream],
     for one in served:
         kind, name = kind_of(one.plugin, one.policy), f"parity-{one.plugin}-{one.policy}-{unique}"
         remote = {"name": name, "url": one.upstream.url, **one.upstream.remote,
-                  "policy": PULL_THROUGH_POLICY.get(one.plugin, "immediate")
-                  if one.policy == "pull_through" else "immediate"
-                  if one.policy == "signed" else one.policy}
+                  "policy": remote_policy(one.plugin, one.policy)}
         if one.plugin == "python":
             remote["includes"] = [one.upstream.package]
         if kind.remote and one.upstream.url:
             one.remote = api.post(f"remotes/{kind.remote}/", remote)["pulp_href"]
-        if kind.repository and one.policy != "pull_through":
+        if kind.repository and not pulls_through(one.policy):
             one.repository = api.post(f"repositories/{kind.repository}/", {
                 "name": name, **(signed_repository(one.plugin, (signing or {})[one.plugin])
                                  if one.policy == "signed" else {})})["pulp_href"]
@@ -303,6 +348,11 @@ def create(api: PulpApi, upstreams: dict[tuple[str, str], fixtures.Upstream],
               for one in served if one.repository and one.remote]
              + [api.upload(one.upstream.upload, one.repository) for one in served
                 if one.upstream.upload])
+    # pulp_ansible signs collections in a repository (a new version with their
+    # CollectionVersionSignature), each with its MANIFEST.json.
+    api.wait([api.post(f"{one.repository}sign/", {
+        "content_units": ["*"], "signing_service": (signing or {})[one.plugin]})["task"]
+        for one in served if one.plugin == "ansible" and one.policy == "signed"])
     publishing = [one for one in served if KINDS[one.plugin].publication and one.repository]
     tasks = api.wait([api.post(f"publications/{KINDS[one.plugin].publication}/",
                                {"repository": one.repository,
@@ -332,7 +382,7 @@ def learn_pulled(api: PulpApi, registry: Registry, served: list[Served]) -> None
     pulp_container's registry API makes the image's repository and distribution and a
     task that saves the manifest and its blobs (on demand) in it."""
     for one in served:
-        if one.policy != "pull_through":
+        if not pulls_through(one.policy):
             continue
         if one.plugin == "python":
             page = registry.client.get(f"/pypi/{one.api_base}/simple/{one.upstream.package}/",
@@ -397,13 +447,18 @@ def discover(served: list[Served]) -> None:
     )
 
     for one in served:
-        if one.policy == "pull_through" and not one.repository:  # nothing until asked
+        if pulls_through(one.policy) and not one.repository:  # nothing until asked
             remote = Remote.objects.get(pk=one.remote.rstrip("/").split("/")[-1]).cast()
             one.files = one.files or list(one.upstream.paths)
             one.cold = {path: "url:" + upstream_url(one.upstream.url, path)
                         for path in one.files}
             one.saves = {key for path, key in one.cold.items() if remote
-                         .get_remote_artifact_content_type(path.split("?")[0]) is not None}
+                         .get_remote_artifact_content_type(path.split("?")[0]) is not None
+                         and not never_stores(one.policy)}
+            if never_stores(one.policy):
+                # Nothing of it is in the database: watched by the upstream's bytes.
+                one.never_saved = {key: hashlib.sha256(httpx.get(key[4:]).content).hexdigest()
+                                   for key in one.cold.values()}
             continue
         repository = Repository.objects.get(pk=one.repository.rstrip("/").split("/")[-1])
         version = repository.latest_version()
@@ -438,7 +493,7 @@ def discover(served: list[Served]) -> None:
             one.downloads = {path: f"sha256:{sha256}" for path, sha256 in
                              CollectionVersion.objects.filter(pk__in=version.content)
                              .values_list("contentartifact__relative_path", "sha256")}
-        if one.policy in ("on_demand", "streamed", "pull_through") or (
+        if one.policy in ("on_demand", "streamed") or pulls_through(one.policy) or (
                 one.plugin in RECLAIMED and one.remote):
             fetched = {str(pk) for pk in ContentArtifact.objects.filter(
                 pk__in=list(found.values()), remoteartifact__isnull=False
@@ -565,6 +620,8 @@ class PluginProbe(base.Probe):
     #: npm: whether Pulp knows the sha512 of the distribution's tarballs (a packument's
     #: ``dist.integrity``; ``Served.sha512_known``)
     sha512_known: bool = True
+    #: the distribution's object storage (``Served.storage``); empty on FileSystem
+    storage: str = ""
 
 
 #: The requests each app makes of on-demand content nobody has fetched, in this order
@@ -588,10 +645,10 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
     kind = KINDS[one.plugin]
 
     def probe(label: str, path: str, method: str = "GET", **headers: str) -> PluginProbe:
-        return PluginProbe(f"{one.plugin} {one.policy}: {label}", path, method,
+        return PluginProbe(f"{one.who}: {label}", path, method,
                            {k.replace("_", "-"): v for k, v in headers.items()},
                            plugin=one.plugin, policy=one.policy,
-                           sha512_known=one.sha512_known)
+                           sha512_known=one.sha512_known, storage=one.storage)
 
     def cold(key: str, label: str, path: str, digest: str | None = None
              ) -> list[PluginProbe]:
@@ -599,12 +656,12 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
         anything fetched it (``key``: the path or digest in ``Served.cold``)."""
         if key not in one.cold:
             return []
-        return [PluginProbe(f"{one.plugin} {one.policy}: cold {group} {label}", path,
+        return [PluginProbe(f"{one.who}: cold {group} {label}", path,
                             "HEAD" if group == "HEAD" else "GET",
                             {"Range": "bytes=0-99"} if group == "range" else {},
                             plugin=one.plugin, policy=one.policy, cold=group,
                             digest=digest if group == "GET" else None,
-                            content_artifact=one.cold[key])
+                            content_artifact=one.cold[key], storage=one.storage)
                 for group in COLD_GROUPS]
 
     found: list[PluginProbe] = []
@@ -615,11 +672,11 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
             found += cold(digest, f"blob {short} (registry redirect)", target, digest)
             for label, method, headers in (("blob", "GET", {}), ("blob HEAD", "HEAD", {}),
                                            ("blob range", "GET", {"Range": "bytes=0-99"})):
-                found.append(PluginProbe(f"container {one.policy}: {label} {short} "
+                found.append(PluginProbe(f"{one.who}: {label} {short} "
                                          "(registry redirect)", target, method, headers,
                                          plugin="container", policy=one.policy,
                                          digest=digest if method == "GET" and not headers
-                                         else None))
+                                         else None, storage=one.storage))
             found.append(probe(f"blob {short} without the redirect's signature",
                                urlsplit(target).path))
         found.append(probe("unknown blob (unsigned)",
@@ -628,9 +685,9 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
         return found
     for filename, digest in one.downloads.items():  # ansible: the Galaxy API's redirect
         target = registry(one, filename)
-        found.append(PluginProbe(f"{one.plugin} {one.policy}: {filename} (Galaxy API "
+        found.append(PluginProbe(f"{one.who}: {filename} (Galaxy API "
                                  "redirect)", target, plugin=one.plugin, policy=one.policy,
-                                 digest=digest))
+                                 digest=digest, storage=one.storage))
     found += [probe("distribution without slash", base_url),
               probe("listing", f"{base_url}/"), probe("listing HEAD", f"{base_url}/", "HEAD"),
               probe("missing file", f"{base_url}/missing-{one.plugin}.bin")]
@@ -644,9 +701,10 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
         url = f"{base_url}/{quote(target)}" + (f"?{query}" if query else "")
         found += cold(path, path, url)
         found.append(probe(f"file {path}", url))
-        # A signed repository's packages are its immediate twin's: only its metadata
-        # and signatures are new.
-        if re.fullmatch(kind.package, target) and one.policy != "signed":
+        # A signed rpm or deb repository's packages are its immediate twin's: only its
+        # metadata and signatures are new (a signed collection is a package of its own).
+        if re.fullmatch(kind.package, target) and not (
+                one.policy == "signed" and one.plugin in ("rpm", "deb")):
             found += [
                 probe(f"HEAD {path}", url, "HEAD"),
                 probe(f"range {path}", url, Range="bytes=0-99"),
@@ -668,7 +726,7 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
         "npm": [("packument of an unknown package", "nope")],
         "maven": [("missing upstream file", f"org/example/parity/{name}/9.9/nope.jar")],
     }
-    extra = pulled[one.plugin] if one.policy == "pull_through" else {
+    extra = pulled[one.plugin] if pulls_through(one.policy) else {
         "rpm": [("config.repo", "config.repo"), ("config.repo HEAD", "config.repo"),
                 ("repomd.xml.asc (unsigned)", "repodata/repomd.xml.asc"),
                 ("repomd.xml.key (unsigned)", "repodata/repomd.xml.key")],
@@ -687,6 +745,7 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
         "ansible": [("unknown collection", "parity-nope-1.0.0.tar.gz")],
         "gem": [("unknown gem", "gems/nope-1.0.0.gem"), ("unknown info", "info/nope"),
                 ("dependency API (not served)", f"api/v1/dependencies?gems={name}")],
+        "file": [],
     }[one.plugin]
     for label, path in extra:
         if "(unsigned)" in label and one.policy == "signed":
@@ -702,7 +761,8 @@ def domain_probes(served: list[Served]) -> list[PluginProbe]:
     found: list[PluginProbe] = []
     seen: set[str] = set()
     for one in served:
-        if one.plugin in seen or not one.domain or not (one.files or one.blobs):
+        if one.plugin in seen or not one.domain or one.storage or not (one.files
+                                                                          or one.blobs):
             continue
         seen.add(one.plugin)
         if one.plugin == "container":
@@ -734,7 +794,7 @@ class Registry:
     def __init__(self, origin: str) -> None:
         self.origin = origin
         self.client = httpx.Client(base_url=origin, timeout=60, follow_redirects=False)
-        #: (base path, digest) -> (status, Location) of the API's answer
+        #: (distribution's content base, digest) -> (status, Location) of the API's answer
         self.seen: dict[tuple[str, str], tuple[int, str]] = {}
 
     def token(self, name: str) -> str:
@@ -753,7 +813,10 @@ class Registry:
 
     def redirect(self, one: Served, key: str) -> str:
         """The path and query of the API's redirect for a blob digest or a collection
-        file (fails loudly when the API does not redirect)."""
+        file (fails loudly when the API does not redirect). A container blob on object
+        storage: pulp_container's registry API answers 500 there (``REGISTRY_S3``), so
+        the content app's blob URL is signed here as that API signs it for FileSystem
+        storage (``content_app_blob``)."""
         url = self.api_url(one, key)
         if one.plugin == "container":
             response = self.client.get(url, headers={
@@ -761,8 +824,10 @@ class Registry:
         else:
             response = self.client.get(url, auth=stacks.ADMIN)
         location = response.headers.get("location", "")
-        self.seen[(one.base_path, key)] = (response.status_code, location)
-        if response.status_code not in (301, 302, 307, 308) or not location:
+        self.seen[(one.content_base, key)] = (response.status_code, location)
+        if one.plugin == "container" and one.storage and response.status_code == 500:
+            location = content_app_blob(one, key)
+        elif response.status_code not in (301, 302, 307, 308) or not location:
             raise SystemExit(f"GET {url}: {response.status_code} {response.text[:300]}")
         parts = urlsplit(location)
         return f"{parts.path}?{parts.query}" if parts.query else parts.path
@@ -771,6 +836,35 @@ class Registry:
         response = self.client.get(target)
         return base.Answer(response.status_code, {k.lower(): v for k, v in
                                                   response.headers.items()}, response.content)
+
+
+#: pulp_container 2.30.0's registry API on a domain of ``storages.backends.s3.S3Storage``
+#: with ``REDIRECT_TO_OBJECT_STORAGE`` on (pulpcore's default): ``RedirectsMixin.__init__``
+#: (``pulp_container/app/registry_api.py:1117-1133``) knows ``S3Boto3Storage`` (the
+#: deprecated alias) but not ``S3Storage``, so every view of the domain raises
+#: ``NotImplementedError``: a 500 for blobs and manifests alike (the traceback is in
+#: pulpcore-api's log; the 500's body is Django's generic page).
+REGISTRY_S3 = ("plugin bug: pulp_container 2.30.0's registry API answers 500 for every "
+               "blob of a domain on `storages.backends.s3.S3Storage` "
+               "(`pulp_container/app/registry_api.py:1117-1133`, `RedirectsMixin.__init__`: "
+               "only the deprecated `S3Boto3Storage` is known, `NotImplementedError`); the "
+               "content app's blob URL was signed here as that API signs it for FileSystem "
+               "storage (`FileStorageRedirects`), with the distribution's content guard")
+
+
+def content_app_blob(one: Served, digest: str) -> str:
+    """The content app's URL of a blob as pulp_container's registry API redirects to it
+    on FileSystem storage (``CommonRedirects.redirect_to_content_app``:
+    ``CONTENT_ORIGIN/pulp/container/[<domain>/]<path>/blobs/<digest>``, preauthenticated
+    by the distribution's content guard)."""
+    from django.conf import settings
+    from pulp_container.app.models import ContainerDistribution
+
+    distribution = ContainerDistribution.objects.get(
+        pk=one.distribution.rstrip("/").split("/")[-1])
+    url = f"{settings.CONTENT_ORIGIN}/pulp/container/{one.registry_name}/blobs/{digest}"
+    guard = distribution.content_guard
+    return guard.cast().preauthenticate_url(url) if guard else url
 
 
 def blob_check(answer: base.Answer, digest: str, registry: bool = True) -> str | None:
@@ -786,22 +880,37 @@ def blob_check(answer: base.Answer, digest: str, registry: bool = True) -> str |
     return None
 
 
+def door_check(answer: base.Answer, digest: str, registry: bool) -> str | None:
+    """``blob_check`` of what a client ends with through the front door: a redirect to
+    object storage followed (``Docker-Content-Digest`` read on the app's own answer)."""
+    location = answer.headers.get("location", "")
+    if not s3.is_signed(location):
+        return blob_check(answer, digest, registry)
+    named = answer.headers.get("docker-content-digest")
+    return blob_check(s3.follow(location, base.Probe("front door", "")), digest, False) or (
+        f"Docker-Content-Digest {named!r}" if registry and named != digest else None)
+
+
 #: pulp_container's blob route, as the registry API redirects to it.
 CONTAINER_BLOB = r"/pulp/container/.+/blobs/sha256:[0-9a-f]{64}(\?.*)?"
 
 #: The domain of a ``--domains`` run (``domain-<run id>``), between the prefix and the
 #: base path; absent otherwise.
-DOMAIN = r"(?:domain-[0-9a-f]+/)?"
+DOMAIN = r"(?:domain-[0-9a-f]+(?:-s3-[a-z]+)?/)?"
 #: pulp_npm's packument: a package name right under an npm distribution of this corpus.
 NPM_PACKUMENT = re.escape(stacks.PREFIX) + DOMAIN + r"parity-[0-9a-f]+/npm/[a-z-]+/[^/]+"
 
-#: The corpus's distributions of a ``streamed`` remote (never stored); container's by its
-#: blob route.
-STREAMED = (r"(" + re.escape(stacks.PREFIX) + DOMAIN + r"parity-[0-9a-f]+/[a-z]+/streamed/.+"
+#: The corpus's distributions of a ``streamed`` remote (never stored; pull-through ones
+#: too); container's by its blob route.
+STREAMED = (r"(" + re.escape(stacks.PREFIX) + DOMAIN
+            + r"parity-[0-9a-f]+/[a-z]+/(?:pull-through-)?streamed/.+"
             r"|/pulp/container/" + DOMAIN + r"parity-[0-9a-f]+/container/streamed/.+)")
 #: pulp_python's pages asked of the content app on a pull-through distribution.
 PYTHON_PULLED = (re.escape(stacks.PREFIX) + DOMAIN
                  + r"parity-[0-9a-f]+/python/pull-through/(simple/[^/]+/|pypi/[^/]+/json)")
+#: The PyPI JSON API asked of the content app on a streamed pull-through distribution.
+PYTHON_STREAMED_JSON = (re.escape(stacks.PREFIX) + DOMAIN
+                        + r"parity-[0-9a-f]+/python/pull-through-streamed/pypi/[^/]+/json")
 
 #: #16 item 4: a streamed or first on-demand answer describes the content, not the
 #: upstream (docs/differences.md, upstream headers): pulpcore-content forwards the
@@ -821,7 +930,7 @@ def from_upstream(probe: base.Probe) -> bool:
     Decided by the probe, not its path: a cold probe and a later one of the same file
     share the path."""
     return isinstance(probe, PluginProbe) and (
-        probe.cold is not None or probe.policy in ("streamed", "pull_through"))
+        probe.cold is not None or probe.policy == "streamed" or pulls_through(probe.policy))
 
 
 @dataclass(frozen=True)
@@ -846,7 +955,7 @@ class BlobEtagRule(UpstreamRule):
 #: (ours: Pulp's mime map for the path, theirs: what the local upstream sent)
 _TYPES = r"application/octet-stream|text/xml|application/java-archive"
 _UPSTREAM_TYPES = (r"application/(x-rpm|zip|gzip|xml|vnd\.debian\.binary-package|"
-                   r"octet-stream)")
+                   r"octet-stream)|text/html")
 
 #: Differences of the plugins' content, keyed as parity.py's RULES are.
 PLUGIN_RULES: list[base.Rule] = [
@@ -949,10 +1058,166 @@ PLUGIN_RULES: list[base.Rule] = [
               "request on to pull-through, whose save fails as above, so the answer is cut "
               "(docs/differences.md, pull-through content the plugin's hooks cannot save)",
               target=PYTHON_PULLED, whole=True),
+    base.Rule("status", "200", "500",
+              "old-app bug: pulp_python's hook reads the distribution's publication, which a "
+              "pull-through distribution has none of (`PythonDistribution.content_handler`, "
+              "`pulp_python/app/models.py:126`: AttributeError, 500); ours answers the path as "
+              "pulpcore-content does for any path no hook answers: from the remote, streamed "
+              "(the remote is `streamed`: nothing saved) (docs/differences.md, pulp_python "
+              "JSON API)", target=PYTHON_STREAMED_JSON, whole=True),
     base.Rule("transport", base.ABSENT, r"cut short after \d+ body bytes, \d+ more expected",
               "old-app bug: as the Content-Range above (pulpcore-content closes the "
               "connection after the bytes there are)", (206,)),
 ]
+
+
+@dataclass(frozen=True)
+class AskedRule(base.Rule):
+    """A ``Rule`` that holds only for requests carrying ``header`` (name, value)."""
+
+    header: tuple[str, str] = ("", "")
+
+    def explains(self, diff: base.Difference, probe: base.Probe, status: int) -> bool:
+        name, value = self.header
+        return probe.headers.get(name) == value and super().explains(diff, probe, status)
+
+
+@dataclass(frozen=True)
+class BlobDigestEtagRule(base.Rule):
+    """A ``Rule`` for our ETag of a blob: it must be ``"<hex>"`` of the digest the
+    request names."""
+
+    def explains(self, diff: base.Difference, probe: base.Probe, status: int) -> bool:
+        named = re.search(r"/blobs/sha256:([0-9a-f]{64})", probe.path)
+        return (super().explains(diff, probe, status) and named is not None
+                and diff.ours == f'"{named.group(1)}"')
+
+
+#: Request targets in the run's domains on object storage (``object_storage.DOMAINS``):
+#: content under the prefix, container blobs under pulp_container's route.
+_S3_TARGET = (r"(?:" + re.escape(stacks.PREFIX) + r"|/pulp/container/)domain-[0-9a-f]+-s3-{}/.+")
+S3_REDIRECT = _S3_TARGET.format("redirect")
+S3_PROXY = _S3_TARGET.format("proxy")
+_S3_BLOB = r"/pulp/container/domain-[0-9a-f]+-s3-{}/.+/blobs/sha256:[0-9a-f]{{64}}(\?.*)?"
+S3_BLOB_REDIRECT = _S3_BLOB.format("redirect")
+S3_BLOB = _S3_BLOB.format("[a-z]+")
+#: pulp_python's simple pages on object storage (its ``content_handler`` sends them).
+S3_SIMPLE = (re.escape(stacks.PREFIX) + r"domain-[0-9a-f]+-s3-[a-z]+/parity-[0-9a-f]+/python/"
+             r"[a-z-]+/simple(/.*)?")
+_SIMPLE = ("deliberate: pulp_python's simple pages on object storage are sent inline by both "
+           "apps (pulp_python#413); ours carry the published page's ETag, Last-Modified and "
+           "X-PULP-ARTIFACT-SIZE as every stored file; pulp_python's hook answers "
+           "`ArtifactResponse(headers={\"Content-Type\": \"text/html\"})` alone "
+           "(`pulp_python/app/models.py:121`, `PythonDistribution.content_handler`) "
+           "(docs/differences.md, pulp_python simple pages on object storage)")
+_STAR_304 = ("deliberate: `If-None-Match: *` matches any stored file (RFC 9110 §13.1.2), so "
+             "a client that holds it gets 304 before any redirect or proxying; "
+             "pulpcore-content's own check (`check_request_was_modified`) compares ETags one "
+             "by one and never matches `*` (docs/differences.md, 304 to If-None-Match: *)")
+
+#: Differences of the domains on object storage (``--domains``; docs/differences.md,
+#: "Redirects to object storage" and "Objects proxied from S3/Azure/GCS").
+OBJECT_STORAGE_RULES: list[base.Rule] = [
+    base.Rule("etag", base.ABSENT, base.SHA256_ETAG,
+              "deliberate: a redirect to object storage carries no validators (they would "
+              "describe the file, which the 302 is not; the storage sends its own); "
+              "pulpcore-content's 302 has the file's ETag and Last-Modified "
+              "(docs/storage.md; docs/differences.md, redirects to object storage)", (302,),
+              target=S3_REDIRECT),
+    base.Rule("last-modified", base.ABSENT, base.HTTP_DATE,
+              "deliberate: as the ETag above (docs/differences.md, redirects to object "
+              "storage)", (302,), target=S3_REDIRECT),
+    base.Rule("content-type", r"text/plain; charset=utf-8", r"[a-z]+/[a-z0-9.+-]+; charset=utf-8",
+              "deliberate: the 302's Content-Type describes its own `302: Found` text; "
+              "pulpcore-content's names the file's type (with aiohttp's charset) on that text. "
+              "Both send the file's type to the storage as `response-content-type` (the "
+              "Locations are equal) (docs/differences.md, redirects to object storage)",
+              (302,), target=S3_REDIRECT),
+    base.Rule("etag", base.SHA256_ETAG, base.ABSENT, _SIMPLE, (200,), target=S3_SIMPLE),
+    base.Rule("last-modified", base.HTTP_DATE, base.ABSENT, _SIMPLE, (200,), target=S3_SIMPLE),
+    base.Rule("x-pulp-artifact-size", r"\d+", base.ABSENT, _SIMPLE, (200,), target=S3_SIMPLE),
+    base.Rule("cache-control", r"public, max-age=0, must-revalidate", r"no-store",
+              "deliberate: the 304 for a redirected file carries the file's Cache-Control; "
+              "pulpcore-content's says no-store, written by the redirect it built before the "
+              "check (docs/differences.md, conditional requests for a file redirected to "
+              "object storage)", (304,), target=S3_REDIRECT),
+    AskedRule("status", "304", "302", _STAR_304, target=S3_REDIRECT, whole=True,
+              header=("If-None-Match", "*")),
+    # What the client ends with: our 304, or the storage's answer to pulpcore-content's
+    # redirect (moto sends the object to a GET with If-None-Match: *).
+    AskedRule("storage status", "304", "200", _STAR_304, target=S3_REDIRECT, whole=True,
+              header=("If-None-Match", "*")),
+    AskedRule("status", "304", "200",
+              _STAR_304.replace("(docs/", "; for an object it proxies, pulpcore-content's "
+                                "`ArtifactResponse` sends the whole file (docs/"),
+              target=S3_PROXY, whole=True, header=("If-None-Match", "*")),
+    base.Rule("status", "302", r"20[06]",
+              "deliberate: a stored blob on a domain that redirects to object storage gets a "
+              "302 to a URL S3 signed for the method, as every stored file (and as "
+              "pulp_container's registry API sends clients to S3 itself for stored blobs on "
+              "`S3Boto3Storage`, `S3StorageRedirects`); pulp_container's blob route streams "
+              "it through pulpcore-content (`pulp_container/app/registry.py`, "
+              "`Registry._dispatch` → `ArtifactResponse`). The bytes a client ends with are "
+              "compared as `storage` fields (docs/differences.md, pulp_container blobs on "
+              "object storage)", target=S3_BLOB_REDIRECT, whole=True),
+    BlobDigestEtagRule("etag", base.SHA256_ETAG, base.ABSENT,
+                       "deliberate: a blob's ETag is its digest on every storage; "
+                       "pulp_container's blob route sends none for a blob on object storage "
+                       "(`Registry._dispatch` → `ArtifactResponse`) (docs/differences.md, "
+                       "pulp_container blobs: ETag, Last-Modified)", (200, 206),
+                       target=S3_BLOB),
+    base.Rule("last-modified", base.HTTP_DATE, base.ABSENT,
+              "deliberate: a blob's Last-Modified is when it joined the repository, on every "
+              "storage; pulp_container's blob route sends none for a blob on object storage "
+              "(docs/differences.md, pulp_container blobs: ETag, Last-Modified)", (200, 206),
+              target=S3_BLOB),
+    base.Rule("x-pulp-artifact-size", r"\d+", base.ABSENT,
+              "deliberate: every stored blob's answer carries it; pulp_container's blob route "
+              "on object storage (`Registry._dispatch` → `ArtifactResponse`) sends none "
+              "(docs/differences.md, pulp_container blobs: X-PULP-ARTIFACT-SIZE)", (200, 206),
+              target=S3_BLOB),
+    base.Rule("docker-distribution-api-version", "registry/2.0", base.ABSENT,
+              "deliberate: every blob answer carries it; pulp_container's blob route sends it "
+              "only for blobs on the local filesystem (`Registry._dispatch` gives "
+              "`ArtifactResponse` the headers without it) (docs/differences.md, "
+              "pulp_container blobs: Docker-Distribution-API-Version)", target=S3_BLOB),
+]
+
+
+@dataclass(frozen=True)
+class FetchedRule(base.Rule):
+    """A ``Rule`` for pulpcore-content's answers that are an upstream's for sure: a cold
+    request (nothing stored yet) or a ``streamed`` remote's file (never stored)."""
+
+    def explains(self, diff: base.Difference, probe: base.Probe, status: int) -> bool:
+        return (isinstance(probe, PluginProbe)
+                and (probe.cold is not None or never_stores(probe.policy))
+                and super().explains(diff, probe, status))
+
+
+#: Before parity.py's rules, which read these values as a stored file's (aiohttp's
+#: mtime-size ETag, the file's mtime): on a cold or streamed answer they are the
+#: upstream's (the fixtures' nginx sends the same shapes).
+FETCHED_RULES: list[base.Rule] = [
+    FetchedRule("etag", base.SHA256_ETAG, base.AIOHTTP_ETAG, _UPSTREAM, (200, 206)),
+    FetchedRule("last-modified", base.HTTP_DATE, base.HTTP_DATE, _UPSTREAM, (200, 206)),
+]
+
+
+def judge(probe: PluginProbe, ours: base.Answer, theirs: base.Answer,
+          diffs: list[base.Difference]) -> list[str]:
+    """``base.verdicts`` with ``OBJECT_STORAGE_RULES`` and ``FETCHED_RULES`` first (there
+    parity.py's rules would also match, with a reason that does not hold),
+    and one of their whole-answer rules, when it explains a difference, deciding the rest
+    of the answer (a status the other rules would read as the other app's)."""
+    for diff in diffs:
+        whole = next((rule for rule in OBJECT_STORAGE_RULES
+                      if rule.whole and rule.explains(diff, probe, ours.status)), None)
+        if whole is not None:
+            return [whole.why if other is diff else f"follows from the {whole.field} difference"
+                    for other in diffs]
+    return base.verdicts(probe, ours, theirs, diffs,
+                         OBJECT_STORAGE_RULES + FETCHED_RULES + base.RULES + PLUGIN_RULES)
 
 
 def forget(served: list[Served], pair_dbs: Iterable[int]) -> None:
@@ -981,16 +1246,19 @@ def unsave(content_artifacts: Iterable[str]) -> None:
     because pulp_deb's and pulp_npm's packages are ``PROTECTED_FROM_RECLAIM`` (the
     default of ``Content``), so that task would leave them saved."""
     from django.db.models.deletion import ProtectedError
+    from pulpcore.app.contexts import with_domain
     from pulpcore.app.models import ContentArtifact
 
     wanted = [pk for pk in content_artifacts if not pk.startswith("url:")]
     for content_artifact in ContentArtifact.objects.filter(
-            pk__in=wanted, artifact__isnull=False).select_related("artifact"):
+            pk__in=wanted, artifact__isnull=False).select_related("artifact__pulp_domain"):
         artifact = content_artifact.artifact
         content_artifact.artifact = None
         content_artifact.save(update_fields=["artifact"])
-        # Shared with other content: kept, as the task keeps it.
-        with contextlib.suppress(ProtectedError):
+        # Shared with other content: kept, as the task keeps it. The file is deleted
+        # from the artifact's domain's storage (Artifact.file resolves its storage
+        # through the current domain, as in the task, which runs in the domain).
+        with contextlib.suppress(ProtectedError), with_domain(artifact.pulp_domain):
             artifact.delete()
 
 
@@ -1031,10 +1299,16 @@ def npm_packument_extends(ours: bytes, theirs: bytes, integrity: bool = True) ->
     return True
 
 
-def compare(probe: PluginProbe, got: dict[str, base.Answer],
-            kept: dict[str, bool]) -> tuple[list[base.Difference], list[str]]:
-    diffs = base.differences(got["asgi"], got["legacy"], COMPARED)
-    found = base.verdicts(probe, got["asgi"], got["legacy"], diffs, base.RULES + PLUGIN_RULES)
+def compare(probe: PluginProbe, got: dict[str, base.Answer], kept: dict[str, bool],
+            followed: dict[str, base.Answer] | None = None
+            ) -> tuple[list[base.Difference], list[str]]:
+    """The differences of one request's two answers and their verdicts. A redirect to
+    object storage is compared without what changes with each signing
+    (``object_storage.unsigned``), its signature verified for the request's method, and
+    what the storage answered to each (``followed``) compared as ``storage <field>``."""
+    shown = {side: signed_compared(answer) for side, answer in got.items()}
+    diffs = base.differences(shown["asgi"], shown["legacy"], COMPARED)
+    found = judge(probe, got["asgi"], got["legacy"], diffs)
     if (re.fullmatch(NPM_PACKUMENT, probe.path) and got["asgi"].status == 200
             and npm_packument_extends(got["asgi"].body, got["legacy"].body,
                                       probe.sha512_known)):
@@ -1043,18 +1317,63 @@ def compare(probe: PluginProbe, got: dict[str, base.Answer],
                  for diff, verdict in zip(diffs, found, strict=True)]
         found = [base.FOLLOWS_BODY if diff.field == "content-length" and verdict ==
                  "UNEXPLAINED" else verdict for diff, verdict in zip(diffs, found, strict=True)]
+    followed = followed or {}
+    if followed:  # judged on their own: a whole-answer rule above excuses none of them
+        ends = {side: followed.get(side, got[side]) for side in got}
+        more = redirect_differences(probe, got, followed)
+        diffs += more
+        found += judge(probe, ends["asgi"], ends["legacy"], more)
     if kept and kept["asgi"] != kept["legacy"]:
         diffs.append(base.Difference("artifact saved afterwards", str(kept["asgi"]),
                                      str(kept["legacy"])))
         found.append("UNEXPLAINED")
     if probe.digest:
         for side, answer in got.items():
-            wrong = blob_check(answer, probe.digest, probe.plugin == "container")
+            # The bytes a client ends with (a redirect followed to the storage); the
+            # registry's header on the app's own answer.
+            named = answer.headers.get("docker-content-digest")
+            wrong = blob_check(followed.get(side, answer), probe.digest, False) or (
+                f"Docker-Content-Digest {named!r}"
+                if probe.plugin == "container" and named != probe.digest else None)
             if wrong:
                 diffs.append(base.Difference(f"{side}: the blob", wrong, probe.digest))
                 found.append("UNEXPLAINED" if side == "asgi" else
                              "pulpcore-content's answer is not the blob (reported)")
     return diffs, found
+
+
+def signed_compared(answer: base.Answer) -> base.Answer:
+    """The answer with a signed S3 ``Location`` shown without what changes with each
+    signing (``object_storage.unsigned``)."""
+    location = answer.headers.get("location", "")
+    if not s3.is_signed(location):
+        return answer
+    return base.Answer(answer.status, {**answer.headers, "location": s3.unsigned(location)},
+                       answer.body)
+
+
+def redirect_differences(probe: PluginProbe, got: dict[str, base.Answer],
+                         followed: dict[str, base.Answer]) -> list[base.Difference]:
+    """Each app's S3 redirect must be signed for the request's method (``<side>: location
+    signature``) and the storage must not answer it with an error (``asgi: storage
+    answer``; a 416 to a ``Range`` is an answer); what the client ends with compared
+    (``storage <field>``): both storage answers, or, when one app redirected and the other
+    answered itself, the storage's answer and that app's (status, length, range, body)."""
+    found = []
+    for side, answer in got.items():
+        location = answer.headers.get("location", "")
+        if s3.is_signed(location) and (why := s3.signature_problem(location, probe.method)):
+            found.append(base.Difference(f"{side}: location signature", why, "valid"))
+    mine = followed.get("asgi")
+    if mine is not None and mine.status >= 400 and not (
+            mine.status == 416 and "Range" in probe.headers):
+        found.append(base.Difference("asgi: storage answer", str(mine.status),
+                                     "the file, a range of it or 304"))
+    ends = {side: followed.get(side, got[side]) for side in got}
+    found += s3.followed_differences(
+        ends["asgi"], ends["legacy"],
+        s3.FOLLOWED if len(followed) == 2 else s3.FOLLOWED_ONE_SIDE)
+    return found
 
 
 Row = tuple[str, PluginProbe, base.Answer, base.Answer, list[base.Difference], list[str]]
@@ -1107,6 +1426,9 @@ def probe_all(probes: list[PluginProbe], pair: dict, host: str, expected: set[st
     for name, order in (("ours first", ("asgi", "legacy")), ("theirs first", ("legacy", "asgi"))):
         got: dict[int, dict[str, base.Answer]] = {id(p): {} for p in probes}
         kept: dict[int, dict[str, bool]] = {id(p): {} for p in probes}
+        followed: dict[int, dict[str, base.Answer]] = {id(p): {} for p in probes}
+        ask = functools.partial(ask_and_follow, pair, host, got, followed)
+
         for group in COLD_GROUPS:
             members = [p for p in probes if p.cold == group]
             keys = {p.content_artifact for p in members if p.content_artifact}
@@ -1118,7 +1440,7 @@ def probe_all(probes: list[PluginProbe], pair: dict, host: str, expected: set[st
                     forget_pulled()
                 forget()
                 for probe in members:
-                    got[id(probe)][side] = base.ask(pair[side][0], host, probe)
+                    ask(side, probe)
                 settle(keys & expected)
                 done = saved(keys)
                 for probe in members:
@@ -1129,12 +1451,23 @@ def probe_all(probes: list[PluginProbe], pair: dict, host: str, expected: set[st
         for probe in probes:
             if probe.cold is None:
                 for side in order:
-                    got[id(probe)][side] = base.ask(pair[side][0], host, probe)
+                    ask(side, probe)
         for probe in probes:
-            diffs, found = compare(probe, got[id(probe)], kept[id(probe)])
+            diffs, found = compare(probe, got[id(probe)], kept[id(probe)],
+                                   followed[id(probe)])
             rows.append((name, probe, got[id(probe)]["asgi"], got[id(probe)]["legacy"],
                          diffs, found))
     return rows, leaks
+
+
+def ask_and_follow(pair: dict, host: str, got: dict[int, dict[str, base.Answer]],
+                   followed: dict[int, dict[str, base.Answer]], side: str,
+                   probe: PluginProbe) -> None:
+    """The app's answer into ``got``; a redirect to object storage followed at once (the
+    signed URL is fresh), as a client follows it, into ``followed``."""
+    answer = got[id(probe)][side] = base.ask(pair[side][0], host, probe)
+    if s3.is_signed(location := answer.headers.get("location", "")):
+        followed[id(probe)][side] = s3.follow(location, probe)
 
 
 #: Signature files of a signed distribution -> the file a detached one signs (None:
@@ -1169,6 +1502,58 @@ def check_signatures(rows: list[Row], folder: str) -> list[tuple[str, str | None
                                                data[index].body if data else None))
         found.append((path.split("/signed/", 1)[-1], verdicts[0], verdicts[1]))
     return found
+
+
+def check_collection_signatures(rows: list[Row], served: list[Served], registry: Registry,
+                                folder: str) -> list[tuple[str, str | None, str | None]]:
+    """Each signed collection checked as ``ansible-galaxy`` checks one: the signature the
+    Galaxy API lists with the collection version (``signatures[].signature``), verified
+    with gpg against ``MANIFEST.json`` of the tarball each app served (pass "ours first",
+    the file's GET): (label, why ours fails, why theirs fails), None when valid."""
+    found = []
+    for one in served:
+        if (one.plugin, one.policy) != ("ansible", "signed"):
+            continue
+        namespace, name = one.upstream.package.split(".")
+        detail = registry.client.get(
+            f"/pulp_ansible/galaxy/{one.api_base}/api/v3/plugin/ansible/content/"
+            f"{one.base_path}/collections/index/{namespace}/{name}/versions/"
+            f"{one.upstream.version}/", auth=stacks.ADMIN)
+        signatures = ([entry["signature"] for entry in detail.json().get("signatures", [])]
+                      if detail.status_code == 200 else [])
+        for filename in one.downloads:
+            answers = next(((ours, theirs) for pass_name, probe, ours, theirs, _, _ in rows
+                            if pass_name == "ours first" and probe.policy == one.policy
+                            and probe.plugin == one.plugin and probe.storage == one.storage
+                            and probe.label.endswith(f": file {filename}")), None)
+            verdicts: list[str | None] = []
+            for answer in answers or ():
+                if not signatures:
+                    verdicts.append(f"the Galaxy API lists no signature ({detail.status_code})")
+                elif answer.status != 200:
+                    verdicts.append(f"status {answer.status}")
+                else:
+                    verdicts.append(signing.verify(folder, signatures[0].encode(),
+                                                   collection_manifest(answer.body)))
+            if answers is None:
+                verdicts = ["not asked", "not asked"]
+            found.append((f"{filename}: MANIFEST.json, the Galaxy API's signature",
+                          verdicts[0], verdicts[1]))
+    return found
+
+
+def collection_manifest(tarball: bytes) -> bytes:
+    """``MANIFEST.json`` of a collection tarball (what pulp_ansible signs); empty when the
+    bytes are not such a tarball (the signature then fails to verify)."""
+    import io
+    import tarfile
+
+    try:
+        with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
+            member = archive.extractfile("MANIFEST.json")
+            return member.read() if member else b""
+    except (tarfile.TarError, KeyError, OSError):
+        return b""
 
 
 def _versions() -> str:
@@ -1207,13 +1592,17 @@ def streamed_section(served: list[Served], streamed: Streamed) -> list[str]:
     lines = ["", "## Streamed remotes", "",
              "A `streamed` remote's content is never saved (pulpcore-content: "
              "`save_artifact = remote_artifact.remote.policy != Remote.STREAMED`, "
-             "`pulpcore/content/handler.py:1083`). Each app asked for each such file cold "
+             "`pulpcore/content/handler.py:1083`; for a pull-through distribution "
+             "`… and remote.policy != Remote.STREAMED`, lines 1008-1011, and no content "
+             "unit is made). Each app asked for each such file cold "
              "(HEAD, a range, a GET), then again (a second GET, HEAD, ranges, "
              "conditionals). Before each drop of on-demand content for the next app's cold "
              "requests (a drop would hide a save), and once more after both apps stopped, "
              "the database was searched for an artifact of it: one linked to its content "
              "artifact, or an Artifact row (any domain) with the sha256 its remote "
-             "artifact declares.", "",
+             "artifact declares (a pull-through file, in no table until saved: a content "
+             "artifact with an artifact whose remote artifact has the file's upstream URL, "
+             "or an Artifact row with the sha256 of the upstream's bytes).", "",
              "| Plugin | Distribution | Files watched (with a declared sha256) | Saved |",
              "|---|---|---|---|"]
     leaked: dict[str, list[str]] = {}
@@ -1221,7 +1610,7 @@ def streamed_section(served: list[Served], streamed: Streamed) -> list[str]:
         for pk in pks:
             leaked.setdefault(pk, []).append(since)
     for one in served:
-        if one.policy != "streamed":
+        if not never_stores(one.policy):
             continue
         found = [f"`{one.path_of(pk)}` " + (
             "by the plugin's sync (dropped before the first cold request), then nothing"
@@ -1239,6 +1628,56 @@ def streamed_section(served: list[Served], streamed: Streamed) -> list[str]:
             endpoint = STREAMED_REFUSED[plugin][0]
             lines.append(f"| {plugin} | `{endpoint}` | {answer} | {source} | "
                          f"{why or 'refused, as its source says'} |")
+    return lines
+
+
+def object_storage_section(rows: list[Row], served: list[Served]) -> list[str]:
+    """The report's "Object storage" section: the domains, and what the redirects to S3
+    came to (``compare``): signatures, Locations, the storage's answers."""
+    domains = dict.fromkeys((one.domain, one.storage) for one in served if one.storage)
+    if not domains:
+        return []
+    def redirected(answer: base.Answer) -> bool:
+        return s3.is_signed(answer.headers.get("location", ""))
+
+    pairs = [((ours, theirs), diffs) for _, _, ours, theirs, diffs, _ in rows]
+    signed = {side: sum(1 for answers, _ in pairs if redirected(answers[index]))
+              for side, index in (("asgi", 0), ("legacy", 1))}
+    both = [diffs for answers, diffs in pairs if all(map(redirected, answers))]
+    followed = [diffs for answers, diffs in pairs if any(map(redirected, answers))]
+    bad = sum(1 for _, diffs in pairs for diff in diffs
+              if diff.field.endswith("location signature"))
+    same_end = sum(1 for diffs in followed
+                   if not any(diff.field.startswith("storage ") for diff in diffs))
+    endpoint = next((urlsplit(answers[0].headers["location"]).netloc
+                     for answers, _ in pairs if redirected(answers[0])), "")
+    lines = ["", "## Object storage", "",
+             "Domains on S3 (moto's server on loopback"
+             + (f", `{endpoint}`" if endpoint else "") + "; `conformance/object_storage.py`), "
+             "made through `POST /pulp/default/api/v3/domains/` with `storage_class` "
+             f"`{s3.STORAGE_CLASS}`, a bucket each, path-style addressing, signature v4; "
+             "Pulp's workers synced and published into them, both apps read, signed and "
+             "saved through them:", ""]
+    lines += [f"* `{name}`: {storage}, `redirect_to_object_storage` "
+              f"{'true' if storage.endswith('redirect') else 'false'}" for name, storage in domains]
+    lines += ["", "A signed `Location` differs with each signing, so it is compared without "
+              "`X-Amz-Date`, `X-Amz-Signature` and the date in `X-Amz-Credential`, its query "
+              "decoded as S3 decodes it (pulpcore-content's `HTTPFound` sends `,` and `/` where "
+              "boto3's URL, sent by ours as it is, has `%2C` and `%2F`); each signature is "
+              "verified for the request's method with the run's credentials (botocore; moto "
+              "checks none), and each redirect is followed at once with the request's method "
+              "and headers: both storage answers are compared (`storage <field>`: status, "
+              "body, " + ", ".join(s3.FOLLOWED) + "), or, when only one app redirected, the "
+              "storage's answer and the other app's (status, body, "
+              + ", ".join(s3.FOLLOWED_ONE_SIDE) + "): what the client ends with.", "",
+              f"**Redirects to S3: {signed['asgi']} from our app, {signed['legacy']} from "
+              f"pulpcore-content; {bad} signatures not valid for the request's method; "
+              f"{len(both)} requests both apps redirected, "
+              f"{sum(1 for diffs in both if not any(d.field == 'location' for d in diffs))} "
+              "with the same Location (without its signing time); "
+              f"{len(followed)} followed, {same_end} ending with the same answer.**", ""]
+    if any(one.plugin == "container" for one in served if one.storage):
+        lines += [f"Container blobs: {REGISTRY_S3} (the \"Front door\" rows above)."]
     return lines
 
 
@@ -1270,9 +1709,11 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
              "where the plugin offers it: rpm, deb, python, npm, gem, container; rpm and deb "
              "also a signed repository, `signed`, with a signing "
              "service on a key made at run time), pull-through distributions (maven, it has "
-             "no sync; python, npm, container), ansible a collection uploaded and one "
+             "no sync; python, npm, container; python and npm also on a `streamed` remote, "
+             "`pull_through_streamed`), ansible a collection uploaded, one "
              "synced from a Galaxy v3 upstream (`immediate`: pulp_ansible has no on-demand "
-             "collections; its cold requests meet it with the artifact dropped), "
+             "collections; its cold requests meet it with the artifact dropped) and one "
+             "uploaded and signed in its repository (`signed`, the same key), "
              "a publication where the plugin publishes (rpm, deb, python, gem), a "
              "distribution. Each request "
              "went byte for byte to our app and to pulpcore-content (one process each, the "
@@ -1292,7 +1733,12 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
                 "MEDIA_ROOT, as the default domain's) and asked under "
                 f"`{stacks.PREFIX}{domain}/<base path>/`, container blobs under "
                 f"`/pulp/container/{domain}/<path>/blobs/`; each plugin's first file also "
-                "in the default domain and in an unknown one (requests labelled *domain:*).",
+                "in the default domain and in an unknown one (requests labelled *domain:*)"
+                + (". Besides, " + ", ".join(sorted({o.plugin for o in served if o.storage}))
+                   + " content (`immediate`, `on_demand`) in two domains on S3, one "
+                   "redirecting to it and one proxying it (requests labelled *[S3 "
+                   "redirect]*, *[S3 proxy]*; section \"Object storage\")."
+                   if any(o.storage for o in served) else "."),
                 ""] if domain else []),
              "Time: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in
                                   timings.items()) + ".", "",
@@ -1303,9 +1749,10 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
              f"{len({pk for since, pks in streamed.leaks if since != SYNCED for pk in pks})} "
              "found saved by an app.**", "",
              "| Plugin | Requests | Identical | Different | Unexplained |", "|---|---|---|---|---|"]
-    for plugin in dict.fromkeys(one.plugin for one in served):
-        mine = [row for row in rows if row[1].plugin == plugin]
-        lines.append(f"| {plugin} | {len(mine)} | {sum(1 for r in mine if not r[4])} | "
+    for plugin, storage in dict.fromkeys((one.plugin, one.storage) for one in served):
+        mine = [row for row in rows if (row[1].plugin, row[1].storage) == (plugin, storage)]
+        shown = plugin + (f" [{storage}]" if storage else "")
+        lines.append(f"| {shown} | {len(mine)} | {sum(1 for r in mine if not r[4])} | "
                      f"{sum(1 for r in mine if r[4])} | "
                      f"{sum(v == 'UNEXPLAINED' for r in mine for v in r[5])} |")
     lines += ["", f"`pulp-content-asgi plugins` on the stack (exit {plugins[0]}"
@@ -1315,8 +1762,9 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
               "| Plugin | Policy | Base path | Upstream | Served paths |", "|---|---|---|---|---|"]
     for one in served:
         shown = "<br>".join(f"`{p}`" for p in (one.files or one.blobs))
-        lines.append(f"| {one.plugin} | {one.policy} | `{one.base_path}` | "
-                     f"`{one.upstream.url}` | {shown} |")
+        lines.append(f"| {one.plugin} | {one.policy}"
+                     + (f" [{one.storage}] (`{one.domain}`)" if one.storage else "")
+                     + f" | `{one.base_path}` | `{one.upstream.url}` | {shown} |")
     if doors:
         lines += ["", "## Front door: the APIs' redirects through nginx", "",
                   "`GET /v2/<name>/blobs/<digest>` on pulpcore-api (bearer token from "
@@ -1331,12 +1779,16 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
             lines.append(f"| {label} | {api_answer} | {why or 'exact bytes'}"
                          + (", Docker-Content-Digest" if "container" in label and not why
                             else "") + " |")
+    lines += object_storage_section(rows, served)
     lines += streamed_section(served, streamed)
     if signatures:
         lines += ["", "## Signatures", "",
                   "Each signature file of the signed distributions as each app served it "
                   "(pass \"ours first\"), verified with gpg against the run's key (detached "
-                  "ones with the signed file as the same app served it).", "",
+                  "ones with the signed file as the same app served it); each signed "
+                  "collection as `ansible-galaxy` checks it: the signature pulpcore-api's "
+                  "Galaxy API lists with the collection version, against `MANIFEST.json` of "
+                  "the tarball as each app served it.", "",
                   "| File | asgi | legacy |", "|---|---|---|"]
         for label, asgi_why, legacy_why in signatures:
             lines.append(f"| `{label}` | {asgi_why or 'valid'} | {legacy_why or 'valid'} |")
@@ -1351,7 +1803,8 @@ def write_report(path: str, rows: list[Row], served: list[Served], registry: Reg
                                 for d, v in zip(diffs, texts, strict=True)) or "identical"
             cache = " / ".join(a.headers.get("x-pulp-cache", "-") for a in (ours, theirs))
             label = probe.label.split(": ", 1)[-1]
-            lines.append(f"| {name} | {probe.policy}: {base._escape(label)} "
+            where = probe.policy + (f" [{probe.storage}]" if probe.storage else "")
+            lines.append(f"| {name} | {where}: {base._escape(label)} "
                          f"`{base._escape(probe.path[-48:])}` | {probe.method} | {ours.status} "
                          f"| {theirs.status} | {cache} | {shown} |")
     with open(path, "w") as out:
@@ -1377,6 +1830,36 @@ def make_domain(origin: str, name: str) -> str:
     return f"/pulp/{name}/api/v3/"
 
 
+def make_s3_domain(origin: str, name: str, endpoint: str, redirect: bool) -> str:
+    """A domain on S3 (``object_storage``: a bucket of its own on moto's server), made
+    through the default domain's API as ``make_domain``; its API root."""
+    bucket = name.replace("domain-", "parity-")
+    s3.make_bucket(endpoint, bucket)
+    PulpApi(origin, "/pulp/default/api/v3/").post("domains/", {
+        "name": name, "storage_class": s3.STORAGE_CLASS,
+        "storage_settings": s3.storage_settings(endpoint, bucket),
+        "redirect_to_object_storage": redirect})
+    return f"/pulp/{name}/api/v3/"
+
+
+def on_object_storage(origin: str, endpoint: str,
+                      upstreams: dict[tuple[str, str], fixtures.Upstream], plugins: list[str],
+                      unique: str, domain: str) -> list[Served]:
+    """``object_storage.DOMAINS`` (``<domain>-s3-redirect``, ``<domain>-s3-proxy``), each
+    with its plugins' ``object_storage.POLICIES`` distributions (``create``)."""
+    wanted = {key: upstream for key, upstream in upstreams.items()
+              if key[0] in plugins and key[1] in s3.POLICIES}
+    found = []
+    for suffix, redirect in s3.DOMAINS:
+        name = f"{domain}-{suffix}"
+        made = create(PulpApi(origin, make_s3_domain(origin, name, endpoint, redirect)),
+                      wanted, plugins, unique, None, name)
+        for one in made:
+            one.storage = "S3 redirect" if redirect else "S3 proxy"
+        found += made
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1387,6 +1870,10 @@ def main() -> None:
     parser.add_argument("--domains", action="store_true",
                         help="on the DOMAIN_ENABLED stack, everything made in a domain of "
                         "its own")
+    parser.add_argument("--object-storage", default=",".join(s3.PLUGINS),
+                        help="with --domains: the plugins also made in the domains on "
+                        f"object storage, a comma-separated subset of {','.join(s3.PLUGINS)} "
+                        "('' for none)")
     args = parser.parse_args()
     args.report = args.report or os.path.join(
         stacks.ROOT, "conformance",
@@ -1394,6 +1881,9 @@ def main() -> None:
     plugins = [p for p in args.plugins.split(",") if p]
     if unknown := set(plugins) - set(PLUGINS):
         raise SystemExit(f"unknown plugins: {sorted(unknown)}")
+    on_s3 = [p for p in args.object_storage.split(",") if p] if args.domains else []
+    if unknown := set(on_s3) - set(s3.PLUGINS):
+        raise SystemExit(f"unknown object-storage plugins: {sorted(unknown)}")
     stack = stacks.layout(args.domains)
     timings: dict[str, float] = {}
     began = time.monotonic()
@@ -1407,7 +1897,8 @@ def main() -> None:
         how_served = plugins_served(stack)
         phase = time.monotonic()
         with fixtures.serve(stack.path("fixtures"), stack.nginx + FIXTURE_OFFSET["http"],
-                            stack.nginx + FIXTURE_OFFSET["registry"], unique) as upstreams:
+                            stack.nginx + FIXTURE_OFFSET["registry"], unique) as upstreams, \
+                contextlib.ExitStack() as running:
             timings["fixtures"] = time.monotonic() - phase
             phase = time.monotonic()
             domain = f"domain-{unique}" if args.domains else ""
@@ -1418,6 +1909,11 @@ def main() -> None:
                                  plugin for (plugin, policy) in upstreams
                                  if policy == "signed" and plugin in plugins]).items()}
             served = create(api, upstreams, plugins, unique, signing_hrefs, domain)
+            if on_s3:
+                endpoint = running.enter_context(s3.serve(
+                    stack.nginx + FIXTURE_OFFSET["s3"], stack.path("logs")))
+                served += on_object_storage(stack.origin, endpoint, upstreams, on_s3, unique,
+                                            domain)
             refused = streamed_refused(api, plugins, unique)
             registry = Registry(stack.origin)
             learn_pulled(api, registry, served)
@@ -1439,17 +1935,20 @@ def main() -> None:
             if never and (found := streamed_saved(never)):  # a save finished late
                 leaks.append(("pass theirs first: both apps' other requests (looked for "
                               "after both apps stopped)", sorted(found)))
-            signatures = check_signatures(rows, signers)
+            signatures = check_signatures(rows, signers) + check_collection_signatures(
+                rows, served, registry, signers)
             doors = []
             for one in served:
                 for key, digest in one.downloads.items():
                     # A fresh redirect (the API answers for the file as it is now).
                     target = registry.redirect(one, key)
-                    status, location = registry.seen[(one.base_path, key)]
-                    answer = registry.front_door(target)
-                    doors.append((f"{one.plugin} {one.policy} `{key[:26]}…`",
-                                  f"{status} → `{urlsplit(location).path}`", front,
-                                  blob_check(answer, digest, one.plugin == "container")))
+                    status, location = registry.seen[(one.content_base, key)]
+                    doors.append((f"{one.who} `{key[:26]}…`",
+                                  f"{status} → `{urlsplit(location).path}`" if location else
+                                  f"{status} (pulp_container's bug, section \"Object "
+                                  "storage\"): the content app's URL signed here", front,
+                                  door_check(registry.front_door(target), digest,
+                                             one.plugin == "container")))
             timings["requests"] = time.monotonic() - phase
     finally:
         signing.stop(signers)

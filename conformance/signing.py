@@ -1,5 +1,5 @@
 """Signing services for signed repositories: a GPG key made at run time in a GNUPGHOME of
-its own, the scripts pulp_deb and pulp_rpm call, registered with ``pulpcore-manager
+its own, the scripts pulp_deb, pulp_rpm and pulp_ansible call, registered with ``pulpcore-manager
 add-signing-service`` (pulpcore's command, which validates each by signing a test file
 and checking the signature with the key's public half).
 
@@ -13,7 +13,10 @@ The script contracts (the plugins' ``SigningService.validate``):
 * pulp_rpm, ``core:AsciiArmoredDetachedSigningService`` (a repository's
   ``metadata_signing_service``): called with ``repomd.xml``, writes ``repomd.xml.asc``
   beside it and prints ``{"file": …, "signature": …}``; the publication also gets
-  ``repomd.xml.key``, the service's public key.
+  ``repomd.xml.key``, the service's public key;
+* pulp_ansible, the same class and script (a repository's ``sign`` task): called with a
+  collection's ``MANIFEST.json``, its ``.asc`` becomes a ``CollectionVersionSignature``
+  the Galaxy API lists with the collection version.
 
 The workers run the scripts: each names its GNUPGHOME itself.
 """
@@ -50,9 +53,12 @@ gpg --batch --yes --pinentry-mode loopback --passphrase '' --local-user '{key}' 
 printf '{{"file": "%s", "signature": "%s"}}\\n' "$1" "$1.asc"
 """
 
-#: plugin -> (signing service class, script)
+#: plugin -> (signing service class, script). pulp_ansible's ``sign`` task calls its
+#: service with the collection's ``MANIFEST.json`` and keeps the ``.asc`` it writes (the
+#: same contract as pulp_rpm's, ``CollectionSigningFirstStage``).
 SERVICES = {"deb": ("deb:AptReleaseSigningService", DEB_SCRIPT),
-            "rpm": ("core:AsciiArmoredDetachedSigningService", RPM_SCRIPT)}
+            "rpm": ("core:AsciiArmoredDetachedSigningService", RPM_SCRIPT),
+            "ansible": ("core:AsciiArmoredDetachedSigningService", RPM_SCRIPT)}
 
 
 def make_key(home: str, run_id: str) -> str:
@@ -68,7 +74,7 @@ def make_key(home: str, run_id: str) -> str:
 
 def services(stack: stacks.Layout, folder: str, run_id: str, plugins: list[str]
              ) -> dict[str, str]:
-    """One signing service per plugin of ``plugins`` that signs (deb, rpm), named
+    """One signing service per plugin of ``plugins`` that signs (deb, rpm, ansible), named
     ``parity-<plugin>-<run_id>``, its key and scripts under ``folder``; plugin -> href."""
     wanted = [plugin for plugin in plugins if plugin in SERVICES]
     if not wanted:
