@@ -147,9 +147,13 @@ def _commit() -> str:
 
 
 def write_report(path: str, seconds: float, seed: str | None,
-                 lanes: list[str] | None = None) -> None:
+                 lanes: list[str] | None = None,
+                 profile: tuple[str, int] | None = None) -> None:
     """``reliability/report.md``: per section, requests tried, 5xx seen, bytes leaked;
-    ``seconds`` of wall time; ``lanes``: a line per pytest process that ran side by side."""
+    ``seconds`` of wall time; ``lanes``: a line per pytest process that ran side by side;
+    ``profile``: the Hypothesis profile and scale the tests ran with (this process's when
+    None; the lanes' own when they ran in other processes)."""
+    name, scale = profile or (PROFILE, SCALE)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Adversarial run: input nobody should trust",
@@ -158,7 +162,7 @@ def write_report(path: str, seconds: float, seed: str | None,
         "",
         f"- Commit: `{_commit()}`",
         f"- Date: {now}; {seconds / 60:.1f} minutes",
-        f"- Hypothesis profile: `{PROFILE}` ({SCALE} times the CI slice's examples)"
+        f"- Hypothesis profile: `{name}` ({scale} times the CI slice's examples)"
         + (f", seed `{seed}`" if seed else ""),
         *(["- Run as pytest processes side by side: " + "; ".join(lanes)] if lanes else []),
         "",

@@ -93,6 +93,8 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
     tests: int = 0
+    #: The Hypothesis profile and scale the lane's tests ran with (from its results).
+    profile: tuple[str, int] | None = None
 
 
 def _start(lane: Lane, seed: str, extra: list[str], state: str) -> Run:
@@ -166,6 +168,7 @@ def _finish(run: Run, narrowed: bool) -> list[str]:
     if twice:
         problems.append(f"lane {run.lane.name} ran tests another lane ran: {twice[:5]}")
     adversarial.absorb(found)
+    run.profile = (str(found.get("profile")), int(found.get("scale", 0)))
     run.tests = len(found["outcomes"])
     run.seconds = float(found["seconds"])
     return problems
@@ -195,7 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     if not adversarial.OUTCOMES:
         problems.append("no adversarial test ran")
     lanes = [f"{r.lane.name} ({r.tests} tests, {r.seconds / 60:.1f} min)" for r in runs]
-    adversarial.write_report(options.report, seconds, options.seed, lanes)
+    # The profile the lanes ran with (each lane's own record), not this process's.
+    profiles = {r.profile for r in runs if r.profile is not None}
+    if len(profiles) != 1:
+        problems.append(f"the lanes ran with different or unknown profiles: {profiles}")
+    adversarial.write_report(options.report, seconds, options.seed, lanes,
+                             next(iter(profiles)) if len(profiles) == 1 else ("mixed", 0))
     outcomes = list(adversarial.OUTCOMES.values())
     print(f"\nmake adversarial: {outcomes.count('passed')} passed, "
           f"{outcomes.count('failed')} failed, {outcomes.count('skipped')} skipped in "

@@ -108,7 +108,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     results = os.environ.get("ADVERSARIAL_RESULTS")
     if results:
         with open(results, "w") as out:
-            json.dump({**adversarial.results(), "seconds": time.monotonic() - _started},
+            json.dump({**adversarial.results(), "seconds": time.monotonic() - _started,
+                       "profile": adversarial.PROFILE, "scale": adversarial.SCALE},
                       out, default=str)
 
 
