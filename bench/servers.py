@@ -142,19 +142,20 @@ class StartFailure(Exception):
 
 
 def start(contender: Contender, workers: int, root: str, cpus: str | None, *, probe: str,
-          timeout: float, fail: bool = False) -> processes.Server:
-    """Start ``contender`` (pinned to ``cpus`` with taskset when given) and wait up to
-    ``timeout`` seconds until GET ``probe`` answers; ``fail`` adds
-    :data:`INVALID_ARGUMENT`.
+          timeout: float, fail: bool = False, port: int | None = None,
+          env: dict[str, str] | None = None) -> processes.Server:
+    """Start ``contender`` (pinned to ``cpus`` with taskset when given) on ``port`` (a free
+    one when None), with ``env`` added to its environment, and wait up to ``timeout``
+    seconds until GET ``probe`` answers; ``fail`` adds :data:`INVALID_ARGUMENT`.
 
     Raises :class:`StartFailure` when the process exits or does not answer in time.
     """
-    port = processes.free_port()
+    port = port or processes.free_port()
     argv = contender.argv(workers, root, port) + ([INVALID_ARGUMENT] if fail else [])
     if cpus:
         argv = ["taskset", "-c", cpus, *argv]
     env = {**(CACHE_ENV if contender.cache else {"PULP_CACHE_ENABLED": "false"}),
-           **contender.env}
+           **contender.env, **(env or {})}
     logs = os.path.join(root, "logs")
     os.makedirs(logs, exist_ok=True)
     log_path = os.path.join(logs, f"{contender.name}-w{workers}-{port}.log")
