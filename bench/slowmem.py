@@ -7,11 +7,13 @@
 For each contender and each count N: the contender starts with one worker (its own
 database, settings and files under ``.dev/slowmem``, a 16 MiB published file); the file is
 downloaded once whole (lazy imports, pools and caches warm); the worker's RSS is read
-from ``/proc`` (*idle*); N connections each GET the file with a 4 KiB receive buffer and
-then read 1 KiB a second; once all have their response headers, the worker's RSS is read
-every 0.5 s until it grew by less than 256 KiB over 3 s (*loaded*, at most 60 s). The
-cost of a slow connection is (loaded - idle) / N. The connections are then closed and the
-RSS read again 3 s later (*after*: what the worker kept).
+from ``/proc`` (*idle*; also the process family's RSS and PSS, which counts the pages a
+forked worker shares with its parent once); N connections each GET the file with a
+4 KiB receive buffer and then read 1 KiB a second; once all have their response
+headers, the worker's RSS is read every 0.5 s until it grew by less than 256 KiB over
+3 s (*loaded*, at most 60 s). The cost of a slow connection is (loaded - idle) / N. The
+connections are then closed and the RSS read again 3 s later (*after*: what the worker
+kept).
 
 The worker is the server's process with the largest RSS apart from the one started
 (granian's and gunicorn's workers; uvicorn with one worker is that process).
@@ -95,6 +97,19 @@ def rss(pid: int) -> int:
     from pulp_content_asgi.devtools.processes import rss as read
 
     return read(pid)
+
+
+def pss(pid: int) -> int:
+    """Proportional set size of ``pid`` in bytes (pages shared with a forked parent
+    counted once between them; 0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def worker_of(pid: int) -> int:
@@ -199,6 +214,7 @@ def measure(contender: Any, clients: int, path: str, env: dict[str, str], port: 
         worker = worker_of(server.pid)
         idle = rss(worker)
         family_idle = sum(rss(p) for p in processes.family(server.pid))
+        family_idle_pss = sum(pss(p) for p in processes.family(server.pid))
         _take(probe, f"idle-{clients}")
         _probe_report(probe, worker, f"idle-{clients}")
         crowd = asyncio.run(_crowd(port, path, clients, worker, probe))
@@ -208,6 +224,7 @@ def measure(contender: Any, clients: int, path: str, env: dict[str, str], port: 
         processes.stop(server)
     result = {"contender": contender.name, "clients": clients, "file_bytes": size,
               "idle_mib": idle / MIB, "family_idle_mib": family_idle / MIB,
+              "family_idle_pss_mib": family_idle_pss / MIB,
               "loaded_mib": crowd["loaded"] / MIB, "after_mib": after / MIB,
               "per_connection_kib": (crowd["loaded"] - idle) / clients / 1024,
               **{k: v for k, v in crowd.items() if k not in ("loaded", "python")},
@@ -257,7 +274,8 @@ def main() -> None:
                 results.write(json.dumps(result) + "\n")
             failures = f" {result['failures']}" if result["failures"] else ""
             print(f"{contender.name:18} N={clients:5}: idle {result['idle_mib']:.1f} MiB "
-                  f"(family {result['family_idle_mib']:.1f}), loaded "
+                  f"(family {result['family_idle_mib']:.1f}, PSS "
+                  f"{result['family_idle_pss_mib']:.1f}), loaded "
                   f"{result['loaded_mib']:.1f}, after {result['after_mib']:.1f}; "
                   f"{result['per_connection_kib']:.1f} KiB per connection "
                   f"(headers {result['headed']}/{clients}, settled in "
