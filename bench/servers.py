@@ -204,15 +204,16 @@ class StartFailure(Exception):
 
 
 def start(contender: Contender, workers: int, root: str, cpus: str | None, *, probe: str,
-          timeout: float, fail: bool = False,
+          timeout: float, fail: bool = False, port: int | None = None,
           extra_env: dict[str, str] | None = None) -> processes.Server:
-    """Start ``contender`` (pinned to ``cpus`` with taskset when given) on a port of
-    :data:`PORTS` and wait up to ``timeout`` seconds until GET ``probe`` answers; ``fail``
-    adds :data:`INVALID_ARGUMENT`; ``extra_env`` is added to the contender's environment.
+    """Start ``contender`` (pinned to ``cpus`` with taskset when given) on ``port`` (one of
+    :data:`PORTS` when None) and wait up to ``timeout`` seconds until GET ``probe``
+    answers; ``fail`` adds :data:`INVALID_ARGUMENT`; ``extra_env`` is added to the
+    contender's environment.
 
     Raises :class:`StartFailure` when the process exits or does not answer in time.
     """
-    port = PORTS.take()
+    port = port or PORTS.take()
     argv = contender.argv(workers, root, port) + ([INVALID_ARGUMENT] if fail else [])
     if cpus:
         argv = ["taskset", "-c", cpus, *argv]

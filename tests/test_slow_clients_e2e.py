@@ -42,8 +42,9 @@ SLOWLORIS = examples(20)
 PROBE_SECONDS = 40.0 if SCALE > 1 else 5.0
 #: The worker's resident memory may grow by this much per slow reader, plus
 #: :data:`RSS_SLACK` (generous bounds: what matters is that a slow reader costs a bounded
-#: amount, about the chunks in flight, not its file). Measured: under uvicorn about
-#: 0.7 MiB per reader (a 256 KiB chunk in Python and in the transport's buffer).
+#: amount, about the chunks in flight, not its file). Measured since issue #18: about
+#: 0.3 MiB per reader under uvicorn (one 256 KiB chunk) and 0.4 MiB under granian
+#: (tests/test_slow_reader_memory_e2e.py holds that; 0.7 MiB before).
 RSS_PER_READER = 1 << 20
 RSS_SLACK = 512 << 20
 HEALTH = "/pulp/content-asgi/health/"

@@ -3,12 +3,16 @@
 Both are configured for this workload: large request headers accepted (post-quantum
 client certificates in ``X-CLIENT-CERT`` exceed 8 KiB), bounded backpressure, graceful
 shutdown bounded by ``--timeout``, and the server's own access log off (the app writes
-one in a server-independent format). Granian closes a connection whose request headers
-are not complete ``CONTENT_ASGI_HEADER_TIMEOUT`` seconds after they began (slowloris);
-uvicorn has no such limit. Granian serves at most ``CONTENT_ASGI_MAX_CONNECTIONS``
-connections per worker (its own default, 1024 / workers, let that many slow readers or
-slowloris connections stall a worker for everyone); uvicorn has no limit
-(docs/operations.md, "Slow clients and slowloris").
+one in a server-independent format). Each holds little of a response for a client that
+reads slowly (issue #18, docs/operations.md "Slow clients and slowloris"): uvicorn's
+transport buffers nothing past the kernel's (server/uvicorn_http.py), and granian's
+per-connection buffer (hyper's ``max_buf_size``, :data:`GRANIAN_BUFFER_BYTES`) is cut
+from 408 KiB to two of its ``pathsend`` pieces. Granian closes a connection whose
+request headers are not complete ``CONTENT_ASGI_HEADER_TIMEOUT`` seconds after they
+began (slowloris); uvicorn has no such limit. Granian serves at most
+``CONTENT_ASGI_MAX_CONNECTIONS`` connections per worker (its own default, 1024 / workers,
+let that many slow readers or slowloris connections stall a worker for everyone);
+uvicorn has no limit (docs/operations.md, "Slow clients and slowloris").
 
 An address another server already listens on is refused at start-up (exit status 1,
 ``cannot listen on HOST:PORT: address already in use``), as gunicorn (pulpcore-content)
@@ -29,6 +33,16 @@ from typing import Any
 APP = "pulp_content_asgi.asgi:application"
 SERVERS = ("granian", "uvicorn")
 MAX_HEADER_BYTES = 64 * 1024
+#: Granian's HTTP/1 ``max_buffer_size`` (hyper's ``max_buf_size``; its default is
+#: 8 KiB + 400 KiB): the response bytes hyper queues for a connection before it stops
+#: taking more from the response, and the largest request head it reads (431 past it;
+#: measured: 180 KiB heads pass with this, 420 KiB with the default). ``pathsend`` reads
+#: a file in 128 KiB pieces, so this queues two of them: the one being written and the
+#: next, read meanwhile. Measured with slow readers of a 16 MiB file (bench/slowmem.py):
+#: 620-670 KiB per connection with the default, 380-420 KiB with this, 290 KiB with
+#: 72 KiB, which cost fast downloads 10-25 % more CPU per byte (each piece read only
+#: once the last was written).
+GRANIAN_BUFFER_BYTES = 128 * 1024 + 8 * 1024
 
 
 @dataclass(frozen=True)
@@ -127,8 +141,10 @@ def run_uvicorn(addresses: list[Address], workers: int, timeout: int, log_level:
     import uvicorn
     from uvicorn.supervisors import ChangeReload
 
+    from pulp_content_asgi.server.uvicorn_http import UnbufferedHttpToolsProtocol
+
     config = uvicorn.Config(
-        APP, loop="uvloop", http="httptools", lifespan="on", workers=workers,
+        APP, loop="uvloop", http=UnbufferedHttpToolsProtocol, lifespan="on", workers=workers,
         access_log=False, log_level=log_level, timeout_graceful_shutdown=timeout,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES, reload=reload,
         host=addresses[0].host, port=addresses[0].port, server_header=False,
@@ -162,7 +178,8 @@ def run_granian(addresses: list[Address], workers: int, timeout: int, log_level:
         workers=workers, loop=Loops.uvloop, log_access=False, log_level=LogLevels(log_level),
         reload=reload, workers_kill_timeout=timeout,
         # Milliseconds from a request's first byte to the end of its headers.
-        http1_settings=HTTP1Settings(header_read_timeout=max(1, round(header_timeout * 1000))),
+        http1_settings=HTTP1Settings(header_read_timeout=max(1, round(header_timeout * 1000)),
+                                     max_buffer_size=GRANIAN_BUFFER_BYTES),
         # Connections per worker (granian's default, backlog // workers, is 1024 / workers).
         backpressure=max(1, max_connections),
     ).serve()

@@ -1,12 +1,14 @@
 """Writing a response over ASGI, with bounded memory and one disconnect policy.
 
 File bodies are read in ``chunk_size`` steps on the loop's default executor (never the
-ORM threads, so downloads cannot starve lookups) and each step waits for the server's
-flow control, so a slow client holds one chunk, not the file. A whole local file goes to
-a server that offers ``http.response.pathsend`` (granian) to send itself; that choice is
-made here, at send time, for every path alike. When the client goes away the copy stops
-and the file or stream is released: a listener on ``receive`` cancels it, since some
-servers (uvicorn) silently drop writes after a disconnect.
+ORM threads, so downloads cannot starve lookups), and the next step is read only once the
+server has passed the previous one on (:func:`_passed_on`): a client that reads slowly
+holds one chunk in the worker, never a queue of them (issue #18; bench/slowmem.py
+measures what a slow reader costs). A whole local file goes to a server that offers
+``http.response.pathsend`` (granian) to send itself; that choice is made here, at send
+time, for every path alike. When the client goes away the copy stops and the file or
+stream is released: a listener on ``receive`` cancels it, since some servers (uvicorn)
+silently drop writes after a disconnect.
 """
 
 from __future__ import annotations
@@ -54,6 +56,19 @@ def _start(response: Response, extra: Mapping[str, str]) -> dict[str, Any]:
     return {"type": "http.response.start", "status": response.status, "headers": headers}
 
 
+async def _passed_on(send: Send, chunk: bytes) -> None:
+    """Send ``chunk`` (more body follows) and return once the server has passed it on.
+
+    The empty body message that follows it is answered only then: uvicorn waits for its
+    transport to drain before any send (its buffer limit is 0 here:
+    server/uvicorn_http.py), and granian accepts a body message only once hyper has taken
+    the one before (a channel of one; hyper stops taking them while it holds
+    ``max_buffer_size`` bytes: server/runners.py). Servers skip empty body messages.
+    """
+    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": True})
+
+
 async def _copy_file(handle: IO[bytes], body: FileRange, chunk_size: int, send: Send,
                      more: bool = False) -> None:
     """Send the range; ``more`` says whether other body messages follow it."""
@@ -65,8 +80,11 @@ async def _copy_file(handle: IO[bytes], body: FileRange, chunk_size: int, send: 
         if not chunk:
             raise OSError(f"file ended {remaining} bytes early")
         remaining -= len(chunk)
-        await send({"type": "http.response.body", "body": chunk,
-                    "more_body": more or remaining > 0})
+        if not more and remaining == 0:
+            await send({"type": "http.response.body", "body": chunk, "more_body": False})
+            return
+        await _passed_on(send, chunk)
+        del chunk  # passed on: not held while the next one is read
 
 
 async def _copy_stream(body: StreamRange, chunk_size: int, send: Send) -> None:
@@ -74,7 +92,7 @@ async def _copy_stream(body: StreamRange, chunk_size: int, send: Send) -> None:
     # a download that fails before any byte into its own 500 instead of a cut.
     await send({"type": "http.response.body", "body": b"", "more_body": True})
     async for chunk in body.source.chunks(body.offset, body.length, chunk_size):
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await _passed_on(send, chunk)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
@@ -89,7 +107,7 @@ async def _copy_parts(body: Parts, handle: IO[bytes] | None, chunk_size: int, se
             await _copy_file(handle, piece, chunk_size, send, more=True)
         else:
             async for chunk in piece.source.chunks(piece.offset, piece.length, STREAM_STEP):
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await _passed_on(send, chunk)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

@@ -107,6 +107,48 @@ def test_head_sends_the_length_and_no_body():
     assert dict(sent[0]["headers"])[b"content-length"] == b"14" and body_of(sent) == b""
 
 
+async def _handed_to_a_full_server(response: Response) -> list[int]:
+    """Body bytes of each body message handed to a server whose buffer is full once it
+    holds some: every send after the first body bytes waits, as uvicorn's do while its
+    transport has unsent bytes and granian's while hyper has not taken the last message.
+    The client then leaves (the response ends cut; the waiting send never returns)."""
+    given: list[int] = []
+    waiting, gone = asyncio.Event(), asyncio.Event()
+
+    async def send(message: dict) -> None:
+        if message["type"] != "http.response.body":
+            return
+        full = any(given)
+        given.append(len(message.get("body", b"")))
+        if full:
+            waiting.set()
+            await asyncio.Event().wait()
+
+    async def receive() -> dict:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    sending = asyncio.ensure_future(send_response(response, {"method": "GET"}, receive,
+                                                  send, SMALL_CHUNKS))
+    await waiting.wait()
+    gone.set()
+    assert await sending is False
+    return given
+
+
+def test_a_client_that_reads_nothing_is_handed_one_chunk_of_a_file(local_file):
+    """The next chunk is read only once the server has passed the last one on (issue
+    #18): a slow client holds one chunk in the worker, not one more read ahead."""
+    given = asyncio.run(_handed_to_a_full_server(Response(200, {}, file_range(local_file))))
+    assert given == [16_384, 0]
+
+
+def test_a_client_that_reads_nothing_is_handed_one_chunk_of_a_live_stream():
+    live = Live([b"a" * 1000, b"b" * 1000, b"c" * 1000])
+    given = asyncio.run(_handed_to_a_full_server(Response(200, {}, StreamRange(live, 0, None))))
+    assert given == [0, 1000, 0] and live.released == 1  # headers out, one piece
+
+
 class Live:
     def __init__(self, pieces: list[bytes], forever: bool = False) -> None:
         self.pieces, self.forever, self.released = pieces, forever, 0
