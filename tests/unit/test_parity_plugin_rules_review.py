@@ -90,3 +90,15 @@ def test_a_cold_blob_etag_must_be_its_own_digest() -> None:
                                                   BLOB, 200, **cold)
     assert upstream_verdict("etag", f'"{"c" * 64}"', f'"sha256:{HEX}"', BLOB, 200,
                             **cold) == "UNEXPLAINED"
+
+
+@pytest.mark.parametrize("probe", [{"policy": "pull_through"}, {"policy": "streamed"},
+                                   {"policy": "pull_through_streamed"}])
+def test_a_streamed_simple_page_typed_octet_stream_is_unexplained(probe: dict[str, str]
+                                                                  ) -> None:
+    """Review (#14): pip skips an index page that is not HTML, so a pull-through simple
+    page typed ``application/octet-stream`` where pulpcore-content forwards the upstream's
+    ``text/html`` is a bug a client meets, not "a response describes the content"."""
+    page = "/somewhere/else/parity-ab12cd/python/pull-through-streamed/simple/hello/"
+    assert upstream_verdict("content-type", "application/octet-stream", "text/html", page,
+                            200, **probe) == "UNEXPLAINED"
