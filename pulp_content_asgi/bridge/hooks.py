@@ -49,7 +49,9 @@ def _from_exception(exc: web.Response) -> results.Result:
     if 300 <= status < 400 and "Location" in exc.headers:
         return results.Redirect(exc.headers["Location"], status, _headers(exc))
     if status == 404:
-        return results.NotFound(exc.reason)
+        # pulpcore's cache keeps a 404 whose class says ``cacheable`` (pulp_maven's
+        # BloomFiltered; ``AsyncContentCache.make_entry``).
+        return results.NotFound(exc.reason, cacheable=getattr(exc, "cacheable", False) is True)
     if status == 403:
         return results.Denied(exc.reason)
     if status >= 400:

@@ -16,9 +16,12 @@ What it replaces (pulp_python 3.36, ``pulp_python/app/models.py``,
     ``Content-Type: text/html``: a redirect to the storage would break the page's relative
     links. On FileSystem storage the generic publication path serves these files.
 
-Pull-through needs nothing here: ``PythonRemote.get_remote_artifact_url`` reads the
-``redirect`` query parameter of the request the generic path hands it, and
-``PythonPackageContent.init_from_artifact_and_relative_path`` builds the package.
+Pull-through: ``PythonRemote.get_remote_artifact_url`` reads the ``redirect`` query
+parameter of the request the generic path hands it, and
+``PythonPackageContent.init_from_artifact_and_relative_path`` builds the package. What a
+pull-through distribution streams for ``simple/…`` and ``pypi/<name>/json`` (no
+publication has them) is typed here (:meth:`PythonHandler.plugin_headers`): pulpcore's
+mime map knows no type for those names, and pip skips an index page that is not HTML.
 pulp_python takes this port over by declaring
 ``content_asgi_handlers = {"python.PythonDistribution": "<its module>.PythonHandler"}``.
 """
@@ -26,6 +29,7 @@ pulp_python takes this port over by declaring
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import PurePath
 
 from django.conf import settings
@@ -43,6 +47,8 @@ from pulp_content_asgi.serving.artifacts import FILESYSTEM_STORAGE
 
 #: What aiohttp's ``json_response`` sends.
 JSON_TYPE = "application/json; charset=utf-8"
+#: The simple pages' type (pulpcore's mime map for the published ``index.html``).
+SIMPLE_TYPE = "text/html"
 
 
 def json_api_request(path: str) -> tuple[str, str | None] | None:
@@ -67,8 +73,28 @@ def simple_index_path(path: str) -> str | None:
     return f"{PurePath(*parts)}/index.html"
 
 
+def simple_page(path: str) -> bool:
+    """Whether ``path`` names a simple page itself (``simple/``, ``simple/<name>/``, with
+    or without the slash), not a file of the published tree (``…/index.html``)."""
+    parts = PurePath(path).parts
+    return 1 <= len(parts) <= 2 and parts[0] == "simple"
+
+
 class PythonHandler(DistributionHandler):
     """``PythonDistribution``: pulpcore's resolution order with pulp_python's documents."""
+
+    def plugin_headers(self, distribution: Distribution, path: str) -> Mapping[str, str]:
+        """The model's headers; a simple page is HTML and a JSON API path JSON wherever
+        they come from (a pull-through distribution streams the upstream's: pulpcore's
+        mime map has no type for them, ``application/octet-stream`` would be sent, and pip
+        skips the page, PEP 503). The published pages are ``index.html`` files, typed by
+        the map as ``text/html`` too."""
+        headers = dict(super().plugin_headers(distribution, path))
+        if simple_page(path):
+            return {"Content-Type": SIMPLE_TYPE, **headers}
+        if json_api_request(path) is not None:
+            return {"Content-Type": JSON_TYPE, **headers}
+        return headers
 
     def serve_content_handler(self, distribution: Distribution, path: str) -> Result | None:
         asked = json_api_request(path)
@@ -111,7 +137,7 @@ class PythonHandler(DistributionHandler):
         if published is None or published.content_artifact.artifact is None:
             return None
         return ServeArtifact(published.content_artifact.artifact, index,
-                             {"Content-Type": "text/html"}, inline=True)
+                             {"Content-Type": SIMPLE_TYPE}, inline=True)
 
     @staticmethod
     def latest_publication(distribution: Distribution) -> Publication | None:

@@ -17,6 +17,7 @@ from pulpcore.app.util import set_domain
 
 from pulp_content_asgi.devtools import data
 from tests.helpers import run_task, s3_domain, unique_name, wait_for
+from tests.upstream import Behaviour
 
 PROJECT = "Shelf_Reader"  # normalized: shelf-reader
 OWN = {"date", "server", "correlation-id", "content-length"}
@@ -270,3 +271,42 @@ def test_pull_through_in_a_domain_saves_content_of_that_domain(domain_server, s3
                                                 pulp_domain=domain).exists())
     again = get(domain_server, base, f"{filename}?redirect={quote(source)}")
     assert again.content == blob and upstream.hits[f"{u}/{filename}"] == 1
+
+
+def test_pull_through_simple_pages_and_json_keep_their_types(server, legacy_server, upstream):
+    """Review (#14): a pull-through distribution on a ``streamed`` remote streams the
+    upstream's simple page and JSON document for paths no publication has. pulpcore's mime
+    map knows no type for ``simple/<name>/`` or ``pypi/<name>/json``, and pip skips an
+    index page that is not HTML (``_NotAPIContent``: "Skipping page … because the GET
+    request got Content-Type: application/octet-stream"), so ``pip install --index-url
+    <content app>/simple/`` found nothing here while pulpcore-content (which forwards the
+    upstream's ``text/html``) worked. The port names the types: ``text/html`` as for the
+    published pages, ``application/json`` as for the JSON API it generates."""
+    from pulp_python.app.models import PythonDistribution, PythonRemote
+
+    u = unique_name()
+    name = f"streamy{u}"
+    filename, blob = wheel(name, "1.0")
+    page = (f'<!DOCTYPE html><html><body><a href="../../files/{filename}">{filename}</a>'
+            f"</body></html>").encode()
+    document = json.dumps({"info": {"name": name, "version": "1.0"}, "urls": []}).encode()
+    upstream.files[f"{u}/simple/{name}/"] = page
+    upstream.files[f"{u}/pypi/{name}/json"] = document
+    upstream.files[f"{u}/files/{filename}"] = blob
+    for path, content_type in ((f"{u}/simple/{name}/", "text/html"),
+                               (f"{u}/pypi/{name}/json", "application/json")):
+        upstream.behaviour[path] = Behaviour(content_type=content_type)
+    remote = PythonRemote.objects.create(name=f"pts-{u}", url=upstream.url(f"{u}/"),
+                                         policy="streamed")
+    distribution = PythonDistribution.objects.create(name=f"pts-{u}", base_path=f"pts-{u}",
+                                                     remote=remote)
+    for path, body, content_type in ((f"simple/{name}/", page, "text/html"),
+                                     (f"pypi/{name}/json", document, "application/json")):
+        ours = get(server, distribution.base_path, path)
+        assert ours.status_code == 200 and ours.content == body, path
+        assert ours.headers["content-type"].startswith(content_type), (path, ours.headers)
+    theirs = get(legacy_server, distribution.base_path, f"simple/{name}/")
+    assert theirs.status_code == 200 and theirs.headers["content-type"].startswith("text/html")
+    # The package the page links to (relative: back to this distribution) streams too.
+    package = get(server, distribution.base_path, f"files/{filename}")
+    assert package.status_code == 200 and package.content == blob

@@ -90,3 +90,38 @@ def test_a_cold_blob_etag_must_be_its_own_digest() -> None:
                                                   BLOB, 200, **cold)
     assert upstream_verdict("etag", f'"{"c" * 64}"', f'"sha256:{HEX}"', BLOB, 200,
                             **cold) == "UNEXPLAINED"
+
+
+@pytest.mark.parametrize("probe", [{"policy": "pull_through"}, {"policy": "streamed"},
+                                   {"policy": "pull_through_streamed"}])
+def test_a_streamed_simple_page_typed_octet_stream_is_unexplained(probe: dict[str, str]
+                                                                  ) -> None:
+    """Review (#14): pip skips an index page that is not HTML, so a pull-through simple
+    page typed ``application/octet-stream`` where pulpcore-content forwards the upstream's
+    ``text/html`` is a bug a client meets, not "a response describes the content"."""
+    page = "/somewhere/else/parity-ab12cd/python/pull-through-streamed/simple/hello/"
+    assert upstream_verdict("content-type", "application/octet-stream", "text/html", page,
+                            200, **probe) == "UNEXPLAINED"
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [
+    ("bytes 0-98/5000", "bytes 0-99/5000"),  # an exclusive end: one byte short
+    ("bytes 0-49/5000", "bytes 0-99/5000"),  # half the range asked
+    ("bytes 0-11/40", "bytes 0-99/40"),  # a short file's range ended before its last byte
+    ("bytes 0-39/40", "bytes 0-99/41"),  # not the same file
+])
+def test_a_wrong_content_range_is_not_the_old_apps_short_file(ours: str, theirs: str
+                                                               ) -> None:
+    """Review (#14): the rule for pulpcore-content's ``bytes 0-99/<n>`` on a file shorter
+    than 100 bytes matched any ``bytes 0-<x>/<y>`` of ours, so an off-by-one end (a range
+    read as an exclusive slice) on a stored 5000-byte file was "old-app bug" too. It holds
+    only where ours ends at the file's last byte and the file is that short one."""
+    assert verdict("content-range", ours, theirs, RPM, 206) == "UNEXPLAINED"
+
+
+@pytest.mark.parametrize("size", [12, 40, 84, 99])
+def test_the_old_apps_short_file_range_is_still_explained(size: int) -> None:
+    """What the committed reports explain: ours ``bytes 0-<n-1>/<n>``, theirs
+    ``bytes 0-99/<n>``."""
+    assert verdict("content-range", f"bytes 0-{size - 1}/{size}", f"bytes 0-99/{size}", RPM,
+                   206).startswith("old-app bug: a range past the end")
