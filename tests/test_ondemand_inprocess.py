@@ -11,6 +11,8 @@ lets the held client go on: what it then receives must be the file's bytes, whol
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -20,6 +22,7 @@ import pytest
 
 from pulp_content_asgi.ondemand.coordination import spool_path
 from tests.helpers import content_artifact, on_demand, scope
+from tests.upstream import Behaviour
 
 SIZE = 2 * 1024 * 1024 + 17  # more than one read step (1 MiB) of a spool
 LATE = 1_500_000  # a position the second download overwrites in the first one's spool
@@ -182,3 +185,46 @@ def test_an_older_download_s_cleanup_leaves_a_newer_one_s_spool_alone(upstream, 
     _run(main)
     assert upstream.hits[name] == 2
 
+
+def test_a_download_started_while_a_failed_one_is_still_read_is_saved(upstream, caplog):
+    """on_demand: the first download fails its digest check while a slow client still
+    reads it; the retry (the remote fixed) is a download of its own, which is saved and
+    served whole. The slow client's answer is cut, and the log says so once."""
+    from pulpcore.app.models import RemoteArtifact
+
+    from pulp_content_asgi.ondemand.inflight import inflight
+
+    blob = os.urandom(SIZE)
+    distribution, prefix, repo = on_demand(upstream, {"o.bin": blob})
+    target, name = f"/pulp/content/{distribution.base_path}/o.bin", prefix + "o.bin"
+    upstream.behaviour[name] = Behaviour(corrupt=True)
+
+    def fixed() -> None:
+        del upstream.behaviour[name]
+        RemoteArtifact.objects.filter(content_artifact=content_artifact(repo, "o.bin")
+                                      ).update(failed_at=None)
+
+    async def main() -> None:
+        slow = Client(target, hold_after=_any_body)
+        await slow.held.wait()
+        await until(lambda: len(inflight) == 0)  # failed (and cooled down): unlisted
+        await asyncio.to_thread(fixed)
+        retry = Client(target)
+        await retry.task
+        assert retry.status == 200 and retry.complete and retry.body == blob
+        slow.go_on()
+        await slow.task
+        assert slow.status == 200 and not slow.complete and slow.error is None
+        assert len(slow.body) < len(blob)
+
+    with caplog.at_level(logging.WARNING, logger="pulp_content_asgi"):
+        _run(main)
+    saved = content_artifact(repo, "o.bin").artifact
+    assert saved is not None and saved.sha256 == hashlib.sha256(blob).hexdigest()
+    with open(saved.file.path, "rb") as stored:
+        assert stored.read() == blob
+    assert upstream.hits[name] == 2
+    (cut,) = [r.getMessage() for r in caplog.records
+              if r.name == "pulp_content_asgi.serving.send"]
+    assert cut.startswith(f"Cut short the answer to GET {target} after its headers were "
+                          "sent: its download failed")
