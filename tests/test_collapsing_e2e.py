@@ -157,6 +157,7 @@ def test_another_process_s_download_is_taken_over_or_not_replayed(metered_server
 
 
 def test_a_leader_dying_midway_cuts_its_followers_off(metered_server, upstream):
+    """Its followers' answers are cut short (headers sent), and the log says so once."""
     distribution, _, repo = on_demand(upstream, {"cut.bin": os.urandom(300_000)})
     leader = _impersonate_leader(repo, "cut.bin", "midway")
     run = _while_joined(metered_server, lambda: subprocess.run(
@@ -164,6 +165,11 @@ def test_a_leader_dying_midway_cuts_its_followers_off(metered_server, upstream):
          url(metered_server, distribution, "cut.bin")],
         capture_output=True, text=True, timeout=120), leader)
     assert run.stdout == "200" and run.returncode == 18  # headers sent, body cut short
+    # The operator reads why, once, from the app (not a server's traceback of it).
+    cuts = [line for line in metered_server.log().splitlines()
+            if "Cut short the answer" in line and f"/{distribution.base_path}/" in line]
+    assert len(cuts) == 1 and "leading this download went away" in cuts[0], cuts
+    assert "SpoolFailed" not in metered_server.log()
 
 
 def test_a_retry_right_after_a_failure_is_not_cut_by_its_cleanup(metered_server, upstream):

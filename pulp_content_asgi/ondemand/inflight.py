@@ -12,6 +12,18 @@ never joined once finished (streamed content is fetched afresh). Files go when t
 client has left an EXPIRED download; GRACE leaves followers in other processes time to
 finish reading.
 
+Spool paths. A download led for every process (this process took the artifact's lock)
+spools into the artifact's *shared* path (:func:`~.coordination.spool_path`), which
+followers elsewhere compute from the key; it *holds* that path, and the lock, from its
+start until CLEANED and its files are removed and its lock released. Two downloads of
+this process never share a spool file: while an older download of the artifact holds
+the path (FINISHED, or EXPIRED with a slow client still reading it), a new one leads
+privately (a spool path of its own, no lock), so the older one's readers keep reading
+its bytes and its clean-up removes its own files only. Other processes cannot take the
+lock meanwhile (this process holds it), so they follow the older spool, find it over
+before they resolved, and lead privately too (:class:`~.spool.Stale`). A private
+download is saved like any other; only its collapsing stays within this process.
+
 A download nobody receives any more is *unattended*: its last client here has left and no
 other process follows it (none holds its readers lock, :mod:`.coordination`). With more
 than ``CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES`` left to fetch (any amount, for streamed
@@ -57,6 +69,9 @@ class Inflight:
         self._entries: dict[str, Fetch | Follow] = {}
         self._stages: dict[int, Stage] = {}  # id(fetch) → stage, until cleaned
         self._fetches: dict[int, Fetch] = {}  # the same downloads
+        #: Artifact key → this process's download that holds its shared spool path and
+        #: lock, until both are let go (:meth:`_let_go_of`).
+        self._holders: dict[str, Fetch] = {}
         self._background: set[asyncio.Future[object]] = set()
 
     def __len__(self) -> int:
@@ -71,8 +86,7 @@ class Inflight:
         :meth:`leave` when done with it."""
         entry = self._entries.get(plan.key)
         while isinstance(entry, Fetch) and entry.abandoning and entry.task is not None:
-            # Being cancelled: its spool file must be let go before a new download of the
-            # same artifact takes that path.
+            # Being cancelled: not to be joined; once it has stopped, a new download starts.
             await asyncio.wait({entry.task})
             if self._entries.get(plan.key) is entry:
                 self._unlist(entry)
@@ -82,11 +96,18 @@ class Inflight:
             # Resolved after that download was saved, yet not stored: the artifact has
             # gone again since (reclaimed). Download afresh, in this process only.
             return self.lead_privately(plan), True
+        if entry is None and plan.key in self._holders:
+            # An older download here still holds the artifact's spool path (see above).
+            return self.lead_privately(plan), True
         if entry is None:
             lock, leads, reading = await asyncio.to_thread(_try_to_lead, plan.key)
             entry = self._entries.get(plan.key)  # another client may have won meanwhile
-            if entry is not None:
+            if entry is not None or plan.key in self._holders:
+                # Won meanwhile, or it was this process's own download, finished meanwhile,
+                # whose lock the re-entrant advisory lock gave us once more.
                 await asyncio.to_thread(_let_go, lock if leads else None, reading)
+                if entry is None:
+                    return self.lead_privately(plan), True
             elif leads is False:
                 entry = self._entries[plan.key] = Follow(plan, FollowedSpool(
                     spool_path(plan.key), plan.resolved_at, _leader_alive(lock)), reading)
@@ -100,11 +121,14 @@ class Inflight:
 
     def lead_privately(self, plan: RemotePlan) -> Fetch:
         """A fresh download of this process alone (its own spool file, no lock): for a
-        request that must not reuse the finished download that is still listed."""
+        request that must not reuse the finished download that is still listed, or while
+        an older download here still holds the artifact's shared spool path."""
         return self._start(plan, None)
 
     def _start(self, plan: RemotePlan, lock: int | None) -> Fetch:
         fetch = self._entries[plan.key] = Fetch(plan, lock)
+        if lock is not None:
+            self._holders[plan.key] = fetch
         self._stages[id(fetch)] = Stage.DOWNLOADING
         self._fetches[id(fetch)] = fetch
         fetch.start().add_done_callback(lambda _: self._finished(fetch))
@@ -198,9 +222,21 @@ class Inflight:
             return
         del self._stages[id(fetch)]  # CLEANED
         del self._fetches[id(fetch)]
-        current = self._entries.get(fetch.plan.key)
-        taken = isinstance(current, Fetch) and current.spool.path == fetch.spool.path
-        self._in_background(_let_go_of(fetch, discard=not taken))
+        self._in_background(self._let_go_of(fetch))
+
+    async def _let_go_of(self, fetch: Fetch) -> None:
+        """A cleaned download's files, then its lock, then its hold on the spool path: in
+        that order, so that a leader elsewhere never starts on a path still being removed,
+        and no new download here takes the path before then (it leads privately)."""
+        try:
+            await fetch.spool.discard()  # its own files: no other download here uses them
+        finally:
+            try:
+                if fetch.lock is not None:
+                    await asyncio.to_thread(coordinator.unlock, fetch.lock)
+            finally:
+                if self._holders.get(fetch.plan.key) is fetch:
+                    del self._holders[fetch.plan.key]
 
     async def shutdown(self) -> None:
         """The worker stops: downloads still running are cancelled (nothing is saved
@@ -233,15 +269,6 @@ class Inflight:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("On-demand clean-up failed: %s", task.exception())
-
-
-async def _let_go_of(fetch: Fetch, discard: bool) -> None:
-    """A cleaned download's files (unless a newer download took the path), then its lock:
-    in that order, so that a leader elsewhere never starts on a path still being removed."""
-    if discard:
-        await fetch.spool.discard()
-    if fetch.lock is not None:
-        await asyncio.to_thread(coordinator.unlock, fetch.lock)
 
 
 #: Tries to take a download's readers lock shared while its leader holds it exclusively

@@ -19,9 +19,16 @@ from typing import IO, Any
 
 from pulpcore.exceptions import DigestValidationError, SizeValidationError
 
+from pulp_content_asgi.serving.response import BodyFailed
 
-class SpoolFailed(Exception):
-    """The download behind a spool failed; readers must not end the response cleanly."""
+#: What an operator can do about a spool file that went or changed under its readers.
+_KEEP_AWAY = ("keep other programs (temporary-file cleaners) away from the ondemand-* "
+              "files in WORKING_DIRECTORY; the client may retry")
+
+
+class SpoolFailed(BodyFailed):
+    """The download behind a spool failed, or its file cannot be read: readers must not
+    end the response cleanly. The message says why and what the operator can do."""
 
 
 class UpstreamError(Exception):
@@ -259,7 +266,10 @@ class FollowedSpool(_Progress):
                 meta = await _off_loop(read_meta, self.path)
                 if meta.get("state") is None:  # not finished in the meantime
                     self.leader_gone = True
-                    self.error = SpoolFailed("the process leading this download went away")
+                    self.error = SpoolFailed(
+                        "the worker leading this download went away before finishing it "
+                        "(it stopped, or lost its database session); the next request "
+                        "downloads it again")
                     self._notify()
                     return
             await asyncio.sleep(self.POLL)
@@ -309,11 +319,15 @@ async def read(progress: _Progress, offset: int, length: int | None, step: int,
                hold: int = 0) -> AsyncIterator[bytes]:
     """``length`` bytes from ``offset`` (to the end when None) of a spool, as they arrive,
     in steps of at most ``step``; the last ``hold`` of them only once the download is
-    complete (verified). Raises :class:`SpoolFailed` if it fails first."""
+    complete (verified). Raises :class:`SpoolFailed` if it fails first, or if the file
+    cannot be read, is gone or holds fewer bytes than were written to it."""
     try:
         handle = await _off_loop(open, progress.path, "rb")
     except FileNotFoundError:
-        raise SpoolFailed("the spool file is gone") from None
+        raise SpoolFailed(f"its spool file {progress.path} is gone; {_KEEP_AWAY}") from None
+    except OSError as exc:
+        raise SpoolFailed(f"its spool file {progress.path} cannot be opened ({exc}); check "
+                          "WORKING_DIRECTORY's disk and permissions") from exc
     try:
         position, end = offset, None if length is None else offset + length
         while end is None or position < end:
@@ -321,17 +335,46 @@ async def read(progress: _Progress, offset: int, length: int | None, step: int,
             if end is not None and not progress.done:
                 available = min(available, end - hold)
             if position < available:
-                wanted = min(step, available - position)
-                chunk = await _off_loop(os.pread, handle.fileno(), wanted, position)
+                chunk = await _read_chunk(progress.path, handle, position,
+                                          min(step, available - position))
                 position += len(chunk)
                 yield chunk
                 continue
             if progress.error is not None:
-                raise SpoolFailed(str(progress.error)) from progress.error
+                raise _failed(progress.error) from progress.error
             if progress.done:
                 if end is not None and position < end:
-                    raise SpoolFailed(f"download ended at {progress.size} bytes, before {end}")
+                    raise SpoolFailed(
+                        f"its download ended at {progress.size} bytes, before byte {end} "
+                        "that the response promised (the upstream's file is shorter than "
+                        "its remote artifact says); resync the repository")
                 return
             await progress.changed()
     finally:
         handle.close()
+
+
+async def _read_chunk(path: str, handle: IO[bytes], position: int, wanted: int) -> bytes:
+    """Up to ``wanted`` bytes at ``position``, which the spool says it holds: none means
+    the file was truncated or replaced under its readers (never waited for: they would
+    spin)."""
+    try:
+        chunk = bytes(await _off_loop(os.pread, handle.fileno(), wanted, position))
+    except OSError as exc:
+        raise SpoolFailed(f"reading its spool file {path} failed ({exc}); check "
+                          "WORKING_DIRECTORY's disk") from exc
+    if not chunk:
+        raise SpoolFailed(f"its spool file {path} holds fewer bytes than were written to "
+                          f"it (none at {position}): something truncated it; {_KEEP_AWAY}")
+    return chunk
+
+
+def _failed(error: BaseException) -> SpoolFailed:
+    """The error readers raise when the download failed (a follower's: its leader's)."""
+    if isinstance(error, SpoolFailed):
+        return SpoolFailed(str(error))
+    if isinstance(error, (Abandoned, Stale)):
+        return SpoolFailed("its download was cancelled for want of clients receiving it "
+                           "(CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES); the client may retry")
+    return SpoolFailed(f"its download failed ({error}); the log of the worker that led it "
+                       "says why, and the next request downloads it again")

@@ -35,11 +35,18 @@ class FileRange:
         return self.offset == 0 and self.length == self.size
 
 
+class BodyFailed(Exception):
+    """The rest of a body cannot be read once its headers are out (a live download failed
+    or its spool file went, a stored file ended early): the response is cut short. The
+    message says why and what the operator can do; the sender logs it once."""
+
+
 class LiveSource(Protocol):
     """Bytes that arrive while they are sent (an on-demand download in progress)."""
 
     def chunks(self, offset: int, length: int | None, step: int) -> AsyncIterator[bytes]:
-        """``length`` bytes (None: to the end) from ``offset``, in steps of about ``step``."""
+        """``length`` bytes (None: to the end) from ``offset``, in steps of about ``step``;
+        raises :class:`BodyFailed` when the rest cannot come."""
         ...
 
     def release(self) -> None:

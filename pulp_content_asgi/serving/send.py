@@ -9,6 +9,12 @@ measures what a slow reader costs). A whole local file goes to a server that off
 time, for every path alike. When the client goes away the copy stops and the file or
 stream is released: a listener on ``receive`` cancels it, since some servers (uvicorn)
 silently drop writes after a disconnect.
+
+A body that fails after its headers went out (:class:`~.response.BodyFailed`: a live
+download failed or lost its spool file, a stored file ended early) is logged here, once,
+with its cause and what the operator can do, and the response is left incomplete: the
+server then closes the connection, so the client sees the cut (a chunked body without
+its last chunk, or fewer bytes than its ``Content-Length``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-from pulp_content_asgi.serving.response import FileRange, Parts, Response, StreamRange, text
+from pulp_content_asgi.serving.response import (
+    BodyFailed,
+    FileRange,
+    Parts,
+    Response,
+    StreamRange,
+    text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +86,22 @@ async def _copy_file(handle: IO[bytes], body: FileRange, chunk_size: int, send: 
                      more: bool = False) -> None:
     """Send the range; ``more`` says whether other body messages follow it."""
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, handle.seek, body.offset)
+    what = body.path or "the object-storage file"
     remaining = body.length
+    try:
+        await loop.run_in_executor(None, handle.seek, body.offset)
+    except OSError as exc:
+        raise BodyFailed(f"reading {what} failed ({exc}); check the storage it lives "
+                         "in") from exc
     while remaining > 0:
-        chunk = await loop.run_in_executor(None, handle.read, min(chunk_size, remaining))
+        try:
+            chunk = await loop.run_in_executor(None, handle.read, min(chunk_size, remaining))
+        except OSError as exc:
+            raise BodyFailed(f"reading {what} failed ({exc}); check the storage it lives "
+                             "in") from exc
         if not chunk:
-            raise OSError(f"file ended {remaining} bytes early")
+            raise BodyFailed(f"{what} ended {remaining} bytes before the size its artifact "
+                             "records: the stored file is damaged; check it in the storage")
         remaining -= len(chunk)
         if not more and remaining == 0:
             await send({"type": "http.response.body", "body": chunk, "more_body": False})
@@ -149,11 +172,11 @@ async def send_response(response: Response, scope: Mapping[str, Any], receive: R
                           "the details."), scope, receive, send, how, extra)
         await send(_start(response, extra))
         return await _stream(_copy_file(handle, body, how.chunk_size, send), handle.close,
-                             receive)
+                             receive, scope)
     if isinstance(body, StreamRange):
         await send(_start(response, extra))
         return await _stream(_copy_stream(body, STREAM_STEP, send),
-                             body.source.release, receive)
+                             body.source.release, receive, scope)
     if isinstance(body, Parts):
         return await _send_parts(response, body, scope, receive, send, how, extra)
     await send(_start(response, extra))
@@ -182,18 +205,25 @@ async def _send_parts(response: Response, body: Parts, scope: Mapping[str, Any],
             live.release()
 
     await send(_start(response, extra))
-    return await _stream(_copy_parts(body, handle, how.chunk_size, send), cleanup, receive)
+    return await _stream(_copy_parts(body, handle, how.chunk_size, send), cleanup, receive,
+                         scope)
 
 
-async def _stream(copying: Awaitable[None], cleanup: Callable[[], None], receive: Receive
-                  ) -> bool:
-    """Run ``copying`` until done or the client leaves; then ``cleanup``."""
+async def _stream(copying: Awaitable[None], cleanup: Callable[[], None], receive: Receive,
+                  scope: Mapping[str, Any]) -> bool:
+    """Run ``copying`` until done or the client leaves; then ``cleanup``. False when the
+    body is incomplete: the client left, or the body failed (logged here)."""
     copy = asyncio.ensure_future(copying)
     watch = asyncio.ensure_future(until_disconnect(receive))
     try:
         await asyncio.wait((copy, watch), return_when=asyncio.FIRST_COMPLETED)
         if copy.done():
-            copy.result()
+            try:
+                copy.result()
+            except BodyFailed as exc:
+                log.warning("Cut short the answer to %s %s after its headers were sent: %s.",
+                            scope.get("method"), scope.get("path"), exc)
+                return False
             return True
         copy.cancel()
         with contextlib.suppress(asyncio.CancelledError, OSError):

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 import tempfile
 
 import pytest
 
-from pulp_content_asgi.serving.response import FileRange, Parts, Response, StreamRange
+from pulp_content_asgi.serving.response import (
+    BodyFailed,
+    FileRange,
+    Parts,
+    Response,
+    StreamRange,
+)
 from pulp_content_asgi.serving.send import Sending, send_response
 
 DATA = os.urandom(100_000)
@@ -238,3 +245,52 @@ def test_a_multipart_body_whose_file_cannot_be_opened_is_a_500_before_any_header
     body = Parts((b"h", FileRange(missing, 0, 1, 10, None), b"e"))
     _, sent = run(Response(206, {}, body), {})
     assert sent[0]["status"] == 500 and b"could not be read" in body_of(sent)
+
+
+class Failing:
+    """A live source that sends ``first``, then cannot go on (its download failed)."""
+
+    def __init__(self, first: bytes) -> None:
+        self.first, self.released = first, 0
+
+    async def chunks(self, offset, length, step):
+        yield self.first
+        raise BodyFailed("its spool file /w/ondemand-x is gone; keep cleaners away")
+
+    def release(self) -> None:
+        self.released += 1
+
+
+def _cut_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "pulp_content_asgi.serving.send" and r.levelno == logging.WARNING]
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+def test_a_live_body_that_fails_after_its_headers_is_cut_and_logged_once(caplog, multipart):
+    """The client sees the cut (no last body message: the server closes the connection
+    mid-body); the operator reads one line naming the request, the cause and the cure."""
+    live = Failing(b"ab")
+    body = Parts((b"<1>", StreamRange(live, 0, 4), b"<end>")) if multipart \
+        else StreamRange(live, 0, None)
+    with caplog.at_level(logging.WARNING, logger="pulp_content_asgi"):
+        complete, sent = run(Response(206 if multipart else 200, {}, body),
+                             {"path": "/pulp/content/d/s.bin"})
+    assert complete is False and live.released == 1
+    assert body_of(sent) == (b"<1>ab" if multipart else b"ab")
+    assert all(m.get("more_body") for m in sent[1:])  # never ended: a cut
+    assert _cut_warnings(caplog) == [
+        "Cut short the answer to GET /pulp/content/d/s.bin after its headers were sent: "
+        "its spool file /w/ondemand-x is gone; keep cleaners away."]
+
+
+def test_a_stored_file_that_ends_early_is_cut_and_logged_once(local_file, caplog):
+    """A file shorter than its artifact's size (damaged storage) is a cut the operator
+    hears about, not a client that 'went away'."""
+    body = file_range(local_file, 0, len(DATA) + 10)
+    with caplog.at_level(logging.WARNING, logger="pulp_content_asgi"):
+        complete, sent = run(Response(200, {}, body), {"path": "/pulp/content/d/f"})
+    assert complete is False and body_of(sent) == DATA
+    assert all(m.get("more_body") for m in sent[1:])
+    (warning,) = _cut_warnings(caplog)
+    assert f"{local_file} ended 10 bytes before the size its artifact records" in warning
