@@ -92,6 +92,24 @@ MAIN = ("published", "large", "slow", "burst")
 ONE_WORKER = ("slow", "burst")
 
 
+def _started(recorder: Any, suite: Suite, contender: Any, workers: int,
+             server_cpus: str | None, entry: dict[str, Any], probe: str,
+             extra_env: dict[str, str] | None = None) -> Any:
+    """``contender`` started for a run's ``entry``; None when it did not start (recorded
+    in the entry: status, reason, log; saved), so the suite goes on without it."""
+    from bench import servers
+
+    try:
+        return servers.start(contender, workers, STATE, server_cpus, probe=probe,
+                             timeout=suite.plan.start_timeout,
+                             fail=contender.name in suite.fail_start, extra_env=extra_env)
+    except servers.StartFailure as failure:
+        entry.update(status="did not start", error=failure.reason, log=failure.log_path)
+        say(f"  did not start: {failure}")
+        recorder.save()
+        return None
+
+
 def measure(recorder: Any, suite: Suite, contender: Any, workers: int) -> None:
     """Start ``contender`` with ``workers`` workers and run every point of the plan's
     scenarios ``repeats`` times, saving the JSON after each; a start failure or a failing
@@ -109,14 +127,9 @@ def measure(recorder: Any, suite: Suite, contender: Any, workers: int) -> None:
                               "burst": []})
     if contender.cache:
         forget_cached()  # every cache contender starts cold
-    try:
-        server = servers.start(contender, workers, STATE, server_cpus, probe=suite.small[0],
-                               timeout=plan.start_timeout,
-                               fail=contender.name in suite.fail_start)
-    except servers.StartFailure as failure:
-        entry.update(status="did not start", error=failure.reason, log=failure.log_path)
-        say(f"  did not start: {failure}")
-        recorder.save()
+    server = _started(recorder, suite, contender, workers, server_cpus, entry,
+                      probe=suite.small[0])
+    if server is None:
         return
     entry.update(status="running", log=server.log_path)
     try:
@@ -221,15 +234,9 @@ def redirects(recorder: Any, suite: Suite, contender: Any, workers: int, found: 
 
     plan = suite.plan
     server_cpus, client_cpus, threads = _client(workers)
-    try:
-        server = servers.start(contender, workers, STATE, server_cpus,
-                               probe=f"{PREFIX}{found.domain}/", timeout=plan.start_timeout,
-                               fail=contender.name in suite.fail_start,
-                               extra_env=servers.DOMAINS_ENV)
-    except servers.StartFailure as failure:
-        entry.update(status="did not start", error=failure.reason, log=failure.log_path)
-        say(f"  did not start: {failure}")
-        recorder.save()
+    server = _started(recorder, suite, contender, workers, server_cpus, entry,
+                      probe=f"{PREFIX}{found.domain}/", extra_env=servers.DOMAINS_ENV)
+    if server is None:
         return
     entry.update(status="checking", log=server.log_path)
     try:

@@ -99,16 +99,9 @@ def rss(pid: int) -> int:
 
 
 def pss(pid: int) -> int:
-    """Proportional set size of ``pid`` in bytes (pages shared with a forked parent
-    counted once between them; 0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as rollup:
-            for line in rollup:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    from pulp_content_asgi.devtools.processes import pss as read
+
+    return read(pid)
 
 
 def worker_of(pid: int) -> int:

@@ -97,16 +97,27 @@ def stop(server: Server, timeout: float = 20) -> int:
     return server.process.returncode
 
 
-def rss(pid: int) -> int:
-    """Resident set size of ``pid`` in bytes (0 if it is gone)."""
+def _proc_kib(path: str, field: str) -> int:
+    """The ``field:`` line (in kB) of a ``/proc`` file, in bytes (0 if it is gone)."""
     try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
+        with open(path) as lines:
+            for line in lines:
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def rss(pid: int) -> int:
+    """Resident set size of ``pid`` in bytes (0 if it is gone)."""
+    return _proc_kib(f"/proc/{pid}/status", "VmRSS")
+
+
+def pss(pid: int) -> int:
+    """Proportional set size of ``pid`` in bytes: pages shared with a forked parent
+    counted once between them (0 if it is gone)."""
+    return _proc_kib(f"/proc/{pid}/smaps_rollup", "Pss")
 
 
 def family(pid: int) -> list[int]:
