@@ -357,15 +357,16 @@ def read_cached(ask: Callable[[dict[str, str]], Any], right: Callable[[Any], boo
         reader_log(), sent, answered, retry_after, correlation)
     if why is None:
         return f"{seen}, served without the cache and no Redis failure in its log", None
+    from tests.helpers import wait_for
+
     again: list[Any] = []
-    until = time.monotonic() + deadline
-    while True:
+
+    def asked_its_cache() -> bool:
         again.append(ask({}))
-        last = again[-1]
-        if not right(last) or last.headers.get("x-pulp-cache") is not None \
-                or time.monotonic() >= until:
-            break
-        time.sleep(interval)
+        return not right(again[-1]) or again[-1].headers.get("x-pulp-cache") is not None
+
+    wait_for(asked_its_cache, deadline, interval=interval)
+    last = again[-1]
     if last.headers.get("x-pulp-cache") != "HIT" or not right(last):
         return (f"{seen} without the cache ({why}); read again: {last.status_code} "
                 f"{last.headers.get('x-pulp-cache')} {len(last.content)} bytes"), None
