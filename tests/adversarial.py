@@ -65,7 +65,15 @@ SECTIONS = {
     "listing": "Listing links and markup over arbitrary names (no server)",
     "rolling": "Rolling upgrade (the old release, pulpcore-content and this checkout behind "
                "nginx on one database and Redis, switched one process at a time under load)",
+    "faults": "Faults (PostgreSQL stopped and killed, Redis killed, a full disk, two hosts, "
+              "a port in use)",
 }
+
+#: The fault tests of issue #17, by module: each runs its own PostgreSQL cluster, Redis,
+#: tmpfs or servers, so they run in a lane beside the others (tests/adversarial_lanes.py).
+FAULT_MODULES = ("test_db_outage_e2e", "test_ondemand_saves_e2e", "test_ondemand_disk_full_e2e",
+                 "test_ondemand_hosts_e2e", "test_port_in_use_e2e",
+                 "test_redis_outage_is_invisible")
 
 
 @dataclass
@@ -95,6 +103,15 @@ def record_storm(server: str, figures: dict) -> None:
 
 def record_slow(server: str, figures: dict) -> None:
     SLOW[server] = figures
+
+
+#: Fault tests' figures (recovery seconds, answers while down), by what was measured.
+FAULTS: dict[str, str] = {}
+
+
+def record_fault(what: str, figures: str) -> None:
+    """One line of figures for the report's faults table (nothing asserts on them)."""
+    FAULTS[what] = figures
 #: pytest outcomes of the adversarial tests: node id -> "passed" / "failed" / "skipped".
 OUTCOMES: dict[str, str] = {}
 #: Seconds each adversarial test took (set-up, call and tear-down), by node id.
@@ -107,7 +124,7 @@ def results() -> dict:
     return {"outcomes": OUTCOMES, "durations": DURATIONS,
             "tallies": {name: {"counts": dict(t.counts), "failures": sorted(t.failures)}
                         for name, t in TALLIES.items()},
-            "storms": STORMS, "slow": SLOW}
+            "storms": STORMS, "slow": SLOW, "faults": FAULTS}
 
 
 def absorb(found: dict) -> None:
@@ -119,6 +136,7 @@ def absorb(found: dict) -> None:
         TALLIES[name].failures.update(tally["failures"])
     STORMS.update(found["storms"])
     SLOW.update(found["slow"])
+    FAULTS.update(found.get("faults", {}))
 
 
 def section_of(nodeid: str) -> str | None:
@@ -127,6 +145,8 @@ def section_of(nodeid: str) -> str | None:
                          ("listing", "test_listing"), ("rolling", "test_rolling_upgrade")):
         if module in nodeid:
             return name
+    if any(module in nodeid for module in FAULT_MODULES):
+        return "faults"
     if "test_fuzz_e2e" not in nodeid:
         return None
     if "storage" in nodeid:
@@ -199,7 +219,7 @@ def write_report(path: str, seconds: float, seed: str | None,
     for name, tally in TALLIES.items():
         for failure in sorted(tally.failures)[:20]:
             lines.append(f"- {name}: {failure}")
-    lines += _storm_lines() + _slow_lines() + _duration_lines()
+    lines += _storm_lines() + _slow_lines() + _fault_lines() + _duration_lines()
     lines += ["", "## Status codes seen", ""]
     for name, tally in TALLIES.items():
         statuses = sorted((k, v) for k, v in tally.counts.items() if k.startswith("status "))
@@ -251,6 +271,29 @@ def _storm_lines() -> list[str]:
         lines.append(f"| {server} | {f['requests']} | {cuts} | {statuses} | {f['failures']} | "
                      + " | ".join(figures) + f" | {_mib(f['peak'].get('rss', 0))} | {back} | "
                      f"{f['on_demand_problems']} | {served} |")
+    return lines
+
+
+def _fault_lines() -> list[str]:
+    """The fault tests: each test's outcome, and the figures the tests recorded."""
+    tests = sorted((n, o) for n, o in OUTCOMES.items() if section_of(n) == "faults")
+    if not tests:
+        return []
+    lines = ["", "## Faults", "",
+             "Each test owns what it breaks: a private PostgreSQL cluster stopped or killed "
+             "(also between a save's `COMMIT` and its acknowledgement), a private Redis killed, "
+             "a 16 MiB tmpfs as `WORKING_DIRECTORY` or `MEDIA_ROOT`, two app instances with "
+             "their own working directories, a port already taken. Each checks what clients "
+             "saw (statuses, bytes, `Retry-After`) and what was saved (rows, files). The "
+             "requests counted above are the outage under load's; their 503s, answered while "
+             "PostgreSQL was down, are what the test requires, so they are under \"Status "
+             "codes seen\", not \"5xx seen\".", "",
+             "| Test | Outcome |", "|---|---|",
+             *(f"| `{nodeid.split('::', 1)[1]}` ({nodeid.split('::')[0].split('/')[-1]}) "
+               f"| {outcome} |" for nodeid, outcome in tests)]
+    if FAULTS:
+        lines += ["", "| Measured | Figures |", "|---|---|",
+                  *(f"| {what} | {figures} |" for what, figures in sorted(FAULTS.items()))]
     return lines
 
 

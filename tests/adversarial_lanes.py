@@ -67,9 +67,12 @@ class Lane:
 #: Modules of the second server lane, chosen so that the two server lanes take about the
 #: same time (measured: reliability/README.md): the rolling upgrade, the slow clients and
 #: the abort storms (servers under many clients, and clients paced on purpose) and the
-#: upstream faults (timeouts of a second or two).
+#: upstream faults (timeouts of a second or two), and the fault tests (each with its own
+#: PostgreSQL cluster, Redis, tmpfs or servers; adversarial.FAULT_MODULES).
 SECOND = ("tests/test_rolling_upgrade_e2e.py", "tests/test_slow_clients_e2e.py",
-          "tests/test_abort_storm_e2e.py", "tests/test_upstream_faults_e2e.py")
+          "tests/test_abort_storm_e2e.py", "tests/test_upstream_faults_e2e.py",
+          *(f"tests/{module}.py" for module in adversarial.FAULT_MODULES
+            if module.endswith("_e2e")))
 
 LANES = (
     # Hypothesis properties of the pure HTTP rules: no database, no server.

@@ -273,6 +273,7 @@ def test_a_request_joining_a_small_download_is_answered_from_the_cache(cached_se
     assert upstream.hits[prefix + "join.bin"] == 1
 
 
+@pytest.mark.adversarial  # issue #17's faults (tests/adversarial.py)
 def test_redis_outage_is_invisible_to_clients(unique):
     """Its own Redis, stopped and started again: clients see 200s with the right bytes
     throughout, and the cache is used again once Redis is back."""

@@ -20,7 +20,11 @@ import psycopg
 import pytest
 
 from pulp_content_asgi.devtools.pgcluster import Cluster
+from tests import adversarial
 from tests.helpers import DEADLINE, content_app, migrated_cluster, stop_server, wait_for
+
+# Issue #17's faults: also run by `make adversarial` (tests/adversarial.py).
+pytestmark = pytest.mark.adversarial
 
 FILE = "/pulp/content/outage/f.txt"
 BLOB = b"a layer that survives"
@@ -193,8 +197,17 @@ def test_under_load_an_outage_is_answered_503_at_once_and_recovery_loses_nothing
         log = running.log()
         assert log.count("PostgreSQL is unreachable") == 1, log
         assert log.count("PostgreSQL accepts connections again") == 1, log
-        report(f"outage under load, {server}", f"down: {summary(down)}; after restart: "
-               f"{Counter(a.status for a in up)}")
+        served = [a.started + a.seconds for a in everything
+                  if a.status == 200 and a.started + a.seconds >= restarting]
+        figures = (f"while down: {summary(down)}, all 503 + Retry-After; first 200 "
+                   f"{min(served) - accepting:+.2f} s after PostgreSQL accepted connections; "
+                   f"after: {len(up)} requests, {sum(a.status != 200 for a in up)} failed")
+        report(f"outage under load, {server}", figures)
+        tally = adversarial.TALLIES["faults"].counts
+        tally["requests"] += len(everything)
+        tally.update(f"status {a.status}" for a in everything)
+        adversarial.record_fault(f"PostgreSQL stopped under load ({CLIENTS} clients, one "
+                                 f"{server} worker)", figures)
     finally:
         stop_server(running)
         ensure_up(pg)
@@ -244,8 +257,10 @@ def test_connections_that_died_while_idle_cost_no_request(cluster):
         pg.start()
         statuses = burst(running, 2 * CLIENTS)
         assert Counter(statuses) == {200: 2 * CLIENTS}
-        report("dead pooled connections", f"{held} pooled connections died; first "
-               f"{len(statuses)} requests after the restart: {Counter(statuses)}")
+        figures = (f"{held} pooled connections died; first {len(statuses)} requests after "
+                   f"the restart: {dict(Counter(statuses))}")
+        report("dead pooled connections", figures)
+        adversarial.record_fault("PostgreSQL restarted while the worker was idle", figures)
     finally:
         stop_server(running)
         ensure_up(pg)

@@ -29,6 +29,9 @@ from tests.helpers import (
     wait_for,
 )
 
+# Issue #17's faults: also run by `make adversarial` (tests/adversarial.py).
+pytestmark = pytest.mark.adversarial
+
 SIZE = 16 * 1024 * 1024
 #: Room left on the filesystem: less than the file, more than its first chunks.
 ROOM = 1024 * 1024

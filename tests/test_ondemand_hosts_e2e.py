@@ -34,6 +34,9 @@ from tests.helpers import (
 )
 from tests.upstream import Behaviour
 
+# Issue #17's faults: also run by `make adversarial` (tests/adversarial.py).
+pytestmark = pytest.mark.adversarial
+
 JOINED = "pulp_content_ondemand_collapsed_requests_total"
 
 

@@ -41,6 +41,9 @@ from tests.helpers import (
 from tests.pgrelay import PgRelay
 from tests.upstream import Behaviour
 
+# Issue #17's faults: also run by `make adversarial` (tests/adversarial.py).
+pytestmark = pytest.mark.adversarial
+
 #: What the app logs when a save cut off by the database completes on a later attempt.
 SAVED_AGAIN = "now that the database is back"
 

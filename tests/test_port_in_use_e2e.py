@@ -16,6 +16,9 @@ import pytest
 
 from tests.helpers import BIN, DEADLINE, ROOT, TEST_ROOT, content_app, stop_server, wait_for
 
+# Issue #17's faults: also run by `make adversarial` (tests/adversarial.py).
+pytestmark = pytest.mark.adversarial
+
 SERVERS = ("granian", "uvicorn")
 
 
