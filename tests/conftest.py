@@ -113,6 +113,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
                       out, default=str)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """pulpcore's ``DownloaderFactory`` closes its aiohttp session at exit on
+    ``asyncio.get_event_loop()``, which raises once pytest-asyncio or ``asyncio.run`` has
+    left the main thread without a loop: one traceback per factory an in-process test made
+    ("Exception ignored in atexit callback"). A fresh loop lets those callbacks close the
+    sessions quietly. Servers are not concerned: their logs show no such error."""
+    import asyncio
+
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def _database() -> None:
     """Create and migrate the test database, once per run."""
     global _database_ready
