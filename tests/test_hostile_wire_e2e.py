@@ -1,0 +1,66 @@
+"""Hostile connections the fuzzers of tests/test_fuzz_e2e.py do not send (issue #17): a
+header section of many MiB, and an HTTP/2 connection (granian speaks HTTP/2 with prior
+knowledge on the content port) that never sends a request. Found by hand while reviewing
+the adversarial suite; both servers the runner offers are tried.
+
+- A header section far past any server's limit is refused (a 4xx, or the connection
+  closed without an answer), as granian answers 431 and pulpcore-content's aiohttp 400:
+  uvicorn's httptools protocol has no limit, buffers it all and serves the request (a
+  300 MiB header: 200 after 181 s, worker RSS +290 MiB; while it arrived, other clients
+  of the worker waited 11-19 s for a 1 KB file that takes 3 ms otherwise).
+- ``CONTENT_ASGI_HEADER_TIMEOUT`` is the defence against connections that never finish
+  a request (tests/test_slow_clients_e2e.py checks it for HTTP/1.1); an HTTP/2
+  connection that sends the preface and nothing else was still open after 90 s.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.adversarial import exchange
+from tests.helpers import content_app, raw_get, stop_server
+
+pytestmark = pytest.mark.adversarial
+
+HUGE = 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize("server", ["granian", "uvicorn"])
+def test_a_16_mib_header_section_is_refused_not_served(server):
+    running = content_app(server)
+    try:
+        request = (b"GET /pulp/content/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                   b"X-Big: " + b"a" * HUGE + b"\r\n\r\n")
+        answers = exchange(running.base, request)
+        assert all(400 <= a.status < 500 for a in answers), [a.status for a in answers]
+        assert raw_get(running, "/pulp/content/")[0] == 200
+    finally:
+        stop_server(running)
+
+
+def test_granian_closes_an_http2_connection_that_sends_no_request():
+    """As test_granian_closes_headers_that_never_end_after_the_header_timeout, over
+    HTTP/2 with prior knowledge: the client-connection preface, then silence. Closed well
+    before the 25 s the HTTP/1.1 test allows (or HTTP/2 refused at once)."""
+    running = content_app("granian", env={"PULP_CONTENT_ASGI_HEADER_TIMEOUT": "2"})
+    try:
+        where = urlsplit(running.base)
+        with socket.create_connection((where.hostname, where.port), timeout=1) as sock:
+            sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            started = time.monotonic()
+            closed = False
+            while not closed and time.monotonic() - started < 25:
+                try:
+                    closed = sock.recv(1024) == b""
+                except TimeoutError:
+                    continue
+                except ConnectionResetError:
+                    closed = True
+            assert closed, "granian kept an HTTP/2 connection without a request open"
+        assert raw_get(running, "/pulp/content/")[0] == 200
+    finally:
+        stop_server(running)
