@@ -172,11 +172,14 @@ def _commit(report: str | None = None) -> str:
 
 def write_report(path: str, seconds: float, seed: str | None,
                  lanes: list[str] | None = None,
-                 profile: tuple[str, int] | None = None) -> None:
+                 profile: tuple[str, int] | None = None,
+                 problems: list[str] | None = None) -> None:
     """``reliability/report.md``: per section, requests tried, 5xx seen, bytes leaked;
     ``seconds`` of wall time; ``lanes``: a line per pytest process that ran side by side;
     ``profile``: the Hypothesis profile and scale the tests ran with (this process's when
-    None; the lanes' own when they ran in other processes)."""
+    None; the lanes' own when they ran in other processes); ``problems``: what went wrong
+    with the run itself (a lane that crashed, selected nothing or wrote no results),
+    listed first under Failures."""
     name, scale = profile or (PROFILE, SCALE)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -212,7 +215,8 @@ def write_report(path: str, seconds: float, seed: str | None,
                       "is listed under Failures)."]
     failed = [(n, o) for n, o in OUTCOMES.items() if o == "failed"]
     lines += ["", "## Failures", ""]
-    if not failed and not any(t.failures for t in TALLIES.values()):
+    lines += [f"- the run: {problem}" for problem in problems or []]
+    if not problems and not failed and not any(t.failures for t in TALLIES.values()):
         lines.append("None.")
     for nodeid, _ in failed:
         lines.append(f"- test failed: `{nodeid}`")

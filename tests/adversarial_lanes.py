@@ -177,6 +177,16 @@ def _finish(run: Run, narrowed: bool) -> list[str]:
     return problems
 
 
+#: pytest options that choose fewer tests: with one of them a lane may rightly select none.
+NARROWING = ("-k", "-m", "--deselect", "--lf", "--last-failed", "--sw", "--stepwise")
+
+
+def narrows(extra: list[str]) -> bool:
+    """Whether ``--args`` choose tests (``-k``, ``-m``, node ids…), so that a lane may
+    select none; ``-x`` or ``-v`` do not, and a lane selecting nothing then fails."""
+    return any(arg.startswith(NARROWING) or "::" in arg for arg in extra)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", required=True, help="--hypothesis-seed of every lane")
@@ -196,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     for run in runs:  # all of them, before any lane's log is printed under the live one
         run.process.wait()
         run.seconds = time.monotonic() - run.started
-    problems = [p for run in runs for p in _finish(run, narrowed=bool(extra))]
+    problems = [p for run in runs for p in _finish(run, narrowed=narrows(extra))]
     seconds = time.monotonic() - began
     if not adversarial.OUTCOMES:
         problems.append("no adversarial test ran")
@@ -206,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(profiles) != 1:
         problems.append(f"the lanes ran with different or unknown profiles: {profiles}")
     adversarial.write_report(options.report, seconds, options.seed, lanes,
-                             next(iter(profiles)) if len(profiles) == 1 else ("mixed", 0))
+                             next(iter(profiles)) if len(profiles) == 1 else ("mixed", 0),
+                             problems=problems)
     outcomes = list(adversarial.OUTCOMES.values())
     print(f"\nmake adversarial: {outcomes.count('passed')} passed, "
           f"{outcomes.count('failed')} failed, {outcomes.count('skipped')} skipped in "

@@ -242,9 +242,10 @@ class PrivateRedis:
         if not wait_for(lambda: self.cli("ping").strip() == "PONG", DEADLINE):
             raise RuntimeError("redis-server did not start")
 
-    def stop(self) -> None:
+    def stop(self, kill: bool = False) -> None:
+        """Stop it (SIGTERM), or with ``kill`` crash it (SIGKILL: connections reset)."""
         if self.process is not None:
-            self.process.terminate()
+            self.process.kill() if kill else self.process.terminate()
             self.process.wait(10)
             self.process = None
 

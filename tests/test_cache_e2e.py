@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from pulpcore.app.models import HeaderContentGuard
 
 from pulp_content_asgi.devtools import data
+from tests import adversarial
 from tests.helpers import (
     BIN,
     DEADLINE,
@@ -274,33 +275,53 @@ def test_a_request_joining_a_small_download_is_answered_from_the_cache(cached_se
 
 
 @pytest.mark.adversarial  # issue #17's faults (tests/adversarial.py)
-def test_redis_outage_is_invisible_to_clients(unique):
-    """Its own Redis, stopped and started again: clients see 200s with the right bytes
-    throughout, and the cache is used again once Redis is back."""
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_redis_outage_is_invisible_to_clients(unique, how):
+    """Its own Redis, stopped (SIGTERM) or killed (SIGKILL) while 16 clients keep asking
+    for a cached file, then started again: every answer is a 200 with the file's bytes,
+    and the cache is used again once Redis is back."""
     redis = PrivateRedis()
     redis.start()
     env = {"PULP_CACHE_ENABLED": "true", "PULP_REDIS_HOST": "127.0.0.1",
            "PULP_REDIS_PORT": str(redis.port), "PULP_CONTENT_ASGI_CACHE_RETRY": "1"}
     distribution, _ = published(unique, {"a.txt": b"alpha"})
     running = content_app("granian", env=env)
+    answers: list[tuple[int, bytes, str | None]] = []
+    done = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=60) as session:
+            while not done.is_set():
+                r = session.get(running.url(f"/pulp/content/{distribution.base_path}/a.txt"))
+                answers.append((r.status_code, r.content, r.headers.get("x-pulp-cache")))
+
     try:
         assert get(running, distribution, "a.txt").headers["x-pulp-cache"] == "MISS"
-        redis.stop()
-        for _ in range(5):
-            response = get(running, distribution, "a.txt", timeout=60)
-            assert response.status_code == 200 and response.content == b"alpha"
-            assert "x-pulp-cache" not in response.headers
-        redis.start()  # empty: nothing survived the restart
-
-        def cache_in_use() -> bool:
-            response = get(running, distribution, "a.txt", timeout=60)
-            assert response.status_code == 200 and response.content == b"alpha"
-            return "x-pulp-cache" in response.headers
-
-        assert wait_for(cache_in_use, DEADLINE, interval=0.2)  # past CONTENT_ASGI_CACHE_RETRY
-        again = get(running, distribution, "a.txt")
-        assert again.headers["x-pulp-cache"] == "HIT" and again.content == b"alpha"
+        with ThreadPoolExecutor(16) as pool:
+            clients = [pool.submit(client) for _ in range(16)]
+            try:
+                assert wait_for(lambda: sum(c == "HIT" for *_, c in answers) >= 100, DEADLINE)
+                redis.stop(kill=how == "kill")
+                down = len(answers)
+                # Answered without the cache while Redis is gone.
+                assert wait_for(lambda: sum(c is None for *_, c in answers[down:]) >= 100,
+                                DEADLINE)
+                redis.start()  # empty: nothing survived
+                back = len(answers)
+                assert wait_for(lambda: sum(c == "HIT" for *_, c in answers[back:]) >= 100,
+                                DEADLINE)
+            finally:
+                done.set()
+            for future in clients:
+                future.result()
+        assert {(status, body) for status, body, _ in answers} == {(200, b"alpha")}
+        adversarial.record_fault(
+            f"Redis {'stopped' if how == 'stop' else 'killed'} under load (16 clients, one "
+            "granian worker)", f"{len(answers)} requests, all 200 with the file's bytes; "
+            f"{sum(c is None for *_, c in answers)} served without the cache while it was "
+            "gone")
     finally:
+        done.set()
         stop_server(running)
         redis.stop()
 

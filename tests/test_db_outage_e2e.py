@@ -149,12 +149,15 @@ def report(name: str, text: str) -> None:
     print(f"\n[{name}] {text}")
 
 
+@pytest.mark.parametrize("how", ["stop", "kill"])
 @pytest.mark.parametrize("server", ["granian", "uvicorn"])
 def test_under_load_an_outage_is_answered_503_at_once_and_recovery_loses_nothing(cluster,
-                                                                                server):
+                                                                                server, how):
     """32 clients, one worker. While PostgreSQL is down every request is answered 503 with
     Retry-After, none waits for the pool's timeout (30 s; the clients give up after 10 s);
-    once it accepts connections again, not one request fails."""
+    once it accepts connections again, not one request fails. ``how``: a fast shutdown
+    (``pg_ctl stop -m fast``: sessions are told, then closed) or a crash (``-m
+    immediate``: every backend quits at once, mid-query, as when PostgreSQL is killed)."""
     pg, env = cluster
     running = content_app(server, env=private_env(env,
                                                   CONTENT_ASGI_DB_POOL_TIMEOUT=POOL_TIMEOUT))
@@ -163,7 +166,7 @@ def test_under_load_an_outage_is_answered_503_at_once_and_recovery_loses_nothing
             began = time.monotonic()
             assert load.wait_for(began, 200)
             stopping = time.monotonic()
-            pg.stop()
+            pg.stop() if how == "stop" else pg.kill()
             stopped = time.monotonic()
             assert load.wait_for(stopped, 300)
             restarting = time.monotonic()
@@ -202,12 +205,13 @@ def test_under_load_an_outage_is_answered_503_at_once_and_recovery_loses_nothing
         figures = (f"while down: {summary(down)}, all 503 + Retry-After; first 200 "
                    f"{min(served) - accepting:+.2f} s after PostgreSQL accepted connections; "
                    f"after: {len(up)} requests, {sum(a.status != 200 for a in up)} failed")
-        report(f"outage under load, {server}", figures)
+        report(f"outage under load, {server}, {how}", figures)
         tally = adversarial.TALLIES["faults"].counts
         tally["requests"] += len(everything)
         tally.update(f"status {a.status}" for a in everything)
-        adversarial.record_fault(f"PostgreSQL stopped under load ({CLIENTS} clients, one "
-                                 f"{server} worker)", figures)
+        adversarial.record_fault(f"PostgreSQL {'stopped' if how == 'stop' else 'killed'} "
+                                 f"under load ({CLIENTS} clients, one {server} worker)",
+                                 figures)
     finally:
         stop_server(running)
         ensure_up(pg)

@@ -324,11 +324,24 @@ _RANGE_SPECS = st.one_of(
     st.sampled_from(["", "-", "--", "a-b", "1.5-2", "0x10-0x20", " 1 - 2 ", "\t1-2", "1-2 ",
                      "\u0663-\u0664", "+1-2", "-0", "0-0", "1-0", "0-", "-1", "ÿ-"]),
 )
-_RANGES = st.builds(lambda unit, specs, sep: unit + sep.join(specs),
-                    st.sampled_from(["bytes=", "BYTES=", "bytes =", "bytes= ", "items=", "",
-                                     "bytes", "bytes=bytes=", " bytes="]),
-                    st.lists(_RANGE_SPECS, max_size=12),
-                    st.sampled_from([",", ", ", " ,", ",,", ";", " "]))
+_HOSTILE_RANGES = st.builds(lambda unit, specs, sep: unit + sep.join(specs),
+                            st.sampled_from(["bytes=", "BYTES=", "bytes =", "bytes= ",
+                                             "items=", "", "bytes", "bytes=bytes=",
+                                             " bytes="]),
+                            st.lists(_RANGE_SPECS, max_size=12),
+                            st.sampled_from([",", ", ", " ,", ",,", ";", " "]))
+# Well-formed ranges whose positions fall inside or just past the world's files (0 B to
+# 300 KB): most are satisfiable, so 206s, multipart bodies and their Content-Range are
+# checked byte for byte often (the hostile grammar above alone gave 206 on 23 of 5,750
+# requests: nearly every one had a part that makes the whole header 416 or ignored).
+_NEAR = st.one_of(st.integers(0, 100), st.integers(0, 120_000))
+_VALID_RANGES = st.builds(
+    lambda specs, sep: "bytes=" + sep.join(specs),
+    st.lists(st.one_of(st.tuples(_NEAR, _NEAR).map(lambda p: f"{min(p)}-{max(p)}"),
+                       st.builds("{}-".format, _NEAR), st.builds("-{}".format, _NEAR)),
+             min_size=1, max_size=4),
+    st.sampled_from([",", ", "]))
+_RANGES = st.one_of(_VALID_RANGES, _HOSTILE_RANGES)
 _DATES = st.one_of(
     st.datetimes(datetime.datetime(1, 1, 1), datetime.datetime(9999, 12, 31),
                  timezones=st.just(datetime.UTC)).map(lambda d: format_datetime(d, True)),

@@ -2,8 +2,9 @@
 
 The leader for an artifact is whoever holds a PostgreSQL session advisory lock derived
 from the artifact's key and the *spool area*; PostgreSQL releases it if the leader's
-process dies. The leader spools into a file whose name is derived from the key, next to a
-small JSON file with the upstream headers and, at the end, the outcome (:mod:`.spool`);
+process dies. The leader spools into a file whose name is derived from the same (and a
+generation, :func:`spool_path`), next to a small JSON file with the upstream headers
+and, at the end, the outcome (:mod:`.spool`);
 followers read both. One dedicated connection per process holds all of its locks (never
 one from the request pool). Without the database the process simply leads its own
 downloads.
@@ -88,9 +89,27 @@ def readers_id(key: str) -> int:
     return lock_id(f"{key}\0readers")
 
 
+#: Part of every shared spool file's name (:func:`spool_path`): a release that leads
+#: downloads under another rule must spool under another name, or it could lead the same
+#: download as this one and truncate its file. Change it whenever :func:`lock_id` or the
+#: spool's format changes.
+SPOOL_GENERATION = "a2"
+
+
 def spool_path(key: str) -> str:
-    name = hashlib.sha256(key.encode()).hexdigest()[:40]
-    return os.path.join(str(settings.WORKING_DIRECTORY), f"ondemand-{name}")
+    """The file the leader of ``key``'s download spools into, in WORKING_DIRECTORY.
+
+    Derived from exactly what the leadership lock is derived from (spool area and key,
+    :func:`lock_id`) and :data:`SPOOL_GENERATION`: processes that compete for the same
+    lock share the file, and only they. During a rolling upgrade an earlier release on
+    the same directory took its lock from the key alone and named its file
+    ``ondemand-<sha256(key)>``; both led the same download into one file, each
+    truncating the other's bytes (found by the rolling-upgrade test: one client cut,
+    another served the wrong bytes). Now each leads its own download in a file of its
+    own (tests/test_rolling_spool_e2e.py).
+    """
+    name = hashlib.sha256(f"{SPOOL_GENERATION}:{spool_area()}:{key}".encode()).hexdigest()[:40]
+    return os.path.join(str(settings.WORKING_DIRECTORY), f"ondemand-{SPOOL_GENERATION}-{name}")
 
 
 class Coordinator:

@@ -32,6 +32,8 @@ from typing import Any
 
 APP = "pulp_content_asgi.asgi:application"
 SERVERS = ("granian", "uvicorn")
+#: Bytes of a request's line and header fields uvicorn reads before answering 431
+#: (server/uvicorn_http.py); granian's bound is its buffer (GRANIAN_BUFFER_BYTES).
 MAX_HEADER_BYTES = 64 * 1024
 #: Granian's HTTP/1 ``max_buffer_size`` (hyper's ``max_buf_size``; its default is
 #: 8 KiB + 400 KiB): the response bytes hyper queues for a connection before it stops
@@ -141,10 +143,10 @@ def run_uvicorn(addresses: list[Address], workers: int, timeout: int, log_level:
     import uvicorn
     from uvicorn.supervisors import ChangeReload
 
-    from pulp_content_asgi.server.uvicorn_http import UnbufferedHttpToolsProtocol
+    from pulp_content_asgi.server.uvicorn_http import ContentHttpToolsProtocol
 
     config = uvicorn.Config(
-        APP, loop="uvloop", http=UnbufferedHttpToolsProtocol, lifespan="on", workers=workers,
+        APP, loop="uvloop", http=ContentHttpToolsProtocol, lifespan="on", workers=workers,
         access_log=False, log_level=log_level, timeout_graceful_shutdown=timeout,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES, reload=reload,
         host=addresses[0].host, port=addresses[0].port, server_header=False,
@@ -162,7 +164,7 @@ def run_uvicorn(addresses: list[Address], workers: int, timeout: int, log_level:
 def run_granian(addresses: list[Address], workers: int, timeout: int, log_level: str,
                 reload: bool, reuse_port: bool = False, header_timeout: float = 30.0,
                 max_connections: int = 65536) -> None:
-    from granian.constants import Interfaces, Loops
+    from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import Server
@@ -177,6 +179,10 @@ def run_granian(addresses: list[Address], workers: int, timeout: int, log_level:
         APP, address=address.host, port=address.port, interface=Interfaces.ASGI,
         workers=workers, loop=Loops.uvloop, log_access=False, log_level=LogLevels(log_level),
         reload=reload, workers_kill_timeout=timeout,
+        # HTTP/1.1 only, as pulpcore-content and every proxy in front of it: granian's
+        # default also takes HTTP/2 with prior knowledge, whose connections the header
+        # timeout does not cover (one that sent only the preface stayed open).
+        http=HTTPModes.http1,
         # Milliseconds from a request's first byte to the end of its headers.
         http1_settings=HTTP1Settings(header_read_timeout=max(1, round(header_timeout * 1000)),
                                      max_buffer_size=GRANIAN_BUFFER_BYTES),

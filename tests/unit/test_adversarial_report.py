@@ -79,3 +79,25 @@ def test_no_fault_tests_no_section(tmp_path):
     report = tmp_path / "report.md"
     adversarial.write_report(str(report), 1.0, None)
     assert "## Faults" not in report.read_text()
+
+
+def test_the_runs_own_problems_are_failures_in_the_report(tmp_path):
+    """A lane that crashed or selected nothing leaves no outcome to list: the runner's
+    problems are the report's failures, never "None."."""
+    report = tmp_path / "report.md"
+    adversarial.write_report(str(report), 1.0, "1", problems=["lane e2e-2 failed (pytest "
+                                                               "exit status -9)"])
+    failures = report.read_text().split("## Failures", 1)[1].split("##", 1)[0]
+    assert "- the run: lane e2e-2 failed (pytest exit status -9)" in failures
+    assert "None." not in failures
+
+
+@pytest.mark.parametrize(("args", "narrowed"), [
+    ([], False), (["-x"], False), (["-x", "-v", "--maxfail=2"], False),
+    (["-k", "targets"], True), (["-ktargets"], True), (["-m", "not slow"], True),
+    (["tests/test_fuzz_e2e.py::test_fuzzed_targets"], True), (["--lf"], True),
+])
+def test_only_options_that_choose_tests_let_a_lane_select_none(args, narrowed):
+    from tests.adversarial_lanes import narrows
+
+    assert narrows(args) is narrowed
