@@ -126,7 +126,7 @@ def test_a_streamed_response_claims_no_digest_it_does_not_check(server, upstream
     assert answers[0].headers["last-modified"] != UPSTREAM_HEADERS["Last-Modified"]
 
 
-@pytest.mark.adversarial  # issue #17's upstream misbehaviour, with tests/test_upstream_faults_e2e.py
+@pytest.mark.adversarial  # issue #17: upstream faults, with test_upstream_faults_e2e.py
 @pytest.mark.parametrize("policy", ["on_demand", "streamed"])
 def test_an_upstream_gzip_coding_is_kept_as_the_files_bytes(any_server, upstream, policy):
     """A ``.gz`` whose upstream labels it ``Content-Encoding: gzip`` (misconfigured S3 or
