@@ -72,8 +72,8 @@ SECTIONS = {
 #: The fault tests of issue #17, by module: each runs its own PostgreSQL cluster, Redis,
 #: tmpfs or servers, so they run in a lane beside the others (tests/adversarial_lanes.py).
 FAULT_MODULES = ("test_db_outage_e2e", "test_ondemand_saves_e2e", "test_ondemand_disk_full_e2e",
-                 "test_ondemand_hosts_e2e", "test_port_in_use_e2e",
-                 "test_redis_outage_is_invisible")
+                 "test_ondemand_hosts_e2e", "test_port_in_use_e2e", "test_rolling_spool_e2e",
+                 "test_hostile_wire_e2e", "test_redis_outage_is_invisible")
 
 
 @dataclass
