@@ -486,6 +486,79 @@ def test_ranges_are_exact_storage(storage_world, data):
     _send(storage_world, "storage", b"GET", entry.target, [(b"Range", value)])
 
 
+# --- framing: bodies, Transfer-Encoding, Content-Length, Expect, Upgrade, pipelining -----
+
+_FRAMING = {
+    b"Transfer-Encoding": st.sampled_from([b"chunked", b"Chunked", b" chunked", b"chunked ",
+                                           b"identity", b"gzip, chunked", b"chunked, gzip",
+                                           b"xchunked", b"chunked\x0b", b"", b"\xffchunked"]),
+    # Content-Length: drawn around the body's real length (_content_length).
+    b"Content-Length": st.sampled_from([b"-1", b"1, 2", b"5,5", b"0x10", b"+5", b" 5", b"",
+                                        b"9" * 30, b"\xff"]),
+    b"Expect": st.sampled_from([b"100-continue", b"100-Continue", b"200-ok", b""]),
+    b"Upgrade": st.sampled_from([b"websocket", b"h2c", b"HTTP/2.0", b"TLS/1.0", b"foo"]),
+    b"Connection": st.sampled_from([b"keep-alive", b"Upgrade", b"close, Upgrade",
+                                    b"keep-alive, TE", b"HTTP2-Settings", b"x"]),
+    b"TE": st.sampled_from([b"trailers", b"chunked", b"gzip", b"\xff"]),
+    b"HTTP2-Settings": st.sampled_from([b"AAMAAABkAARAAAAA", b"", b"!!"]),
+}
+_BODIES = st.one_of(st.binary(max_size=64), st.sampled_from([
+    b"0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n", b"5\r\nhel", b"ffffffffffffffffff\r\n",
+    b"0\r\nX-Trailer: 1\r\n\r\n", b"-1\r\n\r\n", b"5;ext=1\r\nhello\r\n0\r\n\r\n"]))
+
+
+def _content_length(body: bytes):
+    """The body's length, a byte more or less (the next request then starts a byte early or
+    late: a 400), or a value no parser should take. Never much more than the bytes sent:
+    the server would rightly wait for a body that never comes."""
+    return st.one_of(st.integers(-2, 2).map(lambda d: str(max(0, len(body) + d)).encode()),
+                     _FRAMING[b"Content-Length"])
+
+
+@pytest.fixture(scope="module")
+def uvicorn_server(cache_settings, world):
+    """The same app under uvicorn (httptools parses the framing, not hyper), serving the
+    world's rows."""
+    running = content_app("uvicorn", env={**FAST_HASHERS, **cache_settings})
+    yield running
+    stop_server(running)
+
+
+@fuzz(100)
+@given(data=st.data())
+def test_hostile_framing_never_smuggles_a_request(world, uvicorn_server, data):
+    """A request with hostile framing headers and a body, then a second request on the
+    same connection for a published file (HTTP/1.1 pipelining). The answers are framed
+    exactly and never 5xx (as every fuzzer checks); a body is never read as a request
+    of its own that gets a 2xx; and the second request, when answered at all, is answered
+    the file, whole (RFC 9112 section 6.3: a server that cannot tell where the body ends
+    answers 400 and closes)."""
+    first = data.draw(st.sampled_from([e for e in world.entries if not e.guarded]),
+                      label="entry")
+    probe = next(e for e in world.entries if e.target.endswith(b"/small.txt"))
+    method = data.draw(st.sampled_from([b"GET", b"GET", b"POST", b"OPTIONS"]), label="method")
+    names = data.draw(st.lists(st.sampled_from(sorted(_FRAMING)), min_size=1, max_size=4),
+                      label="framing")
+    body = data.draw(_BODIES, label="body")
+    headers = [(b"Host", b"x"), *((n, data.draw(
+        _content_length(body) if n == b"Content-Length" else _FRAMING[n], label=n.decode()))
+        for n in names)]
+    head = b"".join(k + b": " + v + b"\r\n" for k, v in headers)
+    raw = (method + b" " + first.target + b" HTTP/1.1\r\n" + head + b"\r\n" + body
+           + b"GET " + probe.target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    for name, server in (("granian", world.server), ("uvicorn", uvicorn_server)):
+        what = f"{name}: {method!r} {first.target!r} {headers!r} body={body!r}"
+        answers = [a for a in judge(adversarial.TALLIES["headers"], world.corpus,
+                                    exchange(server.base, raw), what)
+                   if not 100 <= a.status < 200]
+        assert len(answers) <= 2, f"{what}: {len(answers)} answers to 2 requests"
+        if len(answers) == 2:
+            second = answers[1]
+            assert second.status >= 400 or (second.status == 200
+                                            and second.body == b"small\n"), (
+                f"{what}: the second answer is {second.status} with {second.body[:80]!r}")
+
+
 def test_the_worlds_serve_what_the_fuzzers_bend(world, storage_world):
     """The fuzzed URLs are real: each file answers 200 with its bytes (guarded ones 403),
     so a fuzz run that sees only 404s would fail here, not pass silently."""

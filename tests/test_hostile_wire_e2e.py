@@ -87,3 +87,67 @@ def test_what_is_not_one_long_head_is_not_refused(server):
         assert [a.status for a in near] == [200]
     finally:
         stop_server(running)
+
+
+# --- request smuggling: a body that is itself a request ------------------------------------
+
+EMBEDDED = b"GET /pulp/content/ HTTP/1.1\r\nHost: x\r\n\r\n"  # the root listing: 200, HTML
+
+
+def _chunked(body: bytes) -> bytes:
+    return b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+
+#: Framings of a GET whose body is :data:`EMBEDDED` (RFC 9112 section 6: what a server must
+#: take as the body, or refuse with 400 and close). None is one a front proxy would read
+#: differently without the server noticing.
+DESYNC = {
+    "content-length": [(b"Content-Length", b"%d" % len(EMBEDDED))],
+    "chunked": [(b"Transfer-Encoding", b"chunked")],
+    "te.cl": [(b"Transfer-Encoding", b"chunked"), (b"Content-Length", b"4")],
+    "cl.te": [(b"Content-Length", b"4"), (b"Transfer-Encoding", b"chunked")],
+    "te-space": [(b"Transfer-Encoding", b" chunked"), (b"Content-Length", b"4")],
+    "te-list": [(b"Transfer-Encoding", b"chunked, identity"), (b"Content-Length", b"4")],
+    "te-xchunked": [(b"Transfer-Encoding", b"xchunked"), (b"Content-Length", b"4")],
+    "te-twice": [(b"Transfer-Encoding", b"chunked"), (b"Transfer-Encoding", b"identity")],
+    "cl-twice": [(b"Content-Length", b"4"), (b"Content-Length", b"%d" % len(EMBEDDED))],
+    "cl-list": [(b"Content-Length", b"4, %d" % len(EMBEDDED))],
+}
+
+
+@pytest.fixture(scope="module")
+def small_file():
+    from pulp_content_asgi.devtools import data
+    from tests.helpers import unique_name
+
+    name = f"wire-{unique_name()}"
+    repo = data.repository(name, {"small.txt": b"small\n"})
+    distribution = data.distribute(name, publication=data.publish(repo.latest_version()))
+    return f"/pulp/content/{distribution.base_path}/small.txt".encode()
+
+
+@pytest.mark.parametrize("server", ["granian", "uvicorn"])
+def test_a_body_is_never_answered_as_a_request(server, small_file):
+    """For every framing in :data:`DESYNC`: the answers are the file's, then the next
+    request's (the same file again), in order, or stop at a 400 and a close; never an
+    answer to the embedded request (the root listing's HTML), which is what a request
+    smuggled past a proxy that reads the framing otherwise would get."""
+    running = content_app(server)
+    try:
+        for case, framing in DESYNC.items():
+            chunked = any(v.strip().lower().startswith(b"chunked") for k, v in framing
+                          if k == b"Transfer-Encoding")
+            body = _chunked(EMBEDDED) if chunked else EMBEDDED
+            head = b"".join(k + b": " + v + b"\r\n" for k, v in framing)
+            raw = (b"GET " + small_file + b" HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n" + body
+                   + b"GET " + small_file + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answers = [(a.status, a.body) for a in exchange(running.base, raw)]
+            assert not any(b"<html" in body.lower() for _, body in answers), (case, answers)
+            served = [a for a in answers if a[0] == 200]
+            assert served == [(200, b"small\n")] * len(served), (case, answers)
+            rest = answers[len(served):]
+            assert rest == [] or (len(rest) == 1 and rest[0][0] == 400), (case, answers)
+            if case in ("content-length", "chunked"):  # well framed: both answered
+                assert answers == [(200, b"small\n")] * 2, (case, answers)
+    finally:
+        stop_server(running)
