@@ -429,11 +429,22 @@ class Malformed(AssertionError):
     """The server's answer breaks HTTP/1.1 framing (e.g. a byte after the declared body)."""
 
 
+class Cut(Malformed):
+    """The connection closed before the answer's body was complete (its framing says so):
+    the client can tell. ``body`` holds what arrived."""
+
+    def __init__(self, message: str, body: bytes = b"") -> None:
+        super().__init__(message)
+        self.body = body
+
+
 @dataclass
 class Answer:
     status: int
     headers: list[tuple[str, str]]  # names lower-cased, values latin-1
     body: bytes
+    #: The connection closed before the body was complete (only with ``cut_ok``).
+    cut: bool = False
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k == name), None)
@@ -450,10 +461,12 @@ def request_bytes(base: str, method: bytes, target: bytes,
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-def exchange(base: str, request: bytes, head: bool = False) -> list[Answer]:
+def exchange(base: str, request: bytes, head: bool = False, cut_ok: bool = False
+             ) -> list[Answer]:
     """Send ``request`` byte for byte and read until the server closes: every answer
     (several when the bytes held several requests; none when the server closed without
-    answering). Raises :class:`Hung` or :class:`Malformed`."""
+    answering). Raises :class:`Hung` or :class:`Malformed` (:class:`Cut` unless
+    ``cut_ok``: see :func:`parse_answers`)."""
     where = urlsplit(base)
     received = bytearray()
     deadline = time.monotonic() + HANG_SECONDS
@@ -472,33 +485,38 @@ def exchange(base: str, request: bytes, head: bool = False) -> list[Answer]:
             if not chunk:
                 break
             received += chunk
-    return parse_answers(bytes(received), head)
+    return parse_answers(bytes(received), head, cut_ok)
 
 
 def _dechunk(data: bytes) -> tuple[bytes, bytes]:
-    """A chunked body (RFC 9112 §7.1) and what follows it; strict."""
+    """A chunked body (RFC 9112 §7.1) and what follows it; strict. :class:`Cut` when the
+    bytes end before the last chunk (``body`` has the chunks' bytes so far)."""
     body = bytearray()
     while True:
         size_line, crlf, data = data.partition(b"\r\n")
         if not crlf:
-            raise Malformed("chunked body cut short")
+            raise Cut("chunked body cut short", bytes(body))
         size = int(size_line.split(b";")[0].strip(), 16)
         if size == 0:
             while True:  # trailer fields, up to the empty line
                 line, end, data = data.partition(b"\r\n")
                 if not end:
-                    raise Malformed("chunked body without its last CRLF")
+                    raise Cut("chunked body without its last CRLF", bytes(body))
                 if not line:
                     return bytes(body), data
-        if len(data) < size + 2 or data[size:size + 2] != b"\r\n":
-            raise Malformed("chunk shorter than its size")
+        if len(data) < size + 2:
+            raise Cut("chunk shorter than its size", bytes(body + data[:size]))
+        if data[size:size + 2] != b"\r\n":
+            raise Malformed("chunk longer than its size")
         body += data[:size]
         data = data[size + 2:]
 
 
-def parse_answers(data: bytes, head: bool = False) -> list[Answer]:
+def parse_answers(data: bytes, head: bool = False, cut_ok: bool = False) -> list[Answer]:
     """Every response in ``data`` (what the server sent before closing), framed strictly:
-    a body longer than its ``Content-Length`` is :class:`Malformed`."""
+    a body longer than its ``Content-Length`` is :class:`Malformed`, one shorter (or a
+    chunked body without its last chunk) :class:`Cut`; with ``cut_ok`` the last answer
+    is then returned with ``cut`` set and the bytes that arrived."""
     answers = []
     while data:
         top, sep, rest = data.partition(b"\r\n\r\n")
@@ -521,11 +539,22 @@ def parse_answers(data: bytes, head: bool = False) -> list[Answer]:
         if head or status in (204, 304) or 100 <= status < 200:
             body, data = b"", rest
         elif (answer.header("transfer-encoding") or "").lower() == "chunked":
-            body, data = _dechunk(rest)
+            try:
+                body, data = _dechunk(rest)
+            except Cut as cut:
+                if not cut_ok:
+                    raise
+                answer.body, answer.cut = cut.body, True
+                answers.append(answer)
+                return answers
         elif length is not None:
             size = int(length)
             if len(rest) < size:
-                raise Malformed(f"body of {len(rest)} bytes, Content-Length {size}")
+                if not cut_ok:
+                    raise Cut(f"body of {len(rest)} bytes, Content-Length {size}", rest)
+                answer.body, answer.cut = rest, True
+                answers.append(answer)
+                return answers
             body, data = rest[:size], rest[size:]
         else:
             body, data = rest, b""
@@ -641,7 +670,8 @@ def problems(answer: Answer, corpus: Corpus, head: bool) -> list[str]:
                 found.append(problem)
     if answer.status == 200 and not head:
         whole = corpus.by_etag.get(answer.header("etag") or "")
-        if whole is not None and answer.body != whole:
+        if whole is not None and (answer.body != whole if not answer.cut
+                                  else not whole.startswith(answer.body)):
             found.append(f"200 with ETag {answer.header('etag')} but other bytes")
     return found
 

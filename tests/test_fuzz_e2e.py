@@ -529,10 +529,10 @@ def uvicorn_server(cache_settings, world):
 def test_hostile_framing_never_smuggles_a_request(world, uvicorn_server, data):
     """A request with hostile framing headers and a body, then a second request on the
     same connection for a published file (HTTP/1.1 pipelining). The answers are framed
-    exactly and never 5xx (as every fuzzer checks); a body is never read as a request
-    of its own that gets a 2xx; and the second request, when answered at all, is answered
-    the file, whole (RFC 9112 section 6.3: a server that cannot tell where the body ends
-    answers 400 and closes)."""
+    exactly (or the last one visibly cut) and never 5xx (as every fuzzer checks); a body
+    is never read as a request of its own that gets a 2xx; and the second request, when
+    answered at all, is answered the file, whole (RFC 9112 section 6.3: a server that
+    cannot tell where the body ends answers 400 and closes)."""
     first = data.draw(st.sampled_from([e for e in world.entries if not e.guarded]),
                       label="entry")
     probe = next(e for e in world.entries if e.target.endswith(b"/small.txt"))
@@ -549,8 +549,12 @@ def test_hostile_framing_never_smuggles_a_request(world, uvicorn_server, data):
     for name, server in (("granian", world.server), ("uvicorn", uvicorn_server)):
         what = f"{name}: {method!r} {first.target!r} {headers!r} body={body!r}"
         answers = [a for a in judge(adversarial.TALLIES["headers"], world.corpus,
-                                    exchange(server.base, raw), what)
+                                    exchange(server.base, raw, cut_ok=True), what)
                    if not 100 <= a.status < 200]
+        # A server that finds the body's framing broken while it streams the answer
+        # closes the connection (granian/hyper does; RFC 9112 section 9.6): that answer
+        # is cut where the client can see it, its bytes so far the file's (judge).
+        assert all(not a.cut or a.status == 200 for a in answers), what
         assert len(answers) <= 2, f"{what}: {len(answers)} answers to 2 requests"
         if len(answers) == 2:
             second = answers[1]

@@ -101,3 +101,23 @@ def test_only_options_that_choose_tests_let_a_lane_select_none(args, narrowed):
     from tests.adversarial_lanes import narrows
 
     assert narrows(args) is narrowed
+
+
+def test_a_cut_answer_is_malformed_unless_cuts_are_allowed():
+    """The framing fuzzer allows a visibly cut last answer; every other use of
+    parse_answers still fails on it, and on bytes past a body in any case."""
+    head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+    cut = head + b"5\r\nhello\r\n3\r\nwo"
+    with pytest.raises(adversarial.Cut):
+        adversarial.parse_answers(cut)
+    [answer] = adversarial.parse_answers(cut, cut_ok=True)
+    assert answer.cut and answer.body == b"hellowo"
+    short = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello"
+    assert adversarial.parse_answers(short, cut_ok=True)[0].body == b"hello"
+    with pytest.raises(adversarial.Cut):
+        adversarial.parse_answers(short)
+    for wrong in (head + b"5\r\nhello world\r\n0\r\n\r\n",  # chunk longer than its size
+                  b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhello"):  # bytes past it
+        with pytest.raises(adversarial.Malformed) as raised:
+            adversarial.parse_answers(wrong, cut_ok=True)
+        assert not isinstance(raised.value, adversarial.Cut)
