@@ -81,6 +81,37 @@ def test_first_downloads_by_two_versions_on_one_host_all_end_whole(both, upstrea
     """``first`` leads the download (its upstream held after 64 KiB); the other version
     asks for the same file (its upstream held before the headers); then a second client
     of ``first`` joins ``first``'s download from byte 0. Every answer is the file."""
+    all_end_whole(both, upstream, first)
+
+
+#: The last commit before the spool file's name took the lock's identity and
+#: ``SPOOL_GENERATION`` (9609e0c): it takes a download's lock exactly as this checkout
+#: does (spool area and key) but spools into ``ondemand-<sha256(key)[:40]>``.
+PREVIOUS = "b4595526ca0bfe478ffb2514ac677bd71568407e"
+
+
+@pytest.fixture(scope="module")
+def previous_and_new() -> Iterator[dict[str, Server]]:
+    directory = tempfile.mkdtemp(prefix="previous-release-")
+    tree = export_release(PREVIOUS, directory)
+    running = {"old": server("old", tree), "new": server("new", tree)}
+    yield running
+    for process in running.values():
+        stop(process)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize("first", ["old", "new"])
+def test_first_downloads_by_the_previous_commit_and_this_one_all_end_whole(
+        previous_and_new, upstream, first):
+    """As above, during an upgrade from :data:`PREVIOUS`: both versions compete for the
+    same lock, so the one that loses it follows, and must find the leader's spool (or
+    lead a download of its own), not wait for a file the leader never writes (it names
+    it otherwise) until the leader's download is over and its lock let go."""
+    all_end_whole(previous_and_new, upstream, first)
+
+
+def all_end_whole(both: dict[str, Server], upstream, first: str) -> None:
     other = "new" if first == "old" else "old"
     blob = os.urandom(SIZE)
     distribution, prefix, _ = on_demand(upstream, {"r.bin": blob})
@@ -100,7 +131,9 @@ def test_first_downloads_by_two_versions_on_one_host_all_end_whole(both, upstrea
             answers["other"] = pool.submit(whole, target[other], headers_in["other"])
             # The other version either follows the leader (its client gets the headers)
             # or leads a download of its own (it opened its spool, then asked upstream).
-            assert wait_for(lambda: headers_in["other"].is_set() or upstream.hits[path] == 2)
+            assert wait_for(lambda: headers_in["other"].is_set() or upstream.hits[path] == 2), (
+                f"{other} neither followed {first}'s download (no headers) nor led its own "
+                f"(the upstream was asked {upstream.hits[path]} times)")
             answers["joiner"] = pool.submit(whole, target[first], headers_in["joiner"])
             assert headers_in["joiner"].wait(DEADLINE)
         finally:
