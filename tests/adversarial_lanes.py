@@ -201,7 +201,19 @@ def main(argv: list[str] | None = None) -> int:
     # Lanes without a database start at once; the others once the migrated template
     # exists (a first run migrates once, not once per lane at the same time).
     runs = [_start(lane, options.seed, extra, state) for lane in LANES if not _uses_db(lane)]
-    _template(next(lane for lane in LANES if _uses_db(lane)))
+    try:
+        _template(next(lane for lane in LANES if _uses_db(lane)))
+    except (OSError, subprocess.CalledProcessError) as exc:
+        # No server lane can run: stop the others and say so in the report, which
+        # would otherwise keep the previous run's figures.
+        for run in runs:
+            run.process.terminate()
+            run.process.wait()
+        problem = f"the test databases could not be made ({exc}); no server lane ran"
+        adversarial.write_report(options.report, time.monotonic() - began, options.seed,
+                                 problems=[problem])
+        print(f"make adversarial: {problem}", file=sys.stderr)
+        return 1
     runs += [_start(lane, options.seed, extra, state) for lane in LANES if _uses_db(lane)]
     for run in runs:  # all of them, before any lane's log is printed under the live one
         run.process.wait()

@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 #: The file in WORKING_DIRECTORY holding the spool area's id (hidden from ``*`` globs).
 AREA_FILE = ".ondemand-spool-area"
 _areas: dict[str, str] = {}
+#: Part of every download lock's id (:func:`lock_id`) and every shared spool file's name
+#: (:func:`spool_path`), so that processes compete for a lock exactly when they spool
+#: under the same name. Releases that coordinate downloads otherwise must use another:
+#: then neither follows the other, each leads its own download into its own file. Change
+#: it whenever the lock, the spool's name or its format (the sidecar) changes.
+SPOOL_GENERATION = "a2"
 
 
 def _read_or_create(path: str) -> str:
@@ -79,8 +85,11 @@ def spool_area() -> str:
 
 
 def lock_id(key: str) -> int:
-    """A signed 64-bit advisory lock id for ``key`` within this process's spool area."""
-    digest = hashlib.sha256(f"{spool_area()}:{key}".encode()).digest()
+    """A signed 64-bit advisory lock id for ``key`` within this process's spool area and
+    :data:`SPOOL_GENERATION`: only processes that spool under the same name compete for
+    it (a process that followed a lock whose leader names its spool otherwise would wait
+    for a file that never appears)."""
+    digest = hashlib.sha256(f"{SPOOL_GENERATION}:{spool_area()}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -89,24 +98,21 @@ def readers_id(key: str) -> int:
     return lock_id(f"{key}\0readers")
 
 
-#: Part of every shared spool file's name (:func:`spool_path`): a release that leads
-#: downloads under another rule must spool under another name, or it could lead the same
-#: download as this one and truncate its file. Change it whenever :func:`lock_id` or the
-#: spool's format changes.
-SPOOL_GENERATION = "a2"
 
 
 def spool_path(key: str) -> str:
     """The file the leader of ``key``'s download spools into, in WORKING_DIRECTORY.
 
-    Derived from exactly what the leadership lock is derived from (spool area and key,
-    :func:`lock_id`) and :data:`SPOOL_GENERATION`: processes that compete for the same
-    lock share the file, and only they. During a rolling upgrade an earlier release on
-    the same directory took its lock from the key alone and named its file
+    Derived from exactly what the leadership lock is derived from (:data:`SPOOL_GENERATION`,
+    spool area and key, :func:`lock_id`): processes that compete for the same lock share
+    the file, and only they. During a rolling upgrade, release 112dcc5 on the same
+    directory took its lock from the key alone and named its file
     ``ondemand-<sha256(key)>``; both led the same download into one file, each
-    truncating the other's bytes (found by the rolling-upgrade test: one client cut,
-    another served the wrong bytes). Now each leads its own download in a file of its
-    own (tests/test_rolling_spool_e2e.py).
+    truncating the other's bytes (one client cut, another served wrong bytes). The
+    releases after it took the lock as this one, without the generation, and name the
+    file as 112dcc5: with the generation only in the name, this release followed their
+    lock and waited for a file they never wrote. With it in both, each leads its own
+    download into its own file (tests/test_rolling_spool_e2e.py, against both).
     """
     name = hashlib.sha256(f"{SPOOL_GENERATION}:{spool_area()}:{key}".encode()).hexdigest()[:40]
     return os.path.join(str(settings.WORKING_DIRECTORY), f"ondemand-{SPOOL_GENERATION}-{name}")

@@ -13,10 +13,12 @@ A client that keeps up never waits (the kernel takes each write whole).
 uvicorn bounds request heads only with its h11 protocol (``h11_max_incomplete_event_size``);
 with httptools a header section of any size was read into memory and served: a 300 MiB
 header was answered 200 after 181 s with the worker's RSS up by 290 MiB, and the worker's
-other clients waited up to 19 s meanwhile. Past ``max_head`` bytes the request is
-answered ``431 Request Header Fields Too Large`` (RFC 6585, section 5) and the
-connection closed, as granian answers past its buffer and aiohttp (pulpcore-content)
-answers 400 past 8 KiB a field.
+other clients waited up to 19 s meanwhile; a chunked body's trailer section likewise (256
+MiB: +340 MiB). Past ``max_head`` bytes fed to the parser without progress (no head
+completed, no body byte) the request is answered ``431 Request Header Fields Too Large``
+(RFC 6585, section 5) and the connection closed, as granian answers past its buffer and
+aiohttp (pulpcore-content) answers 400 past 8 KiB a field; a trailer section past it
+closes the connection (its request may be answered already).
 
 uvicorn takes the protocol class as its ``http`` setting (``uvicorn.Config(http=...)``).
 """
@@ -39,49 +41,61 @@ REFUSED = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
            b"Request header fields too large\n")
 
 
+#: Bytes handed to the parser at a time, so that the bound is checked between pieces: a
+#: read (up to 256 KiB under uvloop) that ends a body and begins a head, or that holds a
+#: trailer section, is counted piece by piece, not skipped whole.
+PIECE = 16 * 1024
+
+
 class ContentHttpToolsProtocol(HttpToolsProtocol):
     """:class:`HttpToolsProtocol` whose transport pauses sends whenever it holds bytes,
-    and which refuses a request head longer than :attr:`max_head` bytes."""
+    and which refuses a request whose header or trailer section runs past
+    :attr:`max_head` bytes."""
 
-    #: Bytes of a request line and header fields a request may send (as uvicorn's h11
-    #: protocol is given). The parser holds at most this plus one read (256 KiB).
+    #: Bytes of a request line and header fields (or of a chunked body's trailer fields)
+    #: a request may send, as uvicorn's h11 protocol is given.
     max_head = MAX_HEADER_BYTES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: Bytes fed to the parser since the current request's head began; whether the
-        #: parser is in a head (not in a body); heads completed on this connection.
-        self._head = 0
-        self._in_head = True
-        self._heads = 0
+        #: Bytes fed to the parser since it last made progress (a head completed, body
+        #: bytes, a message completed): what it may be holding as head or trailer fields.
+        self._unparsed = 0
+        self._progress = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         transport.set_write_buffer_limits(high=0)
 
     def on_headers_complete(self) -> None:
-        self._heads += 1
-        self._in_head, self._head = False, 0
+        self._progress += 1
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        self._progress += 1
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
+        self._progress += 1
         super().on_message_complete()
-        self._in_head = True
 
     def data_received(self, data: bytes) -> None:
-        # Counted after parsing, and only a read that began and ended in one head and
-        # completed none: such a read was all head. A read that completed a head may
-        # carry a body or pipelined requests, and one that ended a body may begin the
-        # next head: those bytes are not counted (at most one read of them). Bodies are
-        # the app's to bound.
-        heads, was_in_head = self._heads, self._in_head
-        super().data_received(data)
-        if self.transport.is_closing() or self._heads != heads or not (
-                was_in_head and self._in_head):
-            return
-        self._head += len(data)
-        if self._head > self.max_head:
-            self._refuse()
+        # Piece by piece, so that at most one piece of a head or trailer section goes
+        # uncounted: a piece in which the parser made progress may end with the start of
+        # the next head, which is not known to be one yet. Chunk-size lines between body
+        # bytes are counted too, but every chunk's bytes reset the count.
+        for start in range(0, len(data), PIECE):
+            progress = self._progress
+            super().data_received(data[start:start + PIECE])
+            if self.transport.is_closing():
+                return
+            if self._progress != progress:
+                self._unparsed = 0
+                continue
+            self._unparsed += min(PIECE, len(data) - start)
+            if self._unparsed > self.max_head:
+                self._refuse()
+                return
 
     def _refuse(self) -> None:
         # Written like uvicorn's own 400 for a request it cannot parse; a response still
