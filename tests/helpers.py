@@ -119,6 +119,23 @@ def metered_env(directory: str, **extra: str) -> dict[str, str]:
             "PULP_CONTENT_ASGI_PROMETHEUS_DIR": directory, **extra}
 
 
+def closed_by_server(sock: Any, within: float, trickle: bytes | None = None) -> bool:
+    """Whether the server closes ``sock`` (EOF or reset) within ``within`` seconds,
+    reading what it sends meanwhile; ``trickle`` is sent each time a second passes with
+    nothing read (a client dribbling its headers). ``sock`` needs a 1 s timeout."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        try:
+            if sock.recv(1024) == b"":
+                return True
+        except TimeoutError:
+            if trickle is not None:
+                sock.sendall(trickle)
+        except ConnectionResetError:
+            return True
+    return False
+
+
 def raw_get(server: Any, target: str, headers: dict[str, str] | None = None
             ) -> tuple[int, dict[str, str], bytes]:
     """GET ``target`` (path and query; characters above 0x7f go as single latin-1 bytes)

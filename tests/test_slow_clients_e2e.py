@@ -32,7 +32,15 @@ from pulp_content_asgi.devtools import data
 from pulp_content_asgi.devtools.processes import rss
 from tests import adversarial, resources
 from tests.adversarial import SCALE, examples
-from tests.helpers import DEADLINE, content_app, raw_get, stop_server, unique_name, wait_for
+from tests.helpers import (
+    DEADLINE,
+    closed_by_server,
+    content_app,
+    raw_get,
+    stop_server,
+    unique_name,
+    wait_for,
+)
 
 pytestmark = pytest.mark.adversarial
 
@@ -199,16 +207,8 @@ def test_granian_closes_headers_that_never_end_after_the_header_timeout():
         where = urlsplit(server.base)
         with socket.create_connection((where.hostname, where.port), timeout=1) as sock:
             sock.sendall(b"GET /pulp/content/ HTTP/1.1\r\nHost: x\r\nX-a: ")
-            started = time.monotonic()
-            closed = False
-            while not closed and time.monotonic() - started < 25:
-                try:
-                    closed = sock.recv(1024) == b""
-                except TimeoutError:
-                    sock.sendall(b"a")
-                except ConnectionResetError:
-                    closed = True
-            assert closed, "granian kept a connection whose headers never ended"
+            assert closed_by_server(sock, 25, trickle=b"a"), (
+                "granian kept a connection whose headers never ended")
         assert raw_get(server, "/pulp/content/")[0] == 200
     finally:
         stop_server(server)
