@@ -111,6 +111,34 @@ def test_first_downloads_by_the_previous_commit_and_this_one_all_end_whole(
     all_end_whole(previous_and_new, upstream, first)
 
 
+#: The parent of the commit that put ``SPOOL_GENERATION`` into the lock's id (654fbda),
+#: and every commit since 9609e0c: it takes the lock from spool area and key alone but
+#: already names its spool ``ondemand-a2-<sha256("a2:" area ":" key)[:40]>``, as this
+#: checkout does. ``SPOOL_GENERATION`` stayed "a2" while the lock changed, so the two
+#: take different locks and lead one download into one file (opened ``wb``).
+GENERATION_IN_NAME_ONLY = "3340078433b9e4408341bcc084a5f7e377c8a213"
+
+
+@pytest.fixture(scope="module")
+def generation_in_name_only_and_new() -> Iterator[dict[str, Server]]:
+    directory = tempfile.mkdtemp(prefix="name-only-release-")
+    tree = export_release(GENERATION_IN_NAME_ONLY, directory)
+    running = {"old": server("old", tree), "new": server("new", tree)}
+    yield running
+    for process in running.values():
+        stop(process)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize("first", ["old", "new"])
+def test_first_downloads_by_the_fixs_parent_and_this_one_all_end_whole(
+        generation_in_name_only_and_new, upstream, first):
+    """As above, during an upgrade from :data:`GENERATION_IN_NAME_ONLY` (what main ran
+    from 9609e0c until this fix): different locks, one spool name. Each version must
+    lead into a file of its own (or follow the other's), never truncate the other's."""
+    all_end_whole(generation_in_name_only_and_new, upstream, first)
+
+
 def all_end_whole(both: dict[str, Server], upstream, first: str) -> None:
     other = "new" if first == "old" else "old"
     blob = os.urandom(SIZE)
