@@ -285,8 +285,9 @@ def test_the_body_of_a_refused_upgrade_is_never_answered_as_a_request(server, wr
     httptools stops at an upgrade's head and uvicorn drops the rest of that
     ``data_received``; its parser starts afresh on the next one, inside the body. Stock
     uvicorn so answers the embedded request when the body comes in a read of its own
-    ("two writes"); server/uvicorn_http.py's 16 KiB pieces make any single write do it
-    ("one write"): the first request is answered 404, then the listing."""
+    ("two writes"); server/uvicorn_http.py's first 16 KiB pieces made any single write do
+    it ("one write"): the first request was answered 404, then the listing. Now the
+    upgrade request is answered and the connection closed, nothing more read."""
     running = content_app(server)
     head = (b"GET /pulp/content/no-such-distribution/ HTTP/1.1\r\nHost: x\r\n"
             b"Connection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 00000\r\n\r\n")
@@ -300,12 +301,27 @@ def test_the_body_of_a_refused_upgrade_is_never_answered_as_a_request(server, wr
         with socket.create_connection((where.hostname, where.port), timeout=10) as sock:
             for number, part in enumerate(parts):
                 if number:
-                    time.sleep(1)
+                    time.sleep(1)  # paces the writes apart; no outcome waits on it
                 sock.sendall(part)
             with contextlib.suppress(ConnectionResetError, TimeoutError):
                 while chunk := sock.recv(1 << 16):
                     received += chunk
         assert b"Index of /pulp/content/" not in received, bytes(received)
         assert raw_get(running, "/pulp/content/")[0] == 200
+    finally:
+        stop_server(running)
+
+
+@pytest.mark.parametrize("server", ["granian", "uvicorn"])
+def test_an_upgrade_asked_without_a_body_is_answered(server, small_file):
+    """``curl --http2`` on an http:// URL asks to upgrade to h2c (RFC 7540 section 3.2's
+    Upgrade, HTTP2-Settings): the content app does not switch protocols and answers the
+    request over HTTP/1.1 (RFC 9110 section 7.8), the file whole."""
+    running = content_app(server)
+    try:
+        answers = exchange(running.base, b"GET " + small_file + b" HTTP/1.1\r\nHost: x\r\n"
+                           b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                           b"HTTP2-Settings: AAMAAABkAARAAAAA\r\n\r\n")
+        assert [(a.status, a.body) for a in answers] == [(200, b"small\n")]
     finally:
         stop_server(running)

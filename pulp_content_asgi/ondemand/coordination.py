@@ -43,7 +43,7 @@ _areas: dict[str, str] = {}
 #: under the same name. Releases that coordinate downloads otherwise must use another:
 #: then neither follows the other, each leads its own download into its own file. Change
 #: it whenever the lock, the spool's name or its format (the sidecar) changes.
-SPOOL_GENERATION = "a2"
+SPOOL_GENERATION = "a3"
 
 
 def _read_or_create(path: str) -> str:
@@ -98,21 +98,20 @@ def readers_id(key: str) -> int:
     return lock_id(f"{key}\0readers")
 
 
-
-
 def spool_path(key: str) -> str:
     """The file the leader of ``key``'s download spools into, in WORKING_DIRECTORY.
 
     Derived from exactly what the leadership lock is derived from (:data:`SPOOL_GENERATION`,
     spool area and key, :func:`lock_id`): processes that compete for the same lock share
-    the file, and only they. During a rolling upgrade, release 112dcc5 on the same
-    directory took its lock from the key alone and named its file
-    ``ondemand-<sha256(key)>``; both led the same download into one file, each
-    truncating the other's bytes (one client cut, another served wrong bytes). The
-    releases after it took the lock as this one, without the generation, and name the
-    file as 112dcc5: with the generation only in the name, this release followed their
-    lock and waited for a file they never wrote. With it in both, each leads its own
-    download into its own file (tests/test_rolling_spool_e2e.py, against both).
+    the file, and only they. Earlier releases, none of which put a generation in the
+    lock: 112dcc5 took its lock from the key alone and named its file
+    ``ondemand-<sha256(key)>``; 9e3c274 to b459552 took it from spool area and key and
+    named the file the same way; 9609e0c to 3340078 took it from area and key and named
+    the file ``ondemand-a2-<sha256("a2:area:key")>``. Each pairing with a later release
+    either led one download into one file (each truncating the other's bytes) or
+    followed a lock whose leader wrote another file. This release's lock differs from
+    all of theirs and its file ("a3") too: each leads its own download into its own file
+    (tests/test_rolling_spool_e2e.py, against 112dcc5, b459552 and 3340078).
     """
     name = hashlib.sha256(f"{SPOOL_GENERATION}:{spool_area()}:{key}".encode()).hexdigest()[:40]
     return os.path.join(str(settings.WORKING_DIRECTORY), f"ondemand-{SPOOL_GENERATION}-{name}")

@@ -146,7 +146,8 @@ def run_uvicorn(addresses: list[Address], workers: int, timeout: int, log_level:
     from pulp_content_asgi.server.uvicorn_http import ContentHttpToolsProtocol
 
     config = uvicorn.Config(
-        APP, loop="uvloop", http=ContentHttpToolsProtocol, lifespan="on", workers=workers,
+        APP, loop="uvloop", http=ContentHttpToolsProtocol, ws="none", lifespan="on",
+        workers=workers,
         access_log=False, log_level=log_level, timeout_graceful_shutdown=timeout,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES, reload=reload,
         host=addresses[0].host, port=addresses[0].port, server_header=False,

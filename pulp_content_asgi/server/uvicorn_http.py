@@ -43,8 +43,10 @@ REFUSED = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
 
 #: Bytes handed to the parser at a time, so that the bound is checked between pieces: a
 #: read (up to 256 KiB under uvloop) that ends a body and begins a head, or that holds a
-#: trailer section, is counted piece by piece, not skipped whole.
-PIECE = 16 * 1024
+#: trailer section, is counted piece by piece, not skipped whole. The piece that ends a
+#: body and the one that completes a head go uncounted, so a head of up to
+#: ``max_head`` + 2 pieces (72 KiB) can pass, never more.
+PIECE = 4 * 1024
 
 
 class ContentHttpToolsProtocol(HttpToolsProtocol):
@@ -62,6 +64,8 @@ class ContentHttpToolsProtocol(HttpToolsProtocol):
         #: bytes, a message completed): what it may be holding as head or trailer fields.
         self._unparsed = 0
         self._progress = 0
+        #: A request asked to upgrade the connection (h2c, websocket: neither is taken).
+        self._upgraded = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -80,6 +84,8 @@ class ContentHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def data_received(self, data: bytes) -> None:
+        if self._upgraded:
+            return  # after a refused upgrade: neither a body nor a request (see below)
         # Piece by piece, so that at most one piece of a head or trailer section goes
         # uncounted: a piece in which the parser made progress may end with the start of
         # the next head, which is not known to be one yet. Chunk-size lines between body
@@ -89,6 +95,9 @@ class ContentHttpToolsProtocol(HttpToolsProtocol):
             super().data_received(data[start:start + PIECE])
             if self.transport.is_closing():
                 return
+            if self.parser.should_upgrade():
+                self._end_after_upgrade()
+                return
             if self._progress != progress:
                 self._unparsed = 0
                 continue
@@ -96,6 +105,24 @@ class ContentHttpToolsProtocol(HttpToolsProtocol):
             if self._unparsed > self.max_head:
                 self._refuse()
                 return
+
+    def _unsupported_upgrade_warning(self) -> None:
+        # uvicorn's warns twice per request and advises installing a WebSocket library;
+        # the content app takes no upgrade on purpose (runners.py: ws="none").
+        self.logger.debug("Upgrade not supported; answering over HTTP/1.1, then closing.")
+
+    def _end_after_upgrade(self) -> None:
+        """A request asked to switch protocols (``Upgrade``: h2c, websocket), which the
+        content app never does: it is answered over HTTP/1.1 and then the connection is
+        closed, and nothing more is read from it. uvicorn drops the rest of the read in
+        which the upgrade came and parses the next as a new request, so a request hidden
+        in the upgrade request's body was answered (RFC 9110 section 7.8 lets a server
+        ignore Upgrade; it must then not lose track of where the body ends)."""
+        self._upgraded = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+        else:
+            self.transport.close()
 
     def _refuse(self) -> None:
         # Written like uvicorn's own 400 for a request it cannot parse; a response still
