@@ -1,13 +1,12 @@
-"""An old release and this checkout on one host during a rolling upgrade (issue #17):
-both see the same WORKING_DIRECTORY, so both name an artifact's on-demand spool file
-``ondemand-<sha256(key)[:40]>`` there. The old release (``OLD_RELEASE``) takes the
-download's advisory lock from the key alone, this checkout from the spool area and the
-key (per-WORKING_DIRECTORY leadership): each takes a lock the other never asks for, both
-lead the same download and write the same spool file.
+"""An earlier release and this checkout on one host during a rolling upgrade (issue #17):
+both see the same WORKING_DIRECTORY and collapse on-demand downloads through PostgreSQL
+advisory locks and spool files there. Releases that take the lock or name the spool
+otherwise (:data:`EARLIER`) must never share a spool file nor follow each other's lock
+to a file that is never written.
 
-Found by ``make adversarial`` (rolling upgrade, 1 of 16,967 requests): this checkout cut
-an on-demand answer after its headers, logging that "its spool file ... holds fewer bytes
-than were written to it (none at 0): something truncated it".
+Found by ``make adversarial`` (rolling upgrade, 1 of 16,967 requests: an answer cut
+after its headers, "its spool file ... holds fewer bytes than were written to it (none
+at 0): something truncated it"), then by two reviews of the fix.
 
 Expected: first downloads of one on-demand file by both versions at the same time on
 one host, and a request joining one of them, all end whole.
@@ -35,13 +34,6 @@ pytestmark = pytest.mark.adversarial
 SIZE = 3 * 1024 * 1024 + 17
 
 
-@pytest.fixture(scope="module")
-def old_tree() -> Iterator[str]:
-    directory = tempfile.mkdtemp(prefix="old-release-")
-    yield export_release(OLD_RELEASE, directory)
-    shutil.rmtree(directory, ignore_errors=True)
-
-
 def server(version: str, old_tree: str) -> Server:
     """One granian worker of ``version`` ("old" or "new") on this test's settings, so on
     the WORKING_DIRECTORY every server of the session shares."""
@@ -54,12 +46,37 @@ def server(version: str, old_tree: str) -> Server:
                  cwd=cwd, timeout=180)
 
 
-@pytest.fixture(scope="module")
-def both(old_tree) -> Iterator[dict[str, Server]]:
-    running = {"old": server("old", old_tree), "new": server("new", old_tree)}
+#: Earlier releases that coordinated on-demand downloads otherwise, each with how. None
+#: put a generation in the lock's id, so none competes for this release's locks.
+EARLIER = {
+    # The old release of tests/test_rolling_upgrade_e2e.py: the lock from the key alone,
+    # the spool named ``ondemand-<sha256(key)[:40]>``. With this checkout before
+    # SPOOL_GENERATION, both led one download into that one file (found by make
+    # adversarial's rolling upgrade).
+    "112dcc5": OLD_RELEASE,
+    # The last commit before the spool's name took the lock's identity (9609e0c): the
+    # lock from spool area and key, the spool named after the key alone. With the
+    # generation in the name only, this checkout followed its lock and waited for a file
+    # it never wrote.
+    "b459552": "b4595526ca0bfe478ffb2514ac677bd71568407e",
+    # Main from 9609e0c to 3340078: the lock from area and key, the spool named
+    # ``ondemand-a2-<sha256("a2:" area ":" key)[:40]>``. With the generation put into
+    # the lock but kept "a2", the two took different locks and led one download into one
+    # file again.
+    "3340078": "3340078433b9e4408341bcc084a5f7e377c8a213",
+}
+
+
+@pytest.fixture(scope="module", params=sorted(EARLIER))
+def both(request) -> Iterator[dict[str, Server]]:
+    """An earlier release ("old") and this checkout ("new"), one granian worker each."""
+    directory = tempfile.mkdtemp(prefix=f"release-{request.param}-")
+    tree = export_release(EARLIER[request.param], directory)
+    running = {"old": server("old", tree), "new": server("new", tree)}
     yield running
     for process in running.values():
         stop(process)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def whole(target: str, headers_in: threading.Event) -> tuple[int, bytes, str]:
@@ -77,66 +94,14 @@ def whole(target: str, headers_in: threading.Event) -> tuple[int, bytes, str]:
 
 
 @pytest.mark.parametrize("first", ["old", "new"])
-def test_first_downloads_by_two_versions_on_one_host_all_end_whole(both, upstream, first):
+def test_first_downloads_by_an_earlier_release_and_this_one_all_end_whole(both, upstream,
+                                                                           first):
     """``first`` leads the download (its upstream held after 64 KiB); the other version
     asks for the same file (its upstream held before the headers); then a second client
-    of ``first`` joins ``first``'s download from byte 0. Every answer is the file."""
+    of ``first`` joins ``first``'s download from byte 0. Every answer is the file: the
+    other version follows the leader's spool or leads a download of its own, never
+    truncates the leader's spool nor waits for a file the leader never writes."""
     all_end_whole(both, upstream, first)
-
-
-#: The last commit before the spool file's name took the lock's identity and
-#: ``SPOOL_GENERATION`` (9609e0c): it takes a download's lock exactly as this checkout
-#: does (spool area and key) but spools into ``ondemand-<sha256(key)[:40]>``.
-PREVIOUS = "b4595526ca0bfe478ffb2514ac677bd71568407e"
-
-
-@pytest.fixture(scope="module")
-def previous_and_new() -> Iterator[dict[str, Server]]:
-    directory = tempfile.mkdtemp(prefix="previous-release-")
-    tree = export_release(PREVIOUS, directory)
-    running = {"old": server("old", tree), "new": server("new", tree)}
-    yield running
-    for process in running.values():
-        stop(process)
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.mark.parametrize("first", ["old", "new"])
-def test_first_downloads_by_the_previous_commit_and_this_one_all_end_whole(
-        previous_and_new, upstream, first):
-    """As above, during an upgrade from :data:`PREVIOUS`: both versions compete for the
-    same lock, so the one that loses it follows, and must find the leader's spool (or
-    lead a download of its own), not wait for a file the leader never writes (it names
-    it otherwise) until the leader's download is over and its lock let go."""
-    all_end_whole(previous_and_new, upstream, first)
-
-
-#: The parent of the commit that put ``SPOOL_GENERATION`` into the lock's id (654fbda),
-#: and every commit since 9609e0c: it takes the lock from spool area and key alone but
-#: already names its spool ``ondemand-a2-<sha256("a2:" area ":" key)[:40]>``, as this
-#: checkout does. ``SPOOL_GENERATION`` stayed "a2" while the lock changed, so the two
-#: take different locks and lead one download into one file (opened ``wb``).
-GENERATION_IN_NAME_ONLY = "3340078433b9e4408341bcc084a5f7e377c8a213"
-
-
-@pytest.fixture(scope="module")
-def generation_in_name_only_and_new() -> Iterator[dict[str, Server]]:
-    directory = tempfile.mkdtemp(prefix="name-only-release-")
-    tree = export_release(GENERATION_IN_NAME_ONLY, directory)
-    running = {"old": server("old", tree), "new": server("new", tree)}
-    yield running
-    for process in running.values():
-        stop(process)
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.mark.parametrize("first", ["old", "new"])
-def test_first_downloads_by_the_fixs_parent_and_this_one_all_end_whole(
-        generation_in_name_only_and_new, upstream, first):
-    """As above, during an upgrade from :data:`GENERATION_IN_NAME_ONLY` (what main ran
-    from 9609e0c until this fix): different locks, one spool name. Each version must
-    lead into a file of its own (or follow the other's), never truncate the other's."""
-    all_end_whole(generation_in_name_only_and_new, upstream, first)
 
 
 def all_end_whole(both: dict[str, Server], upstream, first: str) -> None:
