@@ -223,8 +223,9 @@ def test_a_head_begun_in_the_read_that_ends_a_body_is_bounded(server):
 
 
 def _exchange_in_writes(base: str, writes: list[bytes]) -> list[int]:
-    """Send ``writes`` one at a time (a second apart, so the server reads each apart) on
-    one connection, then read until it closes: the statuses of the answers."""
+    """Send ``writes`` one at a time (a second apart, so the server tends to read each
+    apart; no outcome waits on the pause: a bound that counts every byte refuses however
+    they are read) on one connection, then read until it closes: the statuses."""
     where = urlsplit(base)
     received = bytearray()
     with socket.create_connection((where.hostname, where.port), timeout=60) as sock:
@@ -248,11 +249,10 @@ def test_a_96_kib_head_is_refused_however_its_reads_fall(server):
     refused: its first 16,383 bytes share the read that ends a body, the next 64 KiB
     come in a read of their own and its last 16 KiB (with its end) in another.
 
-    uvicorn (server/uvicorn_http.py) counts no byte of a 16 KiB piece in which the
-    parser made progress: the piece that ends the body and the piece that completes the
-    head each hide up to 16 KiB, so the bound is 64 + 2 x 16 KiB, not 64 KiB
-    (docs/operations.md) nor "64 KiB plus one piece": 98,303 bytes are served 200, one
-    more is refused (431)."""
+    uvicorn (server/uvicorn_http.py) counts no byte of a piece in which the parser made
+    progress: the piece that ends the body and the piece that completes the head each
+    hide up to a piece. With 16 KiB pieces the bound was 64 + 2 x 16 KiB: 98,303 bytes
+    were served 200 (one more refused). With 4 KiB pieces it is at most 72 KiB."""
     running = content_app(server)
     size, lead = 16383 + 65536 + 16384, 16383
     start = b"GET /pulp/content/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
