@@ -84,13 +84,17 @@ def spool_area() -> str:
     return _areas[directory]
 
 
+def _identity(key: str) -> bytes:
+    """What a download's lock and its spool file are both named after (32 bytes)."""
+    return hashlib.sha256(f"{SPOOL_GENERATION}:{spool_area()}:{key}".encode()).digest()
+
+
 def lock_id(key: str) -> int:
     """A signed 64-bit advisory lock id for ``key`` within this process's spool area and
     :data:`SPOOL_GENERATION`: only processes that spool under the same name compete for
     it (a process that followed a lock whose leader names its spool otherwise would wait
     for a file that never appears)."""
-    digest = hashlib.sha256(f"{SPOOL_GENERATION}:{spool_area()}:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return int.from_bytes(_identity(key)[:8], "big", signed=True)
 
 
 def readers_id(key: str) -> int:
@@ -113,7 +117,7 @@ def spool_path(key: str) -> str:
     all of theirs and its file ("a3") too: each leads its own download into its own file
     (tests/test_rolling_spool_e2e.py, against 112dcc5, b459552 and 3340078).
     """
-    name = hashlib.sha256(f"{SPOOL_GENERATION}:{spool_area()}:{key}".encode()).hexdigest()[:40]
+    name = _identity(key).hex()[:40]
     return os.path.join(str(settings.WORKING_DIRECTORY), f"ondemand-{SPOOL_GENERATION}-{name}")
 
 
