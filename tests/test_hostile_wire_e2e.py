@@ -183,7 +183,6 @@ def test_a_head_begun_in_the_read_that_ends_a_body_is_bounded(server):
     64 KiB + one read its docstring states. The pauses only let the server read each
     write apart; a server that counts every byte of a head refuses it however it reads."""
     running = content_app(server)
-    where = urlsplit(running.base)
 
     def fields(size: int, tag: bytes) -> bytes:
         out = b""
@@ -195,26 +194,10 @@ def test_a_head_begun_in_the_read_that_ends_a_body_is_bounded(server):
     head = (b"GET /pulp/content/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n",
             fields(240 << 10, b"A"), fields(60 << 10, b"B"), fields(240 << 10, b"C") + b"\r\n")
     try:
-        received = bytearray()
-        with socket.create_connection((where.hostname, where.port), timeout=60) as sock:
-            # The pauses only pace the writes so that the server tends to read them apart
-            # (the reads the first bound skipped); nothing waits on them for an outcome:
-            # a bound that counts every byte of a head refuses it however they are read.
-            try:
-                sock.sendall(b"POST /pulp/content/ HTTP/1.1\r\nHost: x\r\n"
-                             b"Content-Length: %d\r\n\r\n" % warm + b"b" * (warm - 10))
-                time.sleep(1)
-                sock.sendall(b"b" * 10 + head[0] + head[1])
-                time.sleep(1)
-                sock.sendall(head[2])
-                time.sleep(1)
-                sock.sendall(head[3])
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # refused early: read what it said
-            with contextlib.suppress(ConnectionResetError):
-                while chunk := sock.recv(1 << 16):
-                    received += chunk
-        statuses = [a.status for a in parse_answers(bytes(received))]
+        statuses = _exchange_in_writes(running.base, [
+            b"POST /pulp/content/ HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: %d\r\n\r\n" % warm + b"b" * (warm - 10),
+            b"b" * 10 + head[0] + head[1], head[2], head[3]])
         assert all(400 <= s < 500 for s in statuses[1:]), (
             f"a {sum(map(len, head)) >> 10} KiB head: {statuses}")
         assert raw_get(running, "/pulp/content/")[0] == 200
