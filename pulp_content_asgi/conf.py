@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULTS: dict[str, Any] = {
-    # Connections (and ORM threads) per worker process; the psycopg pool's max_size.
-    "CONTENT_ASGI_DB_CONNECTIONS": 8,
+    # Connections (and ORM threads) per worker process; the psycopg pool's max_size. Four
+    # serve a core's worth of published files: 8 measured no faster at c64 (bench/results/
+    # optimisations.md), and every extra one is multiplied by the number of workers.
+    "CONTENT_ASGI_DB_CONNECTIONS": 4,
     # Seconds an ORM thread waits for psycopg-pool to hand it a connection before the
     # request is answered 503 "database unavailable". There are as many ORM threads as
     # pooled connections, so this only expires when PostgreSQL cannot be reached, never

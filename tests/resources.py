@@ -15,6 +15,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from pulp_content_asgi import conf
+
 
 def raise_fd_limit(wanted: int = 65536) -> int:
     """Raise this process's soft ``RLIMIT_NOFILE`` towards ``wanted`` (capped by the hard
@@ -110,7 +112,8 @@ def fds(pid: int, ports: dict[int, str], server_port: int, roots: dict[str, str]
 #: default bound); the on-demand digests' and writeback threads (``ondemand/digests.py``:
 #: one per digest of ALLOWED_CONTENT_CHECKSUMS, four by default, plus one for the file;
 #: and one).
-THREAD_POOLS = {"content-db": 8, "asyncio": min(32, (os.cpu_count() or 1) + 4),
+THREAD_POOLS = {"content-db": conf.DEFAULTS["CONTENT_ASGI_DB_CONNECTIONS"],
+                "asyncio": min(32, (os.cpu_count() or 1) + 4),
                 "uvloop": min(32, (os.cpu_count() or 1) + 4),
                 "ThreadPoolExecutor": min(32, (os.cpu_count() or 1) + 4),
                 "ondemand-digest": 5,

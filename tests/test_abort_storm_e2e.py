@@ -37,6 +37,7 @@ import httpx
 import pytest
 from django.conf import settings
 
+from pulp_content_asgi import conf
 from pulp_content_asgi.devtools import data
 from pulp_content_asgi.devtools.processes import rss
 from tests import adversarial, resources
@@ -66,10 +67,11 @@ SETTLE_SECONDS = 180.0
 CUTS = {"request-headers": 3, "after-request": 3, "response-headers": 3, "mid-body": 4,
         "whole": 2}
 #: Bounds of the pooled resources a worker fills on demand and keeps (docs/operations.md):
-#: connections to PostgreSQL (8 pooled + the lock connection), Redis
+#: connections to PostgreSQL (CONTENT_ASGI_DB_CONNECTIONS pooled + the lock connection), Redis
 #: (CONTENT_ASGI_CACHE_CONNECTIONS), S3 (botocore's max_pool_connections), upstream
 #: keep-alive (aiohttp's connector limit), and the thread pools.
-POOL_BOUNDS = {"postgresql": 9, "redis": 64, "s3": 10, "upstream": 100,
+POOL_BOUNDS = {"postgresql": conf.DEFAULTS["CONTENT_ASGI_DB_CONNECTIONS"] + 1, "redis": 64,
+               "s3": 10, "upstream": 100,
                **resources.THREAD_POOLS}
 
 
