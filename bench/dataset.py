@@ -87,10 +87,12 @@ def _paths(base_path: str) -> list[str]:
 
 
 #: The sets each needs: published-file points and bursts (``bench-small``), slow readers
-#: (``bench-medium``, probing ``bench-small``), the 1 GiB file, on-demand (medium files
+#: (``bench-medium``, probing ``bench-small``), the 1 GiB file (also what held connections
+#: read), on-demand (medium files
 #: and the 1 GiB one, probing ``bench-small``).
 SETS = {"published": ("bench-small",), "burst": ("bench-small",),
         "slow": ("bench-small", "bench-medium"), "large": ("bench-small", "bench-large"),
+        "held": ("bench-small", "bench-large"),
         "ondemand": ("bench-small", "bench-medium", "bench-large")}
 SIZES = {"bench-small": (10000, 4 * KIB), "bench-medium": (200, MIB), "bench-large": (1, GIB)}
 

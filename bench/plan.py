@@ -16,10 +16,11 @@ from typing import Any
 
 #: Every scenario, in the order a run measures them. ``published``: wrk over the 4 KiB
 #: files; ``large``: the 1 GiB file; ``slow``: 1,000 slow readers (1 worker); ``burst``:
-#: 1,000 arriving clients (1 worker); ``objects``: 302s to S3 (bench/objects.py);
+#: 1,000 arriving clients (1 worker); ``held``: what a held slow connection costs in memory
+#: (bench/slowmem.py against the 1 GiB file, 1 worker); ``objects``: 302s to S3 (bench/objects.py);
 #: ``ondemand``: cold on-demand downloads; ``counts``: queries and thread hops per request
 #: in-process (bench/hops.py).
-SCENARIOS = ("published", "large", "slow", "burst", "objects", "ondemand", "counts")
+SCENARIOS = ("published", "large", "slow", "burst", "held", "objects", "ondemand", "counts")
 QUICK_SCENARIOS = ("published", "large", "slow", "burst", "objects", "counts")
 SMOKE_SCENARIOS = ("published", "objects")
 

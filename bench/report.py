@@ -142,15 +142,19 @@ def measures(results: dict, workers: int) -> list[Measure]:
 
 
 def _errors(found: dict | None) -> str:
-    """wrk's socket errors / HTTP >= 400 responses (wrk counts status > 399), summed over
-    every small-file and large-file run."""
+    """wrk's socket errors / HTTP >= 400 responses (wrk counts status > 399) / non-200
+    responses of the small-file runs (every status read; "-" in results older than that
+    count), summed over every small-file and large-file run."""
     if not found:
         return "-"
-    runs = [r for point in found["small"].values() for r in point] + found["large"]
+    small = [r for point in found["small"].values() for r in point]
+    runs = small + found["large"]
     if not runs:
         return "-"
     status = sum(r["status_errors"] for r in runs)
-    return f"{sum(r['errors'] for r in runs) - status} / {status}"
+    other = (str(sum(r["status_other"] for r in small))
+             if small and all("status_other" in r for r in small) else "-")
+    return f"{sum(r['errors'] for r in runs) - status} / {status} / {other}"
 
 
 def _contenders(results: dict, workers: int) -> list[str]:
@@ -177,7 +181,7 @@ def worker_table(results: dict, workers: int, digits: int) -> list[str]:
                         m.higher_is_better, digits) if group in m.groups else ""
                   for group in (PULPCORE, NGINX)]
         lines.append(f"| {m.label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
-    lines.append("| wrk socket errors / HTTP ≥ 400 responses, all runs | "
+    lines.append("| wrk socket errors / HTTP ≥ 400 / non-200 (4 KiB files), all runs | "
                  + " | ".join(_errors(entry(results, n, workers)) for n in names) + " | | |")
     return [*lines, ""]
 
@@ -206,6 +210,33 @@ def burst_table(results: dict) -> list[str]:
                      f" | {cell(spread([x['failed'] for x in runs]), '{:.0f}')}"
                      f" | {_statuses(runs, 'statuses')} | {_statuses(runs, 'errors')}"
                      f" | {cell(spread([x['seconds'] for x in runs]), '{:.1f}')} |")
+    return [*lines, ""]
+
+
+def held_table(found: dict | None) -> list[str]:
+    """The ``held`` scenario: what a held slow connection costs the worker, per run."""
+    if not found:
+        return []
+    lines = ["## Held slow connections: memory per connection, 1 worker", "",
+             f"{found['clients']} connections each hold a GET of `{found['path']}` open with a "
+             "4 KiB receive buffer, reading 1 KiB a second (bench/slowmem.py); the worker's "
+             "RSS idle (after one whole download) and once it stopped growing; cost = "
+             "(loaded - idle) / connections.", "",
+             "| contender | KiB per connection | worker idle RSS, MiB | worker loaded RSS, "
+             "MiB | answered (of each run) | statuses |", "|---|---|---|---|---|---|"]
+    for name, entry_ in found.items():
+        if not isinstance(entry_, dict):
+            continue
+        runs = entry_["runs"]
+        if entry_["status"] != "ran" or not runs:
+            lines.append(f"| {name} | {entry_['status']}: {entry_.get('error', '')} | | | | |")
+            continue
+        statuses = sorted({s for r in runs for s in r["statuses"]})
+        lines.append(f"| {name} | {cell(spread(_values(runs, 'per_connection_kib')), '{:.1f}')}"
+                     f" | {cell(spread(_values(runs, 'idle_mib')), '{:.0f}')}"
+                     f" | {cell(spread(_values(runs, 'loaded_mib')), '{:.0f}')}"
+                     f" | {', '.join(str(r['headed']) for r in runs)}"
+                     f" | {', '.join(map(str, statuses))} |")
     return [*lines, ""]
 
 
@@ -394,7 +425,8 @@ def markdown(results: dict, json_name: str) -> str:
     lines = [*header(results, json_name), *status_table(results)]
     for workers in sorted({r["workers"] for r in results["runs"]}):
         lines += worker_table(results, workers, digits)
-    lines += [*burst_table(results), *cache_table(results, digits),
+    lines += [*burst_table(results), *held_table(results.get("held")),
+              *cache_table(results, digits),
               *objects_table(results.get("objects"), digits),
               *ondemand_table(results.get("ondemand")),
               "Per published-file request, counted in-process (exact): "

@@ -148,8 +148,10 @@ def measure(recorder: Any, suite: Suite, contender: Any, workers: int) -> None:
         for c in plan.concurrency if "published" in wanted else ():
             runs = entry["small"].setdefault(str(c), [])
             for _ in range(plan.repeats):
+                # Every status is read (status=200), so a non-200 answer of any kind,
+                # 3xx included, is counted: wrk itself counts only status > 399.
                 runs.append(small_run(server, paths, c, plan.duration(c), client_cpus,
-                                      threads))
+                                      threads, status=200))
                 recorder.save()
         for _ in range(plan.repeats if "large" in wanted else 0):
             entry["large"].append(large_run(server, PREFIX + suite.large, plan.seconds,
@@ -265,6 +267,43 @@ def redirects(recorder: Any, suite: Suite, contender: Any, workers: int, found: 
         recorder.save()
 
 
+#: The contenders whose held slow connections are measured (1 worker): ours and both
+#: pulpcore-content variants (the goal row compares idle RSS with the smaller).
+HELD = ("asgi-granian", "asgi-uvicorn", "pulpcore-content", "pulpcore-content-uvloop")
+
+
+def measure_held(recorder: Any, suite: Suite, chosen: list, env: dict[str, str]) -> None:
+    """What a held slow connection costs (issue #18's memory row): ``bench/slowmem.py``'s
+    measure, ``slow_clients`` connections each holding a GET of the 1 GiB file open with
+    a 4 KiB receive buffer and reading 1 KiB a second, on 1 worker, ``repeats`` times per
+    contender of :data:`HELD`; recorded under ``held``. The ``slow`` scenario's readers
+    finish in seconds and the kernel's socket buffers hold much of their 1 MiB files, so
+    its RSS peak does not show what the server keeps per connection."""
+    from bench import servers, slowmem
+
+    clients = suite.plan.slow_clients
+    out: dict[str, Any] = {"clients": clients, "path": PREFIX + suite.large}
+    recorder.results["held"] = out
+    for contender in [c for c in chosen if c.name in HELD]:
+        say(f"held connections: {contender.name}, {clients} clients, 1 worker")
+        runs: list[dict[str, Any]] = []
+        out[contender.name] = {"status": "ran", "runs": runs}
+        for _ in range(suite.plan.repeats):
+            try:
+                found = slowmem.measure(contender, clients, PREFIX + suite.large, env, None,
+                                        None, root=STATE, timeout=suite.plan.start_timeout)
+            except servers.StartFailure as failure:
+                out[contender.name] = {"status": "did not start", "error": failure.reason,
+                                       "log": failure.log_path, "runs": runs}
+                say(f"  did not start: {failure}")
+                break
+            runs.append({k: v for k, v in found.items() if k not in ("env", "commit")})
+            say(f"    {found['per_connection_kib']:.1f} KiB per connection (idle "
+                f"{found['idle_mib']:.0f} MiB, loaded {found['loaded_mib']:.0f}; headers "
+                f"{found['headed']}/{clients}, statuses {found['statuses']})")
+            recorder.save()
+
+
 def measure_ondemand(recorder: Any, suite: Suite, chosen: list, data: Any) -> None:
     """Cold on-demand requests through each app (cache off) versus the upstream itself,
     ``repeats`` times each; recorded under ``ondemand``, with the hashing limit
@@ -370,6 +409,8 @@ def suite_run(recorder: Any, args: Any, plan: Plan) -> None:
             if {"published", "large", "slow", "burst"} & plan.scenarios:
                 say(f"{contender.name}, {workers} worker(s)")
             measure(recorder, suite, contender, workers)
+    if "held" in plan.scenarios and suite.large:
+        measure_held(recorder, suite, chosen, env)
     if "objects" in plan.scenarios:
         measure_objects(recorder, suite, chosen)
     if "ondemand" in plan.scenarios:

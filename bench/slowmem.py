@@ -186,22 +186,28 @@ def _probe_report(probe: str | None, worker: int, label: str) -> str:
         return report.read()
 
 
-def measure(contender: Any, clients: int, path: str, env: dict[str, str], port: int,
-            probe: str | None) -> dict[str, Any]:
+def measure(contender: Any, clients: int, path: str, env: dict[str, str], port: int | None,
+            probe: str | None, root: str = os.path.join(STATE, "servers"),
+            timeout: float = 120) -> dict[str, Any]:
+    """One point: ``contender`` on 1 worker, ``clients`` connections holding a GET of
+    ``path`` (at least a few MiB, so the kernel's socket buffers cannot take it whole)
+    open; the figures described in the module docstring. ``port`` None: one of
+    ``bench.servers.PORTS``. Raises ``bench.servers.StartFailure``."""
     from bench import servers
     from pulp_content_asgi.devtools import processes
 
-    root = os.path.join(STATE, "servers")
     extra = dict(env)
     if probe:
         extra.update({"PYTHONTRACEMALLOC": "1", "SLOWMEM_PROBE_DIR": probe,
                       "PYTHONPATH": os.pathsep.join(
                           [os.path.join(HERE, "memprobe"), os.environ.get("PYTHONPATH", "")])})
-    server = servers.start(contender, 1, root, None, probe="/pulp/content/", timeout=120,
+    server = servers.start(contender, 1, root, None, probe="/pulp/content/", timeout=timeout,
                            port=port, extra_env=extra)
     try:
+        size = 0
         with urllib.request.urlopen(server.base + path, timeout=120) as response:
-            size = len(response.read())
+            while chunk := response.read(MIB):  # in pieces: the file may be 1 GiB
+                size += len(chunk)
         time.sleep(1.0)
         worker = worker_of(server.pid)
         idle = rss(worker)

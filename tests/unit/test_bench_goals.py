@@ -22,13 +22,21 @@ LEVELS = ("16", "64")
 def _small(rps: float, p99: float = 5.0, pg: int = 4) -> list[dict[str, Any]]:
     """Three wrk runs around ``rps`` (±5 %)."""
     return [{"rps": rps * f, "p99_ms": p99 * f, "max_pg_connections": pg, "requests": 1000,
-             "errors": 0, "status_errors": 0, "db_round_trips_per_request": 1.01}
+             "errors": 0, "status_errors": 0, "status_matched": 1000, "status_other": 0,
+             "db_round_trips_per_request": 1.01}
             for f in (0.95, 1.0, 1.05)]
 
 
 def _slow(peak: float, idle: float, idle_total: float) -> list[dict[str, Any]]:
     return [{"clients": 1000, "completed": 1000, "failed": 0, "max_rss_mib_per_process": peak,
              "idle_rss_mib_per_process": idle, "idle_rss_mib_total": idle_total}] * 3
+
+
+def _held(kib: float) -> dict[str, Any]:
+    return {"status": "ran", "runs": [{"per_connection_kib": kib * f, "headed": 1000,
+                                       "statuses": [200], "failures": [], "idle_mib": 180.0,
+                                       "loaded_mib": 180 + kib * f * 1000 / 1024}
+                                      for f in (0.9, 1.0, 1.1)]}
 
 
 def _run(name: str, workers: int, rps: float, p99: float = 5.0, pg: int | None = None,
@@ -77,6 +85,9 @@ def complete() -> dict[str, Any]:
                  "slow_clients": 1000, "burst_clients": 1000, "pool_per_worker": 4},
         "runs": runs,
         "objects": {"status": "ran", "count": 1000, "runs": objects},
+        "held": {"clients": 1000, "path": "/pulp/content/bench-large/big.bin",
+                 "asgi-granian": _held(24), "asgi-uvicorn": _held(28),
+                 "pulpcore-content": _held(70), "pulpcore-content-uvloop": _held(72)},
         "ondemand": {"hashing": {"status": "ran", "runs": [{"gbps": 1.0}] * 3},
                      "asgi-granian": {"status": "ran", "runs": [{"large_gbps": 0.9}] * 3},
                      "pulpcore-content": {"status": "ran", "runs": [{"large_gbps": 0.3}] * 3},
@@ -166,7 +177,15 @@ def _metrics_burst_failed(r: dict) -> None:  # another contender of ours that ra
 
 
 def _forty_kib_per_connection(r: dict) -> None:
-    _entry(r, "asgi-granian")["slow"] = _slow(110 + 1000 * 40 / 1024, 110, 180)
+    r["held"]["asgi-granian"] = _held(40)
+
+
+def _a_held_connection_refused(r: dict) -> None:
+    r["held"]["asgi-granian"]["runs"][2].update(headed=999, failures=["ConnectionError()"])
+
+
+def _a_held_connection_answered_503(r: dict) -> None:
+    r["held"]["asgi-granian"]["runs"][0]["statuses"] = [200, 503]
 
 
 def _idle_above_pulpcore(r: dict) -> None:  # 260 MiB vs pulpcore-content-uvloop's 250
@@ -176,6 +195,25 @@ def _idle_above_pulpcore(r: dict) -> None:  # 260 MiB vs pulpcore-content-uvloop
 def _a_reader_failed(r: dict) -> None:
     _entry(r, "asgi-granian")["slow"][1] = {**_entry(r, "asgi-granian")["slow"][1],
                                             "completed": 999, "failed": 1}
+
+
+def _some_answers_503(r: dict) -> None:  # fast errors count in wrk's req/s
+    run = _entry(r, "asgi-granian")["small"]["16"][1]
+    run.update(status_errors=40, errors=40, status_other=40, status_matched=960)
+
+
+def _one_answer_a_redirect(r: dict) -> None:  # wrk's own count (status > 399) misses it
+    _entry(r, "asgi-granian", 2)["small"]["64"][0].update(status_other=1, status_matched=999)
+
+
+def _socket_errors(r: dict) -> None:
+    _entry(r, "asgi-granian")["small"]["64"][2]["errors"] = 3
+
+
+def _older_results_with_a_500(r: dict) -> None:  # no status_other: wrk's count is used
+    for run in _entry(r, "asgi-granian")["small"]["16"]:
+        del run["status_other"], run["status_matched"]
+    _entry(r, "asgi-granian")["small"]["16"][0].update(status_errors=1, errors=1)
 
 
 def _five_connections_per_worker(r: dict) -> None:
@@ -207,8 +245,14 @@ def _two_hops(r: dict) -> None:
     (_uvicorn_burst_one_failed, {"burst"}),
     (_metrics_burst_failed, {"burst"}),
     (_forty_kib_per_connection, {"slow readers"}),
+    (_a_held_connection_refused, {"slow readers"}),
+    (_a_held_connection_answered_503, {"slow readers"}),
     (_idle_above_pulpcore, {"slow readers"}),
     (_a_reader_failed, {"slow readers"}),
+    (_some_answers_503, {"published 1w", "PG connections"}),
+    (_one_answer_a_redirect, {"published 2w"}),
+    (_socket_errors, {"published 1w", "PG connections"}),
+    (_older_results_with_a_500, {"published 1w", "PG connections"}),
     (_five_connections_per_worker, {"PG connections"}),
     (_two_statements, {"round trips"}),
     (_large_file_slow, {"large file"}),
@@ -274,6 +318,15 @@ def _slow_results_without_idle(r: dict) -> None:  # results older than the measu
             run.pop("idle_rss_mib_total", None)
 
 
+def _no_held_scenario(r: dict) -> None:  # results older than the held measure
+    del r["held"]
+
+
+def _held_pulpcore_did_not_start(r: dict) -> None:
+    r["held"]["pulpcore-content"] = {"status": "did not start", "error": "exited",
+                                     "runs": []}
+
+
 def _no_hops(r: dict) -> None:
     r["hops"] = None
 
@@ -296,6 +349,8 @@ def _no_c64(r: dict) -> None:
     (_ondemand_pulpcore_failed, {"on-demand"}),
     (_burst_of_200, {"burst"}),
     (_slow_results_without_idle, {"slow readers"}),
+    (_no_held_scenario, {"slow readers"}),
+    (_held_pulpcore_did_not_start, {"slow readers"}),
     (_no_hops, {"round trips", "thread hops"}),
     (_no_c64, {"PG connections"}),
 ], ids=lambda x: x.__name__.strip("_") if callable(x) else "")
@@ -326,7 +381,7 @@ def test_fewer_than_three_runs_show_the_figures_without_a_verdict() -> None:
     first = row(results, "published 1w")
     assert first.verdict == "not evaluated"
     assert "(1 run(s) per point, 3 needed)" in first.result
-    assert "c16: 1900 (1 run) req/s, 13.3x pulpcore-content-uvloop's" in first.result
+    assert "c16: 1900 (1 run) req/s (all 200), 13.3x pulpcore-content-uvloop's" in first.result
     assert row(results, "object storage").verdict == "met"  # its points kept 3 runs
 
 
@@ -353,7 +408,7 @@ def test_the_faster_pulpcore_variant_is_the_reference() -> None:
     assert "1w c16: 1000 (950-1050) 302/s, 5.56x pulpcore-content-uvloop's 180 (171-189)" \
         in text
     slow = row(results, "slow readers").result  # memory: the smaller variant's
-    assert "20.5 KiB per connection" in slow
+    assert "24.0 (21.6-26.4) KiB per held connection (pulpcore-content: 70.0" in slow
     assert "idle RSS 180 MiB vs pulpcore-content-uvloop's 250" in slow
 
 
@@ -370,3 +425,27 @@ def test_the_readme_section_is_the_new_table(tmp_path: Path) -> None:
         in section
     assert "RSS ≤ 150 MiB" not in section  # the first round's goals are gone
     assert text.count(goals.BEGIN) == 1 and text.count(goals.END) == 1
+
+
+def test_the_published_rows_say_how_answers_were_counted() -> None:
+    """Results that read every status say "all 200"; older ones (wrk's HTTP >= 400 only)
+    say that 3xx were not seen, and still meet the row when nothing failed."""
+    results = complete()
+    assert "c16: 2000 (1900-2100) req/s (all 200), " in row(results, "published 1w").result
+    for run in _entry(results, "asgi-granian", 2)["small"]["16"]:
+        del run["status_other"], run["status_matched"]
+    found = row(results, "published 2w")
+    assert "c16: 4000 (3800-4200) req/s (no HTTP >= 400 (3xx not seen))" in found.result
+    assert found.verdict == "met"
+
+
+def test_the_report_shows_each_held_connection_run() -> None:
+    from bench import report
+
+    results = complete()
+    results["held"]["pulpcore-content-uvloop"] = {"status": "did not start",
+                                                  "error": "exited with status 1", "runs": []}
+    text = report.held_table(results["held"])
+    assert "| asgi-granian | 24.0 (21.6-26.4) | 180 | 203 (201-206) | " \
+        "1000, 1000, 1000 | 200 |" in "\n".join(text)
+    assert "| pulpcore-content-uvloop | did not start: exited with status 1 |" in "\n".join(text)
