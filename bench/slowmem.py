@@ -42,6 +42,7 @@ import tempfile
 import time
 import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 from pulp_content_asgi.devtools import databases
 
@@ -215,7 +216,9 @@ def measure(contender: Any, clients: int, path: str, env: dict[str, str], port: 
         family_idle_pss = sum(pss(p) for p in processes.family(server.pid))
         _take(probe, f"idle-{clients}")
         _probe_report(probe, worker, f"idle-{clients}")
-        crowd = asyncio.run(_crowd(port, path, clients, worker, probe))
+        listening = urlsplit(server.base).port  # the one servers.start took when port is None
+        assert listening is not None
+        crowd = asyncio.run(_crowd(listening, path, clients, worker, probe))
         time.sleep(3.0)
         after = rss(worker)
     finally:
