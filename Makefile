@@ -8,7 +8,7 @@ DEMO_DB ?=
 BIND ?= 127.0.0.1:24816
 DEV_ENV = set -a; source .dev/db.env; set +a
 
-.PHONY: demo test test-fast adversarial lint venv database clean bench bench-quick bench-tools test-tools \
+.PHONY: demo test test-shuffled test-fast adversarial lint venv database clean bench bench-quick bench-tools test-tools \
 	pulp-up pulp-down conformance conformance-ci parity parity-domains parity-plugins parity-plugins-domains clients client-tools \
 	conformance-deps fixture-tools
 
@@ -38,6 +38,13 @@ demo: venv database
 ## missing first and says so: curl, redis-server, nginx, gpg (apt-get), Azurite (npm, .dev/node)
 test: venv database test-tools
 	@$(DEV_ENV); $(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+## The whole suite in a shuffled order (pytest-randomly: modules, then the tests in each);
+## the seed is printed, RANDOM_SEED=<n> repeats an order
+RANDOM_SEED ?= $(shell date +%s)
+test-shuffled: venv database test-tools
+	@$(DEV_ENV); $(VENV)/bin/pytest -q -p randomly --randomly-seed=$(RANDOM_SEED) \
+	  --randomly-dont-reset-seed $(PYTEST_ARGS)
 
 ## The fast tier alone: pure and in-process tests, no PostgreSQL, Redis or server
 test-fast: venv
