@@ -5,6 +5,8 @@ Three kinds of run: **full** (``make bench``: every scenario, 1 and 2 workers, c
 (``make bench-quick``: 1 worker, c64, indicative) and **smoke** (``--smoke``: a tooling
 check of a few seconds per point, any subset of scenarios, concurrency levels and worker
 counts, 1 run allowed; its figures are not results and it never updates the goal table).
+Every kind but smoke also takes a py-spy flame graph per scenario (``--profiles``,
+``bench/profiles.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Plan:
     start_timeout: float
     scenarios: frozenset[str] = frozenset(SCENARIOS)
     smoke: bool = False
+    #: One more run per scenario with py-spy attached, for a flame graph (bench/profiles.py).
+    profiles: bool = False
 
     def duration(self, connections: int) -> float:
         """Seconds per small-file wrk run at ``connections``: at least ``seconds`` and
@@ -67,7 +71,7 @@ class Plan:
                 "workers": list(self.worker_counts),
                 "small_seconds": {str(c): self.duration(c) for c in self.concurrency},
                 "slow_clients": self.slow_clients, "burst_clients": self.burst_clients,
-                "start_timeout": self.start_timeout,
+                "start_timeout": self.start_timeout, "profiles": self.profiles,
                 "scenarios": [s for s in SCENARIOS if s in self.scenarios],
                 "pinning": "1 worker: server on CPU 0, wrk on CPU 1; 2 workers: unpinned"}
 
@@ -110,6 +114,10 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="LOW-HIGH: every server (apps, nginx, moto, the on-demand "
                              "upstream) listens on a loopback port of this range (default "
                              "$BENCH_PORTS, else any free port)")
+    parser.add_argument("--profiles", action=argparse.BooleanOptionalAction,
+                        help="after each scenario's measured runs, one more with py-spy "
+                             "attached, saved as an SVG flame graph beside the results "
+                             "(default: on, off in --smoke runs)")
     smoke = parser.add_argument_group("smoke runs only")
     smoke.add_argument("--seconds", type=float, help="seconds per point")
     smoke.add_argument("--concurrency", help="comma-separated wrk connection counts")
@@ -141,19 +149,23 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
+    # Profiles are on unless asked otherwise, except in a smoke run (a tooling check):
+    # there only with --profiles (e.g. a flame graph of one scenario on the data set).
+    profiles = (not args.smoke) if args.profiles is None else args.profiles
     if args.smoke:
         return Plan(False, args.seconds or 3.0, args.repeats or 1, args.concurrency_levels,
                     args.worker_counts, 200, 1000, args.start_timeout,
                     frozenset((args.scenarios or ",".join(SMOKE_SCENARIOS)).split(",")),
-                    smoke=True)
+                    smoke=True, profiles=profiles)
     repeats = args.repeats or 3
     if args.only_ondemand:
         return Plan(False, 10.0, repeats, (16, 64, 256), (1, 2), 1000, 1000,
-                    args.start_timeout, frozenset({"ondemand", "counts"}))
+                    args.start_timeout, frozenset({"ondemand", "counts"}), profiles=profiles)
     if args.quick:
         return Plan(True, 8.0, repeats, (64,), (1,), 200, 1000, args.start_timeout,
-                    frozenset(QUICK_SCENARIOS))
-    return Plan(False, 10.0, repeats, (16, 64, 256), (1, 2), 1000, 1000, args.start_timeout)
+                    frozenset(QUICK_SCENARIOS), profiles=profiles)
+    return Plan(False, 10.0, repeats, (16, 64, 256), (1, 2), 1000, 1000, args.start_timeout,
+                profiles=profiles)
 
 
 def contenders(args: argparse.Namespace, plan: Plan) -> str:

@@ -96,7 +96,8 @@ class Recorder:
                      "status": "running", "commit": commit(), "machine": machine,
                      "cpus": os.cpu_count(), "cpu_model": cpu_model(),
                      "load_average_start": load_average(), "versions": versions(), **meta},
-            "runs": [], "objects": None, "ondemand": None, "hops": None}
+            "runs": [], "objects": None, "ondemand": None, "hops": None,
+            "profiles": []}
 
     def add_run(self, run: dict[str, Any]) -> dict[str, Any]:
         self.results["runs"].append(run)

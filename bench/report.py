@@ -346,6 +346,43 @@ def ondemand_table(found: dict | None) -> list[str]:
     return [*lines, ""]
 
 
+def _profile_cells(found: dict) -> str:
+    """The flame graph's link, samples and heaviest frames; or why there is none."""
+    if found.get("status") != "recorded":
+        reason = str(found.get("error", "no reason recorded")).replace("|", "\\|")
+        return f"profile: failed: {reason} | | "
+    name = os.path.basename(found["file"])
+    samples = "?" if found.get("samples") is None else f"{found['samples']:,}"
+    errors = f" ({found['errors']:,} errors)" if found.get("errors") else ""
+    heaviest = "; ".join(f"`{t['frame']}` {t['self_share']:.0%}" for t in found.get("top", []))
+    return f"[{name}]({found['file']}) | {samples}{errors} | {heaviest}"
+
+
+def profiles_table(results: dict) -> list[str]:
+    """The flame graphs of this run (``bench/profiles.py``), by scenario: links relative
+    to the report, or "profile: failed: <reason>"."""
+    found = results.get("profiles") or []
+    if not found:
+        return []
+    from bench.profiles import SCENARIOS
+
+    lines = ["## Profiles (py-spy flame graphs)", "",
+             "After each scenario's measured runs of a contender, one more run with py-spy "
+             "sampling the server's processes 100 times a second without stopping them "
+             "(`--nonblocking`); CPU only, idle threads left out. That run's figures are in "
+             "no table above (JSON: `profiles[].run`). Open an SVG in a browser: hover for "
+             "a box's samples, click to zoom, Ctrl-F to search. Self time: a function's "
+             "samples not spent in the functions it called, as a share of all samples.", "",
+             "| scenario | contender | workers | flame graph | samples | most self time |",
+             "|---|---|---|---|---|---|"]
+    order = {name: i for i, name in enumerate(SCENARIOS)}
+    for p in sorted(found, key=lambda p: order.get(p["scenario"], len(order))):
+        scenario = p["scenario"] + (f" (c{p['connections']})" if "connections" in p else "")
+        lines.append(f"| {scenario} | {p['contender']} | {p['workers']} | "
+                     f"{_profile_cells(p)} |")
+    return [*lines, ""]
+
+
 def _loop(found: dict) -> str:
     loaded = found.get("uvloop_processes")
     if not loaded:
@@ -386,6 +423,13 @@ def _seconds(meta: dict) -> str:
     return ", ".join(f"{v:g} s at c{c}" for c, v in found.items()) or f"{meta['seconds']:g} s"
 
 
+def _profiles_mode(on: bool, json_name: str) -> str:
+    if not on:
+        return "off"
+    return (f"on: one more run per scenario with py-spy attached, flame graphs in "
+            f"`{json_name.removesuffix('.json')}-profiles/` (section Profiles)")
+
+
 def header(results: dict, json_name: str) -> list[str]:
     meta = results["meta"]
     kind = {"quick": "quick (indicative)", "ondemand": "on-demand comparison only",
@@ -404,6 +448,8 @@ def header(results: dict, json_name: str) -> list[str]:
         f"small-file wrk runs of {_seconds(meta)}, {meta['seconds']:g} s on the 1 GiB file, "
         f"{meta['repeats']} runs per point |",
         f"| pinning | {meta['pinning']} |",
+        *([f"| profiles | {_profiles_mode(meta['profiles'], json_name)} |"]
+          if "profiles" in meta else []),
         f"| versions | {versions} |", "",
     ]
     if meta["quick"] or meta.get("smoke"):
@@ -431,7 +477,8 @@ def markdown(results: dict, json_name: str) -> str:
               *ondemand_table(results.get("ondemand")),
               "Per published-file request, counted in-process (exact): "
               f"ours {_counts(hops.get('asgi'))}; pulpcore-content "
-              f"{_counts(hops.get('pulpcore-content'))}.", ""]
+              f"{_counts(hops.get('pulpcore-content'))}.", "",
+              *profiles_table(results)]
     kind = record.kind_of(results["meta"])
     if kind in ("full", "smoke"):
         from bench import goals

@@ -8,7 +8,9 @@ start becomes a "did not start" row and the run goes on.
 
 Phases: each contender at each worker count (published files, 1 GiB file, slow readers,
 burst), then object storage (:func:`measure_objects`), on-demand and the in-process
-counts, as far as the plan's scenarios ask (``bench/plan.py``).
+counts, as far as the plan's scenarios ask (``bench/plan.py``). With profiles on, each
+scenario's measured runs of a contender are followed by one more with py-spy attached
+(``bench/profiles.py``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from types import FrameType
 from typing import Any
 
+from bench import profiles
 from bench.plan import Plan, arguments, contenders, make_plan
 from bench.points import DBNAME, burst_run, idle, large_run, say, slow_run, small_run, warm
 
@@ -80,6 +85,7 @@ class Suite:
     medium: list[str]
     large: str
     fail_start: frozenset[str]
+    profiler: profiles.Profiler
 
 
 def _client(workers: int) -> tuple[str | None, str | None, int]:
@@ -110,10 +116,34 @@ def _started(recorder: Any, suite: Suite, contender: Any, workers: int,
         return None
 
 
+def _points(suite: Suite, server: Any, paths: list[str], wanted: set[str],
+            cpus: str | None, threads: int) -> list[tuple[str, str, Callable[[], dict]]]:
+    """(scenario, concurrency level or "", one run) of each point of ``wanted``, in the
+    order they are measured."""
+    plan = suite.plan
+    # Every status of the published runs is read (status=200), so a non-200 answer of any
+    # kind, 3xx included, is counted: wrk itself counts only status > 399.
+    found: list[tuple[str, str, Callable[[], dict]]] = [
+        ("published", str(c), partial(small_run, server, paths, c, plan.duration(c), cpus,
+                                      threads, status=200))
+        for c in plan.concurrency if "published" in wanted]
+    if "large" in wanted:
+        found.append(("large", "", partial(large_run, server, PREFIX + suite.large,
+                                           plan.seconds, cpus, threads)))
+    if "slow" in wanted:
+        found.append(("slow", "", partial(slow_run, server, suite.medium, plan.slow_clients,
+                                          suite.small[0])))
+    if "burst" in wanted:
+        found.append(("burst", "", partial(burst_run, server, paths, plan.burst_clients)))
+    return found
+
+
 def measure(recorder: Any, suite: Suite, contender: Any, workers: int) -> None:
     """Start ``contender`` with ``workers`` workers and run every point of the plan's
-    scenarios ``repeats`` times, saving the JSON after each; a start failure or a failing
-    point is recorded in the run's entry (status, reason, log) and the suite goes on."""
+    scenarios ``repeats`` times, saving the JSON after each, then (profiles on) once more
+    with py-spy attached (published: at :func:`profiles.level` only); a start failure or
+    a failing point is recorded in the run's entry (status, reason, log) and the suite
+    goes on."""
     from bench import load, servers
     from pulp_content_asgi.devtools import processes
 
@@ -145,25 +175,16 @@ def measure(recorder: Any, suite: Suite, contender: Any, workers: int) -> None:
         mapped, family = servers.uvloop_workers(server.pid)
         entry["uvloop_processes"] = {"mapped": mapped, "processes": family}
         entry["idle"] = idle(server.pid)
-        for c in plan.concurrency if "published" in wanted else ():
-            runs = entry["small"].setdefault(str(c), [])
+        profiled = str(profiles.level(plan.concurrency))
+        for scenario, level, run in _points(suite, server, paths, wanted, client_cpus,
+                                            threads):
+            runs = entry["small"].setdefault(level, []) if level else entry[scenario]
             for _ in range(plan.repeats):
-                # Every status is read (status=200), so a non-200 answer of any kind,
-                # 3xx included, is counted: wrk itself counts only status > 399.
-                runs.append(small_run(server, paths, c, plan.duration(c), client_cpus,
-                                      threads, status=200))
+                runs.append(run())
                 recorder.save()
-        for _ in range(plan.repeats if "large" in wanted else 0):
-            entry["large"].append(large_run(server, PREFIX + suite.large, plan.seconds,
-                                            client_cpus, threads))
-            recorder.save()
-        for _ in range(plan.repeats if "slow" in wanted else 0):
-            entry["slow"].append(slow_run(server, suite.medium, plan.slow_clients,
-                                          suite.small[0]))
-            recorder.save()
-        for _ in range(plan.repeats if "burst" in wanted else 0):
-            entry["burst"].append(burst_run(server, paths, plan.burst_clients))
-            recorder.save()
+            if level in ("", profiled):
+                suite.profiler.take(scenario, contender, workers, server.pid, client_cpus,
+                                    run, **({"connections": int(level)} if level else {}))
         entry["status"] = "ran"
     except Exception as error:  # recorded in the results; the other contenders still run
         entry.update(status="failed", error=f"{type(error).__name__}: {error}"[:500])
@@ -258,6 +279,10 @@ def redirects(recorder: Any, suite: Suite, contender: Any, workers: int, found: 
                 runs.append(small_run(server, paths, c, plan.duration(c), client_cpus,
                                       threads, status=302))
                 recorder.save()
+        c = profiles.level(plan.concurrency)
+        suite.profiler.take("objects", contender, workers, server.pid, client_cpus,
+                            partial(small_run, server, paths, c, plan.duration(c),
+                                    client_cpus, threads, status=302), connections=c)
         entry["status"] = "ran"
     except Exception as error:  # recorded; the other contenders still run
         entry.update(status="failed", error=f"{type(error).__name__}: {error}"[:500])
@@ -366,6 +391,9 @@ def ondemand_contender(suite: Suite, contender: Any, paths: list[str], large_fil
         say(f"  {contender.name}: TTFB medians {ttfb} ms, 1 GiB at {gbps} GB/s, server CPU "
             f"{cpu} s, probe median/max {probes} ms (hashing limit before each: {limit} "
             f"GB/s, {hashing_cpu} CPU s)")
+        suite.profiler.take("ondemand", contender, 1, server.pid, None,
+                            partial(ondemand.measure, server.base, paths, server.pid,
+                                    suite.small[0]))
         return {"status": "ran", "runs": runs}
     except Exception as error:  # recorded; the other contenders still run
         say(f"  {contender.name} failed: {error}")
@@ -401,7 +429,9 @@ def suite_run(recorder: Any, args: Any, plan: Plan) -> None:
         chosen.insert(0, servers.baseline(os.path.abspath(args.baseline)))
     suite = Suite(plan, [PREFIX + p for p in data.small_paths],
                   [PREFIX + p for p in data.medium_paths], data.large_path,
-                  frozenset(filter(None, args.fail_start.split(","))))
+                  frozenset(filter(None, args.fail_start.split(","))),
+                  profiles.Profiler(plan.profiles, recorder.stem,
+                                    recorder.results["profiles"], recorder.save))
     recorder.results["meta"].update(contenders=[c.name for c in chosen],
                                     pool_per_worker=pool_size(), ports=args.ports)
     for workers in plan.worker_counts:
