@@ -35,7 +35,8 @@ demo: venv database
 	  exec $(VENV)/bin/pulp-content-asgi --bind $(BIND) --access-logfile -
 
 ## Run the whole test suite (real PostgreSQL, real servers on loopback); installs what is
-## missing first and says so: curl, redis-server, nginx, gpg (apt-get), Azurite (npm, .dev/node)
+## missing first and says so: curl, redis-server, nginx, gpg, ostree, pgbouncer (apt-get),
+## Azurite (npm, .dev/node)
 test: venv database test-tools
 	@$(DEV_ENV); $(VENV)/bin/pytest -q $(PYTEST_ARGS)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# What the tests talk to besides PostgreSQL: curl, redis-server, nginx, gpg, ostree (Debian packages,
-# installed with apt-get when missing) and Azurite (Azure Blob Storage's emulator, from npm,
-# under .dev/node). Says what it installs before installing it.
+# What the tests talk to besides PostgreSQL: curl, redis-server, nginx, gpg, ostree, pgbouncer
+# (Debian packages, installed with apt-get when missing) and Azurite (Azure Blob Storage's
+# emulator, from npm, under .dev/node). Says what it installs before installing it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -10,6 +10,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v gpg >/dev/null || missing+=(gnupg)
 command -v ostree >/dev/null || missing+=(ostree)  # builds the objects the ostree check reads
+# A transaction-mode pooler in front of PostgreSQL (tests/test_pgbouncer_e2e.py).
+command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 if [ ! -x .dev/node/node_modules/.bin/azurite-blob ]; then
   command -v npm >/dev/null || missing+=(npm)
 fi

@@ -462,8 +462,9 @@ def also_in(version: Any, unit: Any, added_before: Any = None) -> None:
     RepositoryVersion.objects.filter(pk=version.pk).update(content_ids=[*current, unit.pk])
 
 
-def distribution_in(domain: Any, files: dict[str, bytes]) -> Any:
-    """A published distribution of ``files`` inside ``domain``."""
+def distribution_in(domain: Any, files: dict[str, bytes], **fields: Any) -> Any:
+    """A published distribution of ``files`` inside ``domain`` (``fields``: more of the
+    distribution's, such as its ``content_guard``)."""
     from pulpcore.app.models import Domain
     from pulpcore.app.util import set_domain
 
@@ -474,7 +475,7 @@ def distribution_in(domain: Any, files: dict[str, bytes]) -> Any:
     try:
         repo = data.repository(f"repo-{domain.name}", files)
         return data.distribute(f"dist-{domain.name}",
-                               publication=data.publish(repo.latest_version()))
+                               publication=data.publish(repo.latest_version()), **fields)
     finally:
         set_domain(default)
 

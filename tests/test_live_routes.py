@@ -109,6 +109,8 @@ def test_a_view_serves_an_artifact_with_ranges_and_guards(app, unique):
     status, headers, body = call(app, path)
     assert (status, body) == (200, b"0123456789")
     assert headers["etag"] and headers["content-length"] == "10"
+    assert "cache-control" not in headers  # the plugin's result names no policy
+    etag = headers["etag"]
     status, headers, body = call(app, path, headers={"Range": "bytes=2-4"})
     assert (status, body, headers["content-range"]) == (206, b"234", "bytes 2-4/10")
     status, _, body = call(app, path, method="HEAD")
@@ -118,9 +120,17 @@ def test_a_view_serves_an_artifact_with_ranges_and_guards(app, unique):
     distribution.content_guard = HeaderContentGuard.objects.create(
         name=f"g-{unique}", header_name="X-Key", header_value="yes")
     distribution.save()
-    assert call(app, path)[0] == 403
+    status, headers, _ = call(app, path)
+    assert (status, headers.get("cache-control")) == (403, "private")
     key = base64.b64encode(b"yes").decode()  # the header guard's encoding
-    assert call(app, path, headers={"X-Key": key})[2] == b"0123456789"
+    # Whatever headers the plugin's result has, the answers of a guarded distribution are
+    # for the client let in: no shared cache may keep them.
+    status, headers, body = call(app, path, headers={"X-Key": key})
+    assert (status, body, headers.get("cache-control")) == (200, b"0123456789", "private")
+    status, headers, body = call(app, path, headers={"X-Key": key, "Range": "bytes=2-4"})
+    assert (status, body, headers.get("cache-control")) == (206, b"234", "private")
+    status, headers, _ = call(app, path, headers={"X-Key": key, "If-None-Match": etag})
+    assert (status, headers.get("cache-control")) == (304, "private")
 
 
 def test_bad_paths_get_the_content_paths_4xx(app):

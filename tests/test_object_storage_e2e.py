@@ -6,12 +6,14 @@ boto3 use in production."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from pulpcore.app.models import Domain
+from pulpcore.app.models import Domain, HeaderContentGuard
 
 from tests.helpers import (
     content_artifact,
@@ -51,6 +53,32 @@ def test_redirect_to_a_url_signed_for_the_method(domain_server, s3):
     assert httpx.get(url, headers={"If-None-Match": etag}).status_code == 304
     assert httpx.get(url, headers={"If-Match": '"other"'}).status_code == 412
     assert httpx.get(url, headers={"If-None-Match": '"other"'}).status_code == 302
+
+
+def test_guarded_files_stay_private_through_the_redirect(domain_server, s3):
+    """A guarded file on a redirecting domain: the 302 says ``no-store``, the 304 before
+    it and the storage's own answer (the ``response-cache-control`` we sign) say
+    ``private``, so neither a shared cache in front of us nor one in front of the storage
+    keeps it for another client."""
+    domain = s3_domain(s3, redirect=True)
+    guard = HeaderContentGuard.objects.create(name=f"s3-{domain.name}", pulp_domain=domain,
+                                              header_name="x-secret", header_value="yes")
+    distribution = distribution_in(domain, {"pkg/file.rpm": BODY}, content_guard=guard)
+    url = domain_server.url(f"/pulp/content/{domain.name}/{distribution.base_path}/pkg/file.rpm")
+    let_in = {"X-Secret": base64.b64encode(b"yes").decode()}
+    private = "private, max-age=0, must-revalidate"
+    redirected = httpx.get(url, headers=let_in)
+    assert (redirected.status_code, redirected.headers["cache-control"]) == (302, "no-store")
+    location = redirected.headers["location"]
+    assert parse_qs(urlsplit(location).query)["response-cache-control"] == [private]
+    stored = httpx.get(location)
+    assert (stored.status_code, stored.content) == (200, BODY)
+    assert stored.headers["cache-control"] == private
+    etag = f'"{hashlib.sha256(BODY).hexdigest()}"'
+    held = httpx.get(url, headers={**let_in, "If-None-Match": etag})
+    assert (held.status_code, held.headers["cache-control"]) == (304, private)
+    refused = httpx.get(url)
+    assert (refused.status_code, refused.headers["cache-control"]) == (403, "private")
 
 
 def test_proxying_keeps_file_semantics(domain_server, s3):

@@ -1,5 +1,6 @@
 """What operators' probes and caches see: ``HEAD {prefix}`` follows the database (a private
-PostgreSQL cluster is really stopped), and guarded files are ``Cache-Control: private``."""
+PostgreSQL cluster is really stopped), and every answer of a guarded distribution is
+``Cache-Control: private``."""
 
 from __future__ import annotations
 
@@ -128,3 +129,48 @@ def test_guarded_files_are_private_to_shared_caches(server, unique, guard):
     assert (head.status_code, head.headers["cache-control"]) == (200, expected)
     revalidated = httpx.get(url, headers={**headers, "If-None-Match": got.headers["etag"]})
     assert (revalidated.status_code, revalidated.headers["cache-control"]) == (304, expected)
+
+
+@pytest.mark.parametrize("guard", [False, True], ids=["unguarded", "guarded"])
+def test_every_answer_of_a_guarded_distribution_is_private(server, unique, guard):
+    """Not only whole files: ranges, 416s, listings, the redirects that add a slash and
+    404s of a guarded distribution say ``private`` too (a shared cache must not hand any
+    of them to another client); the guard's own refusal as well. Unguarded answers keep
+    what pulpcore-content says (files ``public, ...``; nothing on the others)."""
+    content_guard = None
+    credentials: dict[str, str] = {}
+    if guard:
+        content_guard = HeaderContentGuard.objects.create(
+            name=f"all-{unique}", header_name="x-secret", header_value="swordfish")
+        credentials = {"X-Secret": base64.b64encode(b"swordfish").decode()}
+    repo = data.repository(f"all-{unique}", {"file.txt": b"0123456789",
+                                            "dir/inner.txt": b"inner\n"})
+    data.distribute(f"all-{unique}", publication=data.publish(repo.latest_version()),
+                    content_guard=content_guard)
+    base = f"{PREFIX}all-{unique}"
+    edge = "public, max-age=0, must-revalidate"
+    file_policy = "private, max-age=0, must-revalidate" if guard else edge
+    other = "private" if guard else None
+    asked = [  # (path, extra request headers, status, body or None, Cache-Control)
+        ("/file.txt", {}, 200, b"0123456789", file_policy),
+        ("/file.txt", {"Range": "bytes=2-4"}, 206, b"234", file_policy),
+        ("/file.txt", {"Range": "bytes=50-60"}, 416, None, file_policy),
+        ("/", {}, 200, None, other),  # the distribution's listing
+        ("/dir/", {}, 200, None, other),
+        ("/dir", {}, 301, None, other),  # a directory without its slash
+        ("", {}, 301, None, other),  # the distribution root without its slash
+        ("/nope.txt", {}, 404, None, other),
+    ]
+    seen = []
+    with httpx.Client(base_url=server.url("")) as client:
+        for path, extra, _, body, _ in asked:
+            got = client.get(f"{base}{path}", headers={**credentials, **extra})
+            seen.append((path, extra, got.status_code,
+                         got.content if body is not None else None,
+                         got.headers.get("cache-control")))
+        listing = client.get(f"{base}/", headers=credentials)
+        assert '<a href="./file.txt">file.txt</a>' in listing.text
+        refused = client.get(f"{base}/file.txt")
+    assert seen == asked
+    if guard:
+        assert (refused.status_code, refused.headers.get("cache-control")) == (403, "private")

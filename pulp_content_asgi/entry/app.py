@@ -40,7 +40,7 @@ from pulp_content_asgi.protocol import listing, paths
 from pulp_content_asgi.resolution import dispatch
 from pulp_content_asgi.routes.handler import LiveRoutes
 from pulp_content_asgi.serving.prepare import redirect_for
-from pulp_content_asgi.serving.response import Response, text
+from pulp_content_asgi.serving.response import Response, private, text
 from pulp_content_asgi.serving.send import (
     Receive,
     Send,
@@ -180,15 +180,18 @@ class ContentApp:
         # content with a task, which requires one): the client's, as the API uses it.
         set_guid(correlation_id(request.headers.get(CORRELATION_HEADER)))
         try:
-            return await self._answer(request, target, receive), labels
+            answered = await self._answer(request, target, receive)
         except db.DatabaseUnavailable as exc:
             log.error("Database unavailable while serving %s: %s", path, exc)
-            return text(503, "The content database is unavailable; retry shortly.",
-                        {"Retry-After": str(ours.retry_after)}), labels
+            answered = text(503, "The content database is unavailable; retry shortly.",
+                            {"Retry-After": str(ours.retry_after)})
         except Exception:
             log.exception("Failed to serve %s %s", scope["method"], path)
-            return text(500, "Internal Server Error: the content app failed to answer this "
-                             "request; the server log has the details."), labels
+            answered = text(500, "Internal Server Error: the content app failed to answer "
+                                 "this request; the server log has the details.")
+        # Whoever built the answer (a plugin's headers, the response cache, an on-demand
+        # download, a listing, a redirect), a guarded distribution's is for this client.
+        return (private(answered) if request.guarded else answered), labels
 
     async def _answer(self, request: ContentRequest, target: Target,
                       receive: Receive | None = None) -> Response:

@@ -40,16 +40,14 @@ from pulpcore.app.models import (
 
 from pulp_content_asgi.plugin import hooks, results, upstream
 from pulp_content_asgi.plugin.request import ContentRequest
+from pulp_content_asgi.protocol import cache_control
 from pulp_content_asgi.resolution import checkpoints, content, sources
 from pulp_content_asgi.resolution.distributions import content_prefix
 
 #: Shared caches (CDNs) must revalidate with Pulp before reusing a response (pulpcore's).
+#: Guarded distributions' files say ``private, max-age=0, must-revalidate`` instead
+#: (:mod:`pulp_content_asgi.protocol.cache_control`, docs/differences.md).
 EDGE_CACHE_CONTROL = "public, max-age=0, must-revalidate"
-#: Files of guarded distributions: shared caches must not store them at all (RFC 9111
-#: §5.2.2.7). ``public`` would let a CDN store a response to an authorised request, and a
-#: cache that serves stale copies when Pulp errors (nginx ``proxy_cache_use_stale``,
-#: ``stale-if-error``) would then hand it to anyone (docs/differences.md).
-GUARDED_CACHE_CONTROL = "private, max-age=0, must-revalidate"
 
 NOT_POINTING = ("Distribution is not pointing to a publication, repository, repository "
                 "version, or remote.")
@@ -85,9 +83,13 @@ class ContentHandler:
         raise NotImplementedError
 
     def headers_for(self, distribution: Distribution, path: str) -> dict[str, str]:
-        """Content-Type from pulpcore's mime map, cache policy, plugin headers (which win)."""
-        policy = GUARDED_CACHE_CONTROL if distribution.content_guard_id else EDGE_CACHE_CONTROL
-        headers = {"Cache-Control": policy}
+        """Content-Type from pulpcore's mime map, cache policy, plugin headers (which win);
+        for a guarded distribution ``private`` is merged into the policy the plugin left
+        (pulp_rpm's ``no-cache`` becomes ``private, no-cache``), so what is kept with the
+        result says it too: response-cache entries, on-demand downloads and the
+        ``response-cache-control`` an object-storage redirect signs. Every response of a
+        guarded distribution is made private again where it leaves the app."""
+        headers = {"Cache-Control": EDGE_CACHE_CONTROL}
         content_type = mime_types.get_type(path)
         if content_type:
             headers["Content-Type"] = content_type
@@ -96,6 +98,8 @@ class ContentHandler:
             for ours in [k for k in headers if k.lower() == name.lower()]:
                 del headers[ours]
             headers[name] = value
+        if distribution.content_guard_id is not None:
+            headers = cache_control.private_headers(headers)
         return headers
 
     def plugin_headers(self, distribution: Distribution, path: str) -> Mapping[str, str]:

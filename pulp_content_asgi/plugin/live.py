@@ -20,7 +20,9 @@ decides, on an ORM thread, what to send::
         return ServeArtifact(artifact, relative_path, headers)
 
 The result goes through the content path's responder and sender: preconditions, ranges,
-``pathsend``, object-storage redirects, on-demand downloads from remotes.
+``pathsend``, object-storage redirects, on-demand downloads from remotes. Once
+:func:`distribution` found a guarded distribution, every answer says
+``Cache-Control: private``, as on the content path.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from pulp_content_asgi.plugin.request import ContentRequest
 from pulp_content_asgi.protocol import paths
 from pulp_content_asgi.resolution import distributions, guards
 from pulp_content_asgi.routes.response import ContentResponse
-from pulp_content_asgi.serving.response import Response, text
+from pulp_content_asgi.serving.response import Response, private, text
 
 log = logging.getLogger(__name__)
 
@@ -142,4 +144,6 @@ async def serve(request: HttpRequest, decide: Decide) -> HttpResponseBase:
         log.exception("Live route %s failed to serve %s %s", name, request.method, found.path)
         outcome = text(500, "Internal Server Error: a plugin's live route failed to answer "
                             "this request; the server log has the details.")
+    if found.guarded:  # matched by live.distribution(): answers for this client alone
+        outcome = private(outcome)
     return ContentResponse(outcome, found.scope)

@@ -101,6 +101,12 @@ class ContentRequest:
                        self.query_string)
 
     @property
+    def guarded(self) -> bool:
+        """Whether the request was matched to a distribution with a content guard: its
+        answers are then for this client alone (``Cache-Control: private``)."""
+        return self.distribution is not None and self.distribution.content_guard_id is not None
+
+    @property
     def scheme(self) -> str:
         return str(self.scope.get("scheme", "http"))
 

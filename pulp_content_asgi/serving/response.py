@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import IO, Protocol
 
+from pulp_content_asgi.protocol import cache_control
+
 TEXT = "text/plain; charset=utf-8"
 
 
@@ -118,3 +120,10 @@ def redirect(location: str, status: int = 301, headers: Mapping[str, str] | None
              ) -> Response:
     """A redirect with aiohttp's text body; ``location`` is sent as given."""
     return text(status, None, {**(headers or {}), "Location": location})
+
+
+def private(response: Response) -> Response:
+    """``response`` for the one client it answers: its ``Cache-Control`` says ``private``
+    (merged into what it said, :func:`~..protocol.cache_control.private`), so no shared
+    cache stores it. Every answer of a guarded distribution goes out this way."""
+    return replace(response, headers=cache_control.private_headers(response.headers))

@@ -4,6 +4,7 @@ pulpcore-content running pulp_rpm's aiohttp hooks on the same database."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 from unittest import mock
@@ -41,9 +42,10 @@ def package(name: str, blob: bytes):
 
 
 def published(repo_config: dict, signed: bool = False, generate: bool = True,
-              name: str | None = None):
+              name: str | None = None, content_guard=None):
     """A repository with one package, published by pulp_rpm's publish task, and a
-    distribution of its repository; returns (distribution, package)."""
+    distribution of its repository (behind ``content_guard``, if given); returns
+    (distribution, package)."""
     from pulp_rpm.app.models import Package, RpmDistribution, RpmRepository
     from pulp_rpm.app.tasks.publishing import publish
 
@@ -63,12 +65,14 @@ def published(repo_config: dict, signed: bool = False, generate: bool = True,
         RpmRepository.objects.filter(pk=repo.pk).update(metadata_signing_service=service)
     distribution = RpmDistribution.objects.create(
         name=name or f"Fedora 43: updates & more {u}", base_path=f"rpm-{u}", repository=repo,
-        generate_repo_config=generate)
+        generate_repo_config=generate, content_guard=content_guard)
     return distribution, unit
 
 
-def get(server, distribution, path: str) -> httpx.Response:
-    return httpx.get(server.url(f"/pulp/content/{distribution.base_path}/{path}"), timeout=30)
+def get(server, distribution, path: str, headers: dict[str, str] | None = None,
+        method: str = "GET") -> httpx.Response:
+    return httpx.request(method, server.url(f"/pulp/content/{distribution.base_path}/{path}"),
+                         headers=headers, timeout=30)
 
 
 def headers(response: httpx.Response) -> dict[str, str]:
@@ -79,6 +83,24 @@ def headers(response: httpx.Response) -> dict[str, str]:
 def rpm():
     return published({"gpgcheck": 1, "sslverify": 0, "name": "not used",
                       "baseurl": "http://not.used/"})
+
+
+#: The credentials :func:`header_guard` lets in (the header guard's Base64 encoding).
+LET_IN = {"X-Secret": base64.b64encode(b"swordfish").decode()}
+
+
+def header_guard():
+    """A content guard that lets in requests carrying :data:`LET_IN` (the certguard case:
+    a guarded RPM distribution, as RHEL-style content is served)."""
+    from pulpcore.app.models import HeaderContentGuard
+
+    return HeaderContentGuard.objects.create(name=f"rpm-guard-{unique_name()}",
+                                             header_name="x-secret", header_value="swordfish")
+
+
+@pytest.fixture(scope="module")
+def guarded_rpm():
+    return published({}, content_guard=header_guard())
 
 
 def test_config_repo_is_pulp_rpms_file(server, legacy_server, rpm):
@@ -156,6 +178,52 @@ def test_repository_metadata_is_never_cached_by_clients(server, legacy_server, r
         legacy_server, distribution, rpm_path).content
 
 
+def test_metadata_of_a_guarded_distribution_is_private(server, legacy_server, guarded_rpm):
+    """pulp_rpm's ``no-cache`` keeps clients revalidating, but lets a shared cache store
+    the metadata of a guarded distribution and hand it to anyone: ours says
+    ``private, no-cache`` on every answer (pulpcore-content: ``no-cache``,
+    docs/differences.md). The packages, config.repo and listings say ``private`` too."""
+    distribution, unit = guarded_rpm
+    ours, theirs = (get(server, distribution, "repodata/repomd.xml", LET_IN),
+                    get(legacy_server, distribution, "repodata/repomd.xml", LET_IN))
+    assert ours.status_code == theirs.status_code == 200
+    assert ours.content == theirs.content and ours.content.startswith(b"<?xml")
+    assert (ours.headers["cache-control"], theirs.headers["cache-control"]) == (
+        "private, no-cache", "no-cache")
+    head = get(server, distribution, "repodata/repomd.xml", LET_IN, method="HEAD")
+    assert (head.status_code, head.headers["cache-control"]) == (200, "private, no-cache")
+    revalidated = get(server, distribution, "repodata/repomd.xml",
+                      {**LET_IN, "If-None-Match": ours.headers["etag"]})
+    assert (revalidated.status_code, revalidated.headers["cache-control"]) == (
+        304, "private, no-cache")
+    ranged = get(server, distribution, "repodata/repomd.xml", {**LET_IN, "Range": "bytes=0-4"})
+    assert (ranged.status_code, ranged.content, ranged.headers["cache-control"]) == (
+        206, b"<?xml", "private, no-cache")
+    rpm_path = f"Packages/{unit.name[0]}/{unit.location_href}"
+    package_answer = get(server, distribution, rpm_path, LET_IN)
+    assert package_answer.status_code == 200
+    assert package_answer.headers["cache-control"] == "private, max-age=0, must-revalidate"
+    for path in ("config.repo", "repodata/", ""):
+        answer = get(server, distribution, path, LET_IN)
+        assert (answer.status_code, answer.headers.get("cache-control")) == (200, "private")
+    refused = get(server, distribution, "repodata/repomd.xml")
+    assert (refused.status_code, refused.headers.get("cache-control")) == (403, "private")
+
+
+def test_guarded_metadata_stays_private_on_cache_hits(cached_server, guarded_rpm):
+    distribution, _ = guarded_rpm
+    answers = [get(cached_server, distribution, "repodata/repomd.xml", LET_IN)
+               for _ in range(2)]
+    assert [(a.status_code, a.headers.get("x-pulp-cache")) for a in answers] == [
+        (200, "MISS"), (200, "HIT")]
+    assert [a.headers["cache-control"] for a in answers] == ["private, no-cache"] * 2
+    assert answers[0].content == answers[1].content
+    revalidated = get(cached_server, distribution, "repodata/repomd.xml",
+                      {**LET_IN, "If-None-Match": answers[0].headers["etag"]})
+    assert (revalidated.status_code, revalidated.headers["cache-control"]) == (
+        304, "private, no-cache")
+
+
 def test_metadata_stays_no_cache_on_cache_hits(cached_server, rpm):
     distribution, _ = rpm
     answers = [get(cached_server, distribution, "repodata/repomd.xml") for _ in range(2)]
@@ -164,9 +232,10 @@ def test_metadata_stays_no_cache_on_cache_hits(cached_server, rpm):
     assert answers[0].content == answers[1].content
 
 
-def test_metadata_stays_no_cache_when_streamed_on_demand(cached_server, upstream):
+@pytest.mark.parametrize("guard", [False, True], ids=["unguarded", "guarded"])
+def test_metadata_stays_no_cache_when_streamed_on_demand(cached_server, upstream, guard):
     """Metadata published on demand (its file only upstream): no-cache while streamed, once
-    saved, and on the cache hit after the save."""
+    saved, and on the cache hit after the save; ``private, no-cache`` when guarded."""
     from pulp_rpm.app.models import RpmDistribution, RpmPublication, RpmRemote, RpmRepository
 
     u = unique_name()
@@ -189,14 +258,19 @@ def test_metadata_stays_no_cache_when_streamed_on_demand(cached_server, upstream
 
         PublishedArtifact.objects.create(publication=publication, content_artifact=on_demand,
                                          relative_path="repodata/repomd.xml.asc")
-    distribution = RpmDistribution.objects.create(name=f"od-{u}", base_path=f"rpm-od-{u}",
-                                                  publication=publication)
-    streamed = get(cached_server, distribution, "repodata/repomd.xml.asc")
+    distribution = RpmDistribution.objects.create(
+        name=f"od-{u}", base_path=f"rpm-od-{u}", publication=publication,
+        content_guard=header_guard() if guard else None)
+    credentials = LET_IN if guard else {}
+    expected = "private, no-cache" if guard else "no-cache"
+    streamed = get(cached_server, distribution, "repodata/repomd.xml.asc", credentials)
     assert streamed.status_code == 200 and streamed.content == blob
-    assert streamed.headers["cache-control"] == "no-cache"
+    assert streamed.headers["cache-control"] == expected
     assert wait_for(lambda: ContentArtifact.objects.get(pk=on_demand.pk).artifact_id)
-    after = [get(cached_server, distribution, "repodata/repomd.xml.asc") for _ in range(2)]
-    assert [a.headers["cache-control"] for a in after] == ["no-cache", "no-cache"]
+    after = [get(cached_server, distribution, "repodata/repomd.xml.asc", credentials)
+             for _ in range(2)]
+    assert [(a.status_code, a.headers["cache-control"]) for a in after] == [
+        (200, expected)] * 2
     assert after[-1].headers["x-pulp-cache"] == "HIT" and after[-1].content == blob
     assert upstream.hits[f"{u}/repomd.xml.asc"] == 1
     assert os.path.basename("repodata/repomd.xml.asc") in settings.NOCACHE_LIST

@@ -1,0 +1,69 @@
+"""``private`` merged into what a plugin or handler said (RFC 9111 §5.2.2.7), table-driven,
+no database: what answers of guarded distributions say to shared caches."""
+
+from __future__ import annotations
+
+import pytest
+
+from pulp_content_asgi.protocol.cache_control import directives, private, private_headers
+from pulp_content_asgi.serving.representation import Representation
+from pulp_content_asgi.serving.responder import Request, respond
+from pulp_content_asgi.serving.response import Response, text
+from pulp_content_asgi.serving.response import private as private_response
+
+EDGE = "public, max-age=0, must-revalidate"  # pulpcore's, on every file
+
+
+@pytest.mark.parametrize(
+    ("sent", "merged"),
+    [
+        (None, "private"),
+        ("", "private"),
+        (EDGE, "private, max-age=0, must-revalidate"),
+        ("no-cache", "private, no-cache"),  # pulp_rpm's repomd.xml, .asc, .key
+        ("max-age=300", "private, max-age=300"),  # pulp_maven's index entries
+        ("no-store", "no-store"),  # object-storage redirects: no cache at all already
+        ("public, no-store", "public, no-store"),
+        ("NO-STORE", "NO-STORE"),
+        ("private", "private"),  # nothing added twice
+        ("max-age=0, private", "max-age=0, private"),
+        ("Private, no-cache", "Private, no-cache"),
+        ("public, private", "private"),
+        ("PUBLIC,max-age=60", "private, max-age=60"),
+        # A private that names fields leaves the rest storable: widened to the response.
+        ('private="Set-Cookie", max-age=60', "private, max-age=60"),
+        ('private, private="Set-Cookie"', "private"),
+        # A comma in a quoted string belongs to its directive.
+        ('no-cache="Set-Cookie, Vary"', 'private, no-cache="Set-Cookie, Vary"'),
+        ('no-cache="a\\", public", public', 'private, no-cache="a\\", public"'),
+        (" , no-cache ,, ", "private, no-cache"),
+    ],
+)
+def test_private_merges_into_what_was_said(sent, merged):
+    assert private(sent) == merged
+
+
+def test_directives_split_outside_quoted_strings():
+    assert directives('a, b="x, y", c=1') == ["a", 'b="x, y"', "c=1"]
+    assert directives("") == []
+
+
+def test_private_headers_keep_one_cache_control_whatever_its_spelling():
+    assert private_headers({"Content-Type": "text/xml"}) == {
+        "Content-Type": "text/xml", "Cache-Control": "private"}
+    assert private_headers({"cache-control": "no-cache", "CACHE-CONTROL": "max-age=5",
+                            "ETag": '"x"'}) == {
+        "ETag": '"x"', "Cache-Control": "private, no-cache, max-age=5"}
+
+
+@pytest.mark.parametrize("request_headers", [{}, {"If-None-Match": '"x"'}, {"Range": "bytes=0-1"}])
+def test_every_status_of_a_guarded_answer_says_private(request_headers):
+    """200, 304 and 206 of one representation, and a 404, all say ``private`` once it is
+    merged into the response (what the app does for guarded distributions)."""
+    rep = Representation(b"repomd", 6, {"Cache-Control": "no-cache"}, '"x"')
+    answered = private_response(respond(rep, Request("GET", request_headers)))
+    assert answered.status in (200, 206, 304)
+    assert answered.headers["Cache-Control"] == "private, no-cache"
+    assert private_response(text(404)).headers["Cache-Control"] == "private"
+    kept = Response(302, {"Cache-Control": "no-store", "Location": "https://s3/x"})
+    assert private_response(kept).headers == kept.headers
