@@ -66,7 +66,7 @@ def test_guarded_files_stay_private_through_the_redirect(domain_server, s3):
     distribution = distribution_in(domain, {"pkg/file.rpm": BODY}, content_guard=guard)
     url = domain_server.url(f"/pulp/content/{domain.name}/{distribution.base_path}/pkg/file.rpm")
     let_in = {"X-Secret": base64.b64encode(b"yes").decode()}
-    private = "private, max-age=0, must-revalidate"
+    private = "max-age=0, must-revalidate, private"
     redirected = httpx.get(url, headers=let_in)
     assert (redirected.status_code, redirected.headers["cache-control"]) == (302, "no-store")
     location = redirected.headers["location"]

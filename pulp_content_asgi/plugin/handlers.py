@@ -45,7 +45,7 @@ from pulp_content_asgi.resolution import checkpoints, content, sources
 from pulp_content_asgi.resolution.distributions import content_prefix
 
 #: Shared caches (CDNs) must revalidate with Pulp before reusing a response (pulpcore's).
-#: Guarded distributions' files say ``private, max-age=0, must-revalidate`` instead
+#: Guarded distributions' files say ``max-age=0, must-revalidate, private`` instead
 #: (:mod:`pulp_content_asgi.protocol.cache_control`, docs/differences.md).
 EDGE_CACHE_CONTROL = "public, max-age=0, must-revalidate"
 
@@ -85,7 +85,7 @@ class ContentHandler:
     def headers_for(self, distribution: Distribution, path: str) -> dict[str, str]:
         """Content-Type from pulpcore's mime map, cache policy, plugin headers (which win);
         for a guarded distribution ``private`` is merged into the policy the plugin left
-        (pulp_rpm's ``no-cache`` becomes ``private, no-cache``), so what is kept with the
+        (pulp_rpm's ``no-cache`` becomes ``no-cache, private``), so what is kept with the
         result says it too: response-cache entries, on-demand downloads and the
         ``response-cache-control`` an object-storage redirect signs. Every response of a
         guarded distribution is made private again where it leaves the app."""

@@ -181,7 +181,7 @@ def test_repository_metadata_is_never_cached_by_clients(server, legacy_server, r
 def test_metadata_of_a_guarded_distribution_is_private(server, legacy_server, guarded_rpm):
     """pulp_rpm's ``no-cache`` keeps clients revalidating, but lets a shared cache store
     the metadata of a guarded distribution and hand it to anyone: ours says
-    ``private, no-cache`` on every answer (pulpcore-content: ``no-cache``,
+    ``no-cache, private`` on every answer (pulpcore-content: ``no-cache``,
     docs/differences.md). The packages, config.repo and listings say ``private`` too."""
     distribution, unit = guarded_rpm
     ours, theirs = (get(server, distribution, "repodata/repomd.xml", LET_IN),
@@ -189,20 +189,20 @@ def test_metadata_of_a_guarded_distribution_is_private(server, legacy_server, gu
     assert ours.status_code == theirs.status_code == 200
     assert ours.content == theirs.content and ours.content.startswith(b"<?xml")
     assert (ours.headers["cache-control"], theirs.headers["cache-control"]) == (
-        "private, no-cache", "no-cache")
+        "no-cache, private", "no-cache")
     head = get(server, distribution, "repodata/repomd.xml", LET_IN, method="HEAD")
-    assert (head.status_code, head.headers["cache-control"]) == (200, "private, no-cache")
+    assert (head.status_code, head.headers["cache-control"]) == (200, "no-cache, private")
     revalidated = get(server, distribution, "repodata/repomd.xml",
                       {**LET_IN, "If-None-Match": ours.headers["etag"]})
     assert (revalidated.status_code, revalidated.headers["cache-control"]) == (
-        304, "private, no-cache")
+        304, "no-cache, private")
     ranged = get(server, distribution, "repodata/repomd.xml", {**LET_IN, "Range": "bytes=0-4"})
     assert (ranged.status_code, ranged.content, ranged.headers["cache-control"]) == (
-        206, b"<?xml", "private, no-cache")
+        206, b"<?xml", "no-cache, private")
     rpm_path = f"Packages/{unit.name[0]}/{unit.location_href}"
     package_answer = get(server, distribution, rpm_path, LET_IN)
     assert package_answer.status_code == 200
-    assert package_answer.headers["cache-control"] == "private, max-age=0, must-revalidate"
+    assert package_answer.headers["cache-control"] == "max-age=0, must-revalidate, private"
     for path in ("config.repo", "repodata/", ""):
         answer = get(server, distribution, path, LET_IN)
         assert (answer.status_code, answer.headers.get("cache-control")) == (200, "private")
@@ -216,12 +216,12 @@ def test_guarded_metadata_stays_private_on_cache_hits(cached_server, guarded_rpm
                for _ in range(2)]
     assert [(a.status_code, a.headers.get("x-pulp-cache")) for a in answers] == [
         (200, "MISS"), (200, "HIT")]
-    assert [a.headers["cache-control"] for a in answers] == ["private, no-cache"] * 2
+    assert [a.headers["cache-control"] for a in answers] == ["no-cache, private"] * 2
     assert answers[0].content == answers[1].content
     revalidated = get(cached_server, distribution, "repodata/repomd.xml",
                       {**LET_IN, "If-None-Match": answers[0].headers["etag"]})
     assert (revalidated.status_code, revalidated.headers["cache-control"]) == (
-        304, "private, no-cache")
+        304, "no-cache, private")
 
 
 def test_metadata_stays_no_cache_on_cache_hits(cached_server, rpm):
@@ -235,7 +235,7 @@ def test_metadata_stays_no_cache_on_cache_hits(cached_server, rpm):
 @pytest.mark.parametrize("guard", [False, True], ids=["unguarded", "guarded"])
 def test_metadata_stays_no_cache_when_streamed_on_demand(cached_server, upstream, guard):
     """Metadata published on demand (its file only upstream): no-cache while streamed, once
-    saved, and on the cache hit after the save; ``private, no-cache`` when guarded."""
+    saved, and on the cache hit after the save; ``no-cache, private`` when guarded."""
     from pulp_rpm.app.models import RpmDistribution, RpmPublication, RpmRemote, RpmRepository
 
     u = unique_name()
@@ -262,7 +262,7 @@ def test_metadata_stays_no_cache_when_streamed_on_demand(cached_server, upstream
         name=f"od-{u}", base_path=f"rpm-od-{u}", publication=publication,
         content_guard=header_guard() if guard else None)
     credentials = LET_IN if guard else {}
-    expected = "private, no-cache" if guard else "no-cache"
+    expected = "no-cache, private" if guard else "no-cache"
     streamed = get(cached_server, distribution, "repodata/repomd.xml.asc", credentials)
     assert streamed.status_code == 200 and streamed.content == blob
     assert streamed.headers["cache-control"] == expected
