@@ -35,7 +35,6 @@ from typing import Any
 from urllib.parse import quote
 
 from conformance import stack as stacks
-from pulp_content_asgi.devtools.databases import checkout_id
 
 #: Headers compared by value: everything a client or a proxy acts on.
 #: ``transport`` is not a header: how an answer that was not whole ended (``ask``).
@@ -43,12 +42,10 @@ COMPARED = ("content-type", "content-length", "content-range", "content-encoding
             "content-disposition", "accept-ranges", "etag", "last-modified",
             "cache-control", "vary", "allow", "retry-after", "location",
             "x-pulp-artifact-size", "x-pulp-cache", "transport")
-#: Redis databases of the parity pair (ours, pulpcore-content): this tool's own, emptied
-#: before each run; the stack's apps use database 0.
-#: Redis databases of the two apps: a pair of this checkout's own (1-14), so that two
-#: checkouts' parity runs on one machine never empty each other's (the stacks use 0).
-_FIRST_DB = 1 + 2 * (int(checkout_id(), 16) % 7)
-REDIS_DBS = (_FIRST_DB, _FIRST_DB + 1)
+#: Redis databases of the parity pair (ours, pulpcore-content), emptied before each run,
+#: on the stack's own redis-server (``stacks.start_redis``: no other checkout's stack or
+#: parity run uses that server); the stack's apps use its database 0.
+REDIS_DBS = (1, 2)
 #: The pair's ports, after the stack's four (nginx, API, our app, pulpcore-content).
 PAIR_OFFSET = {"asgi": 4, "legacy": 5}
 
@@ -594,12 +591,17 @@ def _wait_serving(port: int, timeout: float = 120) -> None:
 
 def start_pair(stack: stacks.Layout) -> dict[str, tuple[int, subprocess.Popen[bytes]]]:
     """Our app and pulpcore-content on the stack's database, each on its own (emptied)
-    Redis database; name -> (port, process)."""
+    database of the stack's Redis; name -> (port, process)."""
     import redis
 
     pair = {}
     for (side, offset), db in zip(PAIR_OFFSET.items(), REDIS_DBS, strict=True):
-        redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
+        try:
+            redis.Redis(host="127.0.0.1", port=stack.redis, db=db).flushdb()
+        except redis.ConnectionError as error:
+            raise SystemExit(f"the stack at {stack.origin} has no Redis of its own on port "
+                             f"{stack.redis} ({error}); it was started before the stacks "
+                             "had one: make pulp-down, then run again") from None
         port = stack.nginx + offset
         argv = ([os.path.join(stacks.BIN, "pulp-content-asgi"), "--bind",
                  f"127.0.0.1:{port}", "--workers", "1", "--name-template",

@@ -1250,7 +1250,7 @@ def judge(probe: PluginProbe, ours: base.Answer, theirs: base.Answer,
                          + STORED_SHAPE_RULES)
 
 
-def forget(served: list[Served], pair_dbs: Iterable[int]) -> None:
+def forget(served: list[Served], port: int, pair_dbs: Iterable[int]) -> None:
     """Drop the pair's cache entries for the on-demand distributions, as pulpcore's
     ``Repository.invalidate_cache`` does when content is reclaimed."""
     import redis
@@ -1260,7 +1260,7 @@ def forget(served: list[Served], pair_dbs: Iterable[int]) -> None:
             if one.policy != "immediate" or one.cold
             for path in (one.base_path, one.registry_path) if path]
     for db in pair_dbs:
-        redis.Redis(host="127.0.0.1", port=6379, db=db).delete(*keys)
+        redis.Redis(host="127.0.0.1", port=port, db=db).delete(*keys)
 
 
 def forget_pulled(api: PulpApi) -> None:
@@ -1958,7 +1958,7 @@ def main() -> None:
             try:
                 rows, leaks = probe_all(probes, pair, f"127.0.0.1:{stack.nginx}",
                                         {key for one in served for key in one.saves},
-                                        lambda: forget(served, base.REDIS_DBS),
+                                        lambda: forget(served, stack.redis, base.REDIS_DBS),
                                         lambda: forget_pulled(api), never)
             finally:
                 base.stop_pair(pair)
