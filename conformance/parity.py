@@ -48,6 +48,9 @@ COMPARED = ("content-type", "content-length", "content-range", "content-encoding
 REDIS_DBS = (1, 2)
 #: The pair's ports, after the stack's four (nginx, API, our app, pulpcore-content).
 PAIR_OFFSET = {"asgi": 4, "legacy": 5}
+#: The streamed files' upstream, in the stack's ports (parity_plugins' fixtures serve on
+#: the same one: the two never run at once on a stack, they share the pair's ports).
+UPSTREAM_OFFSET = 6
 
 
 @dataclass
@@ -76,8 +79,9 @@ class Answer:
     body: bytes
 
 
-def _upstream(files: dict[str, bytes]) -> str:
-    """A loopback HTTP server for the streamed files (both apps fetch from it)."""
+def _upstream(files: dict[str, bytes], port: int) -> str:
+    """A loopback HTTP server on ``port`` for the streamed files (both apps fetch from
+    it)."""
     import tempfile
     import threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -91,7 +95,7 @@ def _upstream(files: dict[str, bytes]) -> str:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0),
+    server = ThreadingHTTPServer(("127.0.0.1", port),
                                  functools.partial(Quiet, directory=root))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_address[1]}"
@@ -142,8 +146,10 @@ def _in_checkpoint(label: str, under: str, relative_path: str, snapshot: Any,
                  facts=frozenset({LATER_ONLY}) if later else frozenset())
 
 
-def corpus(domains: bool = False) -> tuple[list[Probe], dict[str, str]]:
-    """Distributions of every kind in the stack's database, and requests against them."""
+def corpus(domains: bool = False, upstream_port: int = 0
+           ) -> tuple[list[Probe], dict[str, str]]:
+    """Distributions of every kind in the stack's database, and requests against them
+    (the streamed files' upstream on ``upstream_port``; 0: any free port)."""
     import django
 
     django.setup()
@@ -183,7 +189,7 @@ def corpus(domains: bool = False) -> tuple[list[Probe], dict[str, str]]:
                                     publication=data.publish(version), hidden=True)
     # Streamed (never saved, so each app fetches for itself and both see the same state).
     streamed_files = {"s1.bin": os.urandom(70_000), "s2.txt": b"streamed\n"}
-    origin = _upstream(streamed_files)
+    origin = _upstream(streamed_files, upstream_port)
     remote = FileRemote.objects.create(name=f"parity-{u}", url=f"{origin}/PULP_MANIFEST",
                                        policy="streamed")
     streamed = data.repository(f"parity-{u}-streamed", {
@@ -222,9 +228,12 @@ def corpus(domains: bool = False) -> tuple[list[Probe], dict[str, str]]:
         Probe("encoded dot-dot inside", f"{root}parity-{u}/odd/dir/%2e%2e/a.txt"),
         Probe("NUL byte, encoded", f"{root}parity-{u}/odd/a.txt%00"),
         Probe("NUL byte, raw", f"{root}parity-{u}/odd/a.txt\x00"),
-        Probe("double slash in the file path", f"{root}parity-{u}/odd//a.txt"),
+        # Repeated slashes are merged (docs/differences.md): the file, with its validators.
+        _file(f"{root}parity-{u}/odd/", served, "double slash in the file path", "a.txt",
+              "200"),
         Probe("double slash between base path segments", f"{root}parity-{u}//odd/a.txt",
-              same_as=f"{root}parity-{u}/odd/a.txt"),
+              same_as=f"{root}parity-{u}/odd/a.txt", expect={"status": "200",
+                                                             **served["a.txt"]}),
         Probe("streamed: file", f"{root}parity-{u}/streamed/s1.bin"),
         Probe("streamed: small file", f"{root}parity-{u}/streamed/s2.txt"),
         Probe("streamed: HEAD", f"{root}parity-{u}/streamed/s1.bin", "HEAD"),
@@ -700,7 +709,7 @@ def main() -> None:
     stack = stacks.layout(args.domains)
     started = stacks.ensure_up(stack)
     try:
-        probes, _ = corpus(args.domains)
+        probes, _ = corpus(args.domains, stack.nginx + UPSTREAM_OFFSET)
         pair = start_pair(stack)
         try:
             rows = probe_all(probes, pair, f"127.0.0.1:{stack.nginx}")
