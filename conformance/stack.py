@@ -7,9 +7,11 @@ reverse proxy (API and content on one origin).
     python -m conformance.stack switch --content legacy|asgi [--proxy snippet|stock]
     python -m conformance.stack down [--domains]
 
-Ports start at ``PULP_STACK_PORT`` (24880: nginx; +1 API, +2 our app, +3 pulpcore-content;
-+100 for the domains stack); the database is named after the checkout (and the port when
-it is not the default, so two stacks of one checkout can run side by side).
+Ports start at ``PULP_STACK_PORT`` (24880: nginx; +1 API, +2 our app, +3 pulpcore-content,
++9 the stack's own redis-server; +100 for the domains stack); the database is named after
+the checkout (and the port when it is not the default, so two stacks of one checkout can
+run side by side). Redis is the stack's own (``start_redis``): no other checkout's stack
+or parity run shares, reads or empties its databases.
 
 Settings follow Pulp's own CI where they matter to the content app: ``CONTENT_ORIGIN``
 is nginx, ``CACHE_ENABLED``, a non-default ``CONTENT_PATH_PREFIX`` (/somewhere/else/), a
@@ -46,6 +48,11 @@ ASGI_NAME = "asgi-{pid}@{hostname}"  # tells our heartbeat rows from pulpcore-co
 ENVVAR_SECRET = ("ENVVAR_HEADER_GUARD_TEST_SECRET", "conformance-envvar-secret")
 
 
+#: The stack's redis-server, after nginx, the API, both apps (+0 to +3), the parity pair
+#: (+4, +5) and the plugin corpus's upstreams (+6 to +8).
+REDIS_OFFSET = 9
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where one stack lives and listens."""
@@ -61,6 +68,11 @@ class Layout:
     @property
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.nginx}"
+
+    @property
+    def redis(self) -> int:
+        """The stack's own redis-server (``start_redis``)."""
+        return self.nginx + REDIS_OFFSET
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)
@@ -83,6 +95,7 @@ def settings_for(stack: Layout) -> dict[str, object]:
         "CONTENT_ORIGIN": stack.origin,
         "CONTENT_PATH_PREFIX": PREFIX,
         "CACHE_ENABLED": True,
+        "REDIS_PORT": stack.redis,
         "DISTRIBUTED_PUBLICATION_RETENTION_PERIOD": 3,
         "DOMAIN_ENABLED": stack.domains,
         "ALLOWED_EXPORT_PATHS": ["/tmp"],
@@ -268,12 +281,46 @@ def write_nginx(stack: Layout, content: str, proxy: str = "snippet") -> str:
     return path
 
 
-def _spawn(stack: Layout, name: str, argv: list[str]) -> None:
+def _spawn(stack: Layout, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
     log = open(stack.path("logs", f"{name}.log"), "ab")  # noqa: SIM115 (the child keeps it)
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                env=environment(stack), cwd=stack.root, start_new_session=True)
     with open(stack.path("pids", f"{name}.pid"), "w") as out:
         out.write(str(process.pid))
+    return process
+
+
+def start_redis(stack: Layout, timeout: float = 30) -> None:
+    """The stack's own redis-server on ``stack.redis`` (no persistence): the apps' shared
+    response cache (database 0) and the parity pair's databases (``parity.REDIS_DBS``)
+    belong to this stack alone, so two checkouts' stacks or parity runs never read or
+    empty each other's. Returns once the server answering on the port is the one started
+    here (its ``process_id``); another process holding the port is an error, not a
+    server to share."""
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is missing: make bench-tools installs it (apt-get)")
+    process = _spawn(stack, "redis", [binary, "--port", str(stack.redis), "--bind",
+                                      "127.0.0.1", "--save", "", "--appendonly", "no",
+                                      "--dir", stack.root])
+    client = redis.Redis(host="127.0.0.1", port=stack.redis, socket_timeout=2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            answering = client.info("server")["process_id"]
+        except redis.RedisError:
+            answering = None
+        if answering == process.pid:
+            return
+        if answering is not None or process.poll() is not None:
+            break
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    raise SystemExit(f"the stack's Redis did not start on 127.0.0.1:{stack.redis} "
+                     f"(another process holds the port, or see {stack.path('logs', 'redis.log')})")
 
 
 def _get(url: str, timeout: float = 3) -> dict | None:
@@ -318,6 +365,7 @@ def up(stack: Layout, content: str = "asgi", fresh: bool = False,
         os.makedirs(stack.path(sub), exist_ok=True)
     token_keys(stack)
     devsettings.write(stack.root, stack.dbname, settings_for(stack))
+    start_redis(stack)
     if fresh:  # a copy of the migrated template when there is one (devtools/migrated.py)
         subprocess.run([sys.executable, "-m", "pulp_content_asgi.devtools.migrated"],
                        env=environment(stack), check=True, stdout=subprocess.DEVNULL)
@@ -380,6 +428,19 @@ def _signal(pid: int, sig: int) -> None:
             os.kill(pid, sig)
 
 
+def _exited(pid: int) -> bool:
+    """Whether the process is gone. A child of this process (``up`` ran here) stays a
+    zombie, which ``kill(pid, 0)`` still finds, until it is reaped: reap it."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def down(stack: Layout, quiet: bool = False) -> None:
     pid_dir = stack.path("pids")
     nginx_pid = stack.path("nginx.pid")
@@ -396,9 +457,7 @@ def down(stack: Layout, quiet: bool = False) -> None:
     deadline = time.monotonic() + 30
     for pid in pids:
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if _exited(pid):
                 break
             time.sleep(0.2)
         else:

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install the load generator and the reference server the benchmarks (and the conformance
-# stack's proxy) use: wrk, nginx, taskset (Debian packages, with apt-get when missing).
-# Says what it installs before installing it.
+# stack's proxy) use: wrk, nginx, taskset, and the conformance stack's own redis-server
+# (Debian packages, with apt-get when missing). Says what it installs before installing it.
 set -euo pipefail
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
+command -v redis-server >/dev/null || missing+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v taskset >/dev/null || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,13 +1,19 @@
-"""The curl-wording allowance of ``conformance/allowances.py``, with the real curl against
-a raw loopback server that cuts its body: it accepts exactly the one needle, only for
-curl's length-declared wording of a cut (exit 18), and logs each use."""
+"""The allowances of ``conformance/allowances.py`` against a raw loopback server: the
+curl-wording one with the real curl and a body cut short (it accepts exactly the one
+needle, only for curl's length-declared wording of a cut, exit 18), and the reason-phrase
+one with aiohttp as pulpcore's ``get_from_url`` uses it (exactly the two assertions'
+needles, at their status, in our body's reason, for those two tests on our app only).
+Each use is logged."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import socket
 import subprocess
 import threading
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,6 +44,8 @@ def serve() -> Iterator[Callable[[bytes], str]]:
             except OSError:
                 return
             with conn:
+                if stop.is_set():
+                    return
                 conn.recv(65536)
                 conn.sendall(answer[0])
 
@@ -50,8 +58,10 @@ def serve() -> Iterator[Callable[[bytes], str]]:
 
     yield url
     stop.set()
-    listener.close()
+    # accept() does not return when another thread closes the socket: wake it.
+    socket.create_connection(listener.getsockname(), timeout=10).close()
     thread.join(timeout=10)
+    listener.close()
 
 
 @pytest.fixture
@@ -109,3 +119,139 @@ def test_a_refused_connection_is_never_a_cut(log: Path, tmp_path: Path) -> None:
     assert result.returncode == 7
     assert allowances.CURL_CHUNKED_CUT not in result.stderr
     assert not log.exists()
+
+
+# --- the reason-phrase allowance (ASGI sends the standard phrase; the text is in our body)
+
+NOT_POINTING = allowances.ALLOWANCES[(f"{allowances.PULPCORE_TESTS}.test_content_path",
+                                      "test_content_directory_listing")]
+GUARDS = allowances.ALLOWANCES[(f"{allowances.PULPCORE_TESTS}.test_contentguard",
+                                "test_composite_contentguard_permissions")]
+POINTING_TEXT = ("Distribution is not pointing to a publication, repository, repository "
+                 "version, or remote.")
+RCG = "/pulp/api/v3/contentguards/core/content_redirect/0193a1b2-0000-7000-8000-0000000000aa/"
+HCG = "/pulp/api/v3/contentguards/core/header/0193a1b2-0000-7000-8000-0000000000bb/"
+
+
+def _answer(status: str, body: str) -> bytes:
+    data = body.encode()
+    return (f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode() + data
+
+
+def _reason(url: str, allowance: allowances.Allowance) -> str:
+    """``get_from_url``'s response reason as the allowance hands it to the test."""
+    response = asyncio.run(allowances._get("t::test", allowance, url))
+    return response.reason or ""
+
+
+def _logged(log: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_the_reason_phrase_assertion_reads_our_body(serve: Serve, log: Path) -> None:
+    reason = _reason(serve(_answer("404 Not Found", f"404: {POINTING_TEXT}")), NOT_POINTING)
+    assert reason == "Not Found"  # what is on the wire, for a failing assertion's message
+    assert "Distribution is not pointing to" in reason
+    assert [(u["needle"], u["status"], u["body_reason"]) for u in _logged(log)] == [
+        ("Distribution is not pointing to", 404, POINTING_TEXT)]
+
+
+@pytest.mark.parametrize("needle", [
+    "Distribution is not pointing",  # another message: a shorter one
+    "Distribution is not pointing to a publication",  # a longer one
+    "a publication, repository",  # another part of the body
+    "Not Found, Distribution is not pointing to",
+])
+def test_another_message_is_not_allowed(serve: Serve, log: Path, needle: str) -> None:
+    reason = _reason(serve(_answer("404 Not Found", f"404: {POINTING_TEXT}")), NOT_POINTING)
+    assert needle not in reason
+    assert _logged(log) == []
+
+
+def test_the_needle_must_be_in_our_body(serve: Serve, log: Path) -> None:
+    reason = _reason(serve(_answer("404 Not Found", "404: Not Found")), NOT_POINTING)
+    assert "Distribution is not pointing to" not in reason
+    assert _logged(log) == []
+
+
+@pytest.mark.parametrize(("status", "allowance"), [
+    ("403 Forbidden", NOT_POINTING),  # the listing test's needle on a 403
+    ("500 Internal Server Error", NOT_POINTING),
+    ("404 Not Found", GUARDS),  # the guard test's needles on a 404
+])
+def test_another_status_is_not_allowed(serve: Serve, log: Path, status: str,
+                                       allowance: allowances.Allowance) -> None:
+    code = status.split()[0]
+    body = f"{code}: {POINTING_TEXT} {RCG} {HCG}"
+    reason = _reason(serve(_answer(status, body)), allowance)
+    assert not isinstance(reason, allowances.ReasonPhrase)
+    assert "Distribution is not pointing to" not in reason and RCG not in reason
+    assert _logged(log) == []
+
+
+def test_a_custom_phrase_on_the_wire_needs_no_allowance(serve: Serve, log: Path) -> None:
+    """pulpcore-content's answer: the text is the reason phrase itself."""
+    reason = _reason(serve(_answer(f"404 {POINTING_TEXT}", "404: Not Found")), NOT_POINTING)
+    assert not isinstance(reason, allowances.ReasonPhrase)
+    assert "Distribution is not pointing to" in reason
+    assert _logged(log) == []
+
+
+def test_the_guard_assertion_accepts_each_guard_href_in_our_body(serve: Serve,
+                                                                 log: Path) -> None:
+    body = f"403: Access denied: {RCG} forbids it; {HCG}: header missing"
+    reason = _reason(serve(_answer("403 Forbidden", body)), GUARDS)
+    assert RCG in reason and HCG in reason
+    assert [u["needle"] for u in _logged(log)] == [RCG, HCG]
+
+
+@pytest.mark.parametrize("needle", [
+    "/pulp/api/v3/distributions/file/file/0193a1b2-0000-7000-8000-0000000000cc/",
+    RCG[:-1],  # not the whole href
+    "contentguards/core/header/",
+    "Access denied",
+])
+def test_the_guard_assertion_accepts_nothing_else(serve: Serve, log: Path,
+                                                  needle: str) -> None:
+    body = (f"403: Access denied: {RCG} "
+            "/pulp/api/v3/distributions/file/file/0193a1b2-0000-7000-8000-0000000000cc/")
+    reason = _reason(serve(_answer("403 Forbidden", body)), GUARDS)
+    assert needle not in reason
+    assert _logged(log) == []
+
+
+def _run_hook(module: types.ModuleType, name: str) -> tuple[object, object]:
+    """``get_from_url`` of ``module`` while the hook wraps test ``name``, and after."""
+    item = types.SimpleNamespace(module=module, originalname=name, name=name,
+                                 nodeid=f"{module.__name__}::{name}")
+    hook = allowances.pytest_runtest_call(item)  # type: ignore[arg-type]
+    next(hook)
+    during = module.get_from_url
+    with contextlib.suppress(StopIteration):
+        hook.send(None)
+    return during, module.get_from_url
+
+
+def _module(name: str) -> types.ModuleType:
+    module = types.ModuleType(f"{allowances.PULPCORE_TESTS}.{name}")
+    module.get_from_url = print  # type: ignore[attr-defined]
+    return module
+
+
+@pytest.mark.usefixtures("log")
+def test_only_the_allowed_tests_get_the_wrapper(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONFORMANCE_SIDE", "asgi")
+    during, after = _run_hook(_module("test_content_path"), "test_content_directory_listing")
+    assert during is not print and after is print
+    for module, name in [("test_content_path", "test_content_path_without_listing"),
+                         ("test_contentguard", "test_content_directory_listing"),
+                         ("test_checkpoint", "test_composite_contentguard_permissions")]:
+        assert _run_hook(_module(module), name) == (print, print)
+
+
+@pytest.mark.usefixtures("log")
+def test_pulpcore_contents_run_gets_no_wrapper(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONFORMANCE_SIDE", "legacy")
+    module = _module("test_content_path")
+    assert _run_hook(module, "test_content_directory_listing") == (print, print)
