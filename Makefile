@@ -36,14 +36,14 @@ demo: venv database
 
 ## Run the whole test suite (real PostgreSQL, real servers on loopback); installs what is
 ## missing first and says so: curl, redis-server, nginx, gpg, ostree, pgbouncer (apt-get),
-## Azurite (npm, .dev/node)
-test: venv database test-tools
+## Azurite (npm, .dev/node), the plugin fixtures' tools (fixture-tools: apt-get)
+test: venv database test-tools fixture-tools
 	@$(DEV_ENV); $(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 ## The whole suite in a shuffled order (pytest-randomly: modules, then the tests in each);
 ## the seed is printed, RANDOM_SEED=<n> repeats an order
 RANDOM_SEED ?= $(shell date +%s)
-test-shuffled: venv database test-tools
+test-shuffled: venv database test-tools fixture-tools
 	@$(DEV_ENV); $(VENV)/bin/pytest -q -p randomly --randomly-seed=$(RANDOM_SEED) \
 	  --randomly-dont-reset-seed $(PYTEST_ARGS)
 
