@@ -104,6 +104,9 @@ def _upstream(files: dict[str, bytes], port: int) -> str:
 #: A fact of a request under a checkpoint's timestamp: the file is not in that
 #: checkpoint's publication but is in the repository's latest one (``_in_checkpoint``).
 LATER_ONLY = "only in a publication after the checkpoint's"
+#: A fact of a request to a distribution with a content guard (the artifact
+#: distribution's is pulpcore's own): every answer of ours there says ``private``.
+GUARDED = "the distribution has a content guard"
 
 
 def _served(version: Any, relative_path: str) -> dict[str, str]:
@@ -215,8 +218,9 @@ def corpus(domains: bool = False, upstream_port: int = 0
         Probe("partial base path slash", f"{root}parity-{u}/"),
         Probe("distribution without slash", f"{root}parity-{u}/nothing"),
         Probe("distribution with nothing to serve", f"{root}parity-{u}/nothing/"),
-        Probe("guarded without credentials", f"{root}parity-{u}/guarded/a.txt"),
-        Probe("guarded listing", f"{root}parity-{u}/guarded/"),
+        Probe("guarded without credentials", f"{root}parity-{u}/guarded/a.txt",
+              facts=frozenset({GUARDED})),
+        Probe("guarded listing", f"{root}parity-{u}/guarded/", facts=frozenset({GUARDED})),
         _file(f"{root}parity-{u}/hidden", served, "hidden distribution", "a.txt", "200"),
         Probe("method not allowed", f"{root}parity-{u}/pub/a.txt", "POST"),
         # Odd targets go to their own distribution: what one app caches for them (we
@@ -254,7 +258,8 @@ def corpus(domains: bool = False, upstream_port: int = 0
         Probe("artifact URL: signed", "/" + signed_path, expect={
             "status": "200", "etag": f'"{artifact.sha256}"',
             "last-modified": http_date(artifact.pulp_created.timestamp())}),
-        Probe("artifact URL: signature stripped", "/" + signed_path.split("?")[0]),
+        Probe("artifact URL: signature stripped", "/" + signed_path.split("?")[0],
+              facts=frozenset({GUARDED})),
     ]
     for kind in ("pub", "pass", "ver"):
         base = f"{root}parity-{u}/{kind}"
@@ -401,6 +406,20 @@ class Rule:
                 and ours and re.fullmatch(self.theirs, diff.theirs, re.S) is not None)
 
 
+@dataclass(frozen=True)
+class PrivateRule(Rule):
+    """Cache-Control on a guarded distribution (``GUARDED``): ours must be exactly
+    pulpcore-content's value with ``private`` merged in
+    (``pulp_content_asgi.protocol.cache_control.private``; absent on theirs: ``private``),
+    so any other difference in that header stays unexplained."""
+
+    def explains(self, diff: Difference, probe: Probe, status: int) -> bool:
+        from pulp_content_asgi.protocol.cache_control import private
+
+        return (diff.field == "cache-control" and GUARDED in probe.facts
+                and diff.ours == private(None if diff.theirs == ABSENT else diff.theirs))
+
+
 SHA256_ETAG = r'"[0-9a-f]{64}"'
 AIOHTTP_ETAG = r'"[0-9a-f]+-[0-9a-f]+"'
 #: An HTTP date of this century (a 1970 date is a bug, not a policy difference).
@@ -422,6 +441,12 @@ LAST_MODIFIED = ("deliberate: Last-Modified is when the content joined the repos
 LAST_MODIFIED_304 = ("deliberate: our 304 also carries Last-Modified (RFC 9110 §15.4.5; "
                      "docs/differences.md, 304 responses)")
 RULES: list[Rule] = [
+    PrivateRule("cache-control", "", "",
+                "deliberate: every answer of a guarded distribution says private, merged into "
+                "what it said (a shared cache must not hand it to another client); "
+                "pulpcore-content's 403s and listings say nothing, its files public "
+                "(docs/differences.md, Cache-Control of guarded distributions)",
+                fact=GUARDED),
     Rule("etag", EXPECTED, AIOHTTP_ETAG, ETAG),
     Rule("last-modified", EXPECTED, HTTP_DATE, LAST_MODIFIED, (200, 206, 304)),
     Rule("last-modified", EXPECTED, ABSENT, LAST_MODIFIED_304, (304,)),

@@ -638,17 +638,31 @@ def _directories(files: Iterable[str]) -> list[str]:
     return sorted(path + "/" for path in found if path)
 
 
+def _facts(one: Served) -> frozenset[str]:
+    """What the database says of ``one``'s distribution for the rules: whether it has a
+    content guard (pulp_container gives every distribution one), so our answers there
+    say ``private`` (``base.PrivateRule``)."""
+    from pulpcore.app.models import Distribution
+
+    if not one.distribution:
+        return frozenset()
+    pk = one.distribution.rstrip("/").split("/")[-1]
+    guarded = Distribution.objects.filter(pk=pk, content_guard__isnull=False).exists()
+    return frozenset({base.GUARDED}) if guarded else frozenset()
+
+
 def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[PluginProbe]:
     """The requests of one distribution; ``registry(served, digest)`` is the registry
     API's redirect target for a blob."""
     base_url = one.content_base
     kind = KINDS[one.plugin]
+    facts = _facts(one)
 
     def probe(label: str, path: str, method: str = "GET", **headers: str) -> PluginProbe:
         return PluginProbe(f"{one.who}: {label}", path, method,
                            {k.replace("_", "-"): v for k, v in headers.items()},
                            plugin=one.plugin, policy=one.policy,
-                           sha512_known=one.sha512_known, storage=one.storage)
+                           sha512_known=one.sha512_known, storage=one.storage, facts=facts)
 
     def cold(key: str, label: str, path: str, digest: str | None = None
              ) -> list[PluginProbe]:
@@ -661,7 +675,8 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
                             {"Range": "bytes=0-99"} if group == "range" else {},
                             plugin=one.plugin, policy=one.policy, cold=group,
                             digest=digest if group == "GET" else None,
-                            content_artifact=one.cold[key], storage=one.storage)
+                            content_artifact=one.cold[key], storage=one.storage,
+                            facts=facts)
                 for group in COLD_GROUPS]
 
     found: list[PluginProbe] = []
@@ -676,7 +691,7 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
                                          "(registry redirect)", target, method, headers,
                                          plugin="container", policy=one.policy,
                                          digest=digest if method == "GET" and not headers
-                                         else None, storage=one.storage))
+                                         else None, storage=one.storage, facts=facts))
             found.append(probe(f"blob {short} without the redirect's signature",
                                urlsplit(target).path))
         found.append(probe("unknown blob (unsigned)",
@@ -687,7 +702,7 @@ def probes_for(one: Served, registry: Callable[[Served, str], str]) -> list[Plug
         target = registry(one, filename)
         found.append(PluginProbe(f"{one.who}: {filename} (Galaxy API "
                                  "redirect)", target, plugin=one.plugin, policy=one.policy,
-                                 digest=digest, storage=one.storage))
+                                 digest=digest, storage=one.storage, facts=facts))
     found += [probe("distribution without slash", base_url),
               probe("listing", f"{base_url}/"), probe("listing HEAD", f"{base_url}/", "HEAD"),
               probe("missing file", f"{base_url}/missing-{one.plugin}.bin")]

@@ -70,6 +70,8 @@ EXPLAINED = [
     ("as the ETag above", "last-modified", JOINED, ABSENT, at(ARTIFACT, expect=EXPECT), 200),
     ("sends no X-PULP-ARTIFACT-SIZE", "x-pulp-artifact-size", "22", ABSENT, at(ARTIFACT),
      200),
+    ("every answer of a guarded distribution says private", "cache-control", "private",
+     ABSENT, at(FILE, facts=frozenset({parity.GUARDED})), 403),
 ]
 
 #: (field, ours, theirs, probe, status of ours): one step off a rule's case each.
@@ -113,7 +115,24 @@ NEAR_MISSES = {
                                          at(ARTIFACT, expect=EXPECT), 200),
     "no X-PULP-ARTIFACT-SIZE's exception off the artifact URL": (
         "x-pulp-artifact-size", "600", ABSENT, at(FILE), 200),
+    "private on a distribution without a guard": ("cache-control", "private", ABSENT,
+                                                  at(FILE), 403),
+    "a guarded Cache-Control that is not theirs plus private": (
+        "cache-control", "private, max-age=60", ABSENT,
+        at(FILE, facts=frozenset({parity.GUARDED})), 200),
+    "a guarded Cache-Control that lost theirs": (
+        "cache-control", "private", "no-cache", at(FILE, facts=frozenset({parity.GUARDED})),
+        200),
 }
+
+
+@pytest.mark.parametrize(("theirs", "ours"), [
+    ("public, max-age=0, must-revalidate", "max-age=0, must-revalidate, private"),
+    ("no-cache", "no-cache, private")])
+def test_a_guarded_file_s_cache_control_is_theirs_with_private(theirs: str, ours: str) -> None:
+    """pulp_rpm's and pulpcore's values on a guarded distribution, as parity sees them."""
+    probe = at(FILE, facts=frozenset({parity.GUARDED}))
+    assert "says private" in verdict("cache-control", ours, theirs, probe, 200)
 
 
 @pytest.mark.parametrize(("why", "field", "ours", "theirs", "probe", "status"), EXPLAINED,
