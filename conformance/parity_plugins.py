@@ -1011,6 +1011,11 @@ PLUGIN_RULES: list[base.Rule] = [
               "none until the blob is stored (docs/differences.md, upstream headers)",
               (200, 206), target=CONTAINER_BLOB),
     UpstreamRule("cache-control", base.ABSENT, r"max-age=\d+", _UPSTREAM, (200, 206)),
+    # The same on a guarded distribution (pulp_container gives each one a guard): nothing
+    # forwarded, and private merged into the nothing (parity.PrivateRule's reason).
+    UpstreamRule("cache-control", r"private", r"max-age=\d+", _UPSTREAM + "; on a guarded "
+                 "distribution every answer says private (docs/differences.md, Cache-Control "
+                 "of guarded distributions)", (200, 206), fact=base.GUARDED),
     UpstreamRule("content-type", _TYPES, _UPSTREAM_TYPES, _UPSTREAM, (200, 206)),
     base.Rule("content-type", r"application/json", r"text/plain; charset=utf-8",
               "deliberate: the packument is JSON; pulpcore-content sends aiohttp's default "

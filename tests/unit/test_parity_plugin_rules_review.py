@@ -125,3 +125,15 @@ def test_the_old_apps_short_file_range_is_still_explained(size: int) -> None:
     ``bytes 0-99/<n>``."""
     assert verdict("content-range", f"bytes 0-{size - 1}/{size}", f"bytes 0-99/{size}", RPM,
                    206).startswith("old-app bug: a range past the end")
+
+
+def test_a_guarded_upstream_answer_says_private_only_where_the_database_says_guarded() -> None:
+    """pulp_container's distributions have a guard: a cold blob's answer says ``private``
+    where pulpcore-content forwards the registry's ``max-age``; unguarded, ``private`` is
+    unexplained (the rule above wants nothing there)."""
+    cold = {"policy": "on_demand", "cold": "GET"}
+    guarded = {**cold, "facts": frozenset({base.GUARDED})}
+    assert "every answer says private" in upstream_verdict(
+        "cache-control", "private", "max-age=31536000", BLOB, 200, **guarded)
+    assert upstream_verdict("cache-control", "private", "max-age=31536000", BLOB, 200,
+                            **cold) == "UNEXPLAINED"
