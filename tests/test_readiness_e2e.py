@@ -106,19 +106,26 @@ def test_a_probe_storm_costs_at_most_one_query_per_ttl(app):
     assert made <= math.ceil(elapsed / readiness.TTL) + 1, (made, elapsed)
 
 
+def _published(name: str, files: dict[str, bytes], guard: bool) -> dict[str, str]:
+    """A published distribution ``name`` of ``files``, behind a header guard if ``guard``;
+    the request headers its guard lets in (none without one)."""
+    content_guard = None
+    credentials: dict[str, str] = {}
+    if guard:
+        content_guard = HeaderContentGuard.objects.create(
+            name=name, header_name="x-secret", header_value="swordfish")
+        credentials = {"X-Secret": base64.b64encode(b"swordfish").decode()}
+    repo = data.repository(name, files)
+    data.distribute(name, publication=data.publish(repo.latest_version()),
+                    content_guard=content_guard)
+    return credentials
+
+
 @pytest.mark.parametrize("guard", [False, True], ids=["unguarded", "guarded"])
 def test_guarded_files_are_private_to_shared_caches(server, unique, guard):
     """RFC 9111 §3.5: ``public`` would let a shared cache store a response to an authorised
     request; guarded files say ``private`` instead (docs/differences.md)."""
-    content_guard = None
-    headers: dict[str, str] = {}
-    if guard:
-        content_guard = HeaderContentGuard.objects.create(
-            name=f"cc-{unique}", header_name="x-secret", header_value="swordfish")
-        headers = {"X-Secret": base64.b64encode(b"swordfish").decode()}
-    repo = data.repository(f"cc-{unique}", {"file.txt": b"cache me?\n"})
-    data.distribute(f"cc-{unique}", publication=data.publish(repo.latest_version()),
-                    content_guard=content_guard)
+    headers = _published(f"cc-{unique}", {"file.txt": b"cache me?\n"}, guard)
     url = server.url(f"{PREFIX}cc-{unique}/file.txt")
     expected = ("max-age=0, must-revalidate, private" if guard
                 else "public, max-age=0, must-revalidate")  # pulpcore-content's EDGE_CACHE_CONTROL
@@ -137,16 +144,8 @@ def test_every_answer_of_a_guarded_distribution_is_private(server, unique, guard
     404s of a guarded distribution say ``private`` too (a shared cache must not hand any
     of them to another client); the guard's own refusal as well. Unguarded answers keep
     what pulpcore-content says (files ``public, ...``; nothing on the others)."""
-    content_guard = None
-    credentials: dict[str, str] = {}
-    if guard:
-        content_guard = HeaderContentGuard.objects.create(
-            name=f"all-{unique}", header_name="x-secret", header_value="swordfish")
-        credentials = {"X-Secret": base64.b64encode(b"swordfish").decode()}
-    repo = data.repository(f"all-{unique}", {"file.txt": b"0123456789",
-                                            "dir/inner.txt": b"inner\n"})
-    data.distribute(f"all-{unique}", publication=data.publish(repo.latest_version()),
-                    content_guard=content_guard)
+    credentials = _published(f"all-{unique}", {"file.txt": b"0123456789",
+                                              "dir/inner.txt": b"inner\n"}, guard)
     base = f"{PREFIX}all-{unique}"
     edge = "public, max-age=0, must-revalidate"
     file_policy = "max-age=0, must-revalidate, private" if guard else edge
