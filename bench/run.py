@@ -322,6 +322,11 @@ def measure_held(recorder: Any, suite: Suite, chosen: list, env: dict[str, str])
                                        "log": failure.log_path, "runs": runs}
                 say(f"  did not start: {failure}")
                 break
+            except Exception as error:  # recorded; the other contenders and phases still run
+                out[contender.name] = {"status": "failed", "runs": runs,
+                                       "error": f"{type(error).__name__}: {error}"[:500]}
+                say(f"  failed: {out[contender.name]['error']}")
+                break
             runs.append({k: v for k, v in found.items() if k not in ("env", "commit")})
             say(f"    {found['per_connection_kib']:.1f} KiB per connection (idle "
                 f"{found['idle_mib']:.0f} MiB, loaded {found['loaded_mib']:.0f}; headers "

@@ -13,8 +13,8 @@ from typing import Any
 
 DEFAULTS: dict[str, Any] = {
     # Connections (and ORM threads) per worker process; the psycopg pool's max_size. Four
-    # serve a core's worth of published files: 8 measured no faster at c64 (bench/results/
-    # optimisations.md), and every extra one is multiplied by the number of workers.
+    # served a core's worth of published files as fast as 8 in short smoke runs at c64
+    # (bench/results/optimisations.md), and every extra one is multiplied by the workers.
     "CONTENT_ASGI_DB_CONNECTIONS": 4,
     # Seconds an ORM thread waits for psycopg-pool to hand it a connection before the
     # request is answered 503 "database unavailable". There are as many ORM threads as
