@@ -114,7 +114,8 @@ def worker_of(pid: int) -> int:
     return max(others, key=rss)
 
 
-async def _slow_reader(port: int, path: str, headed: list[int], stop: asyncio.Event) -> None:
+async def _slow_reader(port: int, path: str, headed: list[int], closed: list[int],
+                       stop: asyncio.Event) -> None:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
     sock.setblocking(False)
@@ -131,6 +132,7 @@ async def _slow_reader(port: int, path: str, headed: list[int], stop: asyncio.Ev
     try:
         while not stop.is_set():
             if not await loop.sock_recv(sock, READ_BYTES):
+                closed.append(1)  # the server ended the body early: not a held connection
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), READ_EVERY)
@@ -141,10 +143,10 @@ async def _slow_reader(port: int, path: str, headed: list[int], stop: asyncio.Ev
 async def _crowd(port: int, path: str, clients: int, worker: int, probe: str | None
                  ) -> dict[str, Any]:
     """N slow readers; the worker's RSS once it settled (and its Python allocations)."""
-    stop, headed = asyncio.Event(), []  # type: ignore[var-annotated]
+    stop, headed, closed = asyncio.Event(), [], []  # type: ignore[var-annotated]
     tasks = []
     for _ in range(clients):
-        tasks.append(asyncio.create_task(_slow_reader(port, path, headed, stop)))
+        tasks.append(asyncio.create_task(_slow_reader(port, path, headed, closed, stop)))
         await asyncio.sleep(0.002)  # arrivals over ~2 s per 1,000
     started = time.monotonic()
     while len(headed) < clients and time.monotonic() - started < 120:
@@ -160,13 +162,15 @@ async def _crowd(port: int, path: str, clients: int, worker: int, probe: str | N
         if past and samples[-1][1] - past[-1] < 256 * 1024:
             break
         await asyncio.sleep(0.5)
+    held = len(headed) - len(closed)  # open, body unfinished, when the RSS settled
     loaded = max(s for _, s in samples)
     failures = [repr(t.exception()) for t in tasks if t.done() and t.exception()]
     _take(probe, f"loaded-{clients}")
     python = await asyncio.to_thread(_probe_report, probe, worker, f"loaded-{clients}")
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return {"headed": len(headed), "statuses": sorted(set(headed)), "loaded": loaded,
+    return {"headed": len(headed), "held": held, "statuses": sorted(set(headed)),
+            "loaded": loaded,
             "settle_s": round(time.monotonic() - began, 1), "failures": failures[:3],
             "python": python}
 

@@ -34,6 +34,7 @@ def _slow(peak: float, idle: float, idle_total: float) -> list[dict[str, Any]]:
 
 def _held(kib: float) -> dict[str, Any]:
     return {"status": "ran", "runs": [{"per_connection_kib": kib * f, "headed": 1000,
+                                       "held": 1000,
                                        "statuses": [200], "failures": [], "idle_mib": 180.0,
                                        "loaded_mib": 180 + kib * f * 1000 / 1024}
                                       for f in (0.9, 1.0, 1.1)]}
@@ -184,6 +185,10 @@ def _a_held_connection_refused(r: dict) -> None:
     r["held"]["asgi-granian"]["runs"][2].update(headed=999, failures=["ConnectionError()"])
 
 
+def _a_server_that_closes_held_connections(r: dict) -> None:  # headers sent, then EOF
+    r["held"]["asgi-granian"]["runs"][1]["held"] = 0
+
+
 def _a_held_connection_answered_503(r: dict) -> None:
     r["held"]["asgi-granian"]["runs"][0]["statuses"] = [200, 503]
 
@@ -247,6 +252,7 @@ def _two_hops(r: dict) -> None:
     (_forty_kib_per_connection, {"slow readers"}),
     (_a_held_connection_refused, {"slow readers"}),
     (_a_held_connection_answered_503, {"slow readers"}),
+    (_a_server_that_closes_held_connections, {"slow readers"}),
     (_idle_above_pulpcore, {"slow readers"}),
     (_a_reader_failed, {"slow readers"}),
     (_some_answers_503, {"published 1w", "PG connections"}),
