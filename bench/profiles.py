@@ -96,8 +96,7 @@ def command(executable: str, pid: int, output: str, cpus: str | None = None) -> 
     * The default rate (100 a second); pinned to the client's CPUs (``cpus``) when the
       server has its own, so sampling takes no CPU from the server.
     """
-    argv = [executable, "record", "--pid", str(pid), "--subprocesses", "--function",
-            "--format", "flamegraph", "--output", output]
+    argv = [executable, "record", "--pid", str(pid), "--subprocesses", "--function", "--format", "flamegraph", "--output", output]
     return ["taskset", "-c", cpus, *argv] if cpus else argv
 
 
