@@ -78,13 +78,13 @@ def command(executable: str, pid: int, output: str, cpus: str | None = None) -> 
     * ``--subprocesses``: the work happens in the children (granian's worker under our
       command's process, gunicorn's worker under its arbiter); the parents, which mostly
       sleep, add almost nothing.
-    * Blocking (py-spy's default: it stops the process for each sample, 100 a second):
-      only then can it match Python threads to OS threads on Linux and leave the idle
-      ones out; with ``--nonblocking`` it guesses idleness from frame names, and waiting
-      executor threads and the loop's ``select`` filled the 2026-11-30 run's graphs. The
-      pauses slow the profiled run, whose figures are never the measured ones.
-    * No ``--native``: granian's Rust and C extensions show as the Python frame that
-      called them (native unwinding is slower and fails on some builds).
+    * ``--nonblocking``: py-spy reads the interpreter's memory without stopping it. By
+      default it stops every thread for each sample (100 a second), which adds a pause to
+      every request in flight and changes an event loop's timing, the thing profiled.
+      A sample read while the stack changes is counted in "Errors" and dropped.
+    * No ``--native``: py-spy refuses it with ``--nonblocking`` (native unwinding needs
+      the process stopped), so granian's Rust and C extensions show as the Python frame
+      that called them.
     * No ``--idle``: the flame graph shows where CPU is spent (sampled on the wall clock,
       idle threads left out). An event-loop server under load is limited by the CPU its
       loop gets; with ``--idle`` the loop's wait in ``epoll`` and every idle thread of the
@@ -96,7 +96,8 @@ def command(executable: str, pid: int, output: str, cpus: str | None = None) -> 
     * The default rate (100 a second); pinned to the client's CPUs (``cpus``) when the
       server has its own, so sampling takes no CPU from the server.
     """
-    argv = [executable, "record", "--pid", str(pid), "--subprocesses", "--function", "--format", "flamegraph", "--output", output]
+    argv = [executable, "record", "--pid", str(pid), "--subprocesses", "--nonblocking",
+            "--function", "--format", "flamegraph", "--output", output]
     return ["taskset", "-c", cpus, *argv] if cpus else argv
 
 

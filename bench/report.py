@@ -368,9 +368,8 @@ def profiles_table(results: dict) -> list[str]:
 
     lines = ["## Profiles (py-spy flame graphs)", "",
              "After each scenario's measured runs of a contender, one more run with py-spy "
-             "sampling the server's processes 100 times a second (stopping them for each "
-             "sample, so idle threads can be told apart and left out). That run's figures "
-             "are in "
+             "sampling the server's processes 100 times a second without stopping them "
+             "(`--nonblocking`); CPU only, idle threads left out. That run's figures are in "
              "no table above (JSON: `profiles[].run`). Open an SVG in a browser: hover for "
              "a box's samples, click to zoom, Ctrl-F to search. Self time: a function's "
              "samples not spent in the functions it called, as a share of all samples.", "",
