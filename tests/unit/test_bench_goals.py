@@ -225,6 +225,18 @@ def _five_connections_per_worker(r: dict) -> None:
     _entry(r, "asgi-granian", 2)["small"]["64"][2]["max_pg_connections"] = 10
 
 
+def _no_connection_sampled(r: dict) -> None:
+    _entry(r, "asgi-granian", 2)["small"]["64"][0]["max_pg_connections"] = 0
+
+
+def _no_statement_counted(r: dict) -> None:
+    r["hops"]["asgi"]["queries_per_request"] = 0.0
+
+
+def _a_negative_held_cost(r: dict) -> None:
+    r["held"]["asgi-granian"]["runs"][0]["per_connection_kib"] = -3.0
+
+
 def _two_statements(r: dict) -> None:
     r["hops"]["asgi"]["queries_per_request"] = 2.0
 
@@ -261,6 +273,9 @@ def _two_hops(r: dict) -> None:
     (_older_results_with_a_500, {"published 1w", "PG connections"}),
     (_five_connections_per_worker, {"PG connections"}),
     (_two_statements, {"round trips"}),
+    (_no_connection_sampled, {"PG connections"}),
+    (_no_statement_counted, {"round trips"}),
+    (_a_negative_held_cost, {"slow readers"}),
     (_large_file_slow, {"large file"}),
     (_two_hops, {"thread hops"}),
 ], ids=lambda x: x.__name__.strip("_") if callable(x) else "")
