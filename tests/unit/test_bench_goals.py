@@ -60,6 +60,13 @@ def _redirects(name: str, workers: int, rate: float, ok: bool = True) -> dict[st
                                                for f in (0.95, 1.0, 1.05)] for c in LEVELS}}
 
 
+GIB = 1 << 30
+
+
+def _downloads(gbps: float) -> list[dict[str, Any]]:
+    return [{"large_gbps": gbps, "large_bytes": GIB} for _ in range(3)]
+
+
 def complete() -> dict[str, Any]:
     """Results of a full run in which every row is met."""
     runs = []
@@ -89,11 +96,10 @@ def complete() -> dict[str, Any]:
         "held": {"clients": 1000, "path": "/pulp/content/bench-large/big.bin",
                  "asgi-granian": _held(24), "asgi-uvicorn": _held(28),
                  "pulpcore-content": _held(70), "pulpcore-content-uvloop": _held(72)},
-        "ondemand": {"hashing": {"status": "ran", "runs": [{"gbps": 1.0}] * 3},
-                     "asgi-granian": {"status": "ran", "runs": [{"large_gbps": 0.9}] * 3},
-                     "pulpcore-content": {"status": "ran", "runs": [{"large_gbps": 0.3}] * 3},
-                     "pulpcore-content-uvloop": {"status": "ran",
-                                                 "runs": [{"large_gbps": 0.5}] * 3}},
+        "ondemand": {"hashing": {"status": "ran", "runs": [{"gbps": 1.0, "bytes": GIB}] * 3},
+                     "asgi-granian": {"status": "ran", "runs": _downloads(0.9)},
+                     "pulpcore-content": {"status": "ran", "runs": _downloads(0.3)},
+                     "pulpcore-content-uvloop": {"status": "ran", "runs": _downloads(0.5)}},
         "hops": {"asgi": {"hops_per_request": 1.0, "queries_per_request": 1.0},
                  "pulpcore-content": {"hops_per_request": 12.0, "queries_per_request": 9.0}},
     }
@@ -160,11 +166,15 @@ def _some_answers_not_302(r: dict) -> None:
 
 
 def _ondemand_slow(r: dict) -> None:  # 0.7 GB/s: 1.4x pulpcore's 0.5
-    r["ondemand"]["asgi-granian"]["runs"] = [{"large_gbps": 0.7}] * 3
+    r["ondemand"]["asgi-granian"]["runs"] = _downloads(0.7)
+
+
+def _one_of_our_downloads_short(r: dict) -> None:  # 100 MiB of the file, "fast"
+    r["ondemand"]["asgi-granian"]["runs"][1].update(large_bytes=100 << 20, large_gbps=5.0)
 
 
 def _hashing_far_ahead(r: dict) -> None:  # limit 1.2 GB/s: 1.33x ours
-    r["ondemand"]["hashing"]["runs"] = [{"gbps": 1.2}] * 3
+    r["ondemand"]["hashing"]["runs"] = [{"gbps": 1.2, "bytes": GIB}] * 3
 
 
 def _uvicorn_burst_one_failed(r: dict) -> None:
@@ -258,6 +268,7 @@ def _two_hops(r: dict) -> None:
     (_our_head_signed_for_get, {"object storage"}),
     (_some_answers_not_302, {"object storage"}),
     (_ondemand_slow, {"on-demand"}),
+    (_one_of_our_downloads_short, {"on-demand"}),
     (_hashing_far_ahead, {"on-demand"}),
     (_uvicorn_burst_one_failed, {"burst"}),
     (_metrics_burst_failed, {"burst"}),
@@ -325,6 +336,10 @@ def _no_ondemand_hashing(r: dict) -> None:
     r["ondemand"]["hashing"]["runs"] = []
 
 
+def _a_reference_download_short(r: dict) -> None:
+    r["ondemand"]["pulpcore-content-uvloop"]["runs"][0]["large_bytes"] = 1 << 20
+
+
 def _ondemand_pulpcore_failed(r: dict) -> None:
     r["ondemand"]["pulpcore-content"] = {"status": "failed", "error": "timeout"}
 
@@ -368,6 +383,7 @@ def _no_c64(r: dict) -> None:
     (_pulpcore_failed_the_check, {"object storage"}),
     (_no_ondemand_hashing, {"on-demand"}),
     (_ondemand_pulpcore_failed, {"on-demand"}),
+    (_a_reference_download_short, {"on-demand"}),
     (_burst_of_200, {"burst"}),
     (_slow_results_without_idle, {"slow readers"}),
     (_no_held_scenario, {"slow readers"}),
