@@ -26,6 +26,19 @@ def test_a_pytest_that_did_not_run_its_tests_fails_the_gate(tmp_path, code):
     assert any("no JUnit file" in p for p in problems)
 
 
+def test_a_pytest_killed_by_a_signal_fails_the_gate(tmp_path):
+    """A crash (here SIGKILL: subprocess reports -9) is neither 0 nor 1 and leaves no
+    JUnit file: both are problems of the column, whichever app it ran against."""
+    column = _column("asgi")
+    xml = str(tmp_path / "phase.xml")
+    run._execute(column, [sys.executable, "-c",
+                          "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"], {}, xml)
+    problems = run.gate([column])
+    assert column.returncodes == [-9]
+    assert any("pytest exited -9" in p for p in problems)
+    assert any("no JUnit file" in p for p in problems)
+
+
 def test_a_phase_that_executed_nothing_fails_the_gate(tmp_path):
     xml = tmp_path / "phase.xml"
     xml.write_text('<testsuites><testsuite name="pytest">'
