@@ -409,16 +409,18 @@ class Rule:
 
 @dataclass(frozen=True)
 class PrivateRule(Rule):
-    """Cache-Control on a guarded distribution (``GUARDED``): ours must be exactly
-    pulpcore-content's value with ``private`` merged in
-    (``pulp_content_asgi.protocol.cache_control.private``; absent on theirs: ``private``),
-    so any other difference in that header stays unexplained."""
+    """Cache-Control on a guarded distribution (``GUARDED``): ours must carry exactly
+    pulpcore-content's directives without ``public`` and with ``private`` (absent on
+    theirs: ``private`` alone), so any other difference in that header stays unexplained.
+    Computed here, not with the app's own merge, so the comparison stays independent."""
 
     def explains(self, diff: Difference, probe: Probe, status: int) -> bool:
-        from pulp_content_asgi.protocol.cache_control import private
+        def directives(value: str) -> set[str]:
+            return set() if value == ABSENT else {
+                d.strip().lower() for d in value.split(",") if d.strip()}
 
         return (diff.field == "cache-control" and GUARDED in probe.facts
-                and diff.ours == private(None if diff.theirs == ABSENT else diff.theirs))
+                and directives(diff.ours) == directives(diff.theirs) - {"public"} | {"private"})
 
 
 SHA256_ETAG = r'"[0-9a-f]{64}"'
