@@ -22,7 +22,7 @@ import re
 import sys
 from dataclasses import dataclass
 
-from bench import record
+from bench import record, report
 from bench.inputs import MET, NOT_EVALUATED, Inputs, Missing, judge
 from bench.report import CACHED_OURS, NGINX, OURS, PULPCORE, Values, _small, cell, entry
 from bench.stats import Spread, spread
@@ -95,6 +95,7 @@ def published(inp: Inputs, workers: int, bound: float, row_one: bool) -> tuple[s
         met &= ratio >= bound and all_200
         part = f"c{c}: {_n(ours)} req/s ({clean}), {_x(ratio)} {name}'s {_n(theirs)}"
         if row_one:
+            warm_cache(inp, CACHED_OURS, workers)
             cached = inp.point(CACHED_OURS, workers, rps, f"c{c} req/s")
             share = ours.median / cached.median
             p99 = inp.point(OURS, workers, _small(c, "p99_ms"), f"c{c} p99")
@@ -106,14 +107,29 @@ def published(inp: Inputs, workers: int, bound: float, row_one: bool) -> tuple[s
     return "; ".join(parts), met
 
 
+def warm_cache(inp: Inputs, name: str, workers: int) -> None:
+    """Missing unless ``name``'s hot set answered ``X-PULP-CACHE: HIT`` for every file
+    before its points and after them (``bench/points.py``'s ``cache_hits``): a cold or
+    evicted cache would measure the database path and lower the 0.25x bar."""
+    found = inp.run(name, workers)
+    for key, when in (("warm", "before"), ("warm_after", "after")):
+        check = found.get(key)
+        if check is None:
+            raise Missing(f"{name} {workers}w: cache warmth not checked {when} the points")
+        if check["hits"] != check["of"]:
+            raise Missing(f"{name} {workers}w not warm {when} the points: "
+                          f"{check['hits']} of {check['of']} files were cache hits")
+
+
 def p99_reference(inp: Inputs, workers: int, c: str) -> tuple[str, Spread]:
     """Today's p99 at this point: the baseline's (our code of another commit, measured
     in this run) when it ran, else the lower of the pulpcore-content variants' p99 (no
     recorded baseline: the issue's "today" taken as pulpcore-content's figure)."""
     p99 = _small(c, "p99_ms")
     if entry(inp.results, BASELINE, workers):
-        return f"{BASELINE}, today's code in this run", inp.point(BASELINE, workers, p99,
-                                                                  f"c{c} p99")
+        commit = (inp.meta.get("baseline") or {}).get("commit", "commit not recorded")
+        return (f"{BASELINE} ({commit}), today's code in this run",
+                inp.point(BASELINE, workers, p99, f"c{c} p99"))
     name, found = inp.faster(PULPCORE, lambda n: inp.point(n, workers, p99, f"c{c} p99"),
                              higher=False)
     return f"{name}'s: no baseline recorded, today = pulpcore-content", found
@@ -300,7 +316,13 @@ def pg_connections(inp: Inputs, first_row: str) -> tuple[str, bool]:
     if first_row == NOT_EVALUATED:
         raise Missing(f"{'; '.join(parts)}; the first row is not evaluated")
     pool = inp.meta.get("pool_per_worker")
-    return (f"{'; '.join(parts)} (pool {pool}); first row {first_row}",
+    # The on-demand lock connection (the pool's + 1) is never opened by the c64 point
+    # (published files): what the on-demand runs sampled (1 worker) is shown beside it.
+    locks = [r["max_pg_connections"] for r in ((inp.results.get("ondemand") or {})
+             .get(OURS) or {}).get("runs", []) if "max_pg_connections" in r]
+    lock = (f"; on-demand (lock connection in use): max {max(locks)} at 1w"
+            if locks else "; on-demand connections not sampled")
+    return (f"{'; '.join(parts)} (pool {pool}){lock}; first row {first_row}",
             met and first_row == MET)
 
 
@@ -390,7 +412,7 @@ def section(results: dict, json_name: str) -> str:
         BEGIN, "",
         f"From `results/{json_name}` (commit `{meta['commit']}`, started {meta['started']}, "
         f"{meta['repeats']} runs per point, status {meta['status']}):", "",
-        *table(results), END])
+        *table(results), *report.other_work(results), END])
 
 
 def update_readme(results: dict, json_name: str, readme: str = README) -> str:

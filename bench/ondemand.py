@@ -22,6 +22,9 @@ import threading
 import time
 import urllib.request
 
+from bench.points import DBNAME
+from bench.sampling import Sampler
+
 BASE_PATH = "bench-ondemand"
 
 
@@ -138,16 +141,22 @@ def measure(base: str, paths: list[str], pid: int | None = None,
     reclaim()
     for conn in connections.all():
         conn.close()
-    small = [_get(base + p) for p in paths[:-1]]
-    before = cpu_seconds(pid) if pid else 0.0
-    with contextlib.ExitStack() as stack:
-        probing = stack.enter_context(Probe(base + probe)) if probe else None
-        large = _get(base + paths[-1])
+    with contextlib.ExitStack() as sampled:
+        # The server's PostgreSQL connections, the on-demand lock connection included
+        # (the published-file points never open it).
+        sampler = sampled.enter_context(Sampler(pid, DBNAME)) if pid else None
+        small = [_get(base + p) for p in paths[:-1]]
+        before = cpu_seconds(pid) if pid else 0.0
+        with contextlib.ExitStack() as stack:
+            probing = stack.enter_context(Probe(base + probe)) if probe else None
+            large = _get(base + paths[-1])
     found = {"ttfb_ms_median": statistics.median(s[0] for s in small) * 1000,
              "ttfb_ms_p90": sorted(s[0] for s in small)[int(len(small) * 0.9)] * 1000,
              "large_gbps": large[2] / large[1] / 1e9, "large_bytes": large[2]}
     if pid:
         found["large_server_cpu_s"] = cpu_seconds(pid) - before
+    if sampler is not None:
+        found["max_pg_connections"] = sampler.max_pg_connections
     if probing and probing.latencies:
         ordered = sorted(probing.latencies)
         found.update(probe_ms_median=statistics.median(ordered),

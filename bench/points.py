@@ -24,6 +24,18 @@ def warm(base: str, paths: list[str]) -> None:
             response.read()
 
 
+def cache_hits(base: str, paths: list[str]) -> dict[str, int]:
+    """GET each of ``paths`` once more and count the answers a response cache served
+    (``X-PULP-CACHE: HIT``, as pulpcore-content and our app both say): a cache
+    contender's hot set is warm when every one is a hit."""
+    hits = 0
+    for path in paths:
+        with urllib.request.urlopen(base + path, timeout=60) as response:
+            response.read()
+            hits += response.headers.get("X-PULP-CACHE", "").upper() == "HIT"
+    return {"hits": hits, "of": len(paths)}
+
+
 def small_run(server: Any, paths: list[str], connections: int, seconds: float,
               cpus: str | None, threads: int, status: int | None = None) -> dict:
     """One wrk run over the small files (or, with ``status``, the object-storage set,

@@ -244,16 +244,20 @@ class Profiler:
             return None
         from bench.points import say
 
-        os.makedirs(folder(self.stem), exist_ok=True)
         output = os.path.join(folder(self.stem), file_name(scenario, contender.name, workers))
         entry: dict[str, Any] = {"scenario": scenario, "contender": contender.name,
                                  "workers": workers, **details}
         say(f"    profile: one more {scenario} run with py-spy attached")
         try:
+            os.makedirs(folder(self.stem), exist_ok=True)
             found = record(command(self.executable, pid, output, cpus), output, run)
         except ProfileFailed as failure:
             entry.update(status="failed", error=str(failure))
             say(f"    profile: failed: {failure}")
+        except Exception as error:  # any other fault: a profile never ends the caller's
+            # measuring, whose runs before it are kept
+            entry.update(status="failed", error=f"{type(error).__name__}: {error}"[:500])
+            say(f"    profile: {entry['error']}")
         else:
             entry.update(status="recorded", **found,
                          file=os.path.relpath(output, os.path.dirname(self.stem)))

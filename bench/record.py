@@ -30,10 +30,13 @@ def _output(argv: list[str]) -> str:
     return (done.stdout + done.stderr).strip() or "unknown"
 
 
-def commit() -> str:
-    """``HEAD``'s id, with "+dirty" when tracked files differ from it."""
-    head = _output(["git", "rev-parse", "--short=12", "HEAD"])
-    dirty = _output(["git", "status", "--porcelain", "--untracked-files=no"])
+def commit(tree: str = ROOT) -> str:
+    """``HEAD``'s id of the checkout at ``tree`` (default: this one), with "+dirty" when
+    tracked files differ from it; "unknown" outside a git checkout."""
+    head = _output(["git", "-C", tree, "rev-parse", "--short=12", "HEAD"])
+    if not all(c in "0123456789abcdef" for c in head):  # git's complaint: not a checkout
+        return "unknown"
+    dirty = _output(["git", "-C", tree, "status", "--porcelain", "--untracked-files=no"])
     return head + ("+dirty" if dirty not in ("", "unknown") else "")
 
 

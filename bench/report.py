@@ -383,6 +383,58 @@ def profiles_table(results: dict) -> list[str]:
     return [*lines, ""]
 
 
+def measured_points(results: dict) -> list[tuple[str, list[float | None]]]:
+    """(label, each run's ``other_cores``) of every measured point in ``results``;
+    None for a run that predates the figure (``bench/otherload.py``)."""
+    found: list[tuple[str, list[float | None]]] = []
+
+    def add(label: str, runs: list[dict]) -> None:
+        if runs:
+            found.append((label, [r.get("other_cores") for r in runs]))
+
+    for e in results["runs"]:
+        name = f"{e['contender']} {e['workers']}w"
+        for c, runs in e.get("small", {}).items():
+            add(f"{name} published c{c}", runs)
+        for scenario in ("large", "slow", "burst"):
+            add(f"{name} {scenario}", e.get(scenario) or [])
+    for e in (results.get("objects") or {}).get("runs", []):
+        for c, runs in e.get("redirect", {}).items():
+            add(f"{e['contender']} {e['workers']}w object storage c{c}", runs)
+    for name, held in (results.get("held") or {}).items():
+        if isinstance(held, dict) and "runs" in held:
+            add(f"{name} 1w held", held["runs"])
+    for name, runs in (results.get("ondemand") or {}).items():
+        if isinstance(runs, dict) and "runs" in runs:
+            add(f"{name} on-demand" if name != "hashing" else "hashing limit", runs["runs"])
+    return found
+
+
+def other_work(results: dict) -> list[str]:
+    """What the machine did besides the bench: the points measured while other processes
+    used ≥ :data:`otherload.LOADED_CORES` cores (``bench/otherload.py``), or that none
+    were, or that the run predates the figure."""
+    from bench.otherload import LOADED_CORES, loaded
+
+    points = measured_points(results)
+    figures = [v for _, runs in points for v in runs if v is not None]
+    runs = sum(len(r) for _, r in points)
+    if not figures:
+        return ["Other work during the runs: not recorded (results older than "
+                "`bench/otherload.py`).", ""]
+    busy = [(label, max(v for v in r if v is not None)) for label, r in points
+            if any(loaded(v) for v in r)]
+    head = (f"Other work during the runs (`bench/otherload.py`: CPU of processes that are "
+            f"not the bench's, per second of each run): {len(figures)} of {runs} runs "
+            f"recorded it; median {spread(figures).median:.2f} cores, max "  # type: ignore[union-attr]
+            f"{max(figures):.2f}. ")
+    if not busy:
+        return [head + f"No point ran beside ≥ {LOADED_CORES} cores of other work.", ""]
+    return [head + f"**{len(busy)} of {len(points)} points ran beside ≥ {LOADED_CORES} "
+            "cores of other work** (their figures are not a quiet machine's): "
+            + "; ".join(f"{label} (max {v:.2f})" for label, v in busy) + ".", ""]
+
+
 def _loop(found: dict) -> str:
     loaded = found.get("uvloop_processes")
     if not loaded:
@@ -468,7 +520,7 @@ def header(results: dict, json_name: str) -> list[str]:
 def markdown(results: dict, json_name: str) -> str:
     digits = 1 if results["meta"]["quick"] or results["meta"].get("smoke") else 2
     hops = results.get("hops") or {}
-    lines = [*header(results, json_name), *status_table(results)]
+    lines = [*header(results, json_name), *other_work(results), *status_table(results)]
     for workers in sorted({r["workers"] for r in results["runs"]}):
         lines += worker_table(results, workers, digits)
     lines += [*burst_table(results), *held_table(results.get("held")),

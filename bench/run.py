@@ -27,8 +27,19 @@ from types import FrameType
 from typing import Any
 
 from bench import profiles
+from bench.otherload import OtherLoad
 from bench.plan import Plan, arguments, contenders, make_plan
-from bench.points import DBNAME, burst_run, idle, large_run, say, slow_run, small_run, warm
+from bench.points import (
+    DBNAME,
+    burst_run,
+    cache_hits,
+    idle,
+    large_run,
+    say,
+    slow_run,
+    small_run,
+    warm,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -168,6 +179,9 @@ def measure(recorder: Any, suite: Suite, contender: Any, workers: int) -> None:
             # A hot set the cache holds: 500 files, each requested once first.
             paths = suite.small[:500]
             warm(server.base, paths)
+            # Warm means served from the cache: checked before and after the points
+            # (a hot set evicted meanwhile would measure the database path).
+            entry["warm"] = cache_hits(server.base, paths)
         load.wrk(server.base, paths, 16, plan.warmup(), threads, client_cpus)  # warm-up
         # A slow server still works on the requests wrk dropped at the end of the
         # warm-up; one more request waits (roughly) for that before measuring.
@@ -180,11 +194,13 @@ def measure(recorder: Any, suite: Suite, contender: Any, workers: int) -> None:
                                             threads):
             runs = entry["small"].setdefault(level, []) if level else entry[scenario]
             for _ in range(plan.repeats):
-                runs.append(run())
+                runs.append(beside(run))
                 recorder.save()
             if level in ("", profiled):
                 suite.profiler.take(scenario, contender, workers, server.pid, client_cpus,
                                     run, **({"connections": int(level)} if level else {}))
+        if contender.cache:
+            entry["warm_after"] = cache_hits(server.base, paths)
         entry["status"] = "ran"
     except Exception as error:  # recorded in the results; the other contenders still run
         entry.update(status="failed", error=f"{type(error).__name__}: {error}"[:500])
@@ -192,6 +208,15 @@ def measure(recorder: Any, suite: Suite, contender: Any, workers: int) -> None:
     finally:
         processes.stop(server)
         recorder.save()
+
+
+def beside(run: Callable[[], dict], dbname: str = DBNAME) -> dict:
+    """``run()``'s figures, with ``other_cores``: what processes other than the bench's
+    (and ``dbname``'s PostgreSQL backends) used meanwhile (``bench/otherload.py``), so a
+    point measured beside other work shows it."""
+    with OtherLoad(dbname) as other:
+        found = run()
+    return {**found, **other.figures()}
 
 
 def _apps(chosen: list) -> list:
@@ -276,8 +301,8 @@ def redirects(recorder: Any, suite: Suite, contender: Any, workers: int, found: 
         for c in plan.concurrency:
             runs = entry["redirect"].setdefault(str(c), [])
             for _ in range(plan.repeats):
-                runs.append(small_run(server, paths, c, plan.duration(c), client_cpus,
-                                      threads, status=302))
+                runs.append(beside(partial(small_run, server, paths, c, plan.duration(c),
+                                           client_cpus, threads, status=302)))
                 recorder.save()
         c = profiles.level(plan.concurrency)
         suite.profiler.take("objects", contender, workers, server.pid, client_cpus,
@@ -315,8 +340,9 @@ def measure_held(recorder: Any, suite: Suite, chosen: list, env: dict[str, str])
         out[contender.name] = {"status": "ran", "runs": runs}
         for _ in range(suite.plan.repeats):
             try:
-                found = slowmem.measure(contender, clients, PREFIX + suite.large, env, None,
-                                        None, root=STATE, timeout=suite.plan.start_timeout)
+                found = beside(partial(slowmem.measure, contender, clients,
+                                       PREFIX + suite.large, env, None, None, root=STATE,
+                                       timeout=suite.plan.start_timeout), slowmem.DBNAME)
             except servers.StartFailure as failure:
                 out[contender.name] = {"status": "did not start", "error": failure.reason,
                                        "log": failure.log_path, "runs": runs}
@@ -356,7 +382,8 @@ def measure_ondemand(recorder: Any, suite: Suite, chosen: list, data: Any) -> No
     try:
         paths = ondemand.build(upstream.base, data.medium_paths, data.large_path)
         out["upstream"] = {"status": "ran", "runs": [
-            ondemand.direct(upstream.base, paths) for _ in range(suite.plan.repeats)]}
+            beside(partial(ondemand.direct, upstream.base, paths))
+            for _ in range(suite.plan.repeats)]}
         recorder.save()
         for contender in _apps(chosen):
             out[contender.name] = ondemand_contender(suite, contender, paths, large_file,
@@ -380,12 +407,12 @@ def ondemand_contender(suite: Suite, contender: Any, paths: list[str], large_fil
     except servers.StartFailure as failure:
         say(f"  {contender.name} did not start: {failure}")
         return {"status": "did not start", "error": failure.reason, "log": failure.log_path}
+    runs: list[dict] = []
     try:
-        runs = []
         for _ in range(suite.plan.repeats):
-            hashing.append(ondemand.hashing_limit(large_file))
-            runs.append(ondemand.measure(server.base, paths, server.process.pid,
-                                         suite.small[0]))
+            hashing.append(beside(partial(ondemand.hashing_limit, large_file)))
+            runs.append(beside(partial(ondemand.measure, server.base, paths,
+                                       server.process.pid, suite.small[0])))
         ttfb = ", ".join(f"{r['ttfb_ms_median']:.1f}" for r in runs)
         gbps = ", ".join(f"{r['large_gbps']:.2f}" for r in runs)
         limit = ", ".join(f"{r['gbps']:.2f}" for r in hashing[-len(runs):])
@@ -403,7 +430,7 @@ def ondemand_contender(suite: Suite, contender: Any, paths: list[str], large_fil
     except Exception as error:  # recorded; the other contenders still run
         say(f"  {contender.name} failed: {error}")
         return {"status": "failed", "error": f"{type(error).__name__}: {error}"[:500],
-                "log": server.log_path}
+                "log": server.log_path, "runs": runs}  # the runs measured are kept
     finally:
         processes.stop(server)
 
@@ -421,7 +448,7 @@ def hops(env: dict[str, str], which: str, path: str) -> dict | None:
 
 
 def suite_run(recorder: Any, args: Any, plan: Plan) -> None:
-    from bench import dataset, servers
+    from bench import dataset, record, servers
 
     servers.PORTS.configure(servers.parse_ports(args.ports) if args.ports else None)
     say("preparing database and data set (the first run builds 1.2 GiB of files)")
@@ -431,7 +458,10 @@ def suite_run(recorder: Any, args: Any, plan: Plan) -> None:
     names = contenders(args, plan)
     chosen = [c for c in servers.CONTENDERS if c.name in names.split(",")]
     if args.baseline:
-        chosen.insert(0, servers.baseline(os.path.abspath(args.baseline)))
+        source = os.path.abspath(args.baseline)
+        chosen.insert(0, servers.baseline(source))
+        recorder.results["meta"]["baseline"] = {"source": source,
+                                                "commit": record.commit(source)}
     suite = Suite(plan, [PREFIX + p for p in data.small_paths],
                   [PREFIX + p for p in data.medium_paths], data.large_path,
                   frozenset(filter(None, args.fail_start.split(","))),
@@ -479,8 +509,9 @@ def main() -> None:
         written = recorder.finish(status)
         say("wrote " + ", ".join(written))
     full = record.kind_of(recorder.results["meta"]) == "full"
-    if status == "complete" and full and not (args.fail_start or args.contenders
-                                               or args.baseline):
+    # A baseline only adds a contender (today's code, for the p99 clause): its run still
+    # has every default contender, so it may regenerate the README's goal table.
+    if status == "complete" and full and not (args.fail_start or args.contenders):
         say("updated " + goals.update_readme(recorder.results, os.path.basename(written[0])))
     with open(written[1]) as table:
         print(table.read())

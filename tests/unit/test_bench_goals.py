@@ -80,6 +80,8 @@ def complete() -> dict[str, Any]:
             _run("nginx", w, 9000, gbps=1.0), _run("nginx-copy", w, 9000, gbps=1.05),
         ]
     for r in runs:
+        if r["contender"].endswith("-cache"):
+            r["warm"] = r["warm_after"] = {"hits": 500, "of": 500}
         if r["workers"] == 1 and not r["contender"].startswith("asgi-granian") \
                 and not r["slow"]:
             r["slow"] = _slow(100, 90, 120)
@@ -363,6 +365,14 @@ def _held_pulpcore_did_not_start(r: dict) -> None:
                                      "runs": []}
 
 
+def _cache_evicted_during_the_points(r: dict) -> None:  # 120 of 500 hits afterwards
+    _entry(r, "asgi-granian-cache")["warm_after"] = {"hits": 120, "of": 500}
+
+
+def _cache_never_checked(r: dict) -> None:  # results older than the check
+    del _entry(r, "asgi-granian-cache")["warm"]
+
+
 def _no_hops(r: dict) -> None:
     r["hops"] = None
 
@@ -376,6 +386,8 @@ def _no_c64(r: dict) -> None:
                                               "PG connections"}),
     (_without("asgi-granian-cache", 1), {"published 1w", "burst", "PG connections"}),
     (_without("pulpcore-content", 2), {"published 2w"}),
+    (_cache_evicted_during_the_points, {"published 1w", "PG connections"}),
+    (_cache_never_checked, {"published 1w", "PG connections"}),
     (_did_not_start("asgi-uvicorn", 1), {"burst"}),
     (_did_not_start("nginx-copy", 2), {"large file"}),
     (_no_objects, {"object storage"}),
@@ -427,9 +439,10 @@ def test_p99_is_today_s_code_when_a_baseline_ran() -> None:
     assert "no baseline recorded, today = pulpcore-content" in row(results,
                                                                    "published 1w").result
     results["runs"].append(_run("asgi-granian-baseline", 1, 300, p99=4))
+    results["meta"]["baseline"] = {"source": "/tmp/before", "commit": "d8cf7e4a1b2c"}
     first = row(results, "published 1w")
     assert first.verdict == "missed"  # ours 5 ms against today's 4 ms
-    assert "asgi-granian-baseline, today's code in this run" in first.result
+    assert "asgi-granian-baseline (d8cf7e4a1b2c), today's code in this run" in first.result
 
 
 def test_pg_connections_follow_the_first_row() -> None:

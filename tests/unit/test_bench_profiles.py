@@ -200,3 +200,20 @@ def test_a_process_py_spy_cannot_read_is_a_failed_profile_with_its_message(
                           lambda: {})
     assert entry is not None and entry["status"] == "failed" and entry["error"]
     assert "py-spy did not start" not in entry["error"]  # py-spy's own words instead
+
+
+def test_an_error_outside_the_profiled_run_is_a_failed_profile_not_a_crash(
+        tmp_path: Path) -> None:
+    """Whatever goes wrong while profiling (here the flame graph's folder cannot be
+    written), the caller gets a failed entry and keeps its measured runs."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    profiler, entries, _ = _profiler(tmp_path)
+    profiler.stem = str(blocker / "run")  # a folder under a file: makedirs fails
+
+    def run() -> dict:
+        raise AssertionError("not reached")
+
+    found = profiler.take("ondemand", _contender("asgi-granian"), 1, os.getpid(), None, run)
+    assert found is not None and found["status"] == "failed"
+    assert entries == [found]
