@@ -175,6 +175,9 @@ CONTENDERS = [
     ContentAsgi("asgi-granian-cache", "/pulp/content/", cache=True, server="granian"),
     # What the Prometheus recorder costs per request.
     ContentAsgi("asgi-granian-metrics", "/pulp/content/", server="granian", env=METRICS_ENV),
+    # The pool's former default (8 connections per worker) against today's 4.
+    ContentAsgi("asgi-granian-pool8", "/pulp/content/", server="granian",
+                env={"PULP_CONTENT_ASGI_DB_CONNECTIONS": "8"}),
     PulpcoreContent("pulpcore-content-cache", "/pulp/content/", cache=True),
     PulpcoreContent("pulpcore-content-uvloop-cache", "/pulp/content/", cache=True,
                     env=UVLOOP_ENV),
