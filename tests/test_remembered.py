@@ -30,6 +30,7 @@ from pulp_content_asgi import db
 from pulp_content_asgi.devtools import data
 from tests.helpers import overlapping_distribution, unique_name
 from tests.test_hot_path import Counted
+from tests.test_pull_through_e2e import file_plugin_pull_through  # noqa: F401 (TestRemote)
 
 OLD, NEW = b"old bytes\n", b"new bytes, published later\n"
 # pulpcore's header guard compares the Base64-decoded header with its value.
@@ -201,6 +202,73 @@ class TestRepositoryServing:
         repo = data.repository(f"mem-{u}", {"f.txt": OLD})
         data.distribute(f"mem-{u}", repository_version=repo.latest_version())
         assert remembered(monkeypatch, f"/pulp/content/mem-{u}/f.txt") == (200, OLD)
+
+
+@pytest.mark.usefixtures("file_plugin_pull_through")
+class TestRemote:
+    """A distribution's remote serves, by pull-through, the paths its publication does not
+    hold (plugin/handlers.py ``serve_pull_through``, pulpcore's handler likewise): giving
+    it one, pointing it at another upstream and taking it away change what such a path
+    serves, and the next request serves the new answer. pulp_file is made to support
+    pull-through as tests/test_pull_through_e2e.py makes it (its remote names the content
+    type, so what is pulled is saved)."""
+
+    MISSING = "pulled.bin"
+    FIRST, SECOND = b"pulled from the first upstream\n", b"pulled from the second upstream\n"
+
+    def world(self, upstream, backup_upstream, remote: bool
+              ) -> tuple[FileDistribution, FileRemote | None, str, str]:
+        """A published distribution (with a remote on the first upstream if ``remote``),
+        its file's URL and the URL of a path only the upstreams hold, differently."""
+        u = unique_name()
+        distribution, path = published(u)
+        upstream.files[f"{u}/{self.MISSING}"] = self.FIRST
+        backup_upstream.files[f"{u}/{self.MISSING}"] = self.SECOND
+        made = None
+        if remote:
+            made = FileRemote.objects.create(name=f"mem-{u}", url=upstream.url(f"{u}/"),
+                                             policy="on_demand")
+            distribution.remote = made
+            distribution.save()
+        return distribution, made, path, f"/pulp/content/mem-{u}/{self.MISSING}"
+
+    def test_a_remote_given_is_pulled_through_by_the_next_request(
+            self, monkeypatch, upstream, backup_upstream):
+        distribution, _, path, missing = self.world(upstream, backup_upstream, remote=False)
+        assert remembered(monkeypatch, path) == (200, OLD)
+        assert get(missing)[0] == 404
+        assert remembered(monkeypatch, path) == (200, OLD)
+        u = distribution.base_path.removeprefix("mem-")
+        distribution.remote = FileRemote.objects.create(
+            name=f"mem-{u}", url=upstream.url(f"{u}/"), policy="on_demand")
+        distribution.save()
+        assert get(missing) == (200, self.FIRST)
+
+    def test_a_remote_pointed_at_another_upstream_pulls_from_it_at_the_next_request(
+            self, monkeypatch, upstream, backup_upstream):
+        _, remote, path, missing = self.world(upstream, backup_upstream, remote=True)
+        assert remote is not None
+        assert remembered(monkeypatch, path) == (200, OLD)
+        # Pulled (and saved: a remote artifact of this remote at the first URL) before.
+        assert get(missing) == (200, self.FIRST)
+        assert remembered(monkeypatch, path) == (200, OLD)
+        # As the API's update saves it (master and detail rows). Pull-through reads the
+        # remote's detail row, with the master's columns, live (``remote.cast()``); the
+        # memory's check of the remote row makes the next lookup a full one as well.
+        remote.url = backup_upstream.url(remote.url.removeprefix(upstream.url("")))
+        remote.save()
+        assert get(missing) == (200, self.SECOND)
+
+    def test_a_remote_taken_away_is_404_at_the_next_request(self, monkeypatch, upstream,
+                                                            backup_upstream):
+        distribution, _, path, missing = self.world(upstream, backup_upstream, remote=True)
+        assert remembered(monkeypatch, path) == (200, OLD)
+        assert get(missing) == (200, self.FIRST)
+        assert remembered(monkeypatch, path) == (200, OLD)
+        distribution.remote = None
+        distribution.save()
+        assert get(missing)[0] == 404
+        assert get(path) == (200, OLD)
 
 
 def _touch(table: str, pk: object) -> None:
