@@ -271,6 +271,32 @@ class TestRemote:
         assert get(path) == (200, OLD)
 
 
+def test_a_distribution_hidden_leaves_the_listings_at_the_next_request_and_keeps_serving(
+        monkeypatch):
+    """``hidden`` only keeps a distribution out of the listings of distributions
+    (pulpcore/content/handler.py ``DistroListings``: its one use of the field; here
+    resolution/distributions.py ``listing``); its files, and its own directory listing,
+    are served as before."""
+    u = unique_name()
+    repo = data.repository(f"mem-{u}", {"f.txt": OLD})
+    publication = data.publish(repo.latest_version())
+    distribution = data.distribute(f"mem-{u}/shown", publication=publication)
+    data.distribute(f"mem-{u}/other", publication=publication)
+    path, listing = f"/pulp/content/mem-{u}/shown/f.txt", f"/pulp/content/mem-{u}/"
+    assert remembered(monkeypatch, path) == (200, OLD)
+    status, page = get(listing)
+    assert status == 200 and b">shown/<" in page and b">other/<" in page
+    assert remembered(monkeypatch, path) == (200, OLD)
+    distribution.hidden = True
+    distribution.save()
+    status, page = get(listing)
+    assert status == 200 and b">shown/<" not in page and b">other/<" in page
+    assert get(path) == (200, OLD)
+    status, own = get(f"/pulp/content/mem-{u}/shown/")
+    assert status == 200 and b">f.txt<" in own
+    assert remembered(monkeypatch, path) == (200, OLD)
+
+
 def _touch(table: str, pk: object) -> None:
     """Rewrite a row without changing a value (``UPDATE … SET pulp_id = pulp_id`` or the
     detail table's own primary key): a new row version, as any write makes."""
