@@ -297,6 +297,71 @@ def test_a_distribution_hidden_leaves_the_listings_at_the_next_request_and_keeps
     assert remembered(monkeypatch, path) == (200, OLD)
 
 
+class TestDomains:
+    """DOMAIN_ENABLED: URLs name the domain (``/pulp/content/<domain>/<base path>/…``)
+    and the memory is keyed by the domain's name (remembered.py ``_key``). The in-process
+    app with domains on (as ``PULP_DOMAIN_ENABLED=true`` makes it at start-up; the
+    statement count needs the app in this process)."""
+
+    @pytest.fixture(autouse=True)
+    def _domains_on(self, monkeypatch):
+        from django.test import override_settings
+
+        from pulp_content_asgi.asgi import application
+        from pulp_content_asgi.entry.app import ContentApp
+
+        assert isinstance(application, ContentApp)  # no deployment middleware here
+        monkeypatch.setattr(application, "domains", True)
+        with override_settings(DOMAIN_ENABLED=True):
+            yield
+
+    @staticmethod
+    def in_domain(u: str) -> tuple[Domain, FileDistribution, str]:
+        """A domain with a published distribution; the URL of its file."""
+        from pulpcore.app.util import set_domain
+
+        domain = data.filesystem_domain(f"dom-{u}")
+        set_domain(domain)
+        try:
+            repo = data.repository(f"mem-{u}", {"f.txt": OLD})
+            distribution = data.distribute(f"mem-{u}",
+                                           publication=data.publish(repo.latest_version()))
+        finally:
+            set_domain(Domain.objects.get(name="default"))
+        return domain, distribution, f"/pulp/content/dom-{u}/mem-{u}/f.txt"
+
+    def test_a_domain_renamed_moves_its_urls_at_the_next_request(self, monkeypatch):
+        u = unique_name()
+        domain, _, path = self.in_domain(u)
+        assert remembered(monkeypatch, path) == (200, OLD)
+        domain.name = f"renamed-{u}"
+        domain.save()
+        assert get(path)[0] == 404
+        assert get(f"/pulp/content/renamed-{u}/mem-{u}/f.txt") == (200, OLD)
+
+    def test_a_deleted_distribution_in_a_domain_is_gone_at_the_next_request(self,
+                                                                             monkeypatch):
+        _, distribution, path = self.in_domain(unique_name())
+        assert remembered(monkeypatch, path) == (200, OLD)
+        distribution.delete()
+        assert get(path)[0] == 404
+
+    def test_a_new_publication_in_a_domain_is_served_by_the_next_request(self, monkeypatch):
+        from pulpcore.app.util import set_domain
+
+        domain, distribution, path = self.in_domain(unique_name())
+        assert remembered(monkeypatch, path) == (200, OLD)
+        repo = distribution.publication.repository_version.repository.cast()
+        set_domain(domain)
+        try:
+            publication = data.publish(data.add_files(repo, {"f.txt": NEW}))
+        finally:
+            set_domain(Domain.objects.get(name="default"))
+        distribution.publication = publication
+        distribution.save()
+        assert get(path) == (200, NEW)
+
+
 def _touch(table: str, pk: object) -> None:
     """Rewrite a row without changing a value (``UPDATE … SET pulp_id = pulp_id`` or the
     detail table's own primary key): a new row version, as any write makes."""
