@@ -88,3 +88,33 @@ def test_custom_prefix_and_hidden_guarded(unique):
         assert redirect.headers["location"] == "/somewhere/else/"
     finally:
         stop_server(running)
+
+
+def test_a_domain_renamed_then_its_distribution_deleted_is_seen_by_the_next_request(
+        domain_server):
+    """tests/test_remembered.py's ``TestDomains`` in a server started with DOMAIN_ENABLED:
+    its one worker has the distribution in memory after three requests (learn, prepare,
+    remembered; the statement count is only visible in process); the rename moves the
+    URLs at the next request, the deletion ends the new one."""
+    u = unique_name()
+    default = Domain.objects.get(name="default")
+    domain = data.filesystem_domain(f"ren-{u}")
+    set_domain(domain)
+    try:
+        repo = data.repository(f"ren-{u}", {"f.txt": b"renamed domain"})
+        distribution = data.distribute(f"ren-{u}", publication=data.publish(repo.latest_version()))
+    finally:
+        set_domain(default)
+    old = domain_server.url(f"/pulp/content/ren-{u}/ren-{u}/f.txt")
+    new = domain_server.url(f"/pulp/content/moved-{u}/ren-{u}/f.txt")
+    for _ in range(3):
+        response = httpx.get(old)
+        assert (response.status_code, response.content) == (200, b"renamed domain")
+    domain.name = f"moved-{u}"
+    domain.save()
+    assert httpx.get(old).status_code == 404
+    for _ in range(3):
+        response = httpx.get(new)
+        assert (response.status_code, response.content) == (200, b"renamed domain")
+    distribution.delete()
+    assert httpx.get(new).status_code == 404

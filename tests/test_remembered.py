@@ -30,6 +30,7 @@ from pulp_content_asgi import db
 from pulp_content_asgi.devtools import data
 from tests.helpers import overlapping_distribution, unique_name
 from tests.test_hot_path import Counted
+from tests.test_pull_through_e2e import file_plugin_pull_through  # noqa: F401 (TestRemote)
 
 OLD, NEW = b"old bytes\n", b"new bytes, published later\n"
 # pulpcore's header guard compares the Base64-decoded header with its value.
@@ -201,6 +202,164 @@ class TestRepositoryServing:
         repo = data.repository(f"mem-{u}", {"f.txt": OLD})
         data.distribute(f"mem-{u}", repository_version=repo.latest_version())
         assert remembered(monkeypatch, f"/pulp/content/mem-{u}/f.txt") == (200, OLD)
+
+
+@pytest.mark.usefixtures("file_plugin_pull_through")
+class TestRemote:
+    """A distribution's remote serves, by pull-through, the paths its publication does not
+    hold (plugin/handlers.py ``serve_pull_through``, pulpcore's handler likewise): giving
+    it one, pointing it at another upstream and taking it away change what such a path
+    serves, and the next request serves the new answer. pulp_file is made to support
+    pull-through as tests/test_pull_through_e2e.py makes it (its remote names the content
+    type, so what is pulled is saved)."""
+
+    MISSING = "pulled.bin"
+    FIRST, SECOND = b"pulled from the first upstream\n", b"pulled from the second upstream\n"
+
+    def world(self, upstream, backup_upstream, remote: bool
+              ) -> tuple[FileDistribution, FileRemote | None, str, str]:
+        """A published distribution (with a remote on the first upstream if ``remote``),
+        its file's URL and the URL of a path only the upstreams hold, differently."""
+        u = unique_name()
+        distribution, path = published(u)
+        upstream.files[f"{u}/{self.MISSING}"] = self.FIRST
+        backup_upstream.files[f"{u}/{self.MISSING}"] = self.SECOND
+        made = None
+        if remote:
+            made = FileRemote.objects.create(name=f"mem-{u}", url=upstream.url(f"{u}/"),
+                                             policy="on_demand")
+            distribution.remote = made
+            distribution.save()
+        return distribution, made, path, f"/pulp/content/mem-{u}/{self.MISSING}"
+
+    def test_a_remote_given_is_pulled_through_by_the_next_request(
+            self, monkeypatch, upstream, backup_upstream):
+        distribution, _, path, missing = self.world(upstream, backup_upstream, remote=False)
+        assert remembered(monkeypatch, path) == (200, OLD)
+        assert get(missing)[0] == 404
+        assert remembered(monkeypatch, path) == (200, OLD)
+        u = distribution.base_path.removeprefix("mem-")
+        distribution.remote = FileRemote.objects.create(
+            name=f"mem-{u}", url=upstream.url(f"{u}/"), policy="on_demand")
+        distribution.save()
+        assert get(missing) == (200, self.FIRST)
+
+    def test_a_remote_pointed_at_another_upstream_pulls_from_it_at_the_next_request(
+            self, monkeypatch, upstream, backup_upstream):
+        _, remote, path, missing = self.world(upstream, backup_upstream, remote=True)
+        assert remote is not None
+        assert remembered(monkeypatch, path) == (200, OLD)
+        # Pulled (and saved: a remote artifact of this remote at the first URL) before.
+        assert get(missing) == (200, self.FIRST)
+        assert remembered(monkeypatch, path) == (200, OLD)
+        # As the API's update saves it (master and detail rows). Pull-through reads the
+        # remote's detail row, with the master's columns, live (``remote.cast()``); the
+        # memory's check of the remote row makes the next lookup a full one as well.
+        remote.url = backup_upstream.url(remote.url.removeprefix(upstream.url("")))
+        remote.save()
+        assert get(missing) == (200, self.SECOND)
+
+    def test_a_remote_taken_away_is_404_at_the_next_request(self, monkeypatch, upstream,
+                                                            backup_upstream):
+        distribution, _, path, missing = self.world(upstream, backup_upstream, remote=True)
+        assert remembered(monkeypatch, path) == (200, OLD)
+        assert get(missing) == (200, self.FIRST)
+        assert remembered(monkeypatch, path) == (200, OLD)
+        distribution.remote = None
+        distribution.save()
+        assert get(missing)[0] == 404
+        assert get(path) == (200, OLD)
+
+
+def test_a_distribution_hidden_leaves_the_listings_at_the_next_request_and_keeps_serving(
+        monkeypatch):
+    """``hidden`` only keeps a distribution out of the listings of distributions
+    (pulpcore/content/handler.py ``DistroListings``: its one use of the field; here
+    resolution/distributions.py ``listing``); its files, and its own directory listing,
+    are served as before."""
+    u = unique_name()
+    repo = data.repository(f"mem-{u}", {"f.txt": OLD})
+    publication = data.publish(repo.latest_version())
+    distribution = data.distribute(f"mem-{u}/shown", publication=publication)
+    data.distribute(f"mem-{u}/other", publication=publication)
+    path, listing = f"/pulp/content/mem-{u}/shown/f.txt", f"/pulp/content/mem-{u}/"
+    assert remembered(monkeypatch, path) == (200, OLD)
+    status, page = get(listing)
+    assert status == 200 and b">shown/<" in page and b">other/<" in page
+    assert remembered(monkeypatch, path) == (200, OLD)
+    distribution.hidden = True
+    distribution.save()
+    status, page = get(listing)
+    assert status == 200 and b">shown/<" not in page and b">other/<" in page
+    assert get(path) == (200, OLD)
+    status, own = get(f"/pulp/content/mem-{u}/shown/")
+    assert status == 200 and b">f.txt<" in own
+    assert remembered(monkeypatch, path) == (200, OLD)
+
+
+class TestDomains:
+    """DOMAIN_ENABLED: URLs name the domain (``/pulp/content/<domain>/<base path>/…``)
+    and the memory is keyed by the domain's name (remembered.py ``_key``). The in-process
+    app with domains on (as ``PULP_DOMAIN_ENABLED=true`` makes it at start-up; the
+    statement count needs the app in this process)."""
+
+    @pytest.fixture(autouse=True)
+    def _domains_on(self, monkeypatch):
+        from django.test import override_settings
+
+        from pulp_content_asgi.asgi import application
+        from pulp_content_asgi.entry.app import ContentApp
+
+        assert isinstance(application, ContentApp)  # no deployment middleware here
+        monkeypatch.setattr(application, "domains", True)
+        with override_settings(DOMAIN_ENABLED=True):
+            yield
+
+    @staticmethod
+    def in_domain(u: str) -> tuple[Domain, FileDistribution, str]:
+        """A domain with a published distribution; the URL of its file."""
+        from pulpcore.app.util import set_domain
+
+        domain = data.filesystem_domain(f"dom-{u}")
+        set_domain(domain)
+        try:
+            repo = data.repository(f"mem-{u}", {"f.txt": OLD})
+            distribution = data.distribute(f"mem-{u}",
+                                           publication=data.publish(repo.latest_version()))
+        finally:
+            set_domain(Domain.objects.get(name="default"))
+        return domain, distribution, f"/pulp/content/dom-{u}/mem-{u}/f.txt"
+
+    def test_a_domain_renamed_moves_its_urls_at_the_next_request(self, monkeypatch):
+        u = unique_name()
+        domain, _, path = self.in_domain(u)
+        assert remembered(monkeypatch, path) == (200, OLD)
+        domain.name = f"renamed-{u}"
+        domain.save()
+        assert get(path)[0] == 404
+        assert get(f"/pulp/content/renamed-{u}/mem-{u}/f.txt") == (200, OLD)
+
+    def test_a_deleted_distribution_in_a_domain_is_gone_at_the_next_request(self,
+                                                                             monkeypatch):
+        _, distribution, path = self.in_domain(unique_name())
+        assert remembered(monkeypatch, path) == (200, OLD)
+        distribution.delete()
+        assert get(path)[0] == 404
+
+    def test_a_new_publication_in_a_domain_is_served_by_the_next_request(self, monkeypatch):
+        from pulpcore.app.util import set_domain
+
+        domain, distribution, path = self.in_domain(unique_name())
+        assert remembered(monkeypatch, path) == (200, OLD)
+        repo = distribution.publication.repository_version.repository.cast()
+        set_domain(domain)
+        try:
+            publication = data.publish(data.add_files(repo, {"f.txt": NEW}))
+        finally:
+            set_domain(Domain.objects.get(name="default"))
+        distribution.publication = publication
+        distribution.save()
+        assert get(path) == (200, NEW)
 
 
 def _touch(table: str, pk: object) -> None:
