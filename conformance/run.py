@@ -91,7 +91,7 @@ FLAKY = [
     f"{PULPCORE}.using_plugin.test_reclaim_disk_space::test_reclaim_on_demand_content",
     # Wall-clock bound: its second GET must come within the stack's 3 s
     # DISTRIBUTED_PUBLICATION_RETENTION_PERIOD of the distribution-update task. Failed once
-    # for our app at load 12-19 (2026-11-30: PATCH answered 23:19:29, GET 404 at 23:19:34
+    # for our app at load 12-19 (2026-11-29: PATCH answered 23:19:29, GET 404 at 23:19:34
     # in nginx's log), then passed 5 of 5 repeats; pulpcore's own check is the same query.
     f"{PULP_FILE}.test_distributed_publication::test_old_content_is_served_within_retention_period",
 ]
