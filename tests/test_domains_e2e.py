@@ -5,25 +5,33 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from pulpcore.app.models import Domain
+from pulpcore.app.models import Distribution, Domain
 from pulpcore.app.util import set_domain
 
 from pulp_content_asgi.devtools import data
 from tests.helpers import content_app, raw_get, stop_server, unique_name
 
 
+def published_in_domain(domain: str, repository: str, base_path: str, files: dict[str, bytes]
+                        ) -> tuple[Domain, Distribution]:
+    """A new filesystem domain ``domain`` holding ``repository`` (``files``) published at
+    ``base_path``; the default domain is current again afterwards."""
+    default = Domain.objects.get(name="default")
+    made = data.filesystem_domain(domain)
+    set_domain(made)
+    try:
+        repo = data.repository(repository, files)
+        distribution = data.distribute(base_path, publication=data.publish(repo.latest_version()))
+    finally:
+        set_domain(default)
+    return made, distribution
+
+
 @pytest.fixture(scope="module")
 def domain_world():
     u = unique_name()
-    default = Domain.objects.get(name="default")
-    other = data.filesystem_domain(f"dom-{u}")
-    set_domain(other)
-    try:
-        repo = data.repository(f"in-domain-{u}", {"d.txt": b"in another domain"})
-        publication = data.publish(repo.latest_version())
-        data.distribute(f"shared-{u}", publication=publication)
-    finally:
-        set_domain(default)
+    other, _ = published_in_domain(f"dom-{u}", f"in-domain-{u}", f"shared-{u}",
+                                   {"d.txt": b"in another domain"})
     repo = data.repository(f"default-domain-{u}", {"d.txt": b"in the default domain"})
     data.distribute(f"shared-{u}", publication=data.publish(repo.latest_version()))
     return u, other
@@ -97,14 +105,8 @@ def test_a_domain_renamed_then_its_distribution_deleted_is_seen_by_the_next_requ
     remembered; the statement count is only visible in process); the rename moves the
     URLs at the next request, the deletion ends the new one."""
     u = unique_name()
-    default = Domain.objects.get(name="default")
-    domain = data.filesystem_domain(f"ren-{u}")
-    set_domain(domain)
-    try:
-        repo = data.repository(f"ren-{u}", {"f.txt": b"renamed domain"})
-        distribution = data.distribute(f"ren-{u}", publication=data.publish(repo.latest_version()))
-    finally:
-        set_domain(default)
+    domain, distribution = published_in_domain(f"ren-{u}", f"ren-{u}", f"ren-{u}",
+                                               {"f.txt": b"renamed domain"})
     old = domain_server.url(f"/pulp/content/ren-{u}/ren-{u}/f.txt")
     new = domain_server.url(f"/pulp/content/moved-{u}/ren-{u}/f.txt")
     for _ in range(3):
