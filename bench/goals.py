@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 
 from bench import record, report
-from bench.inputs import MET, NOT_EVALUATED, Inputs, Missing, judge
+from bench.inputs import MET, NOT_EVALUATED, Inputs, Missing, figure, judge
 from bench.report import CACHED_OURS, NGINX, OURS, PULPCORE, Values, _small, cell, entry
 from bench.stats import Spread, spread
 
@@ -42,6 +42,12 @@ OUR_CONTENDERS = ("asgi-granian", "asgi-uvicorn", "asgi-granian-cache")
 CLIENTS = 1000
 PER_CONNECTION_KIB = 32
 PG_PER_WORKER = 4
+#: The files of a cache contender's hot set (``bench/run.py``: ``suite.small[:500]``).
+HOT_SET = 500
+#: The on-demand file's size (``bench/dataset.py``: bench-large, 1 GiB).
+ONDEMAND_BYTES = 1 << 30
+#: The worker counts the rows judged "at every worker count" need in the plan.
+WORKERS = (1, 2)
 
 @dataclass(frozen=True)
 class Row:
@@ -116,6 +122,9 @@ def warm_cache(inp: Inputs, name: str, workers: int) -> None:
         check = found.get(key)
         if check is None:
             raise Missing(f"{name} {workers}w: cache warmth not checked {when} the points")
+        if check["of"] != HOT_SET:
+            raise Missing(f"{name} {workers}w: warmth checked {when} the points on "
+                          f"{check['of']} files, the hot set is {HOT_SET}")
         if check["hits"] != check["of"]:
             raise Missing(f"{name} {workers}w not warm {when} the points: "
                           f"{check['hits']} of {check['of']} files were cache hits")
@@ -155,7 +164,7 @@ def _our_check(inp: Inputs) -> list[str]:
     """What our GET/HEAD checks found wrong, at every worker count (a check that was not
     made is a missing input)."""
     wrong = []
-    for workers in inp.meta["workers"]:
+    for workers in inp.worker_counts(WORKERS):
         found = next((r for r in inp.results["objects"]["runs"]
                       if r["contender"] == OURS and r["workers"] == workers), None)
         if found is None or found.get("check") is None:
@@ -179,7 +188,7 @@ def object_storage(inp: Inputs) -> tuple[str, bool]:
     if wrong:
         return f"our GET/HEAD check failed: {'; '.join(wrong)[:400]}", False
     parts, met = [], True
-    for workers in inp.meta["workers"]:
+    for workers in inp.worker_counts(WORKERS):
         for c in inp.levels():
             def rate(name: str, workers: int = workers, c: str = c) -> Spread:
                 runs = _redirect_run(inp, name, workers)["redirect"].get(c, [])
@@ -218,6 +227,9 @@ def on_demand(inp: Inputs) -> tuple[str, bool]:
     # A download cut short reads as a fast one (urllib's read() ends quietly at an early
     # close): every run must have received the whole file, as the hashing limit read it.
     size = hashed[0]["bytes"]
+    if any(r["bytes"] != ONDEMAND_BYTES for r in hashed):
+        raise Missing(f"on-demand: the hashing limit read {[r['bytes'] for r in hashed]} "
+                      f"bytes, not the {ONDEMAND_BYTES}-byte file")
     if any(r.get("large_bytes") != size for r in found[name]["runs"]):
         raise Missing(f"on-demand {name}: a download of the 1 GiB file was short")
     short = sum(r.get("large_bytes") != size for r in found[OURS]["runs"])
@@ -229,7 +241,8 @@ def on_demand(inp: Inputs) -> tuple[str, bool]:
 
 
 def burst(inp: Inputs) -> tuple[str, bool]:
-    """0 failed in every run of every contender of ours (1 worker, 1,000 clients)."""
+    """0 failed in every run of every contender of ours (1 worker, 1,000 clients: each
+    run's own count, which with its completed must account for them)."""
     clients = inp.meta.get("burst_clients")
     if clients != CLIENTS:
         raise Missing(f"burst of {clients} clients, {CLIENTS} needed")
@@ -239,8 +252,20 @@ def burst(inp: Inputs) -> tuple[str, bool]:
         and r["contender"] != BASELINE and r.get("burst")]
     parts, met = [], True
     for name in names:
-        failed = inp.point(name, 1, lambda e: [r["failed"] for r in e["burst"]],
-                           "burst failed")
+        def failures(e: dict, name: str = name) -> list[float]:
+            """Each burst run's failed; Missing unless every run was a burst of
+            ``CLIENTS`` whose completed and failed add up to them (0 failed is then every
+            client completed)."""
+            for r in e["burst"]:
+                if r["clients"] != CLIENTS:
+                    raise Missing(f"{name}: a burst run of {r['clients']!r} clients, "
+                                  f"{CLIENTS} needed")
+                if r["completed"] + r["failed"] != r["clients"]:
+                    raise Missing(f"{name}: a burst run of {r['clients']} clients with "
+                                  f"{r['completed']!r} completed, {r['failed']!r} failed")
+            return [r["failed"] for r in e["burst"]]
+
+        failed = inp.point(name, 1, failures, "burst failed")
         met &= failed.high == 0
         parts.append(f"{name} {_n(failed)} failed")
     return f"of {clients} per run: " + ", ".join(parts), met
@@ -276,7 +301,8 @@ def slow_readers(inp: Inputs) -> tuple[str, bool]:
 
     ours = runs(OURS)
     kept = held(inp, OURS)
-    cost = inp.spread([r["per_connection_kib"] for r in kept], "KiB per held connection")
+    cost = inp.spread([r["per_connection_kib"] for r in kept], "KiB per held connection",
+                      negative=True)
     # Held: answered 200 and still open when the RSS settled (a server that sent its
     # headers and closed would look cheap); results older than that count use "headed".
     answered = min((r.get("held", r["headed"]) if r["statuses"] == [200] and not r["failures"]
@@ -286,7 +312,8 @@ def slow_readers(inp: Inputs) -> tuple[str, bool]:
     name, theirs = inp.faster(PULPCORE, lambda n: inp.spread(
         [r["idle_rss_mib_total"] for r in runs(n)], f"{n} idle RSS"), higher=False)
     their_cost = inp.faster(PULPCORE, lambda n: inp.spread(
-        [r["per_connection_kib"] for r in held(inp, n)], f"{n} held"), higher=False)
+        [r["per_connection_kib"] for r in held(inp, n)], f"{n} held", negative=True),
+        higher=False)
     # A held connection costs something: a loaded RSS below the idle one means the
     # measure missed the worker (or it freed memory meanwhile), not a negative cost.
     met = completed == clients and answered == clients and cost.low > 0 \
@@ -304,7 +331,7 @@ def pg_connections(inp: Inputs, first_row: str) -> tuple[str, bool]:
     if "64" not in inp.levels():
         raise Missing("no c64 point in this run")
     parts, met = [], True
-    for workers in inp.meta["workers"]:
+    for workers in inp.worker_counts(WORKERS):
         def per_worker(e: dict, w: int = workers) -> list[float]:
             return [r["max_pg_connections"] / w for r in e["small"].get("64", [])]
 
@@ -331,7 +358,8 @@ def round_trips(inp: Inputs) -> tuple[str, bool]:
     ours = (inp.results.get("hops") or {}).get("asgi")
     if not ours:
         raise Missing("the in-process count did not run")
-    text = f"{ours['queries_per_request']:.2f} statements per request (in-process, exact)"
+    queries = figure(ours["queries_per_request"], "statements per request")
+    text = f"{queries:.2f} statements per request (in-process, exact)"
     with_runs = entry(inp.results, OURS, 1)
     wire = [r["db_round_trips_per_request"] for r in (with_runs or {}).get("small", {})
             .get("64", []) if "db_round_trips_per_request" in r]
@@ -339,14 +367,14 @@ def round_trips(inp: Inputs) -> tuple[str, bool]:
         text += f"; {cell(spread(wire), '{:.2f}')} transactions per request at 1w c64 " \
                 "(pg_stat_database, approximate)"
     # 0 statements means the count did not see the lookup (it always makes one).
-    return text, 0 < ours["queries_per_request"] <= 1
+    return text, 0 < queries <= 1
 
 
 def large_file(inp: Inputs) -> tuple[str, bool]:
     """(Issue #3, kept) ours ≥ 0.9 x the better nginx's GB/s on the 1 GiB file, every
     worker count."""
     parts, met = [], True
-    for workers in inp.meta["workers"]:
+    for workers in inp.worker_counts(WORKERS):
         def gbps(name: str, workers: int = workers) -> Spread:
             return inp.point(name, workers, lambda e: [r["bytes_per_s"] / 1e9
                                                        for r in e["large"]], "1 GiB GB/s")
@@ -364,10 +392,12 @@ def thread_hops(inp: Inputs) -> tuple[str, bool]:
     hops = inp.results.get("hops") or {}
     if not hops.get("asgi"):
         raise Missing("the in-process count did not run")
+    ours = figure(hops["asgi"]["hops_per_request"], "thread hops per request")
     theirs = hops.get("pulpcore-content")
-    return (f"{hops['asgi']['hops_per_request']:.1f} thread hops"
+    # 0 hops means the count did not see the lookup (the ORM runs it in a thread).
+    return (f"{ours:.1f} thread hops"
             + (f"; pulpcore-content {theirs['hops_per_request']:.1f}" if theirs else ""),
-            hops["asgi"]["hops_per_request"] <= 1)
+            0 < ours <= 1)
 
 
 def rows(results: dict) -> list[Row]:

@@ -5,7 +5,8 @@ evaluated" (an input missing, or a figure with fewer than :data:`MIN_RUNS` runs)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bench.report import Values, entry
@@ -30,7 +31,13 @@ class Inputs:
         self.meta = results["meta"]
         self.fewest: int | None = None
 
-    def spread(self, values: list[float], what: str) -> Spread:
+    def spread(self, values: list[float], what: str, negative: bool = False) -> Spread:
+        """The :class:`Spread` of ``values``; Missing when there are none or one is not a
+        figure: not a number, NaN, infinite, or negative (unless ``negative``: a
+        difference may be). Such a value is a broken measure, and a NaN would make
+        :meth:`faster` quietly pick another contender."""
+        for value in values:
+            figure(value, what, negative)
         found = spread(values)
         if found is None:
             raise Missing(f"{what}: not measured")
@@ -56,6 +63,13 @@ class Inputs:
         name = (max if higher else min)(found, key=lambda n: found[n].median)
         return name, found[name]
 
+    def worker_counts(self, needed: Iterable[int]) -> list[int]:
+        """The plan's worker counts; Missing unless each of ``needed`` is among them (an
+        empty plan would leave a row "every worker count" with nothing to judge)."""
+        for workers in needed:
+            self.workers(workers)
+        return list(self.meta["workers"])
+
     def levels(self) -> list[str]:
         levels = [str(c) for c in self.meta.get("concurrency", [])]
         if not levels:
@@ -65,6 +79,16 @@ class Inputs:
     def workers(self, workers: int) -> None:
         if workers not in self.meta.get("workers", []):
             raise Missing(f"{workers} worker(s) not in this run's plan")
+
+
+def figure(value: Any, what: str, negative: bool = False) -> float:
+    """``value`` when it is a finite number (≥ 0 unless ``negative``); else Missing."""
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
+        raise Missing(f"{what}: {value!r} is not a figure")
+    if value < 0 and not negative:
+        raise Missing(f"{what}: {value!r} cannot be negative")
+    return float(value)
 
 
 def judge(results: dict, evaluate: Callable[[Inputs], tuple[str, bool]]) -> tuple[str, str]:

@@ -5,6 +5,7 @@ bench/run.py's JSON. Pure: no server, no database."""
 from __future__ import annotations
 
 import copy
+import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -133,6 +134,16 @@ def _scale(runs: list[dict[str, Any]], key: str, factor: float) -> None:
         r[key] *= factor
 
 
+def _median(runs: list[dict[str, Any]], key: str, value: float) -> None:
+    """Three runs around ``value`` (±5 %), whose median is exactly ``value``."""
+    for r, f in zip(runs, (0.95, 1.0, 1.05), strict=True):
+        r[key] = value * f
+
+
+def _bursts(failed: tuple[int, ...], clients: int = 1000) -> list[dict[str, Any]]:
+    return [{"clients": clients, "completed": clients - n, "failed": n} for n in failed]
+
+
 def test_every_row_is_met_on_complete_results() -> None:
     assert set(verdicts(complete()).values()) == {"met"}
 
@@ -180,12 +191,12 @@ def _hashing_far_ahead(r: dict) -> None:  # limit 1.2 GB/s: 1.33x ours
 
 
 def _uvicorn_burst_one_failed(r: dict) -> None:
-    _entry(r, "asgi-uvicorn")["burst"] = [{"failed": 0}, {"failed": 1}, {"failed": 0}]
+    _entry(r, "asgi-uvicorn")["burst"] = _bursts((0, 1, 0))
 
 
 def _metrics_burst_failed(r: dict) -> None:  # another contender of ours that ran
     metrics = _run("asgi-granian-metrics", 1, 1800)
-    metrics["burst"] = [{"failed": 272}] * 3
+    metrics["burst"] = _bursts((272, 272, 272))
     r["runs"].append(metrics)
 
 
@@ -253,12 +264,76 @@ def _two_statements(r: dict) -> None:
     r["hops"]["asgi"]["queries_per_request"] = 2.0
 
 
-def _large_file_slow(r: dict) -> None:
-    _scale(_entry(r, "asgi-granian", 2)["large"], "bytes_per_s", 0.5)
+def _large_file_slow(r: dict) -> None:  # 0.5 GB/s at 2w: 0.48x nginx-copy's 1.05
+    _entry(r, "asgi-granian", 2)["large"] = [{"bytes_per_s": 0.5e9}] * 3
 
 
 def _two_hops(r: dict) -> None:
     r["hops"]["asgi"]["hops_per_request"] = 2.0
+
+
+# Just past each bound (a bound loosened to the figure would meet the row):
+
+def _published_9_5x(r: dict) -> None:  # 1425 req/s at c64: 9.5x 150
+    _median(_entry(r, "asgi-granian")["small"]["64"], "rps", 1425)
+
+
+def _cache_share_0_24x(r: dict) -> None:  # ours 2000 vs cache 8400 at c16: 0.238x
+    _median(_entry(r, "asgi-granian-cache")["small"]["16"], "rps", 8400)
+
+
+def _p99_1_percent_worse(r: dict) -> None:  # 40.4 ms vs pulpcore-content-uvloop's 40
+    _median(_entry(r, "asgi-granian")["small"]["16"], "p99_ms", 40.4)
+
+
+def _two_workers_5_9x(r: dict) -> None:  # 1770 req/s at 2w c64: 5.9x 300
+    _median(_entry(r, "asgi-granian", 2)["small"]["64"], "rps", 1770)
+
+
+def _objects_4_9x(r: dict) -> None:  # 882 302/s at 1w c16: 4.9x 180
+    _median(_redirect(r, "asgi-granian")["redirect"]["16"], "status_per_s", 882)
+
+
+def _objects_socket_errors(r: dict) -> None:  # every answer wrk read a 302, 2 sockets failed
+    _redirect(r, "asgi-granian", 2)["redirect"]["64"][1]["errors"] = 2
+
+
+def _ondemand_1_48x(r: dict) -> None:  # 0.74 GB/s: 1.48x 0.5 (hashing 0.9: 1.22x ours)
+    r["ondemand"]["asgi-granian"]["runs"] = _downloads(0.74)
+    r["ondemand"]["hashing"]["runs"] = [{"gbps": 0.9, "bytes": GIB}] * 3
+
+
+def _hashing_1_31x(r: dict) -> None:  # ours 1.0 GB/s, limit 1.31
+    r["ondemand"]["asgi-granian"]["runs"] = _downloads(1.0)
+    r["ondemand"]["hashing"]["runs"] = [{"gbps": 1.31, "bytes": GIB}] * 3
+
+
+def _held_32_5_kib(r: dict) -> None:
+    r["held"]["asgi-granian"] = _held(32.5)
+
+
+def _idle_half_a_mib_above(r: dict) -> None:  # 250.5 MiB vs pulpcore-content-uvloop's 250
+    _entry(r, "asgi-granian")["slow"] = _slow(280, 240, 250.5)
+
+
+def _pg_4_5_per_worker(r: dict) -> None:  # 9 connections at 2 workers
+    _entry(r, "asgi-granian", 2)["small"]["64"][1]["max_pg_connections"] = 9
+
+
+def _statements_1_05(r: dict) -> None:
+    r["hops"]["asgi"]["queries_per_request"] = 1.05
+
+
+def _large_file_0_89x(r: dict) -> None:  # 0.9345 GB/s at 2w vs nginx-copy's 1.05
+    _entry(r, "asgi-granian", 2)["large"] = [{"bytes_per_s": 0.9345e9}] * 3
+
+
+def _hops_1_05(r: dict) -> None:
+    r["hops"]["asgi"]["hops_per_request"] = 1.05
+
+
+def _no_hop_counted(r: dict) -> None:  # the count did not see the ORM's thread
+    r["hops"]["asgi"]["hops_per_request"] = 0.0
 
 
 @pytest.mark.parametrize(("mutate", "missed"), [
@@ -291,6 +366,21 @@ def _two_hops(r: dict) -> None:
     (_a_negative_held_cost, {"slow readers"}),
     (_large_file_slow, {"large file"}),
     (_two_hops, {"thread hops"}),
+    (_published_9_5x, {"published 1w", "PG connections"}),
+    (_cache_share_0_24x, {"published 1w", "PG connections"}),
+    (_p99_1_percent_worse, {"published 1w", "PG connections"}),
+    (_two_workers_5_9x, {"published 2w"}),
+    (_objects_4_9x, {"object storage"}),
+    (_objects_socket_errors, {"object storage"}),
+    (_ondemand_1_48x, {"on-demand"}),
+    (_hashing_1_31x, {"on-demand"}),
+    (_held_32_5_kib, {"slow readers"}),
+    (_idle_half_a_mib_above, {"slow readers"}),
+    (_pg_4_5_per_worker, {"PG connections"}),
+    (_statements_1_05, {"round trips"}),
+    (_large_file_0_89x, {"large file"}),
+    (_hops_1_05, {"thread hops"}),
+    (_no_hop_counted, {"thread hops"}),
 ], ids=lambda x: x.__name__.strip("_") if callable(x) else "")
 def test_a_figure_past_its_bound_misses_its_row(mutate: Callable[[dict], None],
                                                 missed: set[str]) -> None:
@@ -300,6 +390,63 @@ def test_a_figure_past_its_bound_misses_its_row(mutate: Callable[[dict], None],
     assert {name for name, v in found.items() if v == "missed"} == missed
     assert {name for name, v in found.items() if v != "missed"} == set(ROWS) - missed
     assert all(found[name] == "met" for name in set(ROWS) - missed)
+
+
+# --- each figure exactly at its bound meets its row --------------------------------
+# (complete() itself has 4 PostgreSQL connections per worker, 1 statement, 1 thread hop and
+# 0 failed: those bounds are met there.)
+
+def _published_10x(r: dict) -> None:
+    _median(_entry(r, "asgi-granian")["small"]["64"], "rps", 1500)
+
+
+def _cache_share_0_25x(r: dict) -> None:
+    _median(_entry(r, "asgi-granian-cache")["small"]["16"], "rps", 8000)
+
+
+def _p99_equal_to_today(r: dict) -> None:
+    _median(_entry(r, "asgi-granian")["small"]["16"], "p99_ms", 40)
+
+
+def _two_workers_6x(r: dict) -> None:
+    _median(_entry(r, "asgi-granian", 2)["small"]["64"], "rps", 1800)
+
+
+def _objects_5x(r: dict) -> None:
+    _median(_redirect(r, "asgi-granian")["redirect"]["16"], "status_per_s", 900)
+
+
+def _ondemand_1_5x(r: dict) -> None:
+    r["ondemand"]["asgi-granian"]["runs"] = _downloads(0.75)
+    r["ondemand"]["hashing"]["runs"] = [{"gbps": 0.9, "bytes": GIB}] * 3
+
+
+def _hashing_1_3x(r: dict) -> None:
+    r["ondemand"]["asgi-granian"]["runs"] = _downloads(1.0)
+    r["ondemand"]["hashing"]["runs"] = [{"gbps": 1.3, "bytes": GIB}] * 3
+
+
+def _held_32_kib(r: dict) -> None:
+    r["held"]["asgi-granian"] = _held(32)
+
+
+def _idle_equal_to_pulpcore(r: dict) -> None:
+    _entry(r, "asgi-granian")["slow"] = _slow(280, 240, 250)
+
+
+def _large_file_0_9x(r: dict) -> None:
+    for name, gbps in (("asgi-granian", 0.9), ("nginx", 1.0), ("nginx-copy", 1.0)):
+        _entry(r, name, 2)["large"] = [{"bytes_per_s": gbps * 1e9}] * 3
+
+
+@pytest.mark.parametrize("mutate", [
+    _published_10x, _cache_share_0_25x, _p99_equal_to_today, _two_workers_6x, _objects_5x,
+    _ondemand_1_5x, _hashing_1_3x, _held_32_kib, _idle_equal_to_pulpcore, _large_file_0_9x,
+], ids=lambda x: x.__name__.strip("_"))
+def test_a_figure_at_its_bound_meets_its_row(mutate: Callable[[dict], None]) -> None:
+    results = complete()
+    mutate(results)
+    assert set(verdicts(results).values()) == {"met"}
 
 
 # --- each row not evaluated when an input is missing ----------------------------------
@@ -377,6 +524,91 @@ def _no_hops(r: dict) -> None:
     r["hops"] = None
 
 
+def _ondemand_of_100_mib(r: dict) -> None:  # every run read a 100 MiB file, not 1 GiB
+    r["ondemand"]["hashing"]["runs"] = [{"gbps": 1.0, "bytes": 100 << 20}] * 3
+    for name in ("asgi-granian", "pulpcore-content", "pulpcore-content-uvloop"):
+        for run in r["ondemand"][name]["runs"]:
+            run["large_bytes"] = 100 << 20
+
+
+def _cache_checked_on_no_file(r: dict) -> None:  # 0 of 0 hits: "every file" vacuously
+    _entry(r, "asgi-granian-cache")["warm"] = {"hits": 0, "of": 0}
+
+
+def _cache_checked_on_ten_files(r: dict) -> None:  # not the hot set of 500
+    _entry(r, "asgi-granian-cache")["warm_after"] = {"hits": 10, "of": 10}
+
+
+def _negative_hops(r: dict) -> None:
+    r["hops"]["asgi"]["hops_per_request"] = -1.0
+
+
+def _nan_hops(r: dict) -> None:
+    r["hops"]["asgi"]["hops_per_request"] = math.nan
+
+
+def _negative_statements(r: dict) -> None:
+    r["hops"]["asgi"]["queries_per_request"] = -1.0
+
+
+def _bursts_of_nobody(r: dict) -> None:  # meta says 1,000; the runs had no client
+    _entry(r, "asgi-granian")["burst"] = _bursts((0, 0, 0), clients=0)
+
+
+def _bursts_of_200(r: dict) -> None:
+    _entry(r, "asgi-uvicorn")["burst"] = _bursts((0, 0, 0), clients=200)
+
+
+def _a_burst_not_accounted_for(r: dict) -> None:  # 1,000 clients, none completed or failed
+    _entry(r, "asgi-granian-cache")["burst"][1] = {"clients": 1000, "completed": 0,
+                                                   "failed": 0}
+
+
+def _no_worker_counts(r: dict) -> None:
+    r["meta"]["workers"] = []
+
+
+def _one_worker_only(r: dict) -> None:
+    r["meta"]["workers"] = [1]
+
+
+def _no_concurrency_levels(r: dict) -> None:
+    r["meta"]["concurrency"] = []
+
+
+def _nginx_copy_nan(r: dict) -> None:  # a NaN is neither faster nor slower
+    _entry(r, "nginx-copy", 2)["large"][0] = {"bytes_per_s": math.nan}
+
+
+def _pulpcore_uvloop_rps_nan(r: dict) -> None:
+    _entry(r, "pulpcore-content-uvloop")["small"]["16"][1]["rps"] = math.nan
+
+
+def _pulpcore_uvloop_rps_negative(r: dict) -> None:
+    _scale(_entry(r, "pulpcore-content-uvloop")["small"]["16"], "rps", -1)
+
+
+def _our_rps_infinite(r: dict) -> None:
+    _entry(r, "asgi-granian")["small"]["64"][0]["rps"] = math.inf
+
+
+def _pulpcore_uvloop_302s_nan(r: dict) -> None:
+    _redirect(r, "pulpcore-content-uvloop")["redirect"]["16"][2]["status_per_s"] = math.nan
+
+
+def _pulpcore_uvloop_ondemand_nan(r: dict) -> None:
+    r["ondemand"]["pulpcore-content-uvloop"]["runs"][0]["large_gbps"] = math.nan
+
+
+def _pulpcore_uvloop_idle_nan(r: dict) -> None:
+    for run in _entry(r, "pulpcore-content-uvloop")["slow"]:
+        run["idle_rss_mib_total"] = math.nan
+
+
+def _our_held_cost_nan(r: dict) -> None:
+    r["held"]["asgi-granian"]["runs"][0]["per_connection_kib"] = math.nan
+
+
 def _no_c64(r: dict) -> None:
     r["meta"]["concurrency"] = [16]
 
@@ -402,6 +634,28 @@ def _no_c64(r: dict) -> None:
     (_held_pulpcore_did_not_start, {"slow readers"}),
     (_no_hops, {"round trips", "thread hops"}),
     (_no_c64, {"PG connections"}),
+    (_ondemand_of_100_mib, {"on-demand"}),
+    (_cache_checked_on_no_file, {"published 1w", "PG connections"}),
+    (_cache_checked_on_ten_files, {"published 1w", "PG connections"}),
+    (_negative_hops, {"thread hops"}),
+    (_nan_hops, {"thread hops"}),
+    (_negative_statements, {"round trips"}),
+    (_bursts_of_nobody, {"burst"}),
+    (_bursts_of_200, {"burst"}),
+    (_a_burst_not_accounted_for, {"burst"}),
+    (_no_worker_counts, {"published 1w", "published 2w", "object storage", "PG connections",
+                         "large file"}),
+    (_one_worker_only, {"published 2w", "object storage", "PG connections", "large file"}),
+    (_no_concurrency_levels, {"published 1w", "published 2w", "object storage",
+                              "PG connections"}),
+    (_nginx_copy_nan, {"large file"}),
+    (_pulpcore_uvloop_rps_nan, {"published 1w", "PG connections"}),
+    (_pulpcore_uvloop_rps_negative, {"published 1w", "PG connections"}),
+    (_our_rps_infinite, {"published 1w", "PG connections"}),
+    (_pulpcore_uvloop_302s_nan, {"object storage"}),
+    (_pulpcore_uvloop_ondemand_nan, {"on-demand"}),
+    (_pulpcore_uvloop_idle_nan, {"slow readers"}),
+    (_our_held_cost_nan, {"slow readers"}),
 ], ids=lambda x: x.__name__.strip("_") if callable(x) else "")
 def test_a_missing_input_leaves_its_row_not_evaluated(mutate: Callable[[dict], None],
                                                       unevaluated: set[str]) -> None:
@@ -420,6 +674,19 @@ def test_the_missing_input_is_named() -> None:
     _pulpcore_failed_the_check(results)
     assert "pulpcore-content-uvloop (1 worker(s)) failed the GET/HEAD check: HEAD x: " \
         "Location signed for GET" in row(results, "object storage").result
+
+
+def test_a_nonsense_input_is_named() -> None:
+    results = complete()
+    _cache_checked_on_no_file(results)
+    assert "asgi-granian-cache 1w: warmth checked before the points on 0 files, the hot " \
+        "set is 500" in row(results, "published 1w").result
+    _nginx_copy_nan(results)
+    assert "nginx-copy 2w 1 GiB GB/s: nan is not a figure" in row(results, "large file").result
+    _bursts_of_nobody(results)
+    assert "asgi-granian: a burst run of 0 clients, 1000 needed" in row(results, "burst").result
+    _one_worker_only(results)
+    assert "2 worker(s) not in this run's plan" in row(results, "object storage").result
 
 
 def test_fewer_than_three_runs_show_the_figures_without_a_verdict() -> None:
