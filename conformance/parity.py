@@ -30,6 +30,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -544,8 +545,8 @@ def same_listing_but_title(ours: bytes, theirs: bytes) -> bool:
     def blank(page: bytes) -> bytes:
         return _TITLES.sub(rb"<\1>Index of </\1>", page)
 
-    return ours != theirs and len(_TITLES.findall(theirs)) == 2 and blank(theirs) == theirs \
-        and blank(ours) == theirs
+    return (ours != theirs and len(_TITLES.findall(theirs)) == 2 and blank(theirs) == theirs
+            and blank(ours) == blank(theirs))
 
 
 def verdicts(probe: Probe, ours: Answer, theirs: Answer, diffs: list[Difference],
@@ -626,27 +627,45 @@ def _wait_serving(port: int, timeout: float = 120) -> None:
     raise SystemExit(f"the parity app on port {port} did not start in {timeout}s")
 
 
-def start_pair(stack: stacks.Layout) -> dict[str, tuple[int, subprocess.Popen[bytes]]]:
-    """Our app and pulpcore-content on the stack's database, each on its own (emptied)
-    database of the stack's Redis; name -> (port, process)."""
-    import redis
-
-    pair = {}
+def pair_plan(stack: stacks.Layout) -> dict[str, tuple[int, int, list[str], dict[str, str]]]:
+    """name -> (port, Redis database, argv, environment) of our app and pulpcore-content:
+    the stack's database and settings, each app on its own Redis database (``REDIS_DBS``,
+    never the stack's 0), so neither answers from an entry the other wrote."""
+    plan = {}
     for (side, offset), db in zip(PAIR_OFFSET.items(), REDIS_DBS, strict=True):
-        try:
-            redis.Redis(host="127.0.0.1", port=stack.redis, db=db).flushdb()
-        except redis.ConnectionError as error:
-            raise SystemExit(f"the stack at {stack.origin} has no Redis of its own on port "
-                             f"{stack.redis} ({error}); it was started before the stacks "
-                             "had one: make pulp-down, then run again") from None
         port = stack.nginx + offset
         argv = ([os.path.join(stacks.BIN, "pulp-content-asgi"), "--bind",
                  f"127.0.0.1:{port}", "--workers", "1", "--name-template",
                  "asgi-parity-{pid}@{hostname}"] if side == "asgi" else
                 [os.path.join(stacks.BIN, "pulpcore-content"), "--bind", f"127.0.0.1:{port}",
                  "--workers", "1"])
+        plan[side] = (port, db, argv, {**stacks.environment(stack), "PULP_REDIS_DB": str(db)})
+    return plan
+
+
+def empty_caches(stack: stacks.Layout, dbs: list[int],
+                 connect: Callable[..., Any] | None = None) -> None:
+    """Empty each of ``dbs`` on the stack's Redis (``connect``: ``redis.Redis``), so no
+    answer of this run comes from an entry a previous run wrote."""
+    import redis
+
+    for db in dbs:
+        try:
+            (connect or redis.Redis)(host="127.0.0.1", port=stack.redis, db=db).flushdb()
+        except redis.ConnectionError as error:
+            raise SystemExit(f"the stack at {stack.origin} has no Redis of its own on port "
+                             f"{stack.redis} ({error}); it was started before the stacks "
+                             "had one: make pulp-down, then run again") from None
+
+
+def start_pair(stack: stacks.Layout) -> dict[str, tuple[int, subprocess.Popen[bytes]]]:
+    """Our app and pulpcore-content as ``pair_plan`` says, their Redis databases emptied
+    first; name -> (port, process)."""
+    plan = pair_plan(stack)
+    empty_caches(stack, [db for _, db, _, _ in plan.values()])
+    pair = {}
+    for side, (port, _, argv, env) in plan.items():
         log = open(stack.path("logs", f"parity-{side}.log"), "ab")  # noqa: SIM115
-        env = {**stacks.environment(stack), "PULP_REDIS_DB": str(db)}
         pair[side] = (port, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                              env=env, cwd=stack.root, start_new_session=True))
     for port, _ in pair.values():
@@ -669,16 +688,16 @@ Row = tuple[str, Probe, Answer, Answer, list[Difference], list[str]]
 
 
 def probe_all(probes: list[Probe], pair: dict[str, tuple[int, subprocess.Popen[bytes]]],
-              host: str) -> list[Row]:
-    """Both passes: ours first, then pulpcore-content first."""
+              host: str, send: Callable[[int, str, Probe], Answer] = ask) -> list[Row]:
+    """Both passes: ours first, then pulpcore-content first (``send``: ``ask``)."""
     rows: list[Row] = []
     for name, order in (("ours first", ("asgi", "legacy")),
                         ("theirs first", ("legacy", "asgi"))):
         for probe in probes:
-            got = {side: ask(pair[side][0], host, probe) for side in order}
+            got = {side: send(pair[side][0], host, probe) for side in order}
             diffs, found = judge(probe, got["asgi"], got["legacy"])
             if probe.same_as is not None:
-                reference = ask(pair["asgi"][0], host, Probe(probe.label, probe.same_as))
+                reference = send(pair["asgi"][0], host, Probe(probe.label, probe.same_as))
                 if (reference.status, reference.body) != (got["asgi"].status,
                                                           got["asgi"].body):
                     diffs.append(Difference(f"ours vs ours at {probe.same_as}",
@@ -726,6 +745,22 @@ def write_report(path: str, rows: list[Row], domains: bool) -> int:
     return unexplained
 
 
+def collect(domains: bool) -> list[Row]:
+    """The corpus asked of a fresh pair on the stack (started here if it is not up)."""
+    stack = stacks.layout(domains)
+    started = stacks.ensure_up(stack)
+    try:
+        probes, _ = corpus(domains, stack.nginx + UPSTREAM_OFFSET)
+        pair = start_pair(stack)
+        try:
+            return probe_all(probes, pair, f"127.0.0.1:{stack.nginx}")
+        finally:
+            stop_pair(pair)
+    finally:
+        if started:
+            stacks.down(stack)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -734,18 +769,7 @@ def main() -> None:
     args = parser.parse_args()
     args.report = args.report or os.path.join(
         stacks.ROOT, "conformance", "parity-domains.md" if args.domains else "parity.md")
-    stack = stacks.layout(args.domains)
-    started = stacks.ensure_up(stack)
-    try:
-        probes, _ = corpus(args.domains, stack.nginx + UPSTREAM_OFFSET)
-        pair = start_pair(stack)
-        try:
-            rows = probe_all(probes, pair, f"127.0.0.1:{stack.nginx}")
-        finally:
-            stop_pair(pair)
-    finally:
-        if started:
-            stacks.down(stack)
+    rows = collect(args.domains)
     unexplained = write_report(args.report, rows, args.domains)
     print(f"Parity: {len(rows)} requests, {sum(1 for r in rows if not r[4])} identical, "
           f"{unexplained} unexplained differences; {args.report}")

@@ -199,9 +199,13 @@ def _blocked_plugins() -> list[str]:
             for arg in ("-p", f"no:{name}")]
 
 
+#: The interpreter the pytest processes run under (the unit tests put a stand-in here).
+PYTHON = sys.executable
+
+
 def _pytest(xml: str, args: list[str]) -> list[str]:
     plugins = ["-p", "conformance.allowances", *_blocked_plugins()]
-    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *plugins, "-q",
+    return [PYTHON, "-m", "pytest", "-p", "no:cacheprovider", *plugins, "-q",
             "-rfEs", "--timeout", "600", f"--rootdir={_site()}", *args,
             f"--junitxml={xml}"]
 
@@ -237,9 +241,7 @@ def run_column(stack: stacks.Layout, column: Column, modules: list[str], prefix:
         xml = f"{prefix}.{suffix}.xml"
         extra = ["-n", str(workers)] if suffix == "parallel" else []
         _execute(column, _pytest(xml, ["-m", marker, *extra, "--pyargs", *modules]), env, xml)
-        found = outcomes([xml])
-        column.problems.extend(_too_few(found, slice_, suffix))
-        column.outcomes.update(found)
+        record_phase(column, xml, slice_, suffix)
     flaky = [t for t in column.outcomes if _function(t) in FLAKY
              or column.outcomes[t].status in ("failed", "error")]
     for n in range(repeat if flaky else 0):
@@ -327,14 +329,20 @@ def load_column(prefix: str) -> Column | None:
         column = Column(**json.load(source))
     slice_ = os.path.basename(prefix).split("-", 1)[0]
     for suffix, _ in PHASES:
-        xml = f"{prefix}.{suffix}.xml"
-        problems: list[str] = [f"no JUnit file {xml}"] if not os.path.exists(xml) else []
-        found = outcomes([xml]) if not problems else {}
-        problems += _too_few(found, slice_, suffix) if slice_ in MIN_EXECUTED else [
-            f"unknown slice {slice_!r} of {prefix}"]
-        column.problems += [p for p in problems if p not in column.problems]
-        column.outcomes.update(found)
+        record_phase(column, f"{prefix}.{suffix}.xml", slice_, suffix)
     return column
+
+
+def record_phase(column: Column, xml: str, slice_: str, suffix: str) -> None:
+    """One phase's JUnit file into ``column``: its outcomes, and as problems a missing
+    file and fewer executed tests than the slice's minimum. The live run (``run_column``)
+    and ``--report-only`` (``load_column``) judge a phase here, the same way."""
+    problems = [] if os.path.exists(xml) else [f"no JUnit file {xml}"]
+    found = outcomes([xml])
+    problems += (_too_few(found, slice_, suffix) if slice_ in MIN_EXECUTED
+                 else [f"unknown slice {slice_!r} of {xml}"])
+    column.problems += [p for p in problems if p not in column.problems]
+    column.outcomes.update(found)
 
 
 def _explain(test_id: str, column: Column, outcome: Outcome) -> str:

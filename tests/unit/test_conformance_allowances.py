@@ -255,3 +255,45 @@ def test_pulpcore_contents_run_gets_no_wrapper(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("CONFORMANCE_SIDE", "legacy")
     module = _module("test_content_path")
     assert _run_hook(module, "test_content_directory_listing") == (print, print)
+
+
+# --- the curl allowance applies behind Pulp's stock layout only
+
+CURL_TEST = ("test_content_delivery", "test_remote_content_changed_with_on_demand")
+
+
+def _run_curl_hook(proxy: str, side: str, monkeypatch: pytest.MonkeyPatch,
+                   test: tuple[str, str] = CURL_TEST) -> tuple[object, object]:
+    """The ``subprocess`` the test module sees while the hook wraps ``test``, and after."""
+    monkeypatch.setenv("CONFORMANCE_SIDE", side)
+    monkeypatch.setenv("CONFORMANCE_PROXY", proxy)
+    module = types.ModuleType(f"{allowances.PULPCORE_TESTS}.{test[0]}")
+    module.subprocess = subprocess  # type: ignore[attr-defined]
+    item = types.SimpleNamespace(module=module, originalname=test[1], name=test[1],
+                                 nodeid=f"{module.__name__}::{test[1]}")
+    hook = allowances.pytest_runtest_call(item)  # type: ignore[arg-type]
+    next(hook)
+    during = module.subprocess  # type: ignore[attr-defined]
+    with contextlib.suppress(StopIteration):
+        hook.send(None)
+    return during, module.subprocess  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("log")
+def test_the_curl_allowance_applies_behind_the_stock_layout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    during, after = _run_curl_hook("stock", "asgi", monkeypatch)
+    assert during is not subprocess and after is subprocess
+    assert during.run.__wrapped__ is subprocess.run  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("log")
+@pytest.mark.parametrize(("proxy", "side", "test"), [
+    ("snippet", "asgi", CURL_TEST),  # our shipped layout: chunked, curl's own wording
+    ("", "asgi", CURL_TEST),
+    ("stock", "legacy", CURL_TEST),  # pulpcore-content's run
+    ("stock", "asgi", ("test_content_delivery", "test_remote_artifact_url_update")),
+])
+def test_the_curl_allowance_applies_nowhere_else(monkeypatch: pytest.MonkeyPatch, proxy: str,
+                                                 side: str, test: tuple[str, str]) -> None:
+    assert _run_curl_hook(proxy, side, monkeypatch, test) == (subprocess, subprocess)
