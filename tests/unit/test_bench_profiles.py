@@ -71,7 +71,8 @@ def test_profiles_are_on_except_in_smoke_runs_unless_asked(argv: list[str], on: 
 def test_our_app_and_pulpcore_content_without_cache_are_profiled_not_nginx() -> None:
     profiled = {c.name for c in servers.CONTENDERS if profiles.wanted(c)}
     assert profiled == {"asgi-granian", "asgi-uvicorn", "asgi-granian-cache",
-                        "asgi-granian-metrics", "pulpcore-content", "pulpcore-content-uvloop"}
+                        "asgi-granian-metrics", "asgi-granian-pool8",
+                        "pulpcore-content", "pulpcore-content-uvloop"}
 
 
 def test_with_profiles_off_no_extra_run_is_made(tmp_path: Path) -> None:
