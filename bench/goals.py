@@ -265,7 +265,7 @@ def burst(inp: Inputs) -> tuple[str, bool]:
                                   f"{r['completed']!r} completed, {r['failed']!r} failed")
             return [r["failed"] for r in e["burst"]]
 
-        failed = inp.point(name, 1, failures, "burst failed")
+        failed = inp.point(name, 1, failures, "burst (clients failed per run)")
         met &= failed.high == 0
         parts.append(f"{name} {_n(failed)} failed")
     return f"of {clients} per run: " + ", ".join(parts), met

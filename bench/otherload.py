@@ -3,10 +3,12 @@
 The load average cannot tell: the bench itself (server, wrk, upstream, PostgreSQL serving
 the server) keeps two cores busy. :class:`OtherLoad` sums the CPU time, over a point's
 wall time, of every process that is not the bench's: not this process or its
-descendants (servers, wrk, nginx, Redis, the upstream), not a PostgreSQL backend
-connected to the bench's database, not a kernel thread (loopback traffic's softirq work
-is the bench's own). The figure is ``other_cores``: CPU-seconds per second of wall time,
-so 0.5 means other processes took half a core on average (2 cores here).
+descendants (servers, wrk, nginx, the upstream), not a PostgreSQL backend connected to
+the bench's database, not the Redis server the cache contenders use (a system service
+here, not the bench's child: found by the port it listens on), not a kernel thread
+(loopback traffic's softirq work is the bench's own). The figure is ``other_cores``:
+CPU-seconds per second of wall time, so 0.5 means other processes took half a core on
+average (2 cores here).
 
 Counting, from ``/proc/<pid>/stat``: utime + stime + cutime + cstime of each counted
 process at the start and the end, summed, end minus start. A counted process that exits
@@ -109,29 +111,75 @@ def bench_backends(dbname: str | None) -> set[int]:
     return {int(row[0]) for row in rows}
 
 
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes of TCP sockets listening on ``port`` (``/proc/net/tcp``, ``tcp6``;
+    state 0A is LISTEN)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as lines:
+                next(lines, None)
+                for line in lines:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:
+                        inodes.add(fields[9])
+        except OSError:
+            continue
+    return inodes
+
+
+def listeners(port: int | None) -> set[int]:
+    """The PIDs of processes holding a socket that listens on TCP ``port`` (e.g. the
+    Redis server the cache contenders use); empty when none or unreadable."""
+    if not port:
+        return set()
+    wanted = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    found = set()
+    for name in os.listdir("/proc") if wanted else ():
+        if not name.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{name}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{name}/fd/{fd}") in wanted:
+                    found.add(int(name))
+                    break
+            except OSError:
+                continue
+    return found
+
+
 class OtherLoad:
     """Context manager: ``other_cores`` of the work done while it was open (see the
     module's docstring); ``dbname`` is the bench's database, whose backends are the
-    bench's own."""
+    bench's own; ``ports`` are TCP ports of servers the bench uses but did not start
+    (Redis), whose listening processes are the bench's own too."""
 
-    def __init__(self, dbname: str | None = None) -> None:
+    def __init__(self, dbname: str | None = None, ports: Iterable[int] = ()) -> None:
         self.dbname = dbname
+        self.ports = tuple(ports)
         self.other_cores: float | None = None
         self.wall = 0.0
 
     def __enter__(self) -> OtherLoad:
-        self._excluded = bench_backends(self.dbname)
+        self._excluded = bench_backends(self.dbname) | self._servers()
         self._start = ticks(self._excluded)
         self._began = time.monotonic()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall = wall = time.monotonic() - self._began
-        excluded = self._excluded | bench_backends(self.dbname)
+        excluded = self._excluded | bench_backends(self.dbname) | self._servers()
         end = ticks(excluded)
         spent = sum(end.values()) - sum(v for pid, v in self._start.items()
                                         if pid not in excluded)
         self.other_cores = max(0.0, spent / _TICK / wall) if wall > 0 else None
+
+    def _servers(self) -> set[int]:
+        return set().union(*(listeners(port) for port in self.ports))
 
     def figures(self) -> dict[str, Any]:
         return {"other_cores": None if self.other_cores is None

@@ -212,9 +212,11 @@ def measure(recorder: Any, suite: Suite, contender: Any, workers: int) -> None:
 
 def beside(run: Callable[[], dict], dbname: str = DBNAME) -> dict:
     """``run()``'s figures, with ``other_cores``: what processes other than the bench's
-    (and ``dbname``'s PostgreSQL backends) used meanwhile (``bench/otherload.py``), so a
-    point measured beside other work shows it."""
-    with OtherLoad(dbname) as other:
+    (and ``dbname``'s PostgreSQL backends and the cache's Redis server) used meanwhile
+    (``bench/otherload.py``), so a point measured beside other work shows it."""
+    from bench.servers import CACHE_ENV
+
+    with OtherLoad(dbname, ports=[int(CACHE_ENV["PULP_REDIS_PORT"])]) as other:
         found = run()
     return {**found, **other.figures()}
 

@@ -107,3 +107,44 @@ def test_older_results_say_the_figure_was_not_recorded() -> None:
     results = _results([None, None])
     results["ondemand"] = None
     assert "not recorded" in " ".join(report.other_work(results))
+
+
+#: A burner that first listens on a TCP port of loopback and writes the port to ``port``
+#: (a server the bench uses but did not start, as the system's Redis is).
+LISTENER = """
+import socket, sys
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+open(sys.argv[4], "w").write(str(server.getsockname()[1]))
+sys.argv = sys.argv[:4]
+""" + BURNER
+
+
+def test_a_server_the_bench_uses_is_found_by_its_port_and_not_counted(tmp_path: Path) -> None:
+    port_file = tmp_path / "port"
+    launcher = subprocess.run(
+        [sys.executable, "-c",
+         "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', sys.argv[1], "
+         "*sys.argv[2:6]], start_new_session=True); open(sys.argv[6], 'w').write(str(p.pid))",
+         LISTENER, str(tmp_path / "go"), str(tmp_path / "done"), "0.4", str(port_file),
+         str(tmp_path / "pid")], check=True, timeout=60)
+    assert launcher.returncode == 0
+    pid = int((tmp_path / "pid").read_text())
+    try:
+        _wait_for(port_file, "the listener never wrote its port")
+        port = int(port_file.read_text())
+        assert otherload.listeners(port) == {pid}
+        assert otherload.listeners(None) == set()
+        # The same window seen twice: once counting everything, once with the port's
+        # server as the bench's own; the burner's CPU is the difference.
+        with otherload.OtherLoad() as everything, \
+                otherload.OtherLoad(ports=[port]) as without_server:
+            (tmp_path / "go").touch()
+            _wait_for(tmp_path / "done", "the burner never finished")
+    finally:
+        os.kill(pid, 9)
+    assert everything.other_cores is not None and without_server.other_cores is not None
+    difference = (everything.other_cores * everything.wall
+                  - without_server.other_cores * without_server.wall)
+    assert difference >= 0.3, f"{difference:.2f} CPU-s left out of the server's 0.4"
