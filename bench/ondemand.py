@@ -131,11 +131,29 @@ class Probe:
 PROBE_EVERY = 0.1
 
 
+def upstream_fetches(log: str, path: str) -> int:
+    """How many GETs of ``path`` (an on-demand URL path; the upstream serves it without
+    ``/<BASE_PATH>/od``) the upstream's access log holds; 0 when there is no log yet."""
+    wanted = f"GET {upstream_path(path)} HTTP/"
+    try:
+        with open(log, errors="replace") as lines:
+            return sum(wanted in line for line in lines)
+    except FileNotFoundError:
+        return 0
+
+
+def upstream_path(path: str) -> str:
+    """The upstream's URL path of an on-demand URL path."""
+    return path.replace(f"/{BASE_PATH}/od/", "/")
+
+
 def measure(base: str, paths: list[str], pid: int | None = None,
-            probe: str | None = None) -> dict:
+            probe: str | None = None, upstream_log: str | None = None) -> dict:
     """One cold run; with the server's ``pid``, also the CPU seconds its processes used
     for the 1 GiB file (less sensitive to a busy machine than the wall clock); with a
-    ``probe`` path, the latency of requests for it while the 1 GiB file downloads."""
+    ``probe`` path, the latency of requests for it while the 1 GiB file downloads; with
+    the upstream's ``upstream_log``, ``large_upstream_fetches``: how many times the
+    upstream sent the 1 GiB file meanwhile (0: the run was not cold)."""
     from django.db import connections
 
     reclaim()
@@ -147,6 +165,7 @@ def measure(base: str, paths: list[str], pid: int | None = None,
         sampler = sampled.enter_context(Sampler(pid, DBNAME)) if pid else None
         small = [_get(base + p) for p in paths[:-1]]
         before = cpu_seconds(pid) if pid else 0.0
+        fetches = upstream_fetches(upstream_log, paths[-1]) if upstream_log else 0
         with contextlib.ExitStack() as stack:
             probing = stack.enter_context(Probe(base + probe)) if probe else None
             large = _get(base + paths[-1])
@@ -155,6 +174,10 @@ def measure(base: str, paths: list[str], pid: int | None = None,
              "large_gbps": large[2] / large[1] / 1e9, "large_bytes": large[2]}
     if pid:
         found["large_server_cpu_s"] = cpu_seconds(pid) - before
+    if upstream_log:
+        # nginx logs a request when it has sent the last byte, which the app received
+        # before the client could: the line is there once the client has the whole file.
+        found["large_upstream_fetches"] = upstream_fetches(upstream_log, paths[-1]) - fetches
     if sampler is not None:
         found["max_pg_connections"] = sampler.max_pg_connections
     if probing and probing.latencies:
@@ -167,7 +190,7 @@ def measure(base: str, paths: list[str], pid: int | None = None,
 
 def direct(upstream: str, paths: list[str]) -> dict:
     """The same files fetched straight from the upstream."""
-    originals = [p.replace(f"/{BASE_PATH}/od/", "/") for p in paths]
+    originals = [upstream_path(p) for p in paths]
     small = [_get(upstream + p) for p in originals[:-1]]
     large = _get(upstream + originals[-1])
     return {"ttfb_ms_median": statistics.median(s[0] for s in small) * 1000,

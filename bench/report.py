@@ -309,6 +309,21 @@ def objects_table(found: dict | None, digits: int) -> list[str]:
     return lines
 
 
+def _cold_runs(found: dict) -> str:
+    """Which apps' runs had the upstream send the 1 GiB file (bench/ondemand.py counts it
+    in the upstream's access log); a run that did not measured a saved artifact."""
+    parts = []
+    for name, values in found.items():
+        if name in ("hashing", "upstream") or values.get("status") != "ran":
+            continue
+        counts = [r.get("large_upstream_fetches") for r in values["runs"]]
+        parts.append(f"{name} {counts}" if None not in counts else f"{name} not counted")
+        if any(isinstance(n, int) and n < 1 for n in counts):
+            parts[-1] += " (**a run not cold**)"
+    return ("Upstream fetches of the 1 GiB file per run (0: answered from a saved artifact, "
+            "not cold): " + ("; ".join(parts) or "no app ran") + ".")
+
+
 def _values(runs: list[dict], key: str) -> list[float]:
     """``key`` of each run that has it (older results lack the newer measures)."""
     return [r[key] for r in runs if key in r]
@@ -343,6 +358,7 @@ def ondemand_table(found: dict | None) -> list[str]:
                   f"{cell(spread([r['gbps'] for r in hashing]), '{:.2f}')} GB/s, "
                   f"{cell(spread(_values(hashing, 'cpu_seconds')), '{:.1f}')}"
                   " CPU s."]
+    lines += ["", _cold_runs(found)]
     return [*lines, ""]
 
 

@@ -119,6 +119,9 @@ class PulpcoreContent(Contender):
 @dataclass(frozen=True)
 class Nginx(Contender):
     sendfile: bool = True
+    #: Log every request to :func:`access_log` (the on-demand upstream: a run counts its
+    #: fetches there); off for the contenders, whose rate it would cost.
+    logged: bool = False
 
     def argv(self, workers: int, root: str, port: int) -> list[str]:
         conf = os.path.join(root, f"nginx-{port}.conf")
@@ -126,8 +129,15 @@ class Nginx(Contender):
         with open(conf, "w") as out:
             out.write(NGINX_CONF.format(workers=workers, port=port, state=root,
                                         sendfile="on" if self.sendfile else "off",
+                                        access_log=access_log(root, port) if self.logged
+                                        else "off",
                                         root=os.path.join(root, "nginx-root")))
         return [shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf]
+
+
+def access_log(root: str, port: int) -> str:
+    """The access log of a :class:`Nginx` with ``logged`` listening on ``port``."""
+    return os.path.join(root, f"nginx-{port}-access.log")
 
 
 NGINX_CONF = """
@@ -137,7 +147,7 @@ pid {state}/nginx-{port}.pid;
 error_log {state}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
+    access_log {access_log};
     sendfile {sendfile};
     tcp_nopush on;
     keepalive_requests 100000;

@@ -65,7 +65,8 @@ GIB = 1 << 30
 
 
 def _downloads(gbps: float) -> list[dict[str, Any]]:
-    return [{"large_gbps": gbps, "large_bytes": GIB} for _ in range(3)]
+    return [{"large_gbps": gbps, "large_bytes": GIB, "large_upstream_fetches": 1}
+            for _ in range(3)]
 
 
 def complete() -> dict[str, Any]:
@@ -489,6 +490,19 @@ def _a_reference_download_short(r: dict) -> None:
     r["ondemand"]["pulpcore-content-uvloop"]["runs"][0]["large_bytes"] = 1 << 20
 
 
+def _ondemand_run_not_cold(r: dict) -> None:  # answered from a saved artifact
+    r["ondemand"]["asgi-granian"]["runs"][1]["large_upstream_fetches"] = 0
+
+
+def _ondemand_reference_not_cold(r: dict) -> None:
+    r["ondemand"]["pulpcore-content-uvloop"]["runs"][2]["large_upstream_fetches"] = 0
+
+
+def _ondemand_fetches_not_counted(r: dict) -> None:  # results older than the count
+    for run in r["ondemand"]["asgi-granian"]["runs"]:
+        del run["large_upstream_fetches"]
+
+
 def _ondemand_pulpcore_failed(r: dict) -> None:
     r["ondemand"]["pulpcore-content"] = {"status": "failed", "error": "timeout"}
 
@@ -628,6 +642,9 @@ def _no_c64(r: dict) -> None:
     (_no_ondemand_hashing, {"on-demand"}),
     (_ondemand_pulpcore_failed, {"on-demand"}),
     (_a_reference_download_short, {"on-demand"}),
+    (_ondemand_run_not_cold, {"on-demand"}),
+    (_ondemand_reference_not_cold, {"on-demand"}),
+    (_ondemand_fetches_not_counted, {"on-demand"}),
     (_burst_of_200, {"burst"}),
     (_slow_results_without_idle, {"slow readers"}),
     (_no_held_scenario, {"slow readers"}),
