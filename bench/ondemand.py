@@ -131,15 +131,34 @@ class Probe:
 PROBE_EVERY = 0.1
 
 
-def upstream_fetches(log: str, path: str) -> int:
-    """How many GETs of ``path`` (an on-demand URL path; the upstream serves it without
-    ``/<BASE_PATH>/od``) the upstream's access log holds; 0 when there is no log yet."""
-    wanted = f"GET {upstream_path(path)} HTTP/"
+def upstream_requests(log: str, path: str) -> list[tuple[int, int]]:
+    """(status, body bytes sent) of each GET of ``path`` (an on-demand URL path; the
+    upstream serves it without ``/<BASE_PATH>/od``) in the upstream's access log (nginx's
+    default ``combined`` format: the request line is the first quoted field, then status
+    and bytes), oldest first; empty when there is no log yet."""
+    wanted = upstream_path(path)
+    found = []
     try:
         with open(log, errors="replace") as lines:
-            return sum(wanted in line for line in lines)
+            for line in lines:
+                fields = line.split('"')
+                if len(fields) < 3:
+                    continue
+                method, _, rest = fields[1].partition(" ")
+                target = rest.rpartition(" ")[0]
+                status_bytes = fields[2].split()
+                if method == "GET" and target == wanted and len(status_bytes) >= 2 \
+                        and status_bytes[0].isdigit() and status_bytes[1].isdigit():
+                    found.append((int(status_bytes[0]), int(status_bytes[1])))
     except FileNotFoundError:
-        return 0
+        pass
+    return found
+
+
+def upstream_fetches(log: str, path: str, size: int, since: int = 0) -> int:
+    """How many whole fetches of ``path`` (status 200, ``size`` body bytes) the upstream's
+    access log holds after its first ``since`` GETs of it (:func:`upstream_requests`)."""
+    return sum(entry == (200, size) for entry in upstream_requests(log, path)[since:])
 
 
 def upstream_path(path: str) -> str:
@@ -165,7 +184,7 @@ def measure(base: str, paths: list[str], pid: int | None = None,
         sampler = sampled.enter_context(Sampler(pid, DBNAME)) if pid else None
         small = [_get(base + p) for p in paths[:-1]]
         before = cpu_seconds(pid) if pid else 0.0
-        fetches = upstream_fetches(upstream_log, paths[-1]) if upstream_log else 0
+        earlier = len(upstream_requests(upstream_log, paths[-1])) if upstream_log else 0
         with contextlib.ExitStack() as stack:
             probing = stack.enter_context(Probe(base + probe)) if probe else None
             large = _get(base + paths[-1])
@@ -177,7 +196,10 @@ def measure(base: str, paths: list[str], pid: int | None = None,
     if upstream_log:
         # nginx logs a request when it has sent the last byte, which the app received
         # before the client could: the line is there once the client has the whole file.
-        found["large_upstream_fetches"] = upstream_fetches(upstream_log, paths[-1]) - fetches
+        # Only a whole fetch (200, every byte of the file) counts: a failed or cut one
+        # does not make the run cold.
+        found["large_upstream_fetches"] = upstream_fetches(upstream_log, paths[-1],
+                                                           large[2], since=earlier)
     if sampler is not None:
         found["max_pg_connections"] = sampler.max_pg_connections
     if probing and probing.latencies:

@@ -130,7 +130,10 @@ def _listening_inodes(port: int) -> set[str]:
 
 def listeners(port: int | None) -> set[int]:
     """The PIDs of processes holding a socket that listens on TCP ``port`` (e.g. the
-    Redis server the cache contenders use); empty when none or unreadable."""
+    Redis server the cache contenders use); empty when none or unreadable. Reading another
+    user's ``/proc/<pid>/fd`` takes root (as the bench runs here and in CI): run as
+    another user, a server of another user is not found and counts as other work again,
+    which only overstates it."""
     if not port:
         return set()
     wanted = {f"socket:[{inode}]" for inode in _listening_inodes(port)}

@@ -12,27 +12,37 @@ from bench import ondemand
 pytestmark = pytest.mark.fast
 
 LARGE = "/pulp/content/bench-ondemand/od/bench-large/big.bin"
-LINE = ('127.0.0.1 - - [30/Nov/2026:21:05:20 +0000] "{method} {path} HTTP/1.1" 200 '
-        '1073741824 "-" "aiohttp"\n')
+GIB = 1 << 30
+LINE = ('127.0.0.1 - - [30/Nov/2026:21:05:20 +0000] "{method} {path} HTTP/1.1" {status} '
+        '{size} "-" "aiohttp"\n')
 
 
 def test_the_upstream_path_drops_the_on_demand_distribution() -> None:
     assert ondemand.upstream_path(LARGE) == "/pulp/content/bench-large/big.bin"
 
 
-def test_only_gets_of_the_file_count(tmp_path: Path) -> None:
+def test_only_whole_gets_of_the_file_count(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
+    big = "/pulp/content/bench-large/big.bin"
     log.write_text(
-        LINE.format(method="GET", path="/pulp/content/bench-large/big.bin")
-        + LINE.format(method="HEAD", path="/pulp/content/bench-large/big.bin")
-        + LINE.format(method="GET", path="/pulp/content/bench-large/big.bin.sig")
-        + LINE.format(method="GET", path="/pulp/content/bench-medium/0001.bin")
-        + LINE.format(method="GET", path="/pulp/content/bench-large/big.bin"))
-    assert ondemand.upstream_fetches(str(log), LARGE) == 2
+        LINE.format(method="GET", path=big, status=200, size=GIB)
+        + LINE.format(method="HEAD", path=big, status=200, size=0)
+        + LINE.format(method="GET", path=big + ".sig", status=200, size=GIB)
+        + LINE.format(method="GET", path=big + "?x=1", status=200, size=GIB)
+        + LINE.format(method="GET", path="/pulp/content/bench-medium/0001.bin", status=200,
+                      size=GIB)
+        + LINE.format(method="GET", path=big, status=502, size=GIB)
+        + LINE.format(method="GET", path=big, status=200, size=1 << 20)  # cut short
+        + '1.2.3.4 - - [x] "GET / HTTP/1.1" 200 5 "-" "GET ' + big + ' HTTP/1.1"\n'
+        + LINE.format(method="GET", path=big, status=200, size=GIB))
+    assert ondemand.upstream_fetches(str(log), LARGE, GIB) == 2
+    assert len(ondemand.upstream_requests(str(log), LARGE)) == 4
+    # Counted after the first 3 GETs of the file: the last one only.
+    assert ondemand.upstream_fetches(str(log), LARGE, GIB, since=3) == 1
 
 
 def test_no_log_yet_is_no_fetch(tmp_path: Path) -> None:
-    assert ondemand.upstream_fetches(str(tmp_path / "absent.log"), LARGE) == 0
+    assert ondemand.upstream_fetches(str(tmp_path / "absent.log"), LARGE, GIB) == 0
 
 
 def test_the_report_flags_a_run_that_was_not_cold() -> None:
