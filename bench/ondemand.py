@@ -154,23 +154,19 @@ PROBE_EVERY = 0.1
 
 def upstream_requests(log: str, path: str) -> list[tuple[int, int]]:
     """(status, body bytes sent) of each GET of ``path`` (an on-demand URL path; the
-    upstream serves it without ``/<BASE_PATH>/od``) in the upstream's access log (nginx's
-    default ``combined`` format: the request line is the first quoted field, then status
-    and bytes), oldest first; empty when there is no log yet."""
+    upstream serves it without ``/<BASE_PATH>/od``) in the upstream's access log (the
+    ``fetches`` format of bench/servers.py: method, status, bytes, request target),
+    oldest first; empty when there is no log yet."""
     wanted = upstream_path(path)
     found = []
     try:
         with open(log, errors="replace") as lines:
             for line in lines:
-                fields = line.split('"')
-                if len(fields) < 3:
-                    continue
-                method, _, rest = fields[1].partition(" ")
-                target = rest.rpartition(" ")[0]
-                status_bytes = fields[2].split()
-                if method == "GET" and target == wanted and len(status_bytes) >= 2 \
-                        and status_bytes[0].isdigit() and status_bytes[1].isdigit():
-                    found.append((int(status_bytes[0]), int(status_bytes[1])))
+                method, status, sent, target = (line.rstrip("\n").split(" ", 3) + [""] * 4)[:4]
+                # (a line being written may be cut: skipped, it can only undercount)
+                if method == "GET" and target == wanted and status.isdigit() \
+                        and sent.isdigit():
+                    found.append((int(status), int(sent)))
     except FileNotFoundError:
         pass
     return found

@@ -129,8 +129,8 @@ class Nginx(Contender):
         with open(conf, "w") as out:
             out.write(NGINX_CONF.format(workers=workers, port=port, state=root,
                                         sendfile="on" if self.sendfile else "off",
-                                        access_log=access_log(root, port) if self.logged
-                                        else "off",
+                                        access_log=f"{access_log(root, port)} fetches"
+                                        if self.logged else "off",
                                         root=os.path.join(root, "nginx-root")))
         return [shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf]
 
@@ -147,6 +147,9 @@ pid {state}/nginx-{port}.pid;
 error_log {state}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
+    # One line per request: method, status, body bytes sent, the request target as sent
+    # (bench/ondemand.py's upstream_requests reads it).
+    log_format fetches '$request_method $status $body_bytes_sent $request_uri';
     access_log {access_log};
     sendfile {sendfile};
     tcp_nopush on;
