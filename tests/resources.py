@@ -109,14 +109,14 @@ def fds(pid: int, ports: dict[int, str], server_port: int, roots: dict[str, str]
 #: (CONTENT_ASGI_DB_CONNECTIONS), the event loop's default executor (``asyncio_N``, or
 #: ``uvloop_N`` under uvloop: min(32, cpus + 4)) and pulpcore's downloader pool
 #: (``pulpcore.download.base.THREADPOOL``, an unnamed ``ThreadPoolExecutor-N_M``, the same
-#: default bound); the on-demand digests' and writeback threads (``ondemand/digests.py``:
-#: one per digest of ALLOWED_CONTENT_CHECKSUMS, four by default, plus one for the file;
-#: and one).
+#: default bound); the on-demand digests' threads (``ondemand/digests.py``: one per digest
+#: of ALLOWED_CONTENT_CHECKSUMS, four by default) and the spool's writeback thread
+#: (``ondemand/spool.py``: one).
 THREAD_POOLS = {"content-db": conf.DEFAULTS["CONTENT_ASGI_DB_CONNECTIONS"],
                 "asyncio": min(32, (os.cpu_count() or 1) + 4),
                 "uvloop": min(32, (os.cpu_count() or 1) + 4),
                 "ThreadPoolExecutor": min(32, (os.cpu_count() or 1) + 4),
-                "ondemand-digest": 5,
+                "ondemand-digest": 4,
                 "ondemand-writeback": 1}
 
 

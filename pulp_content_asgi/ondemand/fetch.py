@@ -38,7 +38,13 @@ from pulp_content_asgi.ondemand.coordination import spool_path
 from pulp_content_asgi.ondemand.digests import Digests
 from pulp_content_asgi.ondemand.placement import Placement, no_space
 from pulp_content_asgi.ondemand.plan import Candidate, RemotePlan
-from pulp_content_asgi.ondemand.spool import Abandoned, FollowedSpool, Spool, UpstreamError
+from pulp_content_asgi.ondemand.spool import (
+    Abandoned,
+    FollowedSpool,
+    Spool,
+    UpstreamError,
+    download_name,
+)
 from pulp_content_asgi.plugin import hooks
 from pulp_content_asgi.plugin.upstream import Declared
 
@@ -82,10 +88,12 @@ class SpoolingDownloader:
     """Attaches a plugin's downloader to a spool: every byte goes to the spool once (a
     retry that re-sends bytes already published only adds what is new), headers as soon
     as they are known, upstream latency to the metrics. ``candidate.save`` says whether
-    the downloader also keeps (and validates) the file to be saved: its file and digests
-    are then :class:`~.digests.Digests`' (off the event loop, in parallel) instead of
-    pulpcore's ``handle_data``/``finalize`` (on the loop), validated by pulpcore's own
-    ``validate_digests``/``validate_size``."""
+    the downloader also keeps (and validates) the file to be saved: its digests are then
+    :class:`~.digests.Digests`' (off the event loop, in parallel) instead of pulpcore's
+    ``handle_data``/``finalize`` (on the loop), validated by pulpcore's own
+    ``validate_digests``/``validate_size``, and its file is the spool itself
+    (:meth:`~.spool.Spool.keep`): the bytes are written once, not once for clients and
+    once for the artifact."""
 
     def __init__(self, candidate: Candidate, spool: Spool,
                  declared: tuple[str, ...] = ()) -> None:
@@ -96,9 +104,9 @@ class SpoolingDownloader:
         self.declared = declared
         self.declared_digests: dict[str, str] = {}
         self.offset = 0  # bytes of the current attempt
-        self.files: set[str] = set()  # the downloader's file of every attempt
+        self.files: set[str] = set()  # the file kept to be saved (removed unless saved)
         self.digests: Digests | None = None  # the current attempt's (saved downloads)
-        self._opening: asyncio.Future[Digests] | None = None  # its file being created
+        spool.durable = candidate.save
         self.asked = time.monotonic()
         self.answered = False
         remote_artifact = candidate.remote_artifact
@@ -122,8 +130,8 @@ class SpoolingDownloader:
         await self.spool.set_headers(headers)
 
     def _restart(self) -> None:
-        """A new attempt digests and keeps a new file (pulpcore's retry starts a new one
-        too); the abandoned attempt's file is removed with the others at the end."""
+        """A new attempt is digested afresh (pulpcore's retry starts a new file too); its
+        bytes are held to those the spool already has (:meth:`on_data`)."""
         if self.digests is not None:
             self.digests.abandon()
             self.digests = None
@@ -143,8 +151,7 @@ class SpoolingDownloader:
     async def on_data(self, data: bytes) -> None:
         self._first_byte()
         if self.candidate.save:
-            digests = await self._digests()
-            digests.put(data)  # digested and written while the spool gets the bytes
+            self._digests().put(data)  # digested while the spool gets the bytes
         await self.spool.set_headers({})  # downloaders without a headers callback (file://)
         start, self.offset = self.offset, self.offset + len(data)
         if start < self.spool.size:  # a retry re-sends bytes already published
@@ -157,28 +164,31 @@ class SpoolingDownloader:
         if self.digests is not None:
             await self.digests.wait_room()
 
-    async def _digests(self) -> Digests:
+    def _digests(self) -> Digests:
         if self.digests is None:
-            # Shielded: the file is created on a pool thread whatever happens, so a
-            # download cancelled meanwhile still gets it to close and remove (run()).
-            self._opening = asyncio.ensure_future(
-                Digests.open(str(self.downloader.url), self.declared))
-            self.digests = await asyncio.shield(self._opening)
-            self._opening = None
-            self.files.add(self.digests.path)
+            self.digests = Digests.configured(self.declared)
         return self.digests
 
     async def finalize(self) -> None:
-        """pulpcore's ``BaseDownloader.finalize`` for a saved download, off the loop:
-        the file flushed, fsynced and closed once every digest has its bytes; then the
-        downloader holds the file, digests and size as its own ``handle_data`` would have
-        left them (``path``, ``_digests``, ``_size``: what its ``artifact_attributes`` and
-        ``validate_*`` read), and pulpcore's ``validate_digests``/``validate_size`` raise
-        :class:`DigestValidationError`/:class:`SizeValidationError` as they always do."""
-        digests = await self._digests()  # an empty body still gets its file and digests
+        """pulpcore's ``BaseDownloader.finalize`` for a saved download, off the loop: once
+        every digest has its bytes, the spool is made durable and kept under a name of
+        its own (the downloader's file); then the downloader holds the file, digests and
+        size as its own ``handle_data`` would have left them (``path``, ``_digests``,
+        ``_size``: what its ``artifact_attributes`` and ``validate_*`` read), and
+        pulpcore's ``validate_digests``/``validate_size`` raise
+        :class:`DigestValidationError`/:class:`SizeValidationError` as they always do.
+        A retry that ended short of the bytes an earlier attempt already spooled raises
+        :class:`Diverged` (the spool is not the file digested)."""
+        digests = self._digests()  # an empty body still gets its digests
         hashers, size = await digests.finish()
+        if size != self.spool.size:
+            raise Diverged(f"the upstream sent {size} bytes on a retry, where an earlier "
+                           f"attempt had sent {self.spool.size} already")
         self.declared_digests = digests.declared_digests()
-        self.downloader.path = digests.path
+        path = download_name(str(self.downloader.url))
+        self.files.add(path)
+        await self.spool.keep(path)
+        self.downloader.path = path
         self.downloader._digests = hashers
         self.downloader._size = size
         self.downloader.validate_digests()
@@ -207,16 +217,9 @@ class SpoolingDownloader:
         finally:
             if not self.answered:
                 metrics.current().upstream(time.monotonic() - self.asked, ok=False)
-            # Every attempt's file but the result: pulpcore's retry means to delete the
-            # file of the attempt it abandons (``_ensure_no_broken_file``), but on Python
-            # 3.11 setting ``delete`` on an open NamedTemporaryFile deletes nothing.
             if self.digests is not None and not completed:
-                self.digests.abandon()  # its file closes once its threads are done
-            if self._opening is not None:  # cancelled while its file was being created
-                with contextlib.suppress(Exception):
-                    opened = await self._opening
-                    opened.abandon()
-                    self.files.add(opened.path)
+                self.digests.abandon()
+            # The kept file, unless it is the result (a validation failed after it).
             leftovers = self.files - {result.path} if completed else self.files
             if leftovers:
                 await asyncio.to_thread(_remove, leftovers)

@@ -9,11 +9,10 @@ nothing here measures time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import threading
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
@@ -54,7 +53,7 @@ def _unstuck() -> None:
 
 
 def _open(tmp_path, hashers):
-    return Digests(open(tmp_path / "download", "wb"), hashers)
+    return Digests(hashers)
 
 
 def test_the_loop_runs_while_a_digest_is_being_computed(tmp_path):
@@ -82,7 +81,6 @@ def test_the_loop_runs_while_a_digest_is_being_computed(tmp_path):
     assert size == len(whole)
     assert {n: h.hexdigest() for n, h in found.items()} == {
         "sha256": hashlib.sha256(whole).hexdigest(), "sha512": hashlib.sha512(whole).hexdigest()}
-    assert (tmp_path / "download").read_bytes() == whole
 
 
 def test_a_download_ahead_of_its_digests_by_the_window_waits(tmp_path):
@@ -115,47 +113,43 @@ def test_the_configured_digests_are_computed(tmp_path, settings_digests):
     rest at the end), in order."""
     data = os.urandom(3 * (1 << 20) + 12_345)
 
-    async def scenario() -> tuple[dict, int, str]:
-        digests = await Digests.open("http://upstream.example/a/b.rpm")
+    async def scenario() -> tuple[dict, int]:
+        digests = Digests.configured()
         for start in range(0, len(data), 65_000):
             digests.put(data[start:start + 65_000])
             await digests.wait_room()
         found, size = await digests.finish()
-        return {n: h.hexdigest() for n, h in found.items()}, size, digests.path
+        return {n: h.hexdigest() for n, h in found.items()}, size
 
-    found, size, path = asyncio.run(scenario())
-    try:
-        assert size == len(data)
-        assert found == {n: hashlib.new(n, data).hexdigest() for n in settings_digests}
-        assert path.endswith("-b.rpm")
-        with open(path, "rb") as kept:
-            assert kept.read() == data
-    finally:
-        os.unlink(path)
+    found, size = asyncio.run(scenario())
+    assert size == len(data)
+    assert found == {n: hashlib.new(n, data).hexdigest() for n in settings_digests}
 
 
-def test_a_failed_write_is_raised_and_the_file_closed(tmp_path):
-    """A lane's error (here writing to a file opened read-only, as a full disk would
-    fail) reaches the download, not a log of unretrieved task exceptions."""
-    (tmp_path / "download").write_bytes(b"")
+def test_a_failed_digest_is_raised_by_finish():
+    """A lane's error reaches the download, not a log of unretrieved task exceptions."""
 
-    async def scenario(file: IO[bytes]) -> BaseException | None:
-        digests = Digests(file, {"sha256": hashlib.sha256()})
+    class Broken:
+        def update(self, data: bytes) -> None:
+            raise MemoryError("no room for the digest")
+
+        def hexdigest(self) -> str:
+            return ""
+
+    async def scenario() -> BaseException | None:
+        digests = Digests({"sha256": Broken()})
         digests.put(b"x" * 10_000)
         try:
             await digests.finish()
-        except OSError as error:
+        except MemoryError as error:
             await digests.closed()
             return error
         return None
 
-    with open(tmp_path / "download", "rb") as file:
-        error = asyncio.run(scenario(file))
-        assert isinstance(error, OSError)
-        assert file.closed
+    assert isinstance(asyncio.run(scenario()), MemoryError)
 
 
-def test_an_abandoned_attempt_drops_its_chunks_and_closes_its_file(tmp_path):
+def test_an_abandoned_attempt_drops_its_chunks(tmp_path):
     gate, entered = threading.Event(), threading.Event()
     hasher = GatedHasher("sha256", gate, entered)
 
@@ -170,8 +164,8 @@ def test_an_abandoned_attempt_drops_its_chunks_and_closes_its_file(tmp_path):
         return digests
 
     digests = asyncio.run(scenario())
-    assert digests.file.closed
     assert all(not lane.waiting for lane in digests.lanes)
+    assert all(lane.task.done() for lane in digests.lanes)
 
 
 @pytest.fixture
@@ -204,28 +198,57 @@ def test_the_threads_are_the_digest_pool(tmp_path):
     assert seen and all(n.startswith(digests_module.THREAD_NAME) for n in seen)
 
 
-def test_a_file_past_the_writeback_interval_is_whole(tmp_path):
+def test_a_durable_spool_past_the_writeback_interval_is_whole(tmp_path):
     """Flushed to disk in the background while written (every WRITEBACK bytes): every
-    byte still lands in order, and the digest describes them."""
+    byte still lands in order, and the kept file is the spool's, whole."""
+    from pulp_content_asgi.ondemand import spool as spool_module
+    from pulp_content_asgi.ondemand.spool import Spool
+
     block = os.urandom(1 << 20)
-    blocks = digests_module.WRITEBACK // len(block) * 2 + 3
+    blocks = spool_module.WRITEBACK // len(block) * 2 + 3
 
-    async def scenario() -> tuple[str, int]:
-        digests = _open(tmp_path, {"sha256": hashlib.sha256()})
+    async def scenario() -> str:
+        spool = Spool(str(tmp_path / "spool"))
+        spool.durable = True
+        await spool.open()
         for _ in range(blocks):
-            digests.put(block)
-            await digests.wait_room()
-        found, size = await digests.finish()
-        return found["sha256"].hexdigest(), size
+            await spool.write(block)
+        kept = await spool.keep(str(tmp_path / "kept"))
+        await spool.finish()
+        await spool.discard()
+        return kept
 
-    digest, size = asyncio.run(scenario())
-    assert size == blocks * len(block)
-    assert digest == hashlib.sha256(block * blocks).hexdigest()
+    kept = asyncio.run(scenario())
+    assert not (tmp_path / "spool").exists()  # discarded: the kept name stays
     expected = hashlib.sha256()
-    with open(tmp_path / "download", "rb") as kept:
-        while chunk := kept.read(1 << 20):
+    with open(kept, "rb") as whole:
+        while chunk := whole.read(1 << 20):
             expected.update(chunk)
-    assert expected.hexdigest() == digest
+    assert expected.hexdigest() == hashlib.sha256(block * blocks).hexdigest()
+
+
+def test_a_new_spool_never_writes_into_a_file_left_at_its_path(tmp_path):
+    """A worker that stopped after saving, before discarding its spool, leaves the spool
+    file, whose bytes are the saved artifact's too (one inode, two names). The next
+    download spooling at that path gets a new file: the saved one keeps its bytes."""
+    from pulp_content_asgi.ondemand.spool import Spool
+
+    saved = b"the saved artifact's bytes"
+
+    async def scenario() -> None:
+        first = Spool(str(tmp_path / "spool"))
+        await first.open()
+        await first.write(saved)
+        await first.keep(str(tmp_path / "artifact"))
+        await first.finish()  # not discarded: the worker stopped here
+        second = Spool(str(tmp_path / "spool"))
+        await second.open()
+        await second.write(b"another download")
+        await second.finish()
+
+    asyncio.run(scenario())
+    assert (tmp_path / "artifact").read_bytes() == saved
+    assert (tmp_path / "spool").read_bytes() == b"another download"
 
 
 # -- the fetch path: a remote's real downloader (pulpcore's FileDownloader) into a spool --
@@ -289,7 +312,10 @@ def test_a_saved_download_reaches_the_spool_while_its_digests_are_pending(
         gate.set()
         return spooled, await download
 
-    spooled, result = asyncio.run(scenario())
+    from django.test import override_settings
+
+    with override_settings(WORKING_DIRECTORY=str(tmp_path)):
+        spooled, result = asyncio.run(scenario())
     assert not GatedHasher.stuck, "the digests blocked the event loop"
     assert spooled == len(blob)
     assert sorted(h.real.name for h in made) == sorted(settings_digests)
@@ -298,7 +324,10 @@ def test_a_saved_download_reaches_the_spool_while_its_digests_are_pending(
         name: hashlib.new(name, blob).hexdigest() for name in settings_digests}}
     with open(result.path, "rb") as kept:  # type: ignore[attr-defined]
         assert kept.read() == blob
-    os.unlink(result.path)  # type: ignore[attr-defined]
+    # The bytes were written once: the file to save is the spool, under a second name.
+    assert os.stat(result.path).st_ino == os.stat(tmp_path / "spool").st_ino  # type: ignore[attr-defined]
+    assert os.path.dirname(result.path) == str(tmp_path)  # type: ignore[attr-defined]
+    assert result.path.endswith("-upstream.bin")  # type: ignore[attr-defined]
 
 
 def test_a_digest_mismatch_is_pulpcores_error_and_keeps_no_file(tmp_path):
@@ -318,7 +347,10 @@ def test_a_digest_mismatch_is_pulpcores_error_and_keeps_no_file(tmp_path):
             await downloader.run()
         return downloader
 
-    downloader = asyncio.run(scenario())
+    from django.test import override_settings
+
+    with override_settings(WORKING_DIRECTORY=str(tmp_path)):
+        downloader = asyncio.run(scenario())
     assert downloader.files and not any(os.path.exists(f) for f in downloader.files)
 
 
@@ -326,107 +358,24 @@ def test_declared_digests_get_lanes_of_their_own_and_stay_out_of_the_artifact(tm
     """A digest the upstream declares that pulpcore does not compute (a Maven ``.sha1``)
     is hashed while the file downloads, in a lane of its own, so its check needs no second
     read of the file; it never joins the artifact's digests (``hashers``)."""
-    from django.test import override_settings
 
     chunks = [os.urandom(700_000) for _ in range(4)]
 
-    async def run() -> tuple[dict[str, str], dict[str, str], str]:
-        found = await Digests.open("http://upstream/x.jar", ("sha1", "md5", "sha256"))
+    async def run() -> tuple[dict[str, str], dict[str, str]]:
+        found = Digests.configured(("sha1", "md5", "sha256"))
         for chunk in chunks:
             found.put(chunk)
             await found.wait_room()
         hashers, _ = await found.finish()
         return ({name: h.hexdigest() for name, h in hashers.items()},
-                found.declared_digests(), found.path)
+                found.declared_digests())
 
-    with override_settings(WORKING_DIRECTORY=str(tmp_path)):
-        artifact, declared, path = asyncio.run(run())
+    artifact, declared = asyncio.run(run())
     whole = b"".join(chunks)
     assert declared == {"sha1": hashlib.sha1(whole).hexdigest(),
                         "md5": hashlib.md5(whole).hexdigest()}  # sha256 is the artifact's
     assert "sha1" not in artifact and "md5" not in artifact
     assert artifact["sha256"] == hashlib.sha256(whole).hexdigest()
-    with open(path, "rb") as written:
-        assert written.read() == whole
-
-
-class _GatedFile:
-    """A real file whose writes wait for ``gate``; records whether ``close`` came while a
-    write was still running on a lane's thread."""
-
-    def __init__(self, path, gate: threading.Event, entered: threading.Event) -> None:
-        self.real = open(path, "wb")  # noqa: SIM115 (closed by the code under test)
-        self.name = self.real.name
-        self.gate = gate
-        self.entered = entered
-        self.writing = False
-        self.closed_while_writing: bool | None = None
-
-    def write(self, data: bytes) -> int:
-        self.writing = True
-        self.entered.set()
-        if not self.gate.wait(STUCK):
-            GatedHasher.stuck = True
-        try:
-            return self.real.write(data)
-        finally:
-            self.writing = False
-
-    def flush(self) -> None:
-        self.real.flush()
-
-    def fileno(self) -> int:
-        return self.real.fileno()
-
-    @property
-    def closed(self) -> bool:
-        return self.real.closed
-
-    def close(self) -> None:
-        if self.closed_while_writing is None:
-            self.closed_while_writing = self.writing
-        self.real.close()
-
-
-def test_a_finish_cancelled_while_the_file_is_written_closes_it_after_the_write(
-        tmp_path, monkeypatch):
-    """The download is cancelled (the worker stops, or its last client left) while
-    ``finish`` waits for the lanes and the file's lane is still writing on its thread:
-    the file is closed once that write is over, never under it (``abandon``'s promise).
-
-    The pool has one thread besides the one held in the write, so a close the cancel
-    sends to the pool runs before the marker job the test sends after it."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    gate, entered = threading.Event(), threading.Event()
-    file = _GatedFile(tmp_path / "download", gate, entered)
-    two = ThreadPoolExecutor(max_workers=2, thread_name_prefix=digests_module.THREAD_NAME)
-    monkeypatch.setattr(digests_module, "_pool", two)
-
-    async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        digests = Digests(file, {"sha256": hashlib.sha256()})  # type: ignore[arg-type]
-        digests.put(b"w" * 10_000)
-        finishing = asyncio.ensure_future(digests.finish())
-        await loop.run_in_executor(None, entered.wait)  # the file's lane is in its write
-        await digests.lanes[1].task  # the digest's lane is done: one thread is free
-        finishing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await finishing
-        for _ in range(10):  # the cancel's clean-up runs as far as it goes on the loop
-            await asyncio.sleep(0)
-        await loop.run_in_executor(two, lambda: None)  # after anything it sent the pool
-        gate.set()
-        await digests.closed()
-
-    try:
-        asyncio.run(scenario())
-    finally:
-        gate.set()
-        two.shutdown(wait=True)
-    assert not GatedHasher.stuck
-    assert file.closed
-    assert file.closed_while_writing is False, "the file was closed under a running write"
 
 
 def test_a_saved_download_stops_taking_bytes_once_its_window_is_full(
@@ -484,25 +433,30 @@ def test_a_saved_download_stops_taking_bytes_once_its_window_is_full(
 
 def test_a_full_disk_in_the_files_lane_ends_the_download_and_keeps_no_file(
         tmp_path, monkeypatch):
-    """ENOSPC from the file's lane (its thread writes the downloader's file) reaches the
-    fetch path as that ``OSError`` before the whole file is taken (``wait_room`` raises
-    it), is not retried by pulpcore's downloader, and no file of the download is left."""
+    """ENOSPC writing the spool (the file that is saved) reaches the fetch path as that
+    ``OSError`` before the whole file is taken, is not retried by pulpcore's downloader,
+    and no file of the download is kept (the spool is the fetch's to discard)."""
     import errno
 
+    from django.test import override_settings
+
+    from pulp_content_asgi.ondemand import spool as spool_module
     from pulp_content_asgi.ondemand.fetch import SpoolingDownloader
     from pulp_content_asgi.ondemand.spool import Spool
 
     blob = os.urandom(WINDOW * 3)
     candidate = _candidate(tmp_path / "upstream.bin", blob,
                            {"sha256": hashlib.sha256(blob).hexdigest()})
-    write = digests_module._File.write
+    write = spool_module._File.write
 
     def full(self, chunk: bytes) -> None:
         if self.file.tell() + len(chunk) > 2 * (1 << 20):
             raise OSError(errno.ENOSPC, "No space left on device")
         write(self, chunk)
 
-    monkeypatch.setattr(digests_module._File, "write", full)
+    monkeypatch.setattr(spool_module._File, "write", full)
+    working = tmp_path / "working"
+    working.mkdir()
 
     async def scenario() -> tuple[BaseException | None, SpoolingDownloader, int]:
         spool = Spool(str(tmp_path / "spool"))
@@ -514,10 +468,11 @@ def test_a_full_disk_in_the_files_lane_ends_the_download_and_keeps_no_file(
             return error, downloading, spool.size
         return None, downloading, spool.size
 
-    error, downloading, spooled = asyncio.run(scenario())
+    with override_settings(WORKING_DIRECTORY=str(working)):
+        error, downloading, spooled = asyncio.run(scenario())
     assert isinstance(error, OSError) and error.errno == errno.ENOSPC
     assert spooled < len(blob)
-    assert downloading.files and not any(os.path.exists(f) for f in downloading.files)
+    assert not downloading.files and os.listdir(working) == []
 
 
 def test_the_digests_are_pulpcores_for_every_checksum_pulp_allows(tmp_path, monkeypatch):
@@ -540,12 +495,11 @@ def test_the_digests_are_pulpcores_for_every_checksum_pulp_allows(tmp_path, monk
               for _ in range(12)]
 
     async def ours() -> tuple[dict[str, str], int]:
-        digests = await Digests.open("http://upstream.example/x.bin")
+        digests = Digests.configured()
         for chunk in chunks:
             digests.put(chunk)
             await digests.wait_room()
         hashers, size = await digests.finish()
-        os.unlink(digests.path)
         return {n: h.hexdigest() for n, h in hashers.items()}, size
 
     async def pulpcores() -> dict[str, Any]:
@@ -564,61 +518,14 @@ def test_the_digests_are_pulpcores_for_every_checksum_pulp_allows(tmp_path, monk
     assert {"size": size, **found} == expected
 
 
-def test_a_download_cancelled_while_its_file_is_created_leaves_no_file(
-        tmp_path, monkeypatch):
-    """The download is cancelled (its last client left, the worker stops) while the
-    downloader's file is being created on a pool thread (behind other downloads' digests,
-    that can take a while): once that thread is done, no file of the download is left in
-    WORKING_DIRECTORY."""
-    from django.test import override_settings
-
-    from pulp_content_asgi.ondemand.fetch import SpoolingDownloader
+def test_the_kept_file_is_on_disk_before_keep_returns(tmp_path, monkeypatch):
+    """Durability as pulpcore's ``finalize`` gives it: when a durable spool's ``keep``
+    returns (and the file may be saved) an ``fsync`` of its file has returned, after its
+    last write; past WRITEBACK bytes, ``fdatasync``s ran on it while it was written. A
+    spool that is not saved is never flushed."""
+    from pulp_content_asgi.ondemand import spool as spool_module
     from pulp_content_asgi.ondemand.spool import Spool
 
-    blob = os.urandom(100_000)
-    candidate = _candidate(tmp_path / "upstream.bin", blob,
-                           {"sha256": hashlib.sha256(blob).hexdigest()})
-    working = tmp_path / "working"
-    working.mkdir()
-    gate, entered, created = threading.Event(), threading.Event(), threading.Event()
-    create = digests_module._create
-
-    def slow(url: str) -> IO[bytes]:
-        try:
-            file = create(url)
-            entered.set()
-            if not gate.wait(STUCK):
-                GatedHasher.stuck = True
-            return file
-        finally:
-            created.set()
-
-    monkeypatch.setattr(digests_module, "_create", slow)
-
-    async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        spool = Spool(str(tmp_path / "spool"))
-        await spool.open()
-        download = asyncio.ensure_future(SpoolingDownloader(candidate, spool).run())
-        await loop.run_in_executor(None, entered.wait)  # the file exists, not yet handed
-        download.cancel()
-        loop.call_soon(gate.set)  # the thread ends while the cancelled download cleans up
-        with contextlib.suppress(asyncio.CancelledError):
-            await download
-        await loop.run_in_executor(None, created.wait)
-        for _ in range(10):
-            await asyncio.sleep(0)
-
-    with override_settings(WORKING_DIRECTORY=str(working)):
-        asyncio.run(scenario())
-    assert not GatedHasher.stuck
-    assert sorted(os.listdir(working)) == []
-
-
-def test_the_file_is_on_disk_before_finish_returns(tmp_path, monkeypatch):
-    """Durability as pulpcore's ``finalize`` gives it: when ``finish`` returns (and the
-    file may be saved) an ``fsync`` of the download's file has returned, after its last
-    write; past WRITEBACK bytes, ``fdatasync``s ran on it while it was written."""
     synced: list[tuple[str, int, int]] = []  # (call, inode, size on disk at the call)
     real_fsync, real_fdatasync = os.fsync, os.fdatasync
 
@@ -630,24 +537,32 @@ def test_the_file_is_on_disk_before_finish_returns(tmp_path, monkeypatch):
         real_fdatasync(fd)
         synced.append(("fdatasync", os.fstat(fd).st_ino, os.fstat(fd).st_size))
 
-    monkeypatch.setattr(digests_module.os, "fsync", fsync)
-    monkeypatch.setattr(digests_module.os, "fdatasync", fdatasync)
+    monkeypatch.setattr(spool_module.os, "fsync", fsync)
+    monkeypatch.setattr(spool_module.os, "fdatasync", fdatasync)
     block = os.urandom(1 << 20)
-    blocks = digests_module.WRITEBACK // len(block) * 2 + 3
+    blocks = spool_module.WRITEBACK // len(block) * 2 + 3
 
-    async def scenario() -> int:
-        digests = _open(tmp_path, {"sha256": hashlib.sha256()})
+    async def scenario(name: str, durable: bool) -> int:
+        spool = Spool(str(tmp_path / name))
+        spool.durable = durable
+        await spool.open()
         for _ in range(blocks):
-            digests.put(block)
-            await digests.wait_room()
-        await digests.finish()
+            await spool.write(block)
+        if durable:
+            await spool.keep(str(tmp_path / f"{name}-kept"))
+        await spool.finish()
         return len(synced)
 
-    at_finish = asyncio.run(scenario())
-    inode = os.stat(tmp_path / "download").st_ino
-    mine = [(call, size) for call, ino, size in synced[:at_finish] if ino == inode]
+    at_keep = asyncio.run(scenario("saved", True))
+    inode = os.stat(tmp_path / "saved").st_ino
+    mine = [(call, size) for call, ino, size in synced[:at_keep] if ino == inode]
     assert ("fsync", blocks * len(block)) in mine
     assert any(call == "fdatasync" for call, _ in mine)
+    assert os.stat(tmp_path / "saved-kept").st_ino == inode
+    synced.clear()
+    asyncio.run(scenario("streamed", False))
+    assert synced == []
+
 
 def test_the_fetch_path_hashes_the_declared_digests_so_the_check_reads_no_file(tmp_path):
     """The wiring of the declared lanes (review #15 of bba490f): the spooling downloader
