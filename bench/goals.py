@@ -246,17 +246,8 @@ def on_demand(inp: Inputs) -> tuple[str, bool]:
                           "was not cold")
     short = sum(r.get("large_bytes") != size for r in found[OURS]["runs"])
     ratio, off = ours.median / theirs.median, limit.median / ours.median
-    # Not part of the verdict (the issue's goal is the hashing limit): what the machine
-    # allows once the file is also written (bench/ondemand.py), so a miss says how much of
-    # it is physics. Results older than the floor do not have it.
-    floors = [r["floor_gbps"] for r in hashed if "floor_gbps" in r]
-    floor = ""
-    if floors and len(floors) == len(hashed):
-        lowest = inp.spread(floors, "floor GB/s")
-        floor = (f"; floor (digests + one write of the file) {_n(lowest, '{:.2f}')} GB/s, "
-                 f"{_x(lowest.median / ours.median)} ours")
     return (f"{_n(ours, '{:.2f}')} GB/s, {_x(ratio)} {name}'s {_n(theirs, '{:.2f}')}; "
-            f"hashing limit {_n(limit, '{:.2f}')} GB/s, {_x(off)} ours" + floor
+            f"hashing limit {_n(limit, '{:.2f}')} GB/s, {_x(off)} ours"
             + (f"; {short} of our downloads short" if short else ""),
             ratio >= 1.5 and off <= 1.3 and not short)
 

@@ -9,11 +9,7 @@ the 1 GiB file, through the app and directly.
 The hashing limit (issue #18) is measured in the same run: the time to compute the digests
 a download of the 1 GiB file must record (``ALLOWED_CONTENT_CHECKSUMS``, as pulpcore's
 downloader computes them) with every core, the file already in memory: no app can serve a
-cold on-demand download faster than it can digest it. Beside it, the *floor*: the digests
-and one write of the file into ``WORKING_DIRECTORY``'s file system (the least a saved
-download must also do), their CPU time spread over every core. Writing costs CPU, not
-only disk: on the 2-core VM about 1 CPU-s per GiB into the page cache, a third of the
-digests' cost, so the floor is the fastest any app could serve a cold download here.
+cold on-demand download faster than it can digest it.
 """
 
 from __future__ import annotations
@@ -22,7 +18,6 @@ import contextlib
 import mmap
 import os
 import statistics
-import tempfile
 import threading
 import time
 import urllib.request
@@ -254,10 +249,7 @@ def hashing_limit(path: str) -> dict:
     GIL for updates above 2 KiB), the file mapped in memory first so no disk read is timed.
     With at least as many digests as cores and none slower than the others together,
     this keeps every core busy. Returns the digests, cores, bytes, ``seconds`` and
-    ``gbps`` (wall clock) and ``cpu_seconds`` (the digests' CPU time, every thread); then
-    ``write_cpu_seconds`` (:func:`write_cost`) and ``floor_gbps``: bytes over the digests'
-    and the write's CPU time spread over every core."""
-    from django.conf import settings
+    ``gbps`` (wall clock) and ``cpu_seconds`` (the digests' CPU time, every thread)."""
     from pulpcore.app import pulp_hashlib
     from pulpcore.app.models import Artifact
 
@@ -283,25 +275,7 @@ def hashing_limit(path: str) -> dict:
             for thread in threads:
                 thread.join()
             elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-            written = write_cost(view, str(settings.WORKING_DIRECTORY))
         finally:
             view.release()
-    cores = os.cpu_count() or 1
-    return {"digests": names, "cores": cores, "bytes": size,
-            "seconds": elapsed, "cpu_seconds": cpu, "gbps": size / elapsed / 1e9,
-            "write_cpu_seconds": written,
-            "floor_gbps": size / ((cpu + written) / cores) / 1e9}
-
-
-def write_cost(data: memoryview, directory: str) -> float:
-    """CPU seconds (this thread's, system time included) to write ``data`` once into a new
-    file in ``directory``, :data:`CHUNK` bytes per call, as a download's spool is written;
-    the file is removed after. The kernel's writeback to disk runs later on its own
-    threads and is not counted: the figure is a lower bound."""
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.TemporaryFile(dir=directory) as out:
-        started = time.thread_time()
-        for offset in range(0, len(data), CHUNK):
-            out.write(data[offset:offset + CHUNK])
-        out.flush()
-        return time.thread_time() - started
+    return {"digests": names, "cores": os.cpu_count(), "bytes": size,
+            "seconds": elapsed, "cpu_seconds": cpu, "gbps": size / elapsed / 1e9}

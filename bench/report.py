@@ -358,14 +358,6 @@ def ondemand_table(found: dict | None) -> list[str]:
                   f"{cell(spread([r['gbps'] for r in hashing]), '{:.2f}')} GB/s, "
                   f"{cell(spread(_values(hashing, 'cpu_seconds')), '{:.1f}')}"
                   " CPU s."]
-        if _values(hashing, "floor_gbps"):
-            lines += ["", "Floor (the digests and one write of the file into "
-                      "WORKING_DIRECTORY's file system, their CPU time over every core: the "
-                      "fastest any app could save a cold download here): "
-                      f"{cell(spread(_values(hashing, 'floor_gbps')), '{:.2f}')} GB/s; the "
-                      "write alone "
-                      f"{cell(spread(_values(hashing, 'write_cpu_seconds')), '{:.1f}')}"
-                      " CPU s."]
     lines += ["", _cold_runs(found)]
     return [*lines, ""]
 

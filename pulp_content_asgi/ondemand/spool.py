@@ -7,8 +7,9 @@ bytes written so far, the upstream headers, and the outcome. No file I/O runs on
 event loop: files are created, written, read and polled through the default executor.
 
 The spool of a download that is saved is also the file that is saved (:meth:`Spool.keep`),
-so the bytes are written once: on this machine writing 1 GiB into the page cache costs
-about 1.3 CPU-s, as much as one of the four digests. Such a spool is flushed to disk in
+so the bytes are written once, not once for clients and once more for the artifact
+(measured side by side on the 2-core VM, a cold 1 GiB download: 0.3 CPU-s less, 9 % more
+throughput; bench/results/optimisations.md). Such a spool is flushed to disk in
 the background while it grows (every :data:`WRITEBACK` bytes a ``fdatasync`` runs on a
 thread of its own), so the final ``fsync`` (which pulpcore's ``finalize`` does, and the
 last bytes sent to clients wait for) only has the tail to flush.

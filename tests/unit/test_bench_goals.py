@@ -783,19 +783,3 @@ def test_the_report_shows_each_held_connection_run() -> None:
     assert "| asgi-granian | 24.0 (21.6-26.4) | 180 | 203 (201-206) | " \
         "1000, 1000, 1000 | 200 |" in "\n".join(text)
     assert "| pulpcore-content-uvloop | did not start: exited with status 1 |" in "\n".join(text)
-
-
-def test_the_on_demand_row_names_the_floor_without_judging_by_it() -> None:
-    """The floor (digests + one write of the file) is shown beside the hashing limit, so
-    a miss says how much of it the machine imposes; the verdict stays the issue's (a
-    floor far below ours does not make a met row missed, nor one above it met)."""
-    results = complete()
-    assert "floor" not in row(results, "on-demand").result  # results older than the floor
-    results["ondemand"]["hashing"]["runs"] = [
-        {"gbps": 1.0, "bytes": GIB, "floor_gbps": 0.45, "write_cpu_seconds": 1.0}] * 3
-    found = row(results, "on-demand")
-    assert "floor (digests + one write of the file) 0.45 GB/s, 0.50x ours" \
-        in found.result
-    assert found.verdict == verdicts(complete())["on-demand"]
-    results["ondemand"]["hashing"]["runs"][0] = {"gbps": 1.0, "bytes": GIB}
-    assert "floor" not in row(results, "on-demand").result  # not every run has it

@@ -58,12 +58,3 @@ def test_the_report_flags_a_run_that_was_not_cold() -> None:
     assert "asgi-granian [1, 0] (**a run not cold**)" in text
     assert "pulpcore-content not counted" in text
     assert "uvloop" not in text and "upstream [" not in text
-
-
-def test_the_write_cost_leaves_no_file(tmp_path):
-    """The floor's write (bench/ondemand.py ``write_cost``) times one write of the bytes
-    into a new file in the directory, which is gone afterwards."""
-    data = memoryview(b"x" * (3 * ondemand.CHUNK + 17))
-    cost = ondemand.write_cost(data, str(tmp_path / "working"))
-    assert isinstance(cost, float) and cost >= 0
-    assert list((tmp_path / "working").iterdir()) == []
