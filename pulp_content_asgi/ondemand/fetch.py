@@ -106,6 +106,7 @@ class SpoolingDownloader:
         self.offset = 0  # bytes of the current attempt
         self.files: set[str] = set()  # the file kept to be saved (removed unless saved)
         self.digests: Digests | None = None  # the current attempt's (saved downloads)
+        self._keeping: asyncio.Future[str] | None = None  # the spool being kept
         spool.durable = candidate.save
         self.asked = time.monotonic()
         self.answered = False
@@ -187,7 +188,10 @@ class SpoolingDownloader:
         self.declared_digests = digests.declared_digests()
         path = download_name(str(self.downloader.url))
         self.files.add(path)
-        await self.spool.keep(path)
+        # Its link is made on a pool thread whatever happens: a download cancelled
+        # meanwhile waits for it before removing its files (run()).
+        self._keeping = asyncio.ensure_future(self.spool.keep(path))
+        await asyncio.shield(self._keeping)
         self.downloader.path = path
         self.downloader._digests = hashers
         self.downloader._size = size
@@ -219,6 +223,9 @@ class SpoolingDownloader:
                 metrics.current().upstream(time.monotonic() - self.asked, ok=False)
             if self.digests is not None and not completed:
                 self.digests.abandon()
+            if self._keeping is not None and not completed:
+                with contextlib.suppress(BaseException):
+                    await self._keeping  # its name exists once this is over, or never
             # The kept file, unless it is the result (a validation failed after it).
             leftovers = self.files - {result.path} if completed else self.files
             if leftovers:

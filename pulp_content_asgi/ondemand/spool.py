@@ -125,13 +125,15 @@ def writeback_pool() -> ThreadPoolExecutor:
 
 def download_name(url: str) -> str:
     """A new name in ``WORKING_DIRECTORY`` for the file a download of ``url`` saves, made
-    as pulpcore's downloader makes its file's (a random prefix, then the URL's file name
-    when that is a legal one)."""
+    as pulpcore's downloader makes its file's: a random prefix (here 128 bits: names are
+    not created exclusively by the kernel's ``mkstemp``), then the URL's file name when
+    the whole stays a legal one (255 bytes)."""
     from django.conf import settings
 
+    prefix = f"tmp{uuid.uuid4().hex}"
     name = urlsplit(url).path.split("/")[-1]
-    suffix = "-" + name if name and len(name) <= 243 else ""
-    return os.path.join(str(settings.WORKING_DIRECTORY), f"tmp{uuid.uuid4().hex[:8]}{suffix}")
+    suffix = "-" + name if name and len(prefix) + 1 + len(name.encode()) <= 255 else ""
+    return os.path.join(str(settings.WORKING_DIRECTORY), prefix + suffix)
 
 
 class _File:
@@ -171,11 +173,17 @@ class _File:
 
 
 def _link(path: str, name: str) -> None:
-    """Give ``path`` the second name ``name`` (a copy where hard links are refused)."""
+    """Give ``path`` the second name ``name`` (a copy where hard links are refused). Never
+    replaces a file at ``name``: raises ``FileExistsError``."""
     try:
         os.link(path, name)
-    except OSError:
-        shutil.copyfile(path, name)
+    except FileExistsError:
+        raise
+    except OSError:  # EPERM, EXDEV, a file system without hard links
+        with open(path, "rb") as source, open(name, "xb") as copy:
+            shutil.copyfileobj(source, copy, 1 << 20)
+            copy.flush()
+            os.fsync(copy.fileno())
 
 
 class _Progress:

@@ -9,6 +9,7 @@ nothing here measures time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import threading
@@ -328,6 +329,121 @@ def test_a_saved_download_reaches_the_spool_while_its_digests_are_pending(
     assert os.stat(result.path).st_ino == os.stat(tmp_path / "spool").st_ino  # type: ignore[attr-defined]
     assert os.path.dirname(result.path) == str(tmp_path)  # type: ignore[attr-defined]
     assert result.path.endswith("-upstream.bin")  # type: ignore[attr-defined]
+
+
+class _Retrying:
+    """A downloader as pulpcore's retries look to the fetch path: each attempt calls the
+    headers callback, hands over its body, and the last one is finalized."""
+
+    def __init__(self, url: str, attempts: list[bytes], headers_ready_callback) -> None:
+        self.url = url
+        self.attempts = attempts
+        self.callback = headers_ready_callback
+
+    async def run(self, extra_data=None):
+        for body in self.attempts:
+            await self.callback({"Content-Length": str(len(body))})
+            await self.handle_data(body)  # type: ignore[attr-defined]
+        await self.finalize()  # type: ignore[attr-defined]
+        return self
+
+    def validate_digests(self) -> None:
+        pass
+
+    def validate_size(self) -> None:
+        pass
+
+
+def _retrying(attempts: list[bytes]):
+    from types import SimpleNamespace
+
+    from pulp_content_asgi.ondemand.plan import Candidate
+
+    class Remote:
+        def get_downloader(self, remote_artifact, headers_ready_callback):
+            return _Retrying(remote_artifact.url, attempts, headers_ready_callback)
+
+    # No promised size (pull-through content): nothing but the spool tells the attempts'
+    # lengths apart.
+    remote_artifact = SimpleNamespace(url="http://upstream.example/f.bin", size=None,
+                                      remote=Remote())
+    return Candidate(remote_artifact, save=True)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("retry", [b"a" * 100, b"a" * 60], ids=["whole", "shorter"])
+def test_a_retry_is_saved_only_when_it_is_the_spool(tmp_path, retry):
+    """The first attempt spooled 100 bytes, then failed; the retry's bytes are held to the
+    spool's. A retry of the same 100 bytes is saved, and the file saved is the spool (one
+    inode). One that ends after 60 (the same bytes, fewer) is not the file the spool
+    holds, which clients already have: ``Diverged``, and no file is kept."""
+    from django.test import override_settings
+
+    from pulp_content_asgi.ondemand.fetch import Diverged, SpoolingDownloader
+    from pulp_content_asgi.ondemand.spool import Spool
+
+    candidate = _retrying([b"a" * 100, retry])
+    spool = Spool(str(tmp_path / "spool"))
+
+    async def scenario() -> object:
+        await spool.open()
+        try:
+            return await SpoolingDownloader(candidate, spool).run()
+        except Diverged as error:
+            return error
+
+    with override_settings(WORKING_DIRECTORY=str(tmp_path)):
+        result = asyncio.run(scenario())
+    assert spool.size == 100
+    if len(retry) == 100:
+        assert os.stat(result.path).st_ino == os.stat(tmp_path / "spool").st_ino  # type: ignore[attr-defined]
+        assert (tmp_path / "spool").read_bytes() == retry
+    else:
+        assert isinstance(result, Diverged) and "60 bytes" in str(result)
+        assert sorted(os.listdir(tmp_path)) == ["spool"]  # the fetch's to discard
+
+
+def test_a_download_cancelled_while_its_spool_is_kept_leaves_no_file(tmp_path, monkeypatch):
+    """The download is cancelled (the worker stops) while its complete spool is being
+    given its second name on a pool thread: once that thread is done, the name is
+    removed with the download's files, never created after them."""
+    from django.test import override_settings
+
+    from pulp_content_asgi.ondemand import spool as spool_module
+    from pulp_content_asgi.ondemand.fetch import SpoolingDownloader
+    from pulp_content_asgi.ondemand.spool import Spool
+
+    blob = os.urandom(100_000)
+    candidate = _candidate(tmp_path / "upstream.bin", blob,
+                           {"sha256": hashlib.sha256(blob).hexdigest()})
+    working = tmp_path / "working"
+    working.mkdir()
+    gate, entered = threading.Event(), threading.Event()
+    link = spool_module._link
+
+    def slow(path: str, name: str) -> None:
+        entered.set()
+        if not gate.wait(STUCK):
+            GatedHasher.stuck = True
+        link(path, name)
+
+    monkeypatch.setattr(spool_module, "_link", slow)
+
+    async def scenario() -> bool:
+        loop = asyncio.get_running_loop()
+        spool = Spool(str(tmp_path / "spool"))
+        await spool.open()
+        download = asyncio.ensure_future(SpoolingDownloader(candidate, spool).run())
+        await loop.run_in_executor(None, entered.wait)  # the link is under way
+        download.cancel()
+        loop.call_soon(gate.set)  # it ends while the cancelled download cleans up
+        with contextlib.suppress(asyncio.CancelledError):
+            await download
+        return download.cancelled()
+
+    with override_settings(WORKING_DIRECTORY=str(working)):
+        cancelled = asyncio.run(scenario())
+    assert cancelled and not GatedHasher.stuck
+    assert os.listdir(working) == []
 
 
 def test_a_digest_mismatch_is_pulpcores_error_and_keeps_no_file(tmp_path):

@@ -59,3 +59,65 @@ def test_a_spool_whose_file_went_fails_the_read_and_says_what_to_do(tmp_path):
     with pytest.raises(SpoolFailed, match=r"is gone; keep other programs .* away from the "
                                           r"ondemand-\* files in WORKING_DIRECTORY"):
         asyncio.run(main())
+
+
+# -- the spool of a saved download is the file saved (Spool.keep) --------------------
+def test_a_kept_name_is_a_second_name_of_the_spool_and_never_replaces_a_file(tmp_path):
+    """``keep`` links (nothing copied: one inode) and never overwrites a file already at
+    the name it is given: ``FileExistsError``, that file untouched."""
+    taken = tmp_path / "taken"
+    taken.write_bytes(b"someone else's")
+
+    async def scenario() -> None:
+        spool = Spool(str(tmp_path / "spool"))
+        await spool.open()
+        await spool.write(DATA)
+        await spool.keep(str(tmp_path / "kept"))
+        with pytest.raises(FileExistsError):
+            await spool.keep(str(taken))
+        await spool.finish()
+
+    asyncio.run(scenario())
+    assert os.stat(tmp_path / "kept").st_ino == os.stat(tmp_path / "spool").st_ino
+    assert (tmp_path / "kept").read_bytes() == DATA
+    assert taken.read_bytes() == b"someone else's"
+
+
+def test_where_hard_links_are_refused_the_kept_name_is_a_whole_copy(tmp_path, monkeypatch):
+    from pulp_content_asgi.ondemand import spool as spool_module
+
+    def refused(source: str, target: str) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(spool_module.os, "link", refused)
+
+    async def scenario() -> None:
+        spool = Spool(str(tmp_path / "spool"))
+        await spool.open()
+        await spool.write(DATA)
+        await spool.keep(str(tmp_path / "kept"))
+
+    asyncio.run(scenario())
+    assert (tmp_path / "kept").read_bytes() == DATA
+    assert os.stat(tmp_path / "kept").st_ino != os.stat(tmp_path / "spool").st_ino
+
+
+@pytest.mark.parametrize(("url", "suffix"), [
+    ("http://upstream.example/a/b.rpm?x=1", "-b.rpm"),
+    ("http://upstream.example/a/", ""),
+    ("http://upstream.example/" + "n" * 220, ""),  # with the prefix past 255 bytes
+    ("http://upstream.example/" + "n" * 219, "-" + "n" * 219),
+])
+def test_a_kept_name_is_new_legal_and_keeps_the_file_name_when_it_can(url, suffix, tmp_path):
+    from django.test import override_settings
+
+    from pulp_content_asgi.ondemand.spool import download_name
+
+    with override_settings(WORKING_DIRECTORY=str(tmp_path)):
+        names = {download_name(url) for _ in range(100)}
+    assert len(names) == 100
+    for name in names:
+        assert os.path.dirname(name) == str(tmp_path)
+        base = os.path.basename(name)
+        assert re.fullmatch(r"tmp[0-9a-f]{32}" + re.escape(suffix), base)
+        assert len(base.encode()) <= 255
