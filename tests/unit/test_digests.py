@@ -405,9 +405,11 @@ def test_a_retry_is_saved_only_when_it_is_the_spool(tmp_path, retry):
 def test_a_download_cancelled_while_its_spool_is_kept_leaves_no_file(tmp_path, monkeypatch):
     """The download is cancelled (the worker stops) while its complete spool is being
     given its second name on a pool thread: once that thread is done, the name is
-    removed with the download's files, never created after them."""
+    removed with the download's files, never created after them. (Without the wait for
+    the link the removal and the link race: this caught it in 1 of 5 runs, not always.)"""
     from django.test import override_settings
 
+    from pulp_content_asgi.ondemand import fetch as fetch_module
     from pulp_content_asgi.ondemand import spool as spool_module
     from pulp_content_asgi.ondemand.fetch import SpoolingDownloader
     from pulp_content_asgi.ondemand.spool import Spool
@@ -420,13 +422,23 @@ def test_a_download_cancelled_while_its_spool_is_kept_leaves_no_file(tmp_path, m
     gate, entered = threading.Event(), threading.Event()
     link = spool_module._link
 
+    linked = threading.Event()
+    removals: list[bool] = []  # per removal: whether the link was still under way
+    remove = fetch_module._remove
+
     def slow(path: str, name: str) -> None:
         entered.set()
         if not gate.wait(STUCK):
             GatedHasher.stuck = True
         link(path, name)
+        linked.set()
+
+    def recorded(paths: set[str]) -> None:
+        removals.append(not linked.is_set())
+        remove(paths)
 
     monkeypatch.setattr(spool_module, "_link", slow)
+    monkeypatch.setattr(fetch_module, "_remove", recorded)
 
     async def scenario() -> bool:
         loop = asyncio.get_running_loop()
@@ -443,6 +455,7 @@ def test_a_download_cancelled_while_its_spool_is_kept_leaves_no_file(tmp_path, m
     with override_settings(WORKING_DIRECTORY=str(working)):
         cancelled = asyncio.run(scenario())
     assert cancelled and not GatedHasher.stuck
+    assert removals == [False]  # removed once, after the link: never before it
     assert os.listdir(working) == []
 
 
