@@ -223,9 +223,11 @@ class SpoolingDownloader:
                 metrics.current().upstream(time.monotonic() - self.asked, ok=False)
             if self.digests is not None and not completed:
                 self.digests.abandon()
-            if self._keeping is not None and not completed:
-                with contextlib.suppress(BaseException):
-                    await self._keeping  # its name exists once this is over, or never
+            # The kept name exists once its link is over, or never: wait for it, however
+            # often this task is cancelled meanwhile (the link runs on a thread anyway).
+            while self._keeping is not None and not completed and not self._keeping.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(self._keeping)
             # The kept file, unless it is the result (a validation failed after it).
             leftovers = self.files - {result.path} if completed else self.files
             if leftovers:
@@ -278,7 +280,7 @@ class Fetch:
 
     async def cancel(self, remaining: int | None, limit: int) -> None:
         """Cancel the download (no client is receiving it and ``remaining`` bytes exceed
-        ``limit``): nothing is saved, the downloader's file goes, and the spool's outcome
+        ``limit``): nothing is saved, no file of it is kept, and the spool's outcome
         says ``abandoned`` so followers in other processes fetch afresh. Returns once the
         download has stopped."""
         if self.task is None or self.task.done() or self.downloaded:

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -172,18 +171,31 @@ class _File:
         self.file.close()
 
 
-def _link(path: str, name: str) -> None:
-    """Give ``path`` the second name ``name`` (a copy where hard links are refused). Never
-    replaces a file at ``name``: raises ``FileExistsError``."""
+def _link(path: str, fd: int, name: str) -> None:
+    """Give the open file ``fd`` (written at ``path``) the second name ``name``: a hard
+    link, checked to be that very file (another worker may have taken ``path`` over for
+    a new spool meanwhile), else a copy of its bytes read through ``fd`` (hard links
+    refused, another file at ``path``). Never replaces a file at ``name``: raises
+    ``FileExistsError``."""
+    mine = os.fstat(fd)
     try:
         os.link(path, name)
     except FileExistsError:
         raise
-    except OSError:  # EPERM, EXDEV, a file system without hard links
-        with open(path, "rb") as source, open(name, "xb") as copy:
-            shutil.copyfileobj(source, copy, 1 << 20)
-            copy.flush()
-            os.fsync(copy.fileno())
+    except OSError:  # EPERM, EXDEV, no hard links here, the path gone
+        pass
+    else:
+        linked = os.stat(name)
+        if (linked.st_dev, linked.st_ino) == (mine.st_dev, mine.st_ino):
+            return
+        os.unlink(name)  # another download's file: ours is copied instead
+    with open(name, "xb") as copy:
+        offset = 0
+        while chunk := os.pread(fd, 1 << 20, offset):
+            copy.write(chunk)
+            offset += len(chunk)
+        copy.flush()
+        os.fsync(copy.fileno())
 
 
 class _Progress:
@@ -286,7 +298,7 @@ class Spool(_Progress):
         OSError (a failed flush, ``ENOSPC``)."""
         assert self._file is not None, "Spool.open() comes first"
         await _off_loop(self._file.sync)
-        await _off_loop(_link, self.path, name)
+        await _off_loop(_link, self.path, self._file.file.fileno(), name)
         return name
 
     async def finish(self, error: BaseException | None = None) -> None:
@@ -406,7 +418,7 @@ def _create(path: str) -> IO[bytes]:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    return open(path, "xb")
+    return open(path, "x+b")  # readable too: Spool.keep may have to copy through it
 
 
 def _read_at(path: str, offset: int, length: int) -> bytes:

@@ -402,7 +402,9 @@ def test_a_retry_is_saved_only_when_it_is_the_spool(tmp_path, retry):
         assert sorted(os.listdir(tmp_path)) == ["spool"]  # the fetch's to discard
 
 
-def test_a_download_cancelled_while_its_spool_is_kept_leaves_no_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize("cancels", [1, 2], ids=["cancelled", "cancelled-twice"])
+def test_a_download_cancelled_while_its_spool_is_kept_leaves_no_file(
+        tmp_path, monkeypatch, cancels):
     """The download is cancelled (the worker stops) while its complete spool is being
     given its second name on a pool thread: once that thread is done, the name is
     removed with the download's files, never created after them. (Without the wait for
@@ -426,11 +428,11 @@ def test_a_download_cancelled_while_its_spool_is_kept_leaves_no_file(tmp_path, m
     removals: list[bool] = []  # per removal: whether the link was still under way
     remove = fetch_module._remove
 
-    def slow(path: str, name: str) -> None:
+    def slow(*args: Any) -> None:
         entered.set()
         if not gate.wait(STUCK):
             GatedHasher.stuck = True
-        link(path, name)
+        link(*args)
         linked.set()
 
     def recorded(paths: set[str]) -> None:
@@ -447,6 +449,10 @@ def test_a_download_cancelled_while_its_spool_is_kept_leaves_no_file(tmp_path, m
         download = asyncio.ensure_future(SpoolingDownloader(candidate, spool).run())
         await loop.run_in_executor(None, entered.wait)  # the link is under way
         download.cancel()
+        for _ in range(cancels - 1):  # once more while it waits for the link (a stop)
+            for _ in range(10):
+                await asyncio.sleep(0)
+            download.cancel()
         loop.call_soon(gate.set)  # it ends while the cancelled download cleans up
         with contextlib.suppress(asyncio.CancelledError):
             await download
@@ -560,7 +566,7 @@ def test_a_saved_download_stops_taking_bytes_once_its_window_is_full(
     os.unlink(result.path)  # type: ignore[attr-defined]
 
 
-def test_a_full_disk_in_the_files_lane_ends_the_download_and_keeps_no_file(
+def test_a_full_disk_writing_the_spool_ends_the_download_and_keeps_no_file(
         tmp_path, monkeypatch):
     """ENOSPC writing the spool (the file that is saved) reaches the fetch path as that
     ``OSError`` before the whole file is taken, is not retried by pulpcore's downloader,

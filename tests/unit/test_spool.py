@@ -86,7 +86,7 @@ def test_a_kept_name_is_a_second_name_of_the_spool_and_never_replaces_a_file(tmp
 def test_where_hard_links_are_refused_the_kept_name_is_a_whole_copy(tmp_path, monkeypatch):
     from pulp_content_asgi.ondemand import spool as spool_module
 
-    def refused(source: str, target: str) -> None:
+    def refused(source: str, target: str, **_: object) -> None:
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(spool_module.os, "link", refused)
@@ -121,3 +121,20 @@ def test_a_kept_name_is_new_legal_and_keeps_the_file_name_when_it_can(url, suffi
         base = os.path.basename(name)
         assert re.fullmatch(r"tmp[0-9a-f]{32}" + re.escape(suffix), base)
         assert len(base.encode()) <= 255
+
+
+def test_the_kept_file_is_the_one_written_even_if_its_path_was_taken_over(tmp_path):
+    """Another worker that took the download's lock (this one lost its session) creates
+    a new spool at the same path: the name kept is still this spool's file and bytes,
+    never the other's unfinished one."""
+
+    async def scenario() -> None:
+        spool = Spool(str(tmp_path / "spool"))
+        await spool.open()
+        await spool.write(DATA)
+        os.unlink(tmp_path / "spool")  # the other worker's _create
+        (tmp_path / "spool").write_bytes(b"another download, unfinished")
+        await spool.keep(str(tmp_path / "kept"))
+
+    asyncio.run(scenario())
+    assert (tmp_path / "kept").read_bytes() == DATA
