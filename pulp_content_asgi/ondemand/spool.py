@@ -292,7 +292,8 @@ class Spool(_Progress):
 
     async def keep(self, name: str) -> str:
         """Make every byte written durable and give the file the second name ``name``
-        (a hard link: nothing is copied), which stays when the spool is discarded;
+        (a hard link: nothing is copied; a copy only where links are refused or the path
+        holds another file by now, :func:`_link`), which stays when the spool is discarded;
         returns ``name``. Called once the download is complete: the spool is never
         written again, so the file saved and the bytes clients read are one. Raises
         OSError (a failed flush, ``ENOSPC``)."""
