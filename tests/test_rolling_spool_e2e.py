@@ -47,7 +47,7 @@ def server(version: str, old_tree: str) -> Server:
 
 
 #: Earlier releases that coordinated on-demand downloads otherwise, each with how. None
-#: put a generation in the lock's id, so none competes for this release's locks.
+#: put this release's generation in the lock's id, so none competes for its locks.
 EARLIER = {
     # The old release of tests/test_rolling_upgrade_e2e.py: the lock from the key alone,
     # the spool named ``ondemand-<sha256(key)[:40]>``. With this checkout before
@@ -64,6 +64,11 @@ EARLIER = {
     # the lock but kept "a2", the two took different locks and led one download into one
     # file again.
     "3340078": "3340078433b9e4408341bcc084a5f7e377c8a213",
+    # Main from 476a855 to 872b7d3: generation "a3" in lock and name, a new spool opened
+    # truncating whatever file was at its path. From 1916a8e a complete spool is also
+    # hard-linked as the saved artifact, so a shared path could let the old release
+    # truncate a saved file; "a4" keeps the two apart.
+    "872b7d3": "872b7d3388df16c696547c386efe2c598b19a0e7",
 }
 
 

@@ -43,7 +43,7 @@ _areas: dict[str, str] = {}
 #: under the same name. Releases that coordinate downloads otherwise must use another:
 #: then neither follows the other, each leads its own download into its own file. Change
 #: it whenever the lock, the spool's name or its format (the sidecar) changes.
-SPOOL_GENERATION = "a3"
+SPOOL_GENERATION = "a4"
 
 
 def _read_or_create(path: str) -> str:
@@ -113,9 +113,12 @@ def spool_path(key: str) -> str:
     named the file the same way; 9609e0c to 3340078 took it from area and key and named
     the file ``ondemand-a2-<sha256("a2:area:key")>``. Each pairing with a later release
     either led one download into one file (each truncating the other's bytes) or
-    followed a lock whose leader wrote another file. This release's lock differs from
-    all of theirs and its file ("a3") too: each leads its own download into its own file
-    (tests/test_rolling_spool_e2e.py, against 112dcc5, b459552 and 3340078).
+    followed a lock whose leader wrote another file. 476a855 to cd31069 used "a3" in
+    both; up to 872b7d3 a new spool truncated a file left at its path, while from
+    1916a8e a spool's inode may also be a saved artifact's (:meth:`Spool.keep`), so
+    the two must never share a path. This release ("a4") takes a lock and a file
+    differing from all of theirs: each leads its own download into its own file
+    (tests/test_rolling_spool_e2e.py, against 112dcc5, b459552, 3340078 and 872b7d3).
     """
     name = _identity(key).hex()[:40]
     return os.path.join(str(settings.WORKING_DIRECTORY), f"ondemand-{SPOOL_GENERATION}-{name}")
