@@ -44,6 +44,11 @@ DEFAULTS: dict[str, Any] = {
     # default is 1024 / workers): slow readers and slowloris connections hold one each,
     # and past this the worker accepts no one. Uvicorn has no such limit.
     "CONTENT_ASGI_MAX_CONNECTIONS": 65536,
+    # Threads per granian worker that read the files granian sends itself (pathsend):
+    # granian's runtime_blocking_threads. One reads the queued pieces back to back;
+    # raise it where storage answers each read slowly (network file systems), so that
+    # one slow read does not hold up the worker's other downloads. Uvicorn ignores it.
+    "CONTENT_ASGI_FILE_READ_THREADS": 1,
     # Seconds a Redis call of the response cache may take before the cache is bypassed.
     "CONTENT_ASGI_CACHE_TIMEOUT": 0.25,
     # Seconds the response cache stays bypassed after Redis failed.
@@ -115,6 +120,7 @@ class AppSettings:
     ondemand_unattended_bytes: int | None = None
     header_timeout: float = 30.0
     max_connections: int = 65536
+    file_read_threads: int = 1
 
 
 def _get(settings: Any, name: str) -> Any:
@@ -170,6 +176,7 @@ def load(settings: Any | None = None) -> AppSettings:
                                               "CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES")),
         header_timeout=float(_get(settings, "CONTENT_ASGI_HEADER_TIMEOUT")),
         max_connections=int(_get(settings, "CONTENT_ASGI_MAX_CONNECTIONS")),
+        file_read_threads=int(_get(settings, "CONTENT_ASGI_FILE_READ_THREADS")),
     )
 
 

@@ -16,6 +16,7 @@ No timings are asserted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from urllib.parse import urlsplit
@@ -103,3 +104,43 @@ def test_granian_still_reads_request_heads_of_64_kib():
         assert status == 200
     finally:
         stop_server(server)
+
+
+def _tokio_threads(pid: int) -> int:
+    """The worker's tokio threads: its runtime's one and the blocking pool's (tokio names
+    both ``tokio-rt-worker``)."""
+    count = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError), \
+                open(f"/proc/{pid}/task/{task}/comm") as name:
+            count += name.read().strip() == "tokio-rt-worker"
+    return count
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_granian_reads_the_files_it_sends_on_the_threads_set(big_file, threads):
+    """``CONTENT_ASGI_FILE_READ_THREADS`` bounds the threads a granian worker reads
+    ``pathsend`` files on (its tokio blocking pool): 16 slow readers of the 16 MiB file,
+    each read until the kernel's and granian's buffers are full, leave the worker with
+    its runtime's thread plus at most that many. With granian's default pool (512) in
+    place of the setting, the same 16 readers left it with 10 and 11 blocking threads
+    (both cases failed, as they must)."""
+    server = content_app("granian", env={"PULP_CONTENT_ASGI_FILE_READ_THREADS": str(threads)})
+    held: list[socket.socket] = []
+    try:
+        pid = httpx.get(server.url(HEALTH), timeout=DEADLINE).json()["worker"]["pid"]
+        idle = _tokio_threads(pid)
+        held += _connect(server.base, big_file, 16)
+        _settled(pid)  # every reader's buffers filled: the reads are done
+        readers = _tokio_threads(pid) - idle
+        assert 1 <= readers <= threads, f"{readers} file-reading threads, {threads} set"
+    finally:
+        for sock in held:
+            sock.close()
+        stop_server(server)
+
+
+def test_no_file_reading_thread_stops_the_start_naming_the_setting():
+    with pytest.raises(RuntimeError) as failed:
+        content_app("granian", env={"PULP_CONTENT_ASGI_FILE_READ_THREADS": "0"})
+    assert "CONTENT_ASGI_FILE_READ_THREADS must be 1 or more" in str(failed.value)

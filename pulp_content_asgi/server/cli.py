@@ -27,13 +27,18 @@ def default_bind() -> str:
 
 def check(app_settings: conf.AppSettings) -> None:
     """Refuse to start, with one line naming the setting, when CONTENT_ASGI_MIDDLEWARE
-    names something that cannot be imported or CONTENT_ASGI_LEGACY_ORIGIN is no origin
-    (the workers would each fail with a traceback)."""
+    names something that cannot be imported, CONTENT_ASGI_LEGACY_ORIGIN is no origin
+    (the workers would each fail with a traceback) or CONTENT_ASGI_FILE_READ_THREADS is
+    below 1."""
     from django.core.exceptions import ImproperlyConfigured
 
     from pulp_content_asgi.bridge.legacy import legacy_fallback
     from pulp_content_asgi.entry.middleware import factories
 
+    if app_settings.file_read_threads < 1:
+        raise click.ClickException(
+            "CONTENT_ASGI_FILE_READ_THREADS must be 1 or more (threads per worker reading "
+            f"the files granian sends itself); it is {app_settings.file_read_threads}")
     try:
         factories(app_settings.middleware)
         legacy_fallback(app_settings)
@@ -114,7 +119,8 @@ def main(ctx: click.Context, binds: tuple[str, ...], workers: int, timeout: int,
         runners.run(chosen, addresses, workers=workers, timeout=timeout, log_level=log_level,
                     reload=reload, reuse_port=sharing,
                     header_timeout=app_settings.header_timeout,
-                    max_connections=app_settings.max_connections)
+                    max_connections=app_settings.max_connections,
+                    file_read_threads=app_settings.file_read_threads)
     finally:
         if shared is not None:
             prometheus.remove_directory(shared)
