@@ -73,9 +73,11 @@ clean:
 ## BENCH_ARGS passes options to bench/run.py (e.g. --contenders, --fail-start, --repeats,
 ## --ports 25500-25599 or BENCH_PORTS=...; a tooling check: BENCH_ARGS="--smoke ...")
 bench: venv database bench-tools
+	@dev/bench-tools.sh --native
 	@$(DEV_ENV); $(PY) -m pip install -q -e ".[plugins,bench]" && $(PY) -m bench.run $(BENCH_ARGS)
 
 bench-quick: venv database bench-tools
+	@dev/bench-tools.sh --native
 	@$(DEV_ENV); $(PY) -m pip install -q -e ".[plugins,bench]" && $(PY) -m bench.run --quick $(BENCH_ARGS)
 
 bench-tools:

@@ -3,9 +3,11 @@
 After a scenario's measured runs of a contender at a worker count, ``bench/run.py`` does
 ONE more run of that scenario with py-spy (the ``bench`` extra) attached to the server's
 process family, and writes an SVG flame graph beside the results:
-``<results stem>-profiles/<scenario>-<contender>-w<workers>.svg``. That run's figures are
-kept under ``profiles[].run`` in the JSON (to see what the profiler cost) and never in a
-measured point, so a profile cannot distort the numbers the report compares.
+``<results stem>-profiles/<scenario>-<contender>-w<workers>.svg``; perf samples the same
+run below Python (``bench/native.py``: ``<...>.perf.txt``, the shared objects' shares).
+That run's figures are kept under ``profiles[].run`` in the JSON (to see what the
+profiler cost) and never in a measured point, so a profile cannot distort the numbers
+the report compares.
 
 A profile that cannot be taken (py-spy missing, no permission to read the server's
 memory, the profiled run failing) is an entry with status "failed" and the reason; the
@@ -24,6 +26,9 @@ import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
+
+from bench import native
+from pulp_content_asgi.devtools.processes import family
 
 #: The py-spy the ``bench`` extra installs beside this interpreter.
 PYSPY = os.path.join(os.path.dirname(sys.executable), "py-spy")
@@ -231,9 +236,10 @@ class Profiler:
     ``stem``, each recorded in ``entries`` (the results' ``profiles``) and ``save``d."""
 
     def __init__(self, enabled: bool, stem: str, entries: list[dict[str, Any]],
-                 save: Callable[[], object], executable: str = PYSPY) -> None:
+                 save: Callable[[], object], executable: str = PYSPY,
+                 perf: str = native.PERF) -> None:
         self.enabled, self.stem, self.entries = enabled, stem, entries
-        self.save, self.executable = save, executable
+        self.save, self.executable, self.perf = save, executable, perf
 
     def take(self, scenario: str, contender: Any, workers: int, pid: int, cpus: str | None,
              run: Callable[[], dict], **details: Any) -> dict[str, Any] | None:
@@ -247,10 +253,17 @@ class Profiler:
         output = os.path.join(folder(self.stem), file_name(scenario, contender.name, workers))
         entry: dict[str, Any] = {"scenario": scenario, "contender": contender.name,
                                  "workers": workers, **details}
-        say(f"    profile: one more {scenario} run with py-spy attached")
+        say(f"    profile: one more {scenario} run with py-spy and perf attached")
+        below: dict[str, Any] = {}  # what perf found (bench/native.py)
+
+        def sampled() -> dict:
+            with native.sampling(family(pid), output.removesuffix(".svg") + ".perf.txt",
+                                 below, self.perf, cpus):
+                return run()
+
         try:
             os.makedirs(folder(self.stem), exist_ok=True)
-            found = record(command(self.executable, pid, output, cpus), output, run)
+            found = record(command(self.executable, pid, output, cpus), output, sampled)
         except ProfileFailed as failure:
             entry.update(status="failed", error=str(failure))
             say(f"    profile: failed: {failure}")
@@ -262,6 +275,12 @@ class Profiler:
             entry.update(status="recorded", **found,
                          file=os.path.relpath(output, os.path.dirname(self.stem)))
             say(f"    profile: {entry['file']} ({found['samples']} samples)")
+        if "native_file" in below:
+            below["native_file"] = os.path.relpath(below["native_file"],
+                                                   os.path.dirname(self.stem))
+        entry.update(below)
+        if "native_error" in below:
+            say(f"    profile: perf: {below['native_error']}")
         self.entries.append(entry)
         self.save()
         return entry

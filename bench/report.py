@@ -374,6 +374,18 @@ def _profile_cells(found: dict) -> str:
     return f"[{name}]({found['file']}) | {samples}{errors} | {heaviest}"
 
 
+def _native_cells(found: dict) -> str:
+    """perf's heaviest shared objects, linked to its report; or why there are none."""
+    if "native" in found:
+        below = found["native"]
+        top = "; ".join(f"`{t['dso']}` {t['share']:.0%}" for t in below.get("top", []))
+        samples = "" if below.get("samples") is None else f" ({below['samples']:,} samples)"
+        return f"[{top or 'no samples'}]({found['native_file']}){samples}"
+    if "native_error" in found:
+        return "perf: " + str(found["native_error"]).replace("|", "\\|")
+    return ""
+
+
 def profiles_table(results: dict) -> list[str]:
     """The flame graphs of this run (``bench/profiles.py``), by scenario: links relative
     to the report, or "profile: failed: <reason>"."""
@@ -382,20 +394,24 @@ def profiles_table(results: dict) -> list[str]:
         return []
     from bench.profiles import SCENARIOS
 
-    lines = ["## Profiles (py-spy flame graphs)", "",
+    lines = ["## Profiles (py-spy flame graphs, perf below Python)", "",
              "After each scenario's measured runs of a contender, one more run with py-spy "
              "sampling the server's processes 100 times a second without stopping them "
              "(`--nonblocking`); CPU only, idle threads left out. That run's figures are in "
              "no table above (JSON: `profiles[].run`). Open an SVG in a browser: hover for "
              "a box's samples, click to zoom, Ctrl-F to search. Self time: a function's "
-             "samples not spent in the functions it called, as a share of all samples.", "",
-             "| scenario | contender | workers | flame graph | samples | most self time |",
-             "|---|---|---|---|---|---|"]
+             "samples not spent in the functions it called, as a share of all samples. "
+             "Below Python, perf sampled the same run (every thread, user and kernel time, "
+             "`bench/native.py`): the shared objects with the most samples, linked to "
+             "perf's whole report.", "",
+             "| scenario | contender | workers | flame graph | samples | most self time "
+             "| below Python (perf) |",
+             "|---|---|---|---|---|---|---|"]
     order = {name: i for i, name in enumerate(SCENARIOS)}
     for p in sorted(found, key=lambda p: order.get(p["scenario"], len(order))):
         scenario = p["scenario"] + (f" (c{p['connections']})" if "connections" in p else "")
         lines.append(f"| {scenario} | {p['contender']} | {p['workers']} | "
-                     f"{_profile_cells(p)} |")
+                     f"{_profile_cells(p)} | {_native_cells(p)} |")
     return [*lines, ""]
 
 

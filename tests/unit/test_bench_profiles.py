@@ -107,16 +107,30 @@ def test_the_report_links_each_flame_graph_and_names_failures() -> None:
                          "self_share": 0.25}]}
     failed = {"scenario": "ondemand", "contender": "pulpcore-content", "workers": 1,
               "status": "failed", "error": "Permission Denied | try root"}
-    lines = report.profiles_table(_results([failed, recorded]))
-    assert lines[0] == "## Profiles (py-spy flame graphs)"
-    rows = [line for line in lines if line.startswith("| published") or
-            line.startswith("| ondemand")]
+    below = {**recorded, "scenario": "large", "connections": 8,
+             "native": {"samples": 2665, "top": [{"dso": "libcrypto.so.3", "share": 0.57},
+                                                 {"dso": "[kernel.kallsyms]", "share": 0.285}]},
+             "native_file": "2026-12-01T0000Z-vm-full-profiles/large-asgi-granian-w1.perf.txt"}
+    refused = {**recorded, "scenario": "slow", "native_error": "Permission denied | paranoid"}
+    lines = report.profiles_table(_results([failed, recorded, below, refused]))
+    assert lines[0] == "## Profiles (py-spy flame graphs, perf below Python)"
+    rows = [line for line in lines if line.startswith(("| published", "| ondemand",
+                                                       "| large", "| slow"))]
     assert rows == [
         "| published (c64) | asgi-granian | 1 | [published-asgi-granian-w1.svg]"
         "(2026-12-01T0000Z-vm-full-profiles/published-asgi-granian-w1.svg) | 1,234 "
-        "(2 errors) | `send (pulp_content_asgi/serving/send.py:10)` 25% |",
+        "(2 errors) | `send (pulp_content_asgi/serving/send.py:10)` 25% |  |",
+        "| large (c8) | asgi-granian | 1 | [published-asgi-granian-w1.svg]"
+        "(2026-12-01T0000Z-vm-full-profiles/published-asgi-granian-w1.svg) | 1,234 "
+        "(2 errors) | `send (pulp_content_asgi/serving/send.py:10)` 25% | "
+        "[`libcrypto.so.3` 57%; `[kernel.kallsyms]` 28%]"
+        "(2026-12-01T0000Z-vm-full-profiles/large-asgi-granian-w1.perf.txt) (2,665 samples) |",
+        "| slow (c64) | asgi-granian | 1 | [published-asgi-granian-w1.svg]"
+        "(2026-12-01T0000Z-vm-full-profiles/published-asgi-granian-w1.svg) | 1,234 "
+        "(2 errors) | `send (pulp_content_asgi/serving/send.py:10)` 25% | "
+        "perf: Permission denied \\| paranoid |",
         "| ondemand | pulpcore-content | 1 | profile: failed: Permission Denied \\| try "
-        "root | |  |"]
+        "root | |  |  |"]
     assert report.profiles_table(_results([])) == []
 
 
