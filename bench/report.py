@@ -510,8 +510,9 @@ def _seconds(meta: dict) -> str:
 def _profiles_mode(on: bool, json_name: str) -> str:
     if not on:
         return "off"
-    return (f"on: one more run per scenario with py-spy attached, flame graphs in "
-            f"`{json_name.removesuffix('.json')}-profiles/` (section Profiles)")
+    return (f"on: one more run per scenario with py-spy and perf attached, flame graphs "
+            f"and perf reports in `{json_name.removesuffix('.json')}-profiles/` (section "
+            "Profiles)")
 
 
 def header(results: dict, json_name: str) -> list[str]:
