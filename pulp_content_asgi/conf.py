@@ -44,11 +44,12 @@ DEFAULTS: dict[str, Any] = {
     # default is 1024 / workers): slow readers and slowloris connections hold one each,
     # and past this the worker accepts no one. Uvicorn has no such limit.
     "CONTENT_ASGI_MAX_CONNECTIONS": 65536,
-    # Threads per granian worker that read the files granian sends itself (pathsend):
-    # granian's runtime_blocking_threads. One reads the queued pieces back to back;
-    # raise it where storage answers each read slowly (network file systems), so that
-    # one slow read does not hold up the worker's other downloads. Uvicorn ignores it.
-    "CONTENT_ASGI_FILE_READ_THREADS": 1,
+    # Threads per granian worker that may read the files granian sends itself (pathsend;
+    # granian's runtime_blocking_threads, whose own default this is): a bound, the pool
+    # grows with concurrent reads. 1 reads one piece at a time (fewer context switches,
+    # throughput not measurably different on local page-cached files), and one slow read
+    # (NFS) then holds up every pathsend download of the worker. Uvicorn ignores it.
+    "CONTENT_ASGI_FILE_READ_THREADS": 512,
     # Seconds a Redis call of the response cache may take before the cache is bypassed.
     "CONTENT_ASGI_CACHE_TIMEOUT": 0.25,
     # Seconds the response cache stays bypassed after Redis failed.
@@ -120,11 +121,34 @@ class AppSettings:
     ondemand_unattended_bytes: int | None = None
     header_timeout: float = 30.0
     max_connections: int = 65536
-    file_read_threads: int = 1
+    file_read_threads: int = 512
+
+
+#: The most file-reading threads a granian worker may be given (granian's own default
+#: is 512; far larger values overflow its runtime's configuration).
+MAX_FILE_READ_THREADS = 4096
 
 
 def _get(settings: Any, name: str) -> Any:
     return getattr(settings, name, DEFAULTS[name])
+
+
+def _integer(settings: Any, name: str, low: int | None = None,
+             high: int | None = None) -> int:
+    """A whole-number setting; raises ImproperlyConfigured naming it (the command turns
+    that into one line and exit status 1) for anything else: text that is no number,
+    ``1.5``, ``true``, a list, or a number outside ``low``..``high``."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    value = _get(settings, name)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ImproperlyConfigured(f"{name} must be a whole number; it is {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise ImproperlyConfigured(f"{name} must be {bounds}; it is {value}")
+    return value
 
 
 def _flag(value: Any) -> bool:
@@ -148,18 +172,18 @@ def load(settings: Any | None = None) -> AppSettings:
 
         settings = django_settings
     return AppSettings(
-        db_connections=int(_get(settings, "CONTENT_ASGI_DB_CONNECTIONS")),
+        db_connections=_integer(settings, "CONTENT_ASGI_DB_CONNECTIONS"),
         db_pool_timeout=float(_get(settings, "CONTENT_ASGI_DB_POOL_TIMEOUT")),
         db_max_idle=float(_get(settings, "CONTENT_ASGI_DB_MAX_IDLE")),
         db_prepared_statements=_flag(_get(settings, "CONTENT_ASGI_DB_PREPARED_STATEMENTS")),
-        chunk_size=int(_get(settings, "CONTENT_ASGI_CHUNK_SIZE")),
-        inline_file_size=int(_get(settings, "CONTENT_ASGI_INLINE_FILE_SIZE")),
+        chunk_size=_integer(settings, "CONTENT_ASGI_CHUNK_SIZE"),
+        inline_file_size=_integer(settings, "CONTENT_ASGI_INLINE_FILE_SIZE"),
         pathsend=_flag(_get(settings, "CONTENT_ASGI_PATHSEND")),
         server=str(_get(settings, "CONTENT_ASGI_SERVER")),
-        retry_after=int(_get(settings, "CONTENT_ASGI_RETRY_AFTER")),
+        retry_after=_integer(settings, "CONTENT_ASGI_RETRY_AFTER"),
         cache_timeout=float(_get(settings, "CONTENT_ASGI_CACHE_TIMEOUT")),
         cache_retry=float(_get(settings, "CONTENT_ASGI_CACHE_RETRY")),
-        cache_connections=int(_get(settings, "CONTENT_ASGI_CACHE_CONNECTIONS")),
+        cache_connections=_integer(settings, "CONTENT_ASGI_CACHE_CONNECTIONS"),
         access_logfile=str(_get(settings, "CONTENT_ASGI_ACCESS_LOGFILE") or ""),
         health_path=str(_get(settings, "CONTENT_ASGI_HEALTH_PATH")),
         prometheus_enabled=_flag(_get(settings, "CONTENT_ASGI_PROMETHEUS_ENABLED")),
@@ -175,8 +199,9 @@ def load(settings: Any | None = None) -> AppSettings:
         ondemand_unattended_bytes=_bound(_get(settings,
                                               "CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES")),
         header_timeout=float(_get(settings, "CONTENT_ASGI_HEADER_TIMEOUT")),
-        max_connections=int(_get(settings, "CONTENT_ASGI_MAX_CONNECTIONS")),
-        file_read_threads=int(_get(settings, "CONTENT_ASGI_FILE_READ_THREADS")),
+        max_connections=_integer(settings, "CONTENT_ASGI_MAX_CONNECTIONS"),
+        file_read_threads=_integer(settings, "CONTENT_ASGI_FILE_READ_THREADS", 1,
+                                   MAX_FILE_READ_THREADS),
     )
 
 

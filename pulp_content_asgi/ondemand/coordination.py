@@ -107,16 +107,16 @@ def spool_path(key: str) -> str:
 
     Derived from exactly what the leadership lock is derived from (:data:`SPOOL_GENERATION`,
     spool area and key, :func:`lock_id`): processes that compete for the same lock share
-    the file, and only they. Earlier releases, none of which put a generation in the
-    lock: 112dcc5 took its lock from the key alone and named its file
-    ``ondemand-<sha256(key)>``; 9e3c274 to b459552 took it from spool area and key and
-    named the file the same way; 9609e0c to 3340078 took it from area and key and named
-    the file ``ondemand-a2-<sha256("a2:area:key")>``. Each pairing with a later release
-    either led one download into one file (each truncating the other's bytes) or
-    followed a lock whose leader wrote another file. 476a855 to cd31069 used "a3" in
-    both; up to 872b7d3 a new spool truncated a file left at its path, while from
-    1916a8e a spool's inode may also be a saved artifact's (:meth:`Spool.keep`), so
-    the two must never share a path. This release ("a4") takes a lock and a file
+    the file, and only they. Earlier releases: 112dcc5 took its lock from the key alone
+    and named its file ``ondemand-<sha256(key)>``; 9e3c274 to b459552 took it from spool
+    area and key and named the file the same way; 9609e0c to 3340078 took it from area
+    and key and named the file ``ondemand-a2-<sha256("a2:area:key")>``; 654fbda to
+    476a855^ put "a2" in both lock and name, and 476a855 to 7907913^ "a3". Each of the
+    first three pairings with a later release either led one download into one file
+    (each truncating the other's bytes) or followed a lock whose leader wrote another
+    file. Up to 872b7d3 a new spool truncated a file left at its path, while from 1916a8e
+    a complete spool's inode is also the saved artifact's (:meth:`Spool.keep`), so those
+    two must not share a path either. This release ("a4") takes a lock and a file
     differing from all of theirs: each leads its own download into its own file
     (tests/test_rolling_spool_e2e.py, against 112dcc5, b459552, 3340078 and 872b7d3).
     """

@@ -27,18 +27,14 @@ def default_bind() -> str:
 
 def check(app_settings: conf.AppSettings) -> None:
     """Refuse to start, with one line naming the setting, when CONTENT_ASGI_MIDDLEWARE
-    names something that cannot be imported, CONTENT_ASGI_LEGACY_ORIGIN is no origin
-    (the workers would each fail with a traceback) or CONTENT_ASGI_FILE_READ_THREADS is
-    below 1."""
+    names something that cannot be imported or CONTENT_ASGI_LEGACY_ORIGIN is no origin
+    (the workers would each fail with a traceback). Numbers that are no whole numbers or
+    out of range are refused the same way while the settings are read (conf.py)."""
     from django.core.exceptions import ImproperlyConfigured
 
     from pulp_content_asgi.bridge.legacy import legacy_fallback
     from pulp_content_asgi.entry.middleware import factories
 
-    if app_settings.file_read_threads < 1:
-        raise click.ClickException(
-            "CONTENT_ASGI_FILE_READ_THREADS must be 1 or more (threads per worker reading "
-            f"the files granian sends itself); it is {app_settings.file_read_threads}")
     try:
         factories(app_settings.middleware)
         legacy_fallback(app_settings)

@@ -139,7 +139,7 @@ def _supervisor(config: Any, sockets: list[socket.socket]) -> Any:
 
 def run_uvicorn(addresses: list[Address], workers: int, timeout: int, log_level: str,
                 reload: bool, reuse_port: bool = False, header_timeout: float = 30.0,
-                max_connections: int = 65536, file_read_threads: int = 1) -> None:
+                max_connections: int = 65536, file_read_threads: int = 512) -> None:
     import uvicorn
     from uvicorn.supervisors import ChangeReload
 
@@ -164,7 +164,7 @@ def run_uvicorn(addresses: list[Address], workers: int, timeout: int, log_level:
 
 def run_granian(addresses: list[Address], workers: int, timeout: int, log_level: str,
                 reload: bool, reuse_port: bool = False, header_timeout: float = 30.0,
-                max_connections: int = 65536, file_read_threads: int = 1) -> None:
+                max_connections: int = 65536, file_read_threads: int = 512) -> None:
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
@@ -189,11 +189,12 @@ def run_granian(addresses: list[Address], workers: int, timeout: int, log_level:
                                      max_buffer_size=GRANIAN_BUFFER_BYTES),
         # Connections per worker (granian's default, backlog // workers, is 1024 / workers).
         backpressure=max(1, max_connections),
-        # The threads that read the files granian sends itself (pathsend reads through
-        # tokio::fs, one blocking-pool task per 128 KiB piece; granian's default pool is
-        # 512). One thread takes the queued reads back to back; a larger pool woke a
-        # thread per piece: 38 % more context switches, and 8 downloads of a 1 GiB file
-        # on 2 workers 16 % slower in the medians (bench/results/file-threads-ab/).
+        # The threads that may read the files granian sends itself (pathsend reads
+        # through tokio::fs, one blocking-pool task per 128 KiB piece; the pool grows
+        # with concurrent reads up to this). CONTENT_ASGI_FILE_READ_THREADS, whose default
+        # is granian's own 512: 1 switched context 38 % less at equal GB/s, but throughput
+        # did not measurably differ and one slow read then stalls every pathsend download
+        # of the worker (bench/results/file-threads-ab/).
         runtime_blocking_threads=file_read_threads,
     ).serve()
 
@@ -201,7 +202,7 @@ def run_granian(addresses: list[Address], workers: int, timeout: int, log_level:
 def run(server: str, addresses: list[Address], *, workers: int, timeout: int,
         log_level: str, reload: bool, reuse_port: bool = False,
         header_timeout: float = 30.0, max_connections: int = 65536,
-        file_read_threads: int = 1) -> None:
+        file_read_threads: int = 512) -> None:
     """Serve until stopped; :class:`CannotListen` (exit status 1) when an address is in
     use and ``reuse_port`` is off. ``header_timeout``: seconds a connection gets to send
     its request headers; ``max_connections``: connections a worker serves at once;
