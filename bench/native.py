@@ -78,13 +78,14 @@ def _started(process: subprocess.Popen[bytes], output: str) -> bool:
     return False
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT (perf's Ctrl-C: stop, write the file), SIGKILL if it hangs."""
+def interrupt(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
+    """SIGINT (a profiler's Ctrl-C, perf's and py-spy's alike: stop sampling, write the
+    file), SIGKILL if it has not exited ``timeout`` seconds later."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGINT)
         try:
-            process.wait(STOP_TIMEOUT)
+            process.wait(timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -116,7 +117,7 @@ def sampling(pids: list[int], text: str, found: dict[str, Any], perf: str = PERF
         return
     try:
         if not _started(process, data):
-            _stop(process)
+            interrupt(process)
             found["native_error"] = _said(process, f"perf did not start sampling within "
                                                    f"{START_TIMEOUT:g} s")
             yield
@@ -124,7 +125,7 @@ def sampling(pids: list[int], text: str, found: dict[str, Any], perf: str = PERF
         try:
             yield
         finally:
-            _stop(process)
+            interrupt(process)
         report = subprocess.run([perf, "report", "-i", data, "--stdio", "--sort", "dso", "-n"],
                                 capture_output=True, text=True, timeout=STOP_TIMEOUT)
         if report.returncode != 0 or not report.stdout.strip():
@@ -137,6 +138,6 @@ def sampling(pids: list[int], text: str, found: dict[str, Any], perf: str = PERF
         found["native_file"] = text
     finally:
         if process.poll() is None:
-            _stop(process)
+            interrupt(process)
         with contextlib.suppress(FileNotFoundError):
             os.remove(data)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -165,7 +164,7 @@ def record(argv: list[str], output: str, run: Callable[[], dict]) -> dict[str, A
             raise ProfileFailed(f"the profiled run failed: {type(error).__name__}: "
                                 f"{error}"[:300]) from error
     finally:
-        _stop(process)
+        native.interrupt(process, WRITE_TIMEOUT)
         said.join(WRITE_TIMEOUT)
     if process.returncode != 0 or not os.path.isfile(output):
         raise ProfileFailed(said.reason(f"py-spy exited with status {process.returncode} "
@@ -181,16 +180,6 @@ def record(argv: list[str], output: str, run: Callable[[], dict]) -> dict[str, A
             "errors": int(counts[2]) if counts else None, "top": top}
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
-    """SIGINT (py-spy's Ctrl-C: stop sampling, write the file), SIGKILL if it hangs."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGINT)
-        try:
-            process.wait(WRITE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def top_frames(svg: str, count: int = 3) -> list[dict[str, Any]]:
