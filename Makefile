@@ -69,7 +69,7 @@ clean:
 	dev/clean.sh
 
 ## Benchmarks side by side with pulpcore-content and nginx (bench/README.md); installs what is
-## missing first and says so: wrk, nginx, taskset, redis-server (apt-get).
+## missing first and says so: wrk, nginx, taskset, redis-server, and perf if it can (apt-get).
 ## BENCH_ARGS passes options to bench/run.py (e.g. --contenders, --fail-start, --repeats,
 ## --ports 25500-25599 or BENCH_PORTS=...; a tooling check: BENCH_ARGS="--smoke ...")
 bench: venv database bench-tools

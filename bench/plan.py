@@ -5,8 +5,8 @@ Three kinds of run: **full** (``make bench``: every scenario, 1 and 2 workers, c
 (``make bench-quick``: 1 worker, c64, indicative) and **smoke** (``--smoke``: a tooling
 check of a few seconds per point, any subset of scenarios, concurrency levels and worker
 counts, 1 run allowed; its figures are not results and it never updates the goal table).
-Every kind but smoke also takes a py-spy flame graph per scenario (``--profiles``,
-``bench/profiles.py``).
+Every kind but smoke also takes a py-spy flame graph and a perf report per scenario
+(``--profiles``, ``bench/profiles.py``, ``bench/native.py``).
 """
 
 from __future__ import annotations
@@ -116,8 +116,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
                              "$BENCH_PORTS, else any free port)")
     parser.add_argument("--profiles", action=argparse.BooleanOptionalAction,
                         help="after each scenario's measured runs, one more with py-spy "
-                             "attached, saved as an SVG flame graph beside the results "
-                             "(default: on, off in --smoke runs)")
+                             "and perf attached, saved as an SVG flame graph and perf's "
+                             "report beside the results (default: on, off in --smoke runs)")
     smoke = parser.add_argument_group("smoke runs only")
     smoke.add_argument("--seconds", type=float, help="seconds per point")
     smoke.add_argument("--concurrency", help="comma-separated wrk connection counts")

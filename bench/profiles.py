@@ -135,9 +135,13 @@ class _Output:
                                             f"{timeout:g} s"))
 
     def reason(self, default: str) -> str:
-        """py-spy's last words (its error message), else ``default``."""
+        """py-spy's error message (from the line saying "Error" or "panicked", where a
+        panic's backtrace follows it), else its last words, else ``default``."""
         said = [line.removeprefix("py-spy> ") for line in self.lines if line.strip()]
-        return "; ".join(said[-2:])[:300] if said else default
+        first = next((i for i, line in enumerate(said)
+                      if "Error" in line or "panicked" in line), None)
+        words = said[first:first + 2] if first is not None else said[-2:]
+        return "; ".join(words)[:300] if words else default
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
@@ -264,6 +268,8 @@ class Profiler:
             entry.update(status="recorded", **found,
                          file=os.path.relpath(output, os.path.dirname(self.stem)))
             say(f"    profile: {entry['file']} ({found['samples']} samples)")
+        if not below:  # py-spy never sampled, so the run perf would have sampled did not happen
+            below["native_error"] = "not sampled: the profiled run did not happen"
         if "native_file" in below:
             below["native_file"] = os.path.relpath(below["native_file"],
                                                    os.path.dirname(self.stem))

@@ -380,7 +380,8 @@ def _native_cells(found: dict) -> str:
         below = found["native"]
         top = "; ".join(f"`{t['dso']}` {t['share']:.0%}" for t in below.get("top", []))
         samples = "" if below.get("samples") is None else f" ({below['samples']:,} samples)"
-        return f"[{top or 'no samples'}]({found['native_file']}){samples}"
+        user = "" if below.get("kernel", True) else ", user time only: no kernel share"
+        return f"[{top or 'no samples'}]({found['native_file']}){samples}{user}"
     if "native_error" in found:
         return "perf: " + str(found["native_error"]).replace("|", "\\|")
     return ""

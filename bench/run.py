@@ -9,8 +9,8 @@ start becomes a "did not start" row and the run goes on.
 Phases: each contender at each worker count (published files, 1 GiB file, slow readers,
 burst), then object storage (:func:`measure_objects`), on-demand and the in-process
 counts, as far as the plan's scenarios ask (``bench/plan.py``). With profiles on, each
-scenario's measured runs of a contender are followed by one more with py-spy attached
-(``bench/profiles.py``).
+scenario's measured runs of a contender are followed by one more with py-spy and perf
+attached (``bench/profiles.py``, ``bench/native.py``).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def _points(suite: Suite, server: Any, paths: list[str], wanted: set[str],
 def measure(recorder: Any, suite: Suite, contender: Any, workers: int) -> None:
     """Start ``contender`` with ``workers`` workers and run every point of the plan's
     scenarios ``repeats`` times, saving the JSON after each, then (profiles on) once more
-    with py-spy attached (published: at :func:`profiles.level` only); a start failure or
+    with py-spy and perf attached (published: at :func:`profiles.level` only); a start failure or
     a failing point is recorded in the run's entry (status, reason, log) and the suite
     goes on."""
     from bench import load, servers

@@ -35,7 +35,7 @@ REPORT = """\
     57.00%          1519  libcrypto.so.3
      9.50%           253  python3.11
      3.00%            80  libc.so.6
-     0.60%            16  _granian.cpython-311-x86_64-linux-gnu.so
+     0.30%             8  _granian.cpython-311-x86_64-linux-gnu.so
 #
 # (Tip: Boolean options have negative forms, e.g.: perf report --no-children)
 #
@@ -43,17 +43,25 @@ REPORT = """\
 
 
 def test_the_report_is_read_into_shares_by_shared_object_largest_first() -> None:
-    assert native.shares(REPORT) == {"samples": 2628, "top": [
+    assert native.shares(REPORT) == {"samples": 2620, "kernel": True, "top": [
         {"dso": "libcrypto.so.3", "share": 0.57},
         {"dso": "[kernel.kallsyms]", "share": 0.285},
         {"dso": "python3.11", "share": 0.095},
         {"dso": "libc.so.6", "share": 0.03}]}
-    assert native.shares("") == {"samples": 0, "top": []}
+    assert native.shares(REPORT, top=6)["top"][-1] == {"dso": "libc.so.6", "share": 0.03}
+    assert native.shares("") == {"samples": 0, "kernel": True, "top": []}
+
+
+def test_a_report_of_user_time_only_says_so() -> None:
+    """perf falls back to user time for a user without the permission (the event
+    ``cpu-clock:uhppp``): the kernel's share is then missing, not zero."""
+    user_only = REPORT.replace("cpu-clock:ppp", "cpu-clock:uhppp")
+    assert native.shares(user_only)["kernel"] is False
 
 
 def test_perf_samples_every_thread_of_the_processes_until_interrupted() -> None:
     assert native.command("perf", [10, 11], "/x/p.data") == [
-        "perf", "record", "-q", "-F", "499", "-p", "10,11", "-o", "/x/p.data"]
+        "perf", "record", "-F", "499", "-p", "10,11", "-o", "/x/p.data"]
     assert native.command("perf", [10], "/x/p.data", "1")[:3] == ["taskset", "-c", "1"]
 
 
@@ -96,3 +104,17 @@ def test_no_perf_is_the_reason_and_the_run_still_happens(tmp_path: Path) -> None
         ran.append(True)
     assert ran == [True]
     assert "native" not in found and "linux-perf" in found["native_error"]
+    assert "no-perf-here: not found" in found["native_error"]
+
+
+@needs_perf
+def test_perf_refusing_a_process_is_the_reason_said_at_once(tmp_path: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    found: dict = {}
+    ran = []
+    with native.sampling([gone.pid], str(tmp_path / "x.perf.txt"), found):
+        ran.append(True)
+    assert ran == [True] and "native" not in found
+    assert "did not start sampling" not in found["native_error"], found  # not a timeout
+    assert not os.path.exists(tmp_path / "x.perf.txt.data")

@@ -6,6 +6,7 @@ and one real recording of a Python process. No server, no database."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -203,6 +204,11 @@ def test_a_real_process_is_recorded_into_a_flame_graph_naming_its_functions(
     assert svg.name == "published-asgi-granian-w1.svg" and svg.parent.name.endswith("-profiles")
     assert "spin_for_the_profile" in svg.read_text()
     assert entry["top"][0]["frame"].startswith("spin_for_the_profile")
+    if shutil.which("perf"):  # perf sampled the same run (bench/native.py)
+        assert entry["native_file"] == os.path.relpath(
+            str(svg).removesuffix(".svg") + ".perf.txt", tmp_path), entry
+        assert (tmp_path / entry["native_file"]).is_file()
+        assert entry["native"]["samples"] > 0 and entry["native"]["top"], entry
 
 
 @needs_pyspy
@@ -232,3 +238,16 @@ def test_an_error_outside_the_profiled_run_is_a_failed_profile_not_a_crash(
     found = profiler.take("ondemand", _contender("asgi-granian"), 1, os.getpid(), None, run)
     assert found is not None and found["status"] == "failed"
     assert entries == [found]
+
+
+def test_py_spys_reason_is_its_error_line_not_the_end_of_a_backtrace() -> None:
+    said = object.__new__(profiles._Output)
+    said.lines = ["py-spy> Sampling process 100 times a second", "thread 'main' panicked at "
+                  "src/x.rs:1: failed to read", "stack backtrace:", "   7: std::rt::lang_start",
+                  "   8: main"]
+    assert said.reason("none") == ("thread 'main' panicked at src/x.rs:1: failed to read; "
+                                   "stack backtrace:")
+    said.lines = ["py-spy> one", "py-spy> two", "py-spy> three"]
+    assert said.reason("none") == "two; three"
+    said.lines = []
+    assert said.reason("none") == "none"
