@@ -11,6 +11,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 DEFAULTS: dict[str, Any] = {
     # Connections (and ORM threads) per worker process; the psycopg pool's max_size. Four
     # served a core's worth of published files as fast as 8 in short smoke runs at c64
@@ -133,18 +135,22 @@ def _get(settings: Any, name: str) -> Any:
     return getattr(settings, name, DEFAULTS[name])
 
 
+def _whole(name: str, value: Any) -> int:
+    """``value`` (an int, or text holding one) as an int; ImproperlyConfigured naming
+    the setting ``name`` for anything else (``abc``, ``1.5``, ``true``, a list)."""
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ImproperlyConfigured(f"{name} must be a whole number; it is {value!r}")
+    return value
+
+
 def _integer(settings: Any, name: str, low: int | None = None,
              high: int | None = None) -> int:
     """A whole-number setting; raises ImproperlyConfigured naming it (the command turns
     that into one line and exit status 1) for anything else: text that is no number,
     ``1.5``, ``true``, a list, or a number outside ``low``..``high``."""
-    from django.core.exceptions import ImproperlyConfigured
-
-    value = _get(settings, name)
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ImproperlyConfigured(f"{name} must be a whole number; it is {value!r}")
+    value = _whole(name, _get(settings, name))
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"at least {low}" if high is None else f"between {low} and {high}"
         raise ImproperlyConfigured(f"{name} must be {bounds}; it is {value}")
@@ -196,8 +202,8 @@ def load(settings: Any | None = None) -> AppSettings:
         legacy_timeout=float(_get(settings, "CONTENT_ASGI_LEGACY_TIMEOUT")),
         middleware=_names(_get(settings, "CONTENT_ASGI_MIDDLEWARE")),
         reuse_port=_flag(_get(settings, "CONTENT_ASGI_REUSE_PORT")),
-        ondemand_unattended_bytes=_bound(_get(settings,
-                                              "CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES")),
+        ondemand_unattended_bytes=_bound("CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES", _get(
+            settings, "CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES")),
         header_timeout=float(_get(settings, "CONTENT_ASGI_HEADER_TIMEOUT")),
         max_connections=_integer(settings, "CONTENT_ASGI_MAX_CONNECTIONS"),
         file_read_threads=_integer(settings, "CONTENT_ASGI_FILE_READ_THREADS", 1,
@@ -205,11 +211,12 @@ def load(settings: Any | None = None) -> AppSettings:
     )
 
 
-def _bound(value: Any) -> int | None:
-    """A size limit in bytes; None, a negative number or an empty string mean none."""
+def _bound(name: str, value: Any) -> int | None:
+    """A size limit in bytes; None, a negative number, an empty string or "none" mean
+    none; anything else that is no whole number is refused (:func:`_whole`)."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
         return None
-    number = int(value)
+    number = _whole(name, value)
     return None if number < 0 else number
 
 

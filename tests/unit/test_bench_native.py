@@ -17,8 +17,8 @@ from bench import native
 pytestmark = pytest.mark.fast
 
 needs_perf = pytest.mark.skipif(shutil.which("perf") is None,
-                                reason="perf not installed (Debian: linux-perf; "
-                                       "make bench installs it)")
+                                reason="perf not installed: make test installs it (Debian "
+                                       "linux-perf, dev/test-tools.sh); plain pytest does not")
 
 #: ``perf report --stdio --sort dso -n`` of a worker during a cold on-demand GiB
 #: (abridged; the header abbreviates counts past 1,000).

@@ -80,3 +80,12 @@ def test_the_setting_reaches_granian(monkeypatch):
     runners.run("granian", [runners.Address("127.0.0.1", 1)], workers=2, timeout=5,
                 log_level="warning", reload=False, reuse_port=True, file_read_threads=3)
     assert given["runtime_blocking_threads"] == 3 and given["workers"] == 2
+
+
+@pytest.mark.parametrize("given", ["abc", 1.5, "1e6"])
+def test_an_unattended_bound_that_is_no_number_is_refused_naming_the_setting(given):
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured,
+                       match="CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES must be a whole number"):
+        _load(CONTENT_ASGI_ONDEMAND_UNATTENDED_BYTES=given)
